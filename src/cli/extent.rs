@@ -1,0 +1,113 @@
+//! `floodsql extent`: the tutorial's job from one command. It binds the
+//! canonical `sql/max_flood_extent.sql` and runs it through the same engine
+//! path as any user SQL.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::pipeline::{run_to_outputs, Outputs};
+use crate::template::{bind, Param};
+
+#[derive(Debug, Args, Clone)]
+pub struct ExtentArgs {
+    /// STAC API URL (root or /search), or a static catalogue: ItemCollection /
+    /// NDJSON file, directory of item files, or their http(s) URL.
+    #[arg(long, visible_alias = "source")]
+    pub stac_url: String,
+    /// Collection id(s), comma-separated.
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// Area of interest, degrees: MINX,MINY,MAXX,MAXY.
+    #[arg(long, allow_hyphen_values = true)]
+    pub bbox: String,
+    /// Time range START/END (RFC 3339; '..' open; date-only ends expanded like pystac-client).
+    #[arg(long)]
+    pub datetime: Option<String>,
+    /// Asset to read.
+    #[arg(long, default_value = "ensemble_flood_extent")]
+    pub asset: String,
+    /// Output COG.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the chunk table as Parquet.
+    #[arg(long)]
+    pub parquet: Option<PathBuf>,
+    /// Also write a PNG quicklook.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Chunk side in pixels.
+    #[arg(long, default_value_t = 1000)]
+    pub chunk: usize,
+    /// Items per page asked of a STAC API.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: usize,
+    /// Cap on the number of items (like pystac-client's max_items).
+    #[arg(long)]
+    pub max_items: Option<usize>,
+    /// Scan partitions (default: number of cores).
+    #[arg(long)]
+    pub partitions: Option<usize>,
+    /// Print the SQL that runs, then run it.
+    #[arg(long)]
+    pub print_sql: bool,
+}
+
+impl ExtentArgs {
+    /// The SQL this command runs: session options, then the bound canonical query.
+    pub fn sql(&self) -> anyhow::Result<String> {
+        // validate early for clear messages
+        crate::stac::search::Bbox::parse(&self.bbox)?;
+        if let Some(d) = &self.datetime {
+            crate::datetime::parse_interval(d)?;
+        }
+        let mut p = BTreeMap::new();
+        p.insert("source".to_string(), Param::Str(self.stac_url.clone()));
+        p.insert(
+            "collection".to_string(),
+            self.collection
+                .clone()
+                .map(Param::Str)
+                .unwrap_or(Param::Null),
+        );
+        p.insert("bbox".to_string(), Param::Str(self.bbox.clone()));
+        p.insert(
+            "datetime".to_string(),
+            self.datetime.clone().map(Param::Str).unwrap_or(Param::Null),
+        );
+        p.insert("asset".to_string(), Param::Str(self.asset.clone()));
+        p.insert("chunk".to_string(), Param::Int(self.chunk as i64));
+        let query = bind(crate::MAX_FLOOD_EXTENT_SQL, &p)?;
+        Ok(format!(
+            "SET floodsql.page_size = {};\nSET floodsql.max_items = {};\n{query}",
+            self.page_size,
+            self.max_items.unwrap_or(0)
+        ))
+    }
+}
+
+pub fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
+    let sql = a.sql()?;
+    if a.print_sql {
+        println!("{sql}");
+    }
+    let outputs = Outputs {
+        tif: Some(a.out.clone()),
+        parquet: a.parquet.clone(),
+        png: a.png.clone(),
+    };
+    let rt = super::runtime()?;
+    let summary = rt.block_on(async {
+        let ctx = crate::session::new_context(a.partitions);
+        let search = super::progress_bar(quiet, "{spinner} searching STAC: {pos} items");
+        crate::stac::table::set_search_progress(Some(search.clone()));
+        let bar = super::progress_bar(quiet, "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}");
+        let r = run_to_outputs(&ctx, &sql, &outputs, "MAXIMUM FLOOD EXTENT", &bar).await;
+        search.finish_and_clear();
+        crate::stac::table::set_search_progress(None);
+        r
+    })?;
+    eprintln!("{}", summary.describe());
+    Ok(())
+}

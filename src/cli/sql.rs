@@ -1,0 +1,170 @@
+//! `floodsql sql`: run SQL from a file, `-c`, or an interactive prompt, with
+//! every floodsql function registered. With `--out/--parquet/--png` the last
+//! statement's result is rasterised like `floodsql extent` does.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use clap::Args;
+use datafusion::execution::context::SessionContext;
+
+use crate::pipeline::{run_statement, run_to_outputs, split_statements, Outputs};
+use crate::template::{bind, Param};
+
+#[derive(Debug, Args, Clone)]
+pub struct SqlArgs {
+    /// SQL file to run.
+    pub file: Option<PathBuf>,
+    /// SQL text to run.
+    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    pub command: Option<String>,
+    /// Bind a ${name} parameter: --param name=value (integers stay integers, NULL is NULL).
+    #[arg(long = "param", value_parser = parse_kv)]
+    pub params: Vec<(String, String)>,
+    /// Rasterise the last statement's result to a COG.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the last statement's result (chunk table) as Parquet.
+    #[arg(long)]
+    pub parquet: Option<PathBuf>,
+    /// PNG quicklook of the rasterised result.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Scan partitions (default: number of cores).
+    #[arg(long)]
+    pub partitions: Option<usize>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))
+}
+
+/// Pixel buffers print as their size, not megabytes of hex.
+fn printable(b: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if matches!(
+            f.data_type(),
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+        ) {
+            let c2 = arrow::compute::cast(c, &DataType::LargeBinary)?;
+            let a = c2
+                .as_any()
+                .downcast_ref::<arrow::array::LargeBinaryArray>()
+                .context("binary")?;
+            let s: StringArray = (0..a.len())
+                .map(|i| {
+                    a.is_valid(i)
+                        .then(|| format!("<{} bytes>", a.value(i).len()))
+                })
+                .collect();
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            cols.push(Arc::new(s));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+async fn run_text(ctx: &SessionContext, sql: &str, quiet: bool) -> anyhow::Result<()> {
+    for stmt in split_statements(sql)? {
+        let bar = super::progress_bar(quiet, "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}");
+        let (batches, _) = run_statement(ctx, stmt, &bar).await?;
+        bar.finish_and_clear();
+        let shown: Vec<RecordBatch> = batches
+            .iter()
+            .map(printable)
+            .collect::<anyhow::Result<_>>()?;
+        if !shown.is_empty() && shown[0].num_columns() > 0 {
+            println!("{}", arrow::util::pretty::pretty_format_batches(&shown)?);
+        }
+    }
+    Ok(())
+}
+
+fn interactive(
+    rt: &tokio::runtime::Runtime,
+    ctx: &SessionContext,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let mut rl = rustyline::DefaultEditor::new()?;
+    let mut buf = String::new();
+    loop {
+        let prompt = if buf.is_empty() {
+            "floodsql> "
+        } else {
+            "      ...> "
+        };
+        match rl.readline(prompt) {
+            Ok(line) => {
+                if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+                    return Ok(());
+                }
+                buf.push_str(&line);
+                buf.push('\n');
+                if line.trim_end().ends_with(';') {
+                    let _ = rl.add_history_entry(buf.trim());
+                    if let Err(e) = rt.block_on(run_text(ctx, &buf, quiet)) {
+                        eprintln!("error: {e:#}");
+                    }
+                    buf.clear();
+                }
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => buf.clear(),
+            Err(rustyline::error::ReadlineError::Eof) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+pub fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
+    let params: BTreeMap<String, Param> = a
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), Param::parse(v)))
+        .collect();
+    let text = match (&a.file, &a.command) {
+        (Some(f), _) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading SQL file '{}'", f.display()))?,
+        ),
+        (None, Some(c)) => Some(c.clone()),
+        (None, None) => None,
+    };
+    let outputs = Outputs {
+        tif: a.out.clone(),
+        parquet: a.parquet.clone(),
+        png: a.png.clone(),
+    };
+    let rt = super::runtime()?;
+    let ctx = rt.block_on(async { crate::session::new_context(a.partitions) });
+    let search = super::progress_bar(quiet, "{spinner} searching STAC: {pos} items");
+    crate::stac::table::set_search_progress(Some(search.clone()));
+    let Some(text) = text else {
+        if outputs.any() {
+            anyhow::bail!("--out/--parquet/--png need a SQL file or -c");
+        }
+        return interactive(&rt, &ctx, quiet);
+    };
+    let sql = bind(&text, &params)?;
+    rt.block_on(async {
+        if outputs.any() {
+            let bar =
+                super::progress_bar(quiet, "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}");
+            let s = run_to_outputs(&ctx, &sql, &outputs, "FLOODSQL RESULT", &bar).await?;
+            eprintln!("{}", s.describe());
+            Ok(())
+        } else {
+            run_text(&ctx, &sql, quiet).await
+        }
+    })
+}

@@ -1,0 +1,175 @@
+//! Running SQL and turning the last statement's result into outputs. The
+//! output grid comes from the `flood_chunks` scan in the physical plan (the
+//! rasteriser needs the full grid, including chunks no item touches).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::context::SessionContext;
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use indicatif::ProgressBar;
+
+use crate::error::{Error, Result};
+use crate::output::assemble::{assemble, Raster};
+use crate::raster::exec::{set_progress, FloodChunksExec};
+use crate::raster::plan::ScanPlan;
+
+/// Where to write a raster result.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    pub tif: Option<PathBuf>,
+    pub parquet: Option<PathBuf>,
+    pub png: Option<PathBuf>,
+}
+
+impl Outputs {
+    pub fn any(&self) -> bool {
+        self.tif.is_some() || self.parquet.is_some() || self.png.is_some()
+    }
+}
+
+/// What a raster run did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub items: usize,
+    pub slices: usize,
+    pub chunk_rows: usize,
+    pub raster: Raster,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub fn flooded_pixels(&self) -> usize {
+        self.raster.u8_count(1)
+    }
+
+    pub fn describe(&self) -> String {
+        let g = &self.raster.grid;
+        let px = self.flooded_pixels();
+        let gt = g.geotransform();
+        format!(
+            "items: {}\ntime slices: {}\n(slice, chunk) rows scanned: {}\ngrid: {} x {} px at {} m, origin ({}, {})\n\
+             flooded pixels: {} ({:.3} km²)\nwall time: {:.2} s",
+            self.items,
+            self.slices,
+            self.chunk_rows,
+            g.width,
+            g.height,
+            g.res,
+            gt[0],
+            gt[3],
+            px,
+            px as f64 * g.res * g.res / 1e6,
+            self.seconds
+        )
+    }
+}
+
+/// Splits SQL text into statements with DataFusion's own parser.
+pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
+    let stmts = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map_err(|e| Error::Other(format!("SQL syntax error: {e}")))?;
+    Ok(stmts.into_iter().collect())
+}
+
+/// The scan plans of every `flood_chunks` scan in a physical plan.
+pub fn find_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<(Arc<ScanPlan>, usize)> {
+    let mut out = Vec::new();
+    let _ = plan.apply(|node| {
+        let any: &dyn std::any::Any = node.as_ref();
+        if let Some(s) = any.downcast_ref::<FloodChunksExec>() {
+            out.push((s.scan_plan().clone(), s.total_rows()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
+/// Plans one statement; runs it to batches; the flood scans it contains.
+pub async fn run_statement(
+    ctx: &SessionContext,
+    stmt: Statement,
+    progress: &ProgressBar,
+) -> datafusion::error::Result<(Vec<RecordBatch>, Vec<Arc<ScanPlan>>)> {
+    let state = ctx.state();
+    let logical = state.statement_to_plan(stmt).await?;
+    let df = ctx.execute_logical_plan(logical).await?;
+    let physical = df.create_physical_plan().await?;
+    let scans = find_scans(&physical);
+    let rows: usize = scans.iter().map(|(_, n)| n).sum();
+    if rows > 0 {
+        progress.set_length(rows as u64);
+        set_progress(Some(progress.clone()));
+    }
+    let batches = collect(physical, ctx.task_ctx()).await;
+    set_progress(None);
+    Ok((batches?, scans.into_iter().map(|(s, _)| s).collect()))
+}
+
+/// Runs SQL text; the last statement's result is rasterised onto the grid of
+/// its `flood_chunks` scan and written to `outputs`.
+pub async fn run_to_outputs(
+    ctx: &SessionContext,
+    sql: &str,
+    outputs: &Outputs,
+    title: &str,
+    progress: &ProgressBar,
+) -> anyhow::Result<Summary> {
+    let t0 = Instant::now();
+    let mut stmts = split_statements(sql)?;
+    let last = stmts
+        .pop()
+        .ok_or_else(|| Error::Other("no SQL statement".into()))?;
+    for s in stmts {
+        run_statement(ctx, s, progress).await?;
+    }
+    let (batches, scans) = run_statement(ctx, last, progress).await?;
+    progress.finish_and_clear();
+    let scan = match scans.as_slice() {
+        [s] => s.clone(),
+        [] => {
+            return Err(Error::Other(
+                "a raster output needs a query over flood_chunks(...): none found in the plan"
+                    .into(),
+            )
+            .into())
+        }
+        [first, rest @ ..] => {
+            if rest.iter().any(|s| s.grid != first.grid) {
+                return Err(
+                    Error::Other("the query scans flood_chunks on different grids".into()).into(),
+                );
+            }
+            first.clone()
+        }
+    };
+    let grid = scan.grid.clone();
+    let chunk_rows = batches.iter().map(|b| b.num_rows()).sum();
+    let (outputs2, title) = (outputs.clone(), title.to_string());
+    let raster = tokio::task::spawn_blocking(move || -> Result<Raster> {
+        let raster = assemble(&grid, &batches)?;
+        if let Some(p) = &outputs2.tif {
+            crate::output::cog::write_cog(&raster, p)?;
+        }
+        if let Some(p) = &outputs2.parquet {
+            crate::output::parquet::write_parquet(&batches, &raster, p)?;
+        }
+        if let Some(p) = &outputs2.png {
+            crate::output::png::write_png(&raster, &title, p)?;
+        }
+        Ok(raster)
+    })
+    .await??;
+    Ok(Summary {
+        items: scan.n_items(),
+        slices: scan.slices.len(),
+        chunk_rows,
+        raster,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,162 @@
+//! The output grid, computed exactly as odc-stac's `load(bbox=…, crs=…,
+//! resolution=gsd)` does (odc-geo `GeoBox.from_bbox`, `tol=0.01`):
+//! project the 4 corners of the lon/lat bbox (no densification) into the items'
+//! CRS, take their bounding box, snap it outwards to multiples of the
+//! resolution from the CRS origin (an edge within 0.01 px of a grid line snaps to
+//! that line). Items are then placed on this lattice at integer offsets.
+
+use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::stac::search::Bbox;
+
+/// odc-geo's snapping tolerance, in pixels.
+pub const SNAP_TOL: f64 = 0.01;
+
+/// A north-up grid on the `res` lattice of `crs`: pixel (0, 0) has its top-left
+/// corner at (`col0 * res`, `row0 * res`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputGrid {
+    /// The CRS as the items give it (WKT, or `EPSG:n`).
+    pub crs: String,
+    pub res: f64,
+    /// Left edge in lattice units (x = col0 * res).
+    pub col0: i64,
+    /// Top edge in lattice units (y = row0 * res).
+    pub row0: i64,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl OutputGrid {
+    /// GDAL geotransform.
+    pub fn geotransform(&self) -> [f64; 6] {
+        [
+            self.col0 as f64 * self.res,
+            self.res,
+            0.0,
+            self.row0 as f64 * self.res,
+            0.0,
+            -self.res,
+        ]
+    }
+
+    pub fn chunks(&self, chunk: usize) -> (usize, usize) {
+        (self.width.div_ceil(chunk), self.height.div_ceil(chunk))
+    }
+
+    /// Pixel window (x_off, y_off, w, h) of chunk (col, row).
+    pub fn chunk_window(
+        &self,
+        chunk: usize,
+        col: usize,
+        row: usize,
+    ) -> (usize, usize, usize, usize) {
+        let (x, y) = (col * chunk, row * chunk);
+        (x, y, chunk.min(self.width - x), chunk.min(self.height - y))
+    }
+}
+
+/// `odc.geo.math.maybe_int`: v rounded when within `tol` of an integer.
+fn maybe_int(v: f64, tol: f64) -> f64 {
+    let r = v.round();
+    if (v - r).abs() < tol {
+        r
+    } else {
+        v
+    }
+}
+
+/// Outward snap of [lo, hi] to the `res` lattice: (first index, count >= 1).
+pub fn snap_outwards(lo: f64, hi: f64, res: f64) -> (i64, usize) {
+    let a = maybe_int(lo / res, SNAP_TOL).floor() as i64;
+    let b = maybe_int(hi / res, SNAP_TOL).ceil() as i64;
+    (a, (b - a).max(1) as usize)
+}
+
+/// A CRS from what the items give (WKT1/WKT2, or a user string such as `EPSG:27703`).
+pub fn spatial_ref(crs: &str) -> Result<SpatialRef> {
+    let mut srs = if crs
+        .trim_start()
+        .starts_with(|c: char| c.is_ascii_uppercase())
+        && crs.contains('[')
+    {
+        SpatialRef::from_wkt(crs)
+    } else {
+        SpatialRef::from_definition(crs)
+    }
+    .map_err(|e| Error::Gdal(format!("cannot parse the items' CRS ({e}): {}", short(crs))))?;
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    Ok(srs)
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// Projects the 4 corners of a lon/lat bbox into `crs`: (minx, miny, maxx, maxy).
+pub fn project_bbox(b: &Bbox, crs: &str) -> Result<[f64; 4]> {
+    let mut wgs84 = SpatialRef::from_epsg(4326)?;
+    wgs84.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let dst = spatial_ref(crs)?;
+    let t = CoordTransform::new(&wgs84, &dst)?;
+    let mut xs = [b.minx, b.minx, b.maxx, b.maxx];
+    let mut ys = [b.miny, b.maxy, b.miny, b.maxy];
+    let mut zs = [0.0; 4];
+    t.transform_coords(&mut xs, &mut ys, &mut zs)
+        .map_err(|e| Error::Gdal(format!("projecting the bbox corners: {e}")))?;
+    if xs.iter().chain(ys.iter()).any(|v| !v.is_finite()) {
+        return Err(Error::Gdal(
+            "the bbox does not project into the items' CRS".into(),
+        ));
+    }
+    let fold = |v: &[f64; 4], f: fn(f64, f64) -> f64| v[1..].iter().fold(v[0], |a, &x| f(a, x));
+    Ok([
+        fold(&xs, f64::min),
+        fold(&ys, f64::min),
+        fold(&xs, f64::max),
+        fold(&ys, f64::max),
+    ])
+}
+
+/// The output grid for a lon/lat bbox, in `crs`, at resolution `res`.
+pub fn output_grid(b: &Bbox, crs: &str, res: f64) -> Result<OutputGrid> {
+    if !(res.is_finite() && res > 0.0) {
+        return Err(Error::Other(format!("resolution must be > 0, got {res}")));
+    }
+    let [x0, y0, x1, y1] = project_bbox(b, crs)?;
+    let (col0, width) = snap_outwards(x0, x1, res);
+    let (ybot, height) = snap_outwards(y0, y1, res);
+    Ok(OutputGrid {
+        crs: crs.to_string(),
+        res,
+        col0,
+        row0: ybot + height as i64,
+        width,
+        height,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapping_matches_odc_geo() {
+        // plain outward snap
+        assert_eq!(snap_outwards(10.5, 30.5, 20.0), (0, 2));
+        // an edge within 0.01 px of a grid line snaps to it
+        assert_eq!(
+            snap_outwards(40.0 * 20.0 - 0.19, 60.0 * 20.0 + 0.19, 20.0),
+            (40, 20)
+        );
+        // ... but not beyond
+        assert_eq!(
+            snap_outwards(40.0 * 20.0 - 0.21, 60.0 * 20.0 + 0.21, 20.0),
+            (39, 22)
+        );
+        // negative coordinates
+        assert_eq!(snap_outwards(-45.0, -5.0, 20.0), (-3, 3));
+    }
+}

@@ -1,0 +1,94 @@
+//! `flood_chunks(source, collection, bbox, datetime, asset [, chunk_size])`:
+//! raster chunks as a table, one row per (time slice, chunk) — see
+//! [`chunk_schema`](crate::raster::exec::chunk_schema). The STAC search and
+//! the scan plan are made when the query is planned for execution.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{exec_datafusion_err, Result};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::options::FloodsqlOptions;
+use crate::raster::exec::{chunk_schema, FloodChunksExec};
+use crate::raster::plan::plan_scan;
+use crate::sqlargs::{check_arity, opt_usize, req_str};
+use crate::stac::search::{search, SearchParams};
+use crate::stac::table::{search_params, search_progress};
+
+#[derive(Debug)]
+pub struct FloodChunksFunction;
+
+pub const SIGNATURE: &str = "source, collection, bbox, datetime, asset [, chunk_size]";
+
+impl TableFunctionImpl for FloodChunksFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const F: &str = "flood_chunks";
+        let a = args.exprs();
+        check_arity(F, SIGNATURE, a, 6)?;
+        let search = search_params(F, a, args.session(), true)?;
+        let asset = req_str(F, "asset", a, 4)?;
+        let opts = args
+            .session()
+            .config_options()
+            .extensions
+            .get::<FloodsqlOptions>()
+            .cloned()
+            .unwrap_or_default();
+        let chunk = opt_usize(F, "chunk_size", a, 5)?.unwrap_or(opts.chunk_size);
+        Ok(Arc::new(FloodChunksTable {
+            search,
+            asset,
+            chunk,
+            concurrency: opts.read_concurrency,
+        }))
+    }
+}
+
+#[derive(Debug)]
+pub struct FloodChunksTable {
+    pub search: SearchParams,
+    pub asset: String,
+    pub chunk: usize,
+    pub concurrency: usize,
+}
+
+#[async_trait]
+impl TableProvider for FloodChunksTable {
+    fn schema(&self) -> SchemaRef {
+        chunk_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let items = search(&self.search, &search_progress()).await?;
+        let bbox = self
+            .search
+            .bbox
+            .ok_or_else(|| exec_datafusion_err!("flood_chunks needs a bbox"))?;
+        let (asset, chunk) = (self.asset.clone(), self.chunk);
+        let plan = tokio::task::spawn_blocking(move || plan_scan(&items, &bbox, &asset, chunk))
+            .await
+            .map_err(|e| exec_datafusion_err!("planning task failed: {e}"))??;
+        let n_chunks = plan.chunks_with_data().len().max(1);
+        let partitions = state.config().target_partitions().min(n_chunks);
+        Ok(Arc::new(FloodChunksExec::try_new(
+            Arc::new(plan),
+            partitions,
+            self.concurrency,
+            projection.cloned(),
+        )?))
+    }
+}

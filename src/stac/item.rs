@@ -1,0 +1,297 @@
+//! A STAC item as floodsql uses it: the raw JSON plus accessors for the fields
+//! the raster scan needs (projection, asset grid, nodata, href).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// A parsed STAC item.
+#[derive(Debug, Clone)]
+pub struct StacItem {
+    pub id: String,
+    pub collection: Option<String>,
+    pub datetime: Option<DateTime<Utc>>,
+    pub bbox: Option<[f64; 4]>,
+    pub geometry: Option<Value>,
+    pub properties: Map<String, Value>,
+    pub assets: Map<String, Value>,
+    /// Where the item came from, for resolving relative asset hrefs
+    /// (its `self` link, else the file or URL it was read from).
+    pub base: Option<String>,
+}
+
+impl StacItem {
+    /// Parses one GeoJSON Feature; `base` is where it was read from.
+    pub fn from_json(v: Value, base: Option<&str>) -> Result<Self> {
+        let Value::Object(mut o) = v else {
+            return Err(Error::BadItem {
+                item: "?".into(),
+                message: "not a JSON object".into(),
+            });
+        };
+        let id = match o.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return Err(Error::BadItem {
+                    item: "?".into(),
+                    message: "missing string 'id'".into(),
+                })
+            }
+        };
+        let bad = |m: String| Error::BadItem {
+            item: id.clone(),
+            message: m,
+        };
+        if o.get("type").and_then(Value::as_str) != Some("Feature") {
+            return Err(bad("'type' is not 'Feature'".into()));
+        }
+        let properties = match o.remove("properties") {
+            Some(Value::Object(p)) => p,
+            _ => return Err(bad("missing 'properties' object".into())),
+        };
+        let datetime = match properties.get("datetime") {
+            Some(Value::String(s)) => Some(
+                DateTime::parse_from_rfc3339(s)
+                    .map_err(|e| bad(format!("bad datetime '{s}': {e}")))?
+                    .with_timezone(&Utc),
+            ),
+            _ => None,
+        };
+        let bbox = match o.get("bbox") {
+            Some(Value::Array(a)) if a.len() == 4 || a.len() == 6 => {
+                let n: Vec<f64> = a.iter().filter_map(Value::as_f64).collect();
+                if n.len() != a.len() {
+                    return Err(bad("non-numeric bbox".into()));
+                }
+                if n.len() == 4 {
+                    Some([n[0], n[1], n[2], n[3]])
+                } else {
+                    Some([n[0], n[1], n[3], n[4]])
+                }
+            }
+            _ => None,
+        };
+        let assets = match o.remove("assets") {
+            Some(Value::Object(a)) => a,
+            _ => Map::new(),
+        };
+        let self_link = o.get("links").and_then(Value::as_array).and_then(|links| {
+            links.iter().find_map(|l| {
+                (l.get("rel").and_then(Value::as_str) == Some("self"))
+                    .then(|| l.get("href").and_then(Value::as_str).map(str::to_string))
+                    .flatten()
+            })
+        });
+        Ok(StacItem {
+            id,
+            collection: o
+                .get("collection")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            datetime,
+            bbox,
+            geometry: o.remove("geometry").filter(|g| !g.is_null()),
+            properties,
+            assets,
+            base: self_link.or_else(|| base.map(str::to_string)),
+        })
+    }
+
+    fn bad(&self, m: impl Into<String>) -> Error {
+        Error::BadItem {
+            item: self.id.clone(),
+            message: m.into(),
+        }
+    }
+
+    /// The asset object, or a clear error listing the available ones.
+    pub fn asset(&self, name: &str) -> Result<&Map<String, Value>> {
+        match self.assets.get(name) {
+            Some(Value::Object(a)) => Ok(a),
+            _ => {
+                let mut names: Vec<&str> = self.assets.keys().map(String::as_str).collect();
+                names.sort();
+                Err(Error::MissingAsset {
+                    asset: name.into(),
+                    item: self.id.clone(),
+                    available: names.join(", "),
+                })
+            }
+        }
+    }
+
+    /// A projection field, from the asset first, then the item properties.
+    fn proj_field(&self, asset: Option<&str>, key: &str) -> Option<&Value> {
+        asset
+            .and_then(|a| self.assets.get(a))
+            .and_then(|a| a.get(key))
+            .filter(|v| !v.is_null())
+            .or_else(|| self.properties.get(key).filter(|v| !v.is_null()))
+    }
+
+    /// The CRS as something GDAL's `SetFromUserInput` takes: `proj:wkt2`,
+    /// else `proj:code` (e.g. `EPSG:27703`), else `proj:epsg`. Never requires an EPSG code.
+    pub fn crs(&self, asset: Option<&str>) -> Option<String> {
+        if let Some(Value::String(w)) = self.proj_field(asset, "proj:wkt2") {
+            return Some(w.clone());
+        }
+        if let Some(Value::String(c)) = self.proj_field(asset, "proj:code") {
+            return Some(c.clone());
+        }
+        if let Some(e) = self.proj_field(asset, "proj:epsg").and_then(Value::as_i64) {
+            return Some(format!("EPSG:{e}"));
+        }
+        None
+    }
+
+    /// `proj:shape` as (rows, cols).
+    pub fn proj_shape(&self, asset: Option<&str>) -> Option<(usize, usize)> {
+        let a = self.proj_field(asset, "proj:shape")?.as_array()?;
+        if a.len() != 2 {
+            return None;
+        }
+        Some((a[0].as_u64()? as usize, a[1].as_u64()? as usize))
+    }
+
+    /// `proj:transform` as the first six affine coefficients [a, b, c, d, e, f]
+    /// (x = a*col + b*row + c, y = d*col + e*row + f).
+    pub fn proj_transform(&self, asset: Option<&str>) -> Option<[f64; 6]> {
+        let a = self.proj_field(asset, "proj:transform")?.as_array()?;
+        if a.len() != 6 && a.len() != 9 {
+            return None;
+        }
+        let v: Vec<f64> = a.iter().filter_map(Value::as_f64).collect();
+        (v.len() == a.len()).then(|| [v[0], v[1], v[2], v[3], v[4], v[5]])
+    }
+
+    pub fn gsd(&self) -> Option<f64> {
+        self.properties.get("gsd").and_then(Value::as_f64)
+    }
+
+    /// The asset's nodata from `raster:bands[0].nodata` (STAC metadata, not the
+    /// COG header), if declared.
+    pub fn asset_nodata(&self, asset: &str) -> Option<f64> {
+        self.assets
+            .get(asset)?
+            .get("raster:bands")?
+            .as_array()?
+            .first()?
+            .get("nodata")?
+            .as_f64()
+    }
+
+    /// The asset's href resolved to a path GDAL opens (`/vsicurl/` for http).
+    pub fn asset_gdal_path(&self, asset: &str) -> Result<String> {
+        let a = self.asset(asset)?;
+        let href = a
+            .get("href")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.bad(format!("asset '{asset}' has no href")))?;
+        resolve_href(href, self.base.as_deref()).map_err(|m| self.bad(m))
+    }
+
+    /// All asset hrefs, as (name, href) sorted by name.
+    pub fn asset_hrefs(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .assets
+            .iter()
+            .filter_map(|(k, a)| Some((k.clone(), a.get("href")?.as_str()?.to_string())))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Item bbox, or the bbox of its geometry's coordinates.
+    pub fn lonlat_bbox(&self) -> Option<[f64; 4]> {
+        if let Some(b) = self.bbox {
+            return Some(b);
+        }
+        let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+        fn walk(v: &Value, b: &mut [f64; 4]) {
+            if let Some(a) = v.as_array() {
+                if a.len() >= 2 && a[0].is_number() && a[1].is_number() {
+                    let (x, y) = (a[0].as_f64().unwrap_or(0.0), a[1].as_f64().unwrap_or(0.0));
+                    b[0] = b[0].min(x);
+                    b[1] = b[1].min(y);
+                    b[2] = b[2].max(x);
+                    b[3] = b[3].max(y);
+                } else {
+                    a.iter().for_each(|x| walk(x, b));
+                }
+            }
+        }
+        walk(self.geometry.as_ref()?.get("coordinates")?, &mut b);
+        (b[0] <= b[2]).then_some(b)
+    }
+}
+
+/// Resolves an asset href against the item's location into a GDAL path.
+pub fn resolve_href(href: &str, base: Option<&str>) -> std::result::Result<String, String> {
+    if let Some(rest) = href.strip_prefix("file://") {
+        let u = url::Url::parse(href).map_err(|e| format!("bad file URI '{href}': {e}"))?;
+        return u
+            .to_file_path()
+            .map(|p| p.display().to_string())
+            .map_err(|_| format!("bad file URI '{href}' ({rest})"));
+    }
+    if href.starts_with("http://") || href.starts_with("https://") {
+        return Ok(format!("/vsicurl/{href}"));
+    }
+    if let Some(rest) = href.strip_prefix("s3://") {
+        return Ok(format!("/vsis3/{rest}"));
+    }
+    if href.starts_with("/vsi") || Path::new(href).is_absolute() {
+        return Ok(href.to_string());
+    }
+    // relative href: against the item's own location
+    match base {
+        Some(b) if b.starts_with("http://") || b.starts_with("https://") => {
+            let u = url::Url::parse(b)
+                .and_then(|u| u.join(href))
+                .map_err(|e| format!("cannot resolve '{href}' against '{b}': {e}"))?;
+            Ok(format!("/vsicurl/{u}"))
+        }
+        Some(b) => {
+            let bp = if let Some(p) = b.strip_prefix("file://") {
+                PathBuf::from(p)
+            } else {
+                PathBuf::from(b)
+            };
+            let dir = if bp.is_dir() {
+                bp
+            } else {
+                bp.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
+            Ok(dir.join(href).display().to_string())
+        }
+        None => Err(format!(
+            "relative asset href '{href}' and no item location to resolve it against"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hrefs() {
+        assert_eq!(resolve_href("file:///a/b.tif", None).unwrap(), "/a/b.tif");
+        assert_eq!(
+            resolve_href("https://x/y.tif", None).unwrap(),
+            "/vsicurl/https://x/y.tif"
+        );
+        assert_eq!(
+            resolve_href("t/a.tif", Some("/data/items/i.json")).unwrap(),
+            "/data/items/t/a.tif"
+        );
+        assert_eq!(
+            resolve_href("../a.tif", Some("https://h/c/items/i.json")).unwrap(),
+            "/vsicurl/https://h/c/a.tif"
+        );
+        assert!(resolve_href("a.tif", None).is_err());
+    }
+}

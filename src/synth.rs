@@ -1,0 +1,458 @@
+//! Deterministic synthetic GFM data: COGs + STAC items shaped like the real
+//! product. Equi7Grid AS CRS given only as the legacy WKT (no EPSG code), 20 m
+//! pixels, tiles aligned to the lattice, several acquisitions (time slices)
+//! each made of several tiles sharing one datetime, rotated swaths with 255
+//! outside, exclusion holes (255), flood patterns that grow and recede, some
+//! overlapping items within a slice (to exercise fusing), and decoy items
+//! outside the AOI or the time range.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, TimeZone, Utc};
+use gdal::raster::{Buffer, RasterCreationOptions};
+use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+use gdal::DriverManager;
+use serde_json::{json, Value};
+
+use crate::error::{io_err, Error, Result};
+use crate::output::atomic::write_atomic;
+use crate::raster::grid::spatial_ref;
+
+/// Equi7Grid AS as shipped by the equi7grid package up to v0.2 (no EPSG code).
+pub const EQUI7_AS_WKT: &str = r#"PROJCS["Azimuthal_Equidistant",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0],UNIT["Degree",0.0174532925199433]],PROJECTION["Azimuthal_Equidistant"],PARAMETER["latitude_of_center",47],PARAMETER["longitude_of_center",94],PARAMETER["false_easting",4340913.84808],PARAMETER["false_northing",4812712.92347],UNIT["metre",1,AUTHORITY["EPSG","9001"]],AXIS["Easting",EAST],AXIS["Northing",NORTH]]"#;
+
+pub const RES: f64 = 20.0;
+pub const ASSET: &str = "ensemble_flood_extent";
+pub const COLLECTION: &str = "GFM";
+
+/// Size presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scale {
+    /// ~600 px AOI, 500 px tiles, 5 acquisitions (seconds)
+    Tiny,
+    /// ~2000 px AOI, 1500 px tiles, 10 acquisitions
+    Small,
+    /// ~4500 px AOI over 1°, 3000 px tiles, 12 acquisitions
+    Medium,
+    /// the tutorial's AOI (~9000 px), 15000 px T3 tiles, 40 acquisitions (~150 items)
+    Tutorial,
+}
+
+/// A generated scene's parameters.
+#[derive(Debug, Clone)]
+pub struct SynthSpec {
+    /// AOI (lon/lat) the scene is built around.
+    pub bbox: [f64; 4],
+    pub tile_px: usize,
+    pub acquisitions: usize,
+    pub seed: u64,
+}
+
+impl SynthSpec {
+    pub fn preset(scale: Scale, seed: u64) -> SynthSpec {
+        let (half_w, half_h, tile_px, acquisitions) = match scale {
+            Scale::Tiny => (0.06, 0.05, 500, 5),
+            Scale::Small => (0.2, 0.17, 1500, 10),
+            Scale::Medium => (0.5, 0.4, 3000, 12),
+            Scale::Tutorial => {
+                return SynthSpec {
+                    bbox: [67.398376, 26.197341, 69.027100, 27.591066],
+                    tile_px: 15000,
+                    acquisitions: 40,
+                    seed,
+                }
+            }
+        };
+        let (cx, cy) = (68.2127, 26.8942);
+        SynthSpec {
+            bbox: [cx - half_w, cy - half_h, cx + half_w, cy + half_h],
+            tile_px,
+            acquisitions,
+            seed,
+        }
+    }
+}
+
+/// What was generated.
+#[derive(Debug, Clone)]
+pub struct SynthOutput {
+    pub dir: PathBuf,
+    pub items_file: PathBuf,
+    pub n_items: usize,
+    pub bbox: [f64; 4],
+    pub datetime: String,
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ceb9fe1a85ec53);
+    x ^ (x >> 33)
+}
+
+fn unit(seed: u64, k: u64) -> f64 {
+    (mix(seed.wrapping_mul(0x9E3779B97F4A7C15) ^ k) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One acquisition: a rotated swath and a flood level.
+#[derive(Debug, Clone)]
+struct Acq {
+    datetime: chrono::DateTime<Utc>,
+    /// swath: points with |(x - cx) * cos a + (y - cy) * sin a| < half_width (metres)
+    cx: f64,
+    cy: f64,
+    cos: f64,
+    sin: f64,
+    half_width: f64,
+    /// flood level 0..1 (grows then recedes)
+    level: f64,
+}
+
+/// Flood / dry / excluded value of a global lattice pixel for one acquisition.
+#[inline]
+fn pixel_value(a: &Acq, gx: i64, gy: i64, seed: u64) -> u8 {
+    // swath (centre of pixel)
+    let x = (gx as f64 + 0.5) * RES;
+    let y = (gy as f64 - 0.5) * RES;
+    let d = (x - a.cx) * a.cos + (y - a.cy) * a.sin;
+    if d.abs() >= a.half_width {
+        return 255;
+    }
+    // exclusion holes: fixed 48 px blocks, ~1 in 23
+    let (bx, by) = (gx.div_euclid(48), gy.div_euclid(48));
+    if mix(seed ^ (bx as u64).wrapping_mul(31) ^ (by as u64).wrapping_mul(1_000_003)) % 23 == 0 {
+        return 255;
+    }
+    // smooth terrain-like field plus a river band
+    let (fx, fy) = (gx as f64, gy as f64);
+    let f = (fx / 97.0).sin()
+        + (fy / 131.0).sin()
+        + ((fx + fy) / 211.0).sin()
+        + 0.5 * ((fx - 2.0 * fy) / 53.0).sin();
+    let river = ((fy - 0.3 * fx) / 40.0).rem_euclid(60.0);
+    let wet = f > 3.2 - 1.6 * a.level || river < 1.0 + 6.0 * a.level;
+    wet as u8
+}
+
+fn acquisitions(spec: &SynthSpec, centre: (f64, f64), span: f64) -> Vec<Acq> {
+    let t0 = Utc
+        .with_ymd_and_hms(2022, 9, 1, 1, 3, 17)
+        .single()
+        .expect("valid date");
+    (0..spec.acquisitions)
+        .map(|k| {
+            let u = |j: u64| unit(spec.seed, k as u64 * 16 + j);
+            // ascending / descending passes tilt the swath either way (~±12° off north)
+            let ang = (if k % 2 == 0 { 12.0f64 } else { -12.0 }).to_radians() + (u(1) - 0.5) * 0.1;
+            let days = (k as f64 * 29.0 / spec.acquisitions as f64).floor() as i64;
+            let secs = (u(2) * 86000.0) as i64;
+            let phase = k as f64 / (spec.acquisitions.max(2) - 1) as f64;
+            Acq {
+                datetime: t0 + Duration::days(days) + Duration::seconds(secs),
+                cx: centre.0 + (u(3) - 0.5) * span * 0.8,
+                cy: centre.1,
+                cos: ang.cos(),
+                sin: ang.sin(),
+                half_width: span * (0.25 + 0.2 * u(4)),
+                level: (std::f64::consts::PI * phase).sin(),
+            }
+        })
+        .collect()
+}
+
+fn lonlat_polygon(
+    t: &CoordTransform,
+    x0: f64,
+    y0: f64,
+    x1: f64,
+    y1: f64,
+) -> Result<(Value, [f64; 4])> {
+    let mut xs = [x0, x1, x1, x0, x0];
+    let mut ys = [y1, y1, y0, y0, y1];
+    let mut zs = [0.0; 5];
+    t.transform_coords(&mut xs, &mut ys, &mut zs)?;
+    let ring: Vec<Value> = xs
+        .iter()
+        .zip(ys.iter())
+        .map(|(x, y)| json!([x, y]))
+        .collect();
+    let bbox = [
+        xs.iter().cloned().fold(f64::MAX, f64::min),
+        ys.iter().cloned().fold(f64::MAX, f64::min),
+        xs.iter().cloned().fold(f64::MIN, f64::max),
+        ys.iter().cloned().fold(f64::MIN, f64::max),
+    ];
+    Ok((json!({"type": "Polygon", "coordinates": [ring]}), bbox))
+}
+
+struct ItemSpec {
+    id: String,
+    acq: usize,
+    /// tile origin in lattice units (top-left)
+    col0: i64,
+    row0: i64,
+    /// decoys: shifted datetime
+    time_shift_days: i64,
+    /// a second item for the same tile and datetime with its swath shifted
+    swath_shift: f64,
+}
+
+/// Generates the scene into `dir` (created). Deterministic for a given spec.
+pub fn generate(
+    spec: &SynthSpec,
+    dir: &Path,
+    progress: &indicatif::ProgressBar,
+) -> Result<SynthOutput> {
+    crate::raster::read::configure_gdal();
+    std::fs::create_dir_all(dir.join("items")).map_err(io_err(dir))?;
+    std::fs::create_dir_all(dir.join("cogs")).map_err(io_err(dir))?;
+    let dir = dir.canonicalize().map_err(io_err(dir))?;
+    let srs = spatial_ref(EQUI7_AS_WKT)?;
+    let mut wgs = SpatialRef::from_epsg(4326)?;
+    wgs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let to_proj = CoordTransform::new(&wgs, &srs)?;
+    let to_ll = CoordTransform::new(&srs, &wgs)?;
+
+    // projected AOI
+    let b = spec.bbox;
+    let mut xs = [b[0], b[0], b[2], b[2]];
+    let mut ys = [b[1], b[3], b[1], b[3]];
+    to_proj.transform_coords(&mut xs, &mut ys, &mut [0.0; 4])?;
+    let (px0, px1) = (
+        xs.iter().cloned().fold(f64::MAX, f64::min),
+        xs.iter().cloned().fold(f64::MIN, f64::max),
+    );
+    let (py0, py1) = (
+        ys.iter().cloned().fold(f64::MAX, f64::min),
+        ys.iter().cloned().fold(f64::MIN, f64::max),
+    );
+    let centre = ((px0 + px1) / 2.0, (py0 + py1) / 2.0);
+    let span = (px1 - px0).max(py1 - py0);
+    let tile_m = spec.tile_px as f64 * RES;
+    let acqs = acquisitions(spec, centre, span);
+
+    // tiles covering the projected AOI (plus a margin), on the tile lattice
+    let (tx0, tx1) = (
+        ((px0 - tile_m * 0.1) / tile_m).floor() as i64,
+        ((px1 + tile_m * 0.1) / tile_m).floor() as i64,
+    );
+    let (ty0, ty1) = (
+        ((py0 - tile_m * 0.1) / tile_m).floor() as i64,
+        ((py1 + tile_m * 0.1) / tile_m).floor() as i64,
+    );
+    let tp = spec.tile_px as i64;
+    let mut items: Vec<ItemSpec> = Vec::new();
+    // Equi7-like tile names: lower-left corner in km, tile side in km
+    let tile_km = tp * 20 / 1000;
+    let tile_name =
+        |tx: i64, ty: i64| format!("E{:05}N{:05}T{tile_km}K", tx * tile_km, ty * tile_km);
+    for (k, a) in acqs.iter().enumerate() {
+        for tx in tx0..=tx1 {
+            for ty in ty0..=ty1 {
+                // does the swath cross this tile? (corner distances straddle or lie inside)
+                let corners = [(tx, ty), (tx + 1, ty), (tx, ty + 1), (tx + 1, ty + 1)];
+                let ds: Vec<f64> = corners
+                    .iter()
+                    .map(|&(cx, cy)| {
+                        (cx as f64 * tile_m - a.cx) * a.cos + (cy as f64 * tile_m - a.cy) * a.sin
+                    })
+                    .collect();
+                let (lo, hi) = (
+                    ds.iter().cloned().fold(f64::MAX, f64::min),
+                    ds.iter().cloned().fold(f64::MIN, f64::max),
+                );
+                if hi <= -a.half_width || lo >= a.half_width {
+                    continue;
+                }
+                let stamp = a.datetime.format("%Y%m%dT%H%M%S");
+                items.push(ItemSpec {
+                    id: format!("ENSEMBLE_FLOOD_{stamp}_AS020M_{}", tile_name(tx, ty)),
+                    acq: k,
+                    col0: tx * tp,
+                    row0: (ty + 1) * tp,
+                    time_shift_days: 0,
+                    swath_shift: 0.0,
+                });
+                // every third acquisition: a second, overlapping item of the same
+                // datetime (id sorts after), whose swath is shifted
+                if k % 3 == 1 && tx == tx0 && ty == ty0 {
+                    items.push(ItemSpec {
+                        id: format!("ENSEMBLE_FLOOD_{stamp}_AS020M_{}_B", tile_name(tx, ty)),
+                        acq: k,
+                        col0: tx * tp,
+                        row0: (ty + 1) * tp,
+                        time_shift_days: 0,
+                        swath_shift: a.half_width * 0.8,
+                    });
+                }
+            }
+        }
+    }
+    // decoys: same tiles outside the time range; a tile far outside the AOI
+    let first = &acqs[0];
+    for (shift, tag) in [(-20i64, "EARLY"), (40, "LATE")] {
+        items.push(ItemSpec {
+            id: format!("ENSEMBLE_FLOOD_DECOY_{tag}_AS020M_{}", tile_name(tx0, ty0)),
+            acq: 0,
+            col0: tx0 * tp,
+            row0: (ty0 + 1) * tp,
+            time_shift_days: shift,
+            swath_shift: 0.0,
+        });
+        let _ = first;
+    }
+    let far = (tx1 + 6, ty1 + 6);
+    items.push(ItemSpec {
+        id: format!(
+            "ENSEMBLE_FLOOD_DECOY_FAR_AS020M_{}",
+            tile_name(far.0, far.1)
+        ),
+        acq: 0,
+        col0: far.0 * tp,
+        row0: (far.1 + 1) * tp,
+        time_shift_days: 0,
+        swath_shift: 0.0,
+    });
+
+    progress.set_length(items.len() as u64);
+    let seed = spec.seed;
+    let tile_px = spec.tile_px;
+    let dir2 = dir.clone();
+    let mut features: Vec<Value> = Vec::new();
+    for it in &items {
+        let x0 = it.col0 as f64 * RES;
+        let y1 = it.row0 as f64 * RES;
+        let (geometry, bbox) = lonlat_polygon(&to_ll, x0, y1 - tile_m, x0 + tile_m, y1)?;
+        let a = &acqs[it.acq];
+        let dt = a.datetime + Duration::days(it.time_shift_days);
+        let cog = dir2.join("cogs").join(format!("{}_{ASSET}.tif", it.id));
+        let href = url::Url::from_file_path(&cog)
+            .map_err(|_| Error::Other(format!("bad path {}", cog.display())))?
+            .to_string();
+        features.push(json!({
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "stac_extensions": [
+                "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+            ],
+            "id": it.id,
+            "collection": COLLECTION,
+            "geometry": geometry,
+            "bbox": bbox,
+            "properties": {
+                "datetime": dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "gsd": RES,
+                "proj:epsg": null,
+                "proj:wkt2": EQUI7_AS_WKT,
+                "proj:shape": [tile_px, tile_px],
+                "proj:transform": [RES, 0.0, x0, 0.0, -RES, y1, 0.0, 0.0, 1.0],
+                "platform": "sentinel-1",
+                "constellation": "sentinel-1"
+            },
+            "links": [],
+            "assets": {
+                ASSET: {
+                    "href": href,
+                    "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                    "roles": ["data"],
+                    "raster:bands": [{"nodata": 255, "data_type": "uint8", "spatial_resolution": RES}]
+                }
+            }
+        }));
+    }
+
+    // COGs, two writer threads
+    let jobs: Vec<(usize, &ItemSpec)> = items.iter().enumerate().collect();
+    let errors: std::sync::Mutex<Vec<Error>> = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for w in 0..2 {
+            let jobs = &jobs;
+            let errors = &errors;
+            let acqs = &acqs;
+            let dir = &dir2;
+            s.spawn(move || {
+                for (i, it) in jobs.iter().filter(|(i, _)| i % 2 == w) {
+                    let _ = i;
+                    let mut a = acqs[it.acq].clone();
+                    a.cx += it.swath_shift;
+                    let mut data = vec![0u8; tile_px * tile_px];
+                    for r in 0..tile_px {
+                        let gy = it.row0 - r as i64;
+                        let row = &mut data[r * tile_px..(r + 1) * tile_px];
+                        for (c, v) in row.iter_mut().enumerate() {
+                            *v = pixel_value(&a, it.col0 + c as i64, gy, seed);
+                        }
+                    }
+                    let path = dir.join("cogs").join(format!("{}_{ASSET}.tif", it.id));
+                    if let Err(e) = write_tile(&path, it.col0, it.row0, tile_px, data) {
+                        if let Ok(mut v) = errors.lock() {
+                            v.push(e);
+                        }
+                    }
+                    progress.inc(1);
+                }
+            });
+        }
+    });
+    if let Some(e) = errors.into_inner().ok().and_then(|mut v| v.pop()) {
+        return Err(e);
+    }
+
+    // items: one file each, an ItemCollection, NDJSON, and a collection
+    for f in &features {
+        let id = f["id"].as_str().unwrap_or("item");
+        let p = dir.join("items").join(format!("{id}.json"));
+        write_text(&p, &serde_json::to_string_pretty(f).unwrap_or_default())?;
+    }
+    let items_file = dir.join("items.json");
+    write_text(
+        &items_file,
+        &json!({"type": "FeatureCollection", "features": features}).to_string(),
+    )?;
+    let nd: String = features.iter().map(|f| f.to_string() + "\n").collect();
+    write_text(&dir.join("items.ndjson"), &nd)?;
+    let collection = json!({
+        "type": "Collection", "stac_version": "1.0.0", "id": COLLECTION,
+        "description": "Synthetic GFM (Global Flood Monitoring) data made by floodsql synth",
+        "license": "proprietary", "links": [],
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                   "temporal": {"interval": [["2022-08-01T00:00:00Z", "2022-11-30T00:00:00Z"]]}}
+    });
+    write_text(
+        &dir.join("collection.json"),
+        &serde_json::to_string_pretty(&collection).unwrap_or_default(),
+    )?;
+    progress.finish_and_clear();
+    Ok(SynthOutput {
+        dir,
+        items_file,
+        n_items: features.len(),
+        bbox: spec.bbox,
+        datetime: "2022-09-01T00:00:00Z/2022-10-01T00:00:00Z".into(),
+    })
+}
+
+fn write_text(p: &Path, s: &str) -> Result<()> {
+    write_atomic(p, |tmp| std::fs::write(tmp, s).map_err(io_err(tmp)))
+}
+
+fn write_tile(path: &Path, col0: i64, row0: i64, size: usize, data: Vec<u8>) -> Result<()> {
+    let mem = DriverManager::get_driver_by_name("MEM")?;
+    let mut ds = mem.create_with_band_type::<u8, _>("", size, size, 1)?;
+    ds.set_geo_transform(&[col0 as f64 * RES, RES, 0.0, row0 as f64 * RES, 0.0, -RES])?;
+    ds.set_spatial_ref(&spatial_ref(EQUI7_AS_WKT)?)?;
+    {
+        let mut band = ds.rasterband(1)?;
+        band.set_no_data_value(Some(255.0))?;
+        band.write((0, 0), (size, size), &mut Buffer::new((size, size), data))?;
+    }
+    let cog = DriverManager::get_driver_by_name("COG")?;
+    let opts =
+        RasterCreationOptions::from_iter(["COMPRESS=DEFLATE", "BLOCKSIZE=512", "OVERVIEWS=NONE"]);
+    write_atomic(path, |tmp| {
+        ds.create_copy(&cog, tmp, &opts)?;
+        Ok(())
+    })
+}

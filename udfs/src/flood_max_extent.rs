@@ -1,0 +1,61 @@
+//! `flood_max_extent(pixels [, nodata])`: the tutorial's maximum flood extent.
+//!
+//! Per pixel: 1 if any time slice holds a value other than 0 (no flood) and
+//! `nodata` (default 255), else 0. This is exactly
+//! `xr.where(data.where((data != 255) & (data != 0)).sum("time") > 0, 1, 0)`:
+//! dry, nodata, excluded and never-observed pixels are all 0.
+//! Output: LargeBinary, one byte (0/1) per pixel, row-major over the chunk window.
+
+use crate::pixel_agg::{u8_read, u8_write, PixelAggregate, PixelKernel};
+
+#[derive(Debug, Default)]
+pub struct MaxExtentKernel;
+
+impl PixelKernel for MaxExtentKernel {
+    type Cell = u8;
+    const NAME: &'static str = "flood_max_extent";
+    const CELL_BYTES: usize = 1;
+
+    #[inline]
+    fn update(cells: &mut [u8], pixels: &[u8], nodata: u8) {
+        for (c, &p) in cells.iter_mut().zip(pixels) {
+            *c |= ((p != 0) & (p != nodata)) as u8;
+        }
+    }
+
+    #[inline]
+    fn merge(cells: &mut [u8], other: &[u8]) {
+        for (c, &o) in cells.iter_mut().zip(other) {
+            *c |= o;
+        }
+    }
+
+    fn write_bytes(cells: &[u8], out: &mut Vec<u8>) {
+        u8_write(cells, out)
+    }
+
+    fn read_bytes(bytes: &[u8], out: &mut Vec<u8>) {
+        u8_read(bytes, out)
+    }
+}
+
+/// The `flood_max_extent` aggregate.
+pub type FloodMaxExtent = PixelAggregate<MaxExtentKernel>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_matches_tutorial_semantics() {
+        // slices: flood, dry, nodata, other non-zero value
+        let mut c = vec![0u8; 6];
+        MaxExtentKernel::update(&mut c, &[1, 0, 255, 0, 2, 255], 255);
+        MaxExtentKernel::update(&mut c, &[0, 0, 255, 1, 0, 255], 255);
+        assert_eq!(c, vec![1, 0, 0, 1, 1, 0]);
+        // a different nodata value makes 255 a flooded value
+        let mut c = vec![0u8; 2];
+        MaxExtentKernel::update(&mut c, &[255, 7], 7);
+        assert_eq!(c, vec![1, 0]);
+    }
+}

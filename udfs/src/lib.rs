@@ -1,0 +1,16 @@
+//! floodsql-udfs: floodsql's flood aggregations as DataFusion UDAFs.
+//!
+//! Pure Arrow/DataFusion kernels: no GDAL, no I/O. Each SQL function lives in
+//! its own file; [`register::all_udafs`] lists them.
+
+pub mod flood_count;
+pub mod flood_max_extent;
+pub mod pixel_agg;
+pub mod register;
+pub mod valid_count;
+
+pub use flood_count::FloodCount;
+pub use flood_max_extent::FloodMaxExtent;
+pub use pixel_agg::{PixelAggregate, PixelKernel, DEFAULT_NODATA};
+pub use register::all_udafs;
+pub use valid_count::ValidCount;

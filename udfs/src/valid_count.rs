@@ -1,0 +1,50 @@
+//! `valid_count(pixels [, nodata])`: in how many time slices each pixel was
+//! observed (value other than `nodata`, default 255). Output: LargeBinary, one
+//! little-endian u16 per pixel (saturating at 65535), row-major over the chunk.
+//! With `flood_count` it gives a flood frequency: flood_count / valid_count.
+
+use crate::pixel_agg::{u16_merge, u16_read, u16_write, PixelAggregate, PixelKernel};
+
+#[derive(Debug, Default)]
+pub struct ValidCountKernel;
+
+impl PixelKernel for ValidCountKernel {
+    type Cell = u16;
+    const NAME: &'static str = "valid_count";
+    const CELL_BYTES: usize = 2;
+
+    #[inline]
+    fn update(cells: &mut [u16], pixels: &[u8], nodata: u8) {
+        for (c, &p) in cells.iter_mut().zip(pixels) {
+            *c = c.saturating_add((p != nodata) as u16);
+        }
+    }
+
+    fn merge(cells: &mut [u16], other: &[u16]) {
+        u16_merge(cells, other)
+    }
+
+    fn write_bytes(cells: &[u16], out: &mut Vec<u8>) {
+        u16_write(cells, out)
+    }
+
+    fn read_bytes(bytes: &[u8], out: &mut Vec<u16>) {
+        u16_read(bytes, out)
+    }
+}
+
+/// The `valid_count` aggregate.
+pub type ValidCount = PixelAggregate<ValidCountKernel>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_observed_slices() {
+        let mut c = vec![0u16; 3];
+        ValidCountKernel::update(&mut c, &[1, 0, 255], 255);
+        ValidCountKernel::update(&mut c, &[255, 0, 255], 255);
+        assert_eq!(c, vec![1, 2, 0]);
+    }
+}
