@@ -65,13 +65,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// One line per error: the chain of causes, each said once (DataFusion's
+/// `External error:` wrapper and causes already quoted by their parent are
+/// dropped).
+pub fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        let msg = msg.strip_prefix("External error: ").unwrap_or(&msg).to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}
+
 /// Parses the process arguments and runs; errors print as `error: …` with exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
     }

@@ -19,7 +19,12 @@ pub fn fuse_window(
         let Some((dx, dy, sx, sy, w, h)) = src.overlap(window) else {
             continue;
         };
-        let buf = read_window(&src.path, (src.width, src.height), (sx, sy, w, h))?;
+        let buf = read_window(&src.path, (src.width, src.height), (sx, sy, w, h)).map_err(|e| {
+            crate::error::Error::BadItem {
+                item: src.item_id.clone(),
+                message: format!("asset unreadable: {e}"),
+            }
+        })?;
         for r in 0..h {
             let dst = &mut out[(dy + r) * ww + dx..][..w];
             paste_row(dst, &buf[r * w..][..w], fill, src.nodata);

@@ -21,6 +21,13 @@ thread_local! {
 pub fn configure_gdal() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // GDAL's own messages: failures come back to us as errors (and are
+        // reported once, with the item), warnings are shown.
+        gdal::config::set_error_handler(|class, _no, msg| {
+            if class == gdal::errors::CplErrType::Warning {
+                eprintln!("GDAL warning: {msg}");
+            }
+        });
         let set = |k: &str, v: &str| {
             if std::env::var_os(k).is_none() {
                 let _ = gdal::config::set_config_option(k, v);

@@ -1,0 +1,132 @@
+"""Fixtures for the end-to-end tests: the floodsql binary, synthetic GFM
+scenes, and a real STAC API server (`rustac serve`) per scene."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+PY = sys.executable
+DT = ("2022-09-01T00:00:00", "2022-10-01T00:00:00")
+DT_RFC = f"{DT[0]}Z/{DT[1]}Z"
+
+
+def floodsql_bin():
+    b = os.environ.get("FLOODSQL_BIN")
+    if not b:
+        target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
+        b = str(Path(target) / "debug" / "floodsql")
+    assert Path(b).exists(), f"floodsql binary not found at {b}: build it or set FLOODSQL_BIN"
+    return b
+
+
+def run(args, check=True, **kw):
+    p = subprocess.run([floodsql_bin(), "--quiet", *map(str, args)], capture_output=True, text=True, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"floodsql {args} failed ({p.returncode}):\n{p.stderr}")
+    return p
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Scene:
+    def __init__(self, path, info):
+        self.path = Path(path)
+        self.items_file = self.path / "items.json"
+        self.bbox = info["bbox"]
+        self.items = json.loads(self.items_file.read_text())["features"]
+
+
+def make_scene(dest, *args):
+    out = run(["synth", "--out", dest, *args]).stdout
+    bbox = [ln.split(": ")[1] for ln in out.splitlines() if ln.startswith("bbox:")][0]
+    return Scene(dest, {"bbox": bbox})
+
+
+class StacServer:
+    def __init__(self, scene, tmp):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        rustac = shutil.which("rustac") or str(Path(PY).parent / "rustac")
+        self.log = open(Path(tmp) / f"rustac-{self.port}.log", "w")
+        self.proc = subprocess.Popen(
+            [rustac, "serve", "--addr", f"127.0.0.1:{self.port}", "--create-collections",
+             str(scene.path / "collection.json"), str(scene.items_file)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=2).read()
+                return
+            except Exception:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"rustac serve exited: {Path(self.log.name).read_text()}")
+                time.sleep(0.2)
+        raise RuntimeError("rustac serve did not start in 60 s")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return make_scene(tmp_path_factory.mktemp("tiny"), "--scale", "tiny")
+
+
+@pytest.fixture(scope="session")
+def medium(tmp_path_factory):
+    """Tutorial-shaped: AOI over 1 degree, 3000 px tiles, 12 acquisitions."""
+    return make_scene(tmp_path_factory.mktemp("medium"), "--scale", "medium")
+
+
+@pytest.fixture(scope="session")
+def tiny_api(tiny, tmp_path_factory):
+    s = StacServer(tiny, tmp_path_factory.mktemp("srv"))
+    yield s.url
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def medium_api(medium, tmp_path_factory):
+    s = StacServer(medium, tmp_path_factory.mktemp("srv"))
+    yield s.url
+    s.stop()
+
+
+def extent(source, bbox, out, *extra, check=True, datetime=DT_RFC):
+    args = ["extent", "--stac-url", source, "--collection", "GFM", "--bbox", bbox,
+            "--asset", "ensemble_flood_extent", "--out", out, *extra]
+    if datetime:
+        args += ["--datetime", datetime]
+    return run(args, check=check)
+
+
+def reference(api, bbox, out):
+    subprocess.run([PY, str(HERE / "reference.py"), api, bbox, DT[0], DT[1], str(out)], check=True,
+                   capture_output=True)
+    import numpy as np
+    return np.load(out)
+
+
+def peer(api, bbox, out):
+    p = subprocess.run([PY, str(HERE / "peer_tutorial.py"), api, bbox, DT[0], DT[1], str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return out

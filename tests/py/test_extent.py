@@ -1,0 +1,252 @@
+"""floodsql extent / sql against a real STAC API server, checked against an
+independent numpy/rasterio computation and the tutorial's Python stack."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import DT_RFC, REPO, extent, peer, reference, run
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.transform, ds.crs, ds.nodata, ds.profile
+
+
+def test_tiny_matches_reference_over_paged_api(tiny, tiny_api, tmp_path):
+    out = tmp_path / "x.tif"
+    r = extent(tiny_api, tiny.bbox, out, "--page-size", "4", "--chunk", "200")
+    ref = reference(tiny_api, tiny.bbox, tmp_path / "ref.npz")
+    px, tr, crs, nodata, prof = read(out)
+    assert tuple(tr.to_gdal()) == tuple(ref["geotransform"])
+    assert px.shape == ref["extent"].shape
+    assert np.array_equal(px, ref["extent"])
+    assert px.sum() > 0 and (px == 0).sum() > 0          # not trivially all-0/1
+    assert f"items: {int(ref['n_items'])}" in r.stderr    # the search paged through all items
+    assert f"time slices: {int(ref['n_slices'])}" in r.stderr
+    assert crs is not None and "Azimuthal" in crs.to_wkt()
+    assert nodata is None
+    assert prof["dtype"] == "uint8"
+
+
+def test_scene_has_the_hard_cases(tiny):
+    """The synthetic catalogue really contains what the comparisons are about."""
+    by_dt = {}
+    for it in tiny.items:
+        by_dt.setdefault(it["properties"]["datetime"], []).append(it)
+    assert any(len(v) > 1 for v in by_dt.values()), "items sharing a datetime"
+    assert any(it["id"].endswith("_B") for it in tiny.items), "overlapping items within a slice"
+    assert any("DECOY" in it["id"] for it in tiny.items), "decoys outside AOI/time"
+    assert all(it["properties"]["proj:epsg"] is None for it in tiny.items)
+    assert all("EPSG\",\"27703" not in it["properties"]["proj:wkt2"] for it in tiny.items)
+
+
+def test_cog_is_valid_and_has_crs(tiny, tiny_api, tmp_path):
+    out = tmp_path / "x.tif"
+    extent(tiny_api, tiny.bbox, out)
+    info = json.loads(subprocess.run(["gdalinfo", "-json", str(out)], capture_output=True, text=True,
+                                     check=True).stdout)
+    assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
+    band = info["bands"][0]
+    assert band["type"] == "Byte"
+    assert "noDataValue" not in band
+    assert band["overviews"], "COG has overviews"
+    assert band["block"] == [512, 512]
+    assert "Azimuthal" in info["coordinateSystem"]["wkt"]
+    # overviews stay 0/1 (nearest)
+    with rasterio.open(out) as ds:
+        ov = ds.read(1, out_shape=(ds.height // 2, ds.width // 2))
+        assert set(np.unique(ov)) <= {0, 1}
+
+
+def test_chunk_size_and_partitions_do_not_matter(tiny, tiny_api, tmp_path):
+    outs = []
+    for chunk, parts in [(97, 1), (256, 2), (1000, 3), (5000, 2)]:
+        o = tmp_path / f"c{chunk}.tif"
+        extent(tiny_api, tiny.bbox, o, "--chunk", chunk, "--partitions", parts)
+        outs.append(read(o)[0])
+    for o in outs[1:]:
+        assert np.array_equal(outs[0], o)
+
+
+def test_static_sources_equal_api(tiny, tiny_api, tmp_path):
+    api = tmp_path / "api.tif"
+    extent(tiny_api, tiny.bbox, api)
+    for src in [tiny.items_file, tiny.path / "items.ndjson", tiny.path / "items"]:
+        o = tmp_path / (src.name + ".tif")
+        extent(src, tiny.bbox, o)
+        assert np.array_equal(read(api)[0], read(o)[0]), src
+
+
+def test_sql_file_gives_the_same_bytes_as_extent(tiny, tiny_api, tmp_path):
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    extent(tiny_api, tiny.bbox, a, "--chunk", "300")
+    run(["sql", REPO / "sql" / "max_flood_extent.sql", "--param", f"source={tiny_api}",
+         "--param", "collection=GFM", "--param", f"bbox={tiny.bbox}", "--param", f"datetime={DT_RFC}",
+         "--param", "asset=ensemble_flood_extent", "--param", "chunk=300", "--out", b])
+    assert np.array_equal(read(a)[0], read(b)[0])
+    assert read(a)[1] == read(b)[1]
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_counts_match_reference(tiny, tiny_api, tmp_path):
+    ref = reference(tiny_api, tiny.bbox, tmp_path / "ref.npz")
+    for fn, key in [("flood_count", "flood_count"), ("valid_count", "valid_count")]:
+        o = tmp_path / f"{fn}.tif"
+        sql = (f"SELECT x_off, y_off, width, height, {fn}(pixels) AS pixels "
+               f"FROM flood_chunks('{tiny_api}', 'GFM', '{tiny.bbox}', '{DT_RFC}', 'ensemble_flood_extent', 256) "
+               f"GROUP BY x_off, y_off, width, height")
+        run(["sql", "-c", sql, "--out", o])
+        px = read(o)[0]
+        assert px.dtype == np.uint16
+        assert np.array_equal(px, ref[key]), fn
+        assert px.max() > 1
+
+
+def test_parquet_and_png(tiny, tiny_api, tmp_path):
+    import duckdb
+    import pyarrow.parquet as pq
+    tif, pqf, png = tmp_path / "x.tif", tmp_path / "x.parquet", tmp_path / "x.png"
+    extent(tiny_api, tiny.bbox, tif, "--parquet", pqf, "--png", png, "--chunk", "256")
+    px, tr, *_ = read(tif)
+    f = pq.ParquetFile(pqf)
+    meta = {k.decode(): v.decode() for k, v in f.metadata.metadata.items()}
+    assert json.loads(meta["floodsql:geotransform"]) == list(tr.to_gdal())
+    assert int(meta["floodsql:width"]) == px.shape[1]
+    assert "Azimuthal" in meta["floodsql:crs"]
+    t = f.read().to_pylist()
+    arr = np.zeros_like(px)
+    for r in t:
+        arr[r["y_off"]:r["y_off"] + r["height"], r["x_off"]:r["x_off"] + r["width"]] = \
+            np.frombuffer(r["pixels"], np.uint8).reshape(r["height"], r["width"])
+    assert np.array_equal(arr, px)
+    n, flooded = duckdb.connect().execute(
+        f"SELECT count(*), sum(width * height) FROM read_parquet('{pqf}')").fetchall()[0]
+    assert n == len(t) and flooded == sum(r["width"] * r["height"] for r in t)
+    head = png.read_bytes()[:8]
+    assert head == b"\x89PNG\r\n\x1a\n"
+    with rasterio.open(png) as ds:
+        assert ds.count == 3 and ds.width >= px.shape[1]
+
+
+@pytest.mark.parametrize("which", ["tiny", "medium"])
+def test_same_as_python_peer_stack(which, request, tmp_path):
+    """The tutorial's own code (pystac-client + odc-stac + xarray + rioxarray)
+    on the same catalogue and server: same pixels, same geotransform."""
+    scene, api = request.getfixturevalue(which), request.getfixturevalue(which + "_api")
+    ours, theirs = tmp_path / "ours.tif", tmp_path / "peer.tif"
+    extent(api, scene.bbox, ours, "--page-size", "10")
+    peer(api, scene.bbox, theirs)
+    a, ta, *_ = read(ours)
+    b, tb, crs_b, *_ = read(theirs)
+    assert ta == tb
+    assert a.shape == b.shape
+    assert np.array_equal(a, b)
+    assert a.sum() > 0
+
+
+def _edge_bbox(scene, frac):
+    """The scene's bbox with its west edge moved so that the projected grid's
+    left edge lies `frac` px off a grid line."""
+    import pyproj
+    wkt = scene.items[0]["properties"]["proj:wkt2"]
+    t = pyproj.Transformer.from_crs("EPSG:4326", pyproj.CRS.from_wkt(wkt), always_xy=True)
+    minx, miny, maxx, maxy = map(float, scene.bbox.split(","))
+
+    def left(mx):
+        xs, _ = t.transform([mx, mx, maxx, maxx], [miny, maxy, miny, maxy])
+        return min(xs)
+
+    target = (np.floor(left(minx) / 20.0) + frac) * 20.0
+    a, b = minx - 0.01, minx + 0.01
+    for _ in range(200):  # bisection: left() increases with mx
+        m = (a + b) / 2
+        a, b = (m, b) if left(m) < target else (a, m)
+    mx = (a + b) / 2
+    return f"{mx!r},{miny!r},{maxx!r},{maxy!r}", (left(mx) / 20.0) % 1.0
+
+
+@pytest.mark.parametrize("frac,snaps", [(0.004, True), (0.996, True), (0.02, False)])
+def test_aoi_edge_near_a_grid_line(tiny, tiny_api, tmp_path, frac, snaps):
+    bbox, got = _edge_bbox(tiny, frac)
+    assert abs(got - frac) < 1e-4
+    ours, theirs = tmp_path / "ours.tif", tmp_path / "peer.tif"
+    extent(tiny_api, bbox, ours)
+    ref = reference(tiny_api, bbox, tmp_path / "ref.npz")
+    peer(tiny_api, bbox, theirs)
+    a, ta, *_ = read(ours)
+    b, tb, *_ = read(theirs)
+    assert tuple(ta.to_gdal()) == tuple(ref["geotransform"]) and ta == tb
+    assert np.array_equal(a, ref["extent"]) and np.array_equal(a, b)
+    left_px = ta.c / 20.0
+    # snapped to the nearest line when within 0.01 px, else floor
+    import math
+    xl = math.floor(left_px)
+    assert left_px == xl
+
+
+# --- bad input: clear error, non-zero exit, no output file -------------------
+
+def _fails(args_out, *needles):
+    p, out = args_out
+    assert p.returncode != 0
+    assert "panicked" not in p.stderr
+    for n in needles:
+        assert n.lower() in p.stderr.lower(), p.stderr
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}.tmp*"))
+
+
+def test_unreachable_api(tiny, tmp_path):
+    from conftest import free_port
+    out = tmp_path / "x.tif"
+    p = extent(f"http://127.0.0.1:{free_port()}", tiny.bbox, out, check=False)
+    _fails((p, out), "127.0.0.1")
+
+
+def test_no_items_found(tiny, tiny_api, tmp_path):
+    out = tmp_path / "x.tif"
+    p = extent(tiny_api, tiny.bbox, out, check=False, datetime="2010-01-01/2010-02-01")
+    _fails((p, out), "no STAC items")
+
+
+def test_unknown_asset(tiny, tiny_api, tmp_path):
+    out = tmp_path / "x.tif"
+    p = run(["extent", "--stac-url", tiny_api, "--bbox", tiny.bbox, "--datetime", DT_RFC,
+             "--asset", "no_such_asset", "--out", out], check=False)
+    _fails((p, out), "no_such_asset", "ensemble_flood_extent")
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_missing_or_corrupt_cog(tiny, tmp_path, damage):
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny.path, scene)
+    items = json.loads((scene / "items.json").read_text())
+    # point every href at the copy, then damage one COG the query needs
+    for it in items["features"]:
+        a = it["assets"]["ensemble_flood_extent"]
+        a["href"] = a["href"].replace(str(tiny.path), str(scene))
+    (scene / "items.json").write_text(json.dumps(items))
+    victim = next(it for it in items["features"] if "DECOY" not in it["id"])
+    cog = scene / "cogs" / f"{victim['id']}_ensemble_flood_extent.tif"
+    if damage == "missing":
+        cog.unlink()
+    else:
+        data = cog.read_bytes()
+        cog.write_bytes(data[: len(data) * 6 // 10])
+    out = tmp_path / "x.tif"
+    p = extent(scene / "items.json", tiny.bbox, out, check=False)
+    _fails((p, out), victim["id"][:20])
+
+
+def test_off_lattice_item_is_refused(tiny, tmp_path):
+    items = json.loads(tiny.items_file.read_text())
+    victim = next(it for it in items["features"] if "DECOY" not in it["id"])
+    victim["properties"]["proj:transform"][2] += 10.0  # half a pixel east
+    f = tmp_path / "items.json"
+    f.write_text(json.dumps(items))
+    out = tmp_path / "x.tif"
+    p = extent(f, tiny.bbox, out, check=False)
+    _fails((p, out), victim["id"], "lattice")
