@@ -20,6 +20,9 @@ pub fn session_config() -> SessionConfig {
 
 /// Registers floodsql's UDAFs and table functions on a context.
 pub fn register_all(ctx: &SessionContext) {
+    for udf in floodsql_udfs::all_udfs() {
+        ctx.register_udf((*udf).clone());
+    }
     for udaf in floodsql_udfs::all_udafs() {
         ctx.register_udaf((*udaf).clone());
     }

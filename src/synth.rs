@@ -115,8 +115,8 @@ struct Acq {
     level: f64,
 }
 
-/// The terrain-like field f(x, y) = sin(x/97) + sin(y/131) + sin((x+y)/211)
-/// + 0.5 sin((x-2y)/53), written separably (sin(a+b) = sin a cos b + cos a sin b)
+/// The terrain-like field f(x, y) = sin(x/97) + sin(y/131) + sin((x+y)/211) +
+/// 0.5 sin((x-2y)/53), written separably (sin(a+b) = sin a cos b + cos a sin b)
 /// so a tile costs a few multiply-adds per pixel.
 struct ColTables {
     s97: Vec<f64>,
@@ -160,7 +160,8 @@ fn fill_row(a: &Acq, t: &ColTables, col0: i64, gy: i64, seed: u64, row: &mut [u8
         }
         // exclusion holes: fixed 48 px blocks, ~1 in 23
         let bx = gx.div_euclid(48);
-        if mix(seed ^ (bx as u64).wrapping_mul(31) ^ (by as u64).wrapping_mul(1_000_003)) % 23 == 0
+        if mix(seed ^ (bx as u64).wrapping_mul(31) ^ (by as u64).wrapping_mul(1_000_003))
+            .is_multiple_of(23)
         {
             *v = 255;
             continue;

@@ -72,7 +72,10 @@ pub fn report(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let msg = cause.to_string();
-        let msg = msg.strip_prefix("External error: ").unwrap_or(&msg).to_string();
+        let msg = msg
+            .strip_prefix("External error: ")
+            .unwrap_or(&msg)
+            .to_string();
         if out.contains(&msg) {
             continue;
         }

@@ -74,6 +74,9 @@ impl TableProvider for FloodChunksTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let items = search(&self.search, &search_progress()).await?;
+        if items.is_empty() {
+            return Err(crate::error::Error::NoItems(self.search.describe()).into());
+        }
         let bbox = self
             .search
             .bbox

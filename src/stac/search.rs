@@ -127,7 +127,7 @@ async fn send_json(req: reqwest_middleware::RequestBuilder, url: &str) -> Result
     serde_json::from_str(&text).map_err(|e| http(format!("response is not JSON: {e}")))
 }
 
-/// Runs the search; items in the order the source gives them.
+/// Runs the search; items in the order the source gives them (maybe none).
 pub async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<Vec<StacItem>> {
     let items = if p.source.starts_with("http://") || p.source.starts_with("https://") {
         let client = http_client()?;
@@ -158,9 +158,6 @@ pub async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<Vec<Stac
         filter_static(p, items)
     };
     progress.set_position(items.len() as u64);
-    if items.is_empty() {
-        return Err(Error::NoItems(p.describe()));
-    }
     Ok(items)
 }
 

@@ -6,11 +6,13 @@
 pub mod flood_count;
 pub mod flood_max_extent;
 pub mod pixel_agg;
+pub mod pixel_count;
 pub mod register;
 pub mod valid_count;
 
 pub use flood_count::FloodCount;
 pub use flood_max_extent::FloodMaxExtent;
 pub use pixel_agg::{PixelAggregate, PixelKernel, DEFAULT_NODATA};
-pub use register::all_udafs;
+pub use pixel_count::PixelCount;
+pub use register::{all_udafs, all_udfs};
 pub use valid_count::ValidCount;

@@ -236,7 +236,7 @@ fn fold_state<K: PixelKernel>(
     bytes: &[u8],
     scratch: &mut Vec<K::Cell>,
 ) -> Result<()> {
-    if bytes.len() % K::CELL_BYTES != 0 {
+    if !bytes.len().is_multiple_of(K::CELL_BYTES) {
         return exec_err!("{}: corrupt state of {} bytes", K::NAME, bytes.len());
     }
     scratch.clear();

@@ -1,0 +1,6 @@
+//! floodsql's Rust integration tests, in one binary (fast to link).
+
+mod cli;
+mod common;
+mod slt;
+mod udaf;

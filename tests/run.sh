@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The test command: one command on a fresh Debian machine. Installs what the
+# tests need (GDAL from Debian, a Python venv with the STAC server and the
+# tutorial's peer stack), builds floodsql, runs the Rust tests (unit,
+# integration, sqllogictest) and the end-to-end tests (pytest).
+#
+#   FLOODSQL_VENV     venv to (re)use         (default ~/.cache/floodsql/venv)
+#   CARGO_TARGET_DIR  cargo target dir to (re)use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+missing=()
+dpkg -s libgdal-dev >/dev/null 2>&1 || missing+=(libgdal-dev)
+command -v gdalinfo >/dev/null 2>&1 || missing+=(gdal-bin)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+VENV="${FLOODSQL_VENV:-$HOME/.cache/floodsql/venv}"
+REQ="$ROOT/tests/py/requirements.txt"
+STAMP="$VENV/.floodsql-req-$(sha256sum "$REQ" | cut -c1-16)"
+if [ ! -f "$STAMP" ]; then
+  echo "== Python venv at $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$REQ"
+  touch "$STAMP"
+fi
+
+echo "== cargo build"
+cargo build --locked --all-targets
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export FLOODSQL_BIN="$TARGET_DIR/debug/floodsql"
+
+echo "== cargo test"
+cargo test --locked --workspace
+
+echo "== end-to-end tests (pytest)"
+cd "$ROOT/tests/py"
+PATH="$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q -p no:cacheprovider .
