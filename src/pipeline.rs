@@ -38,7 +38,10 @@ impl Outputs {
 pub struct Summary {
     pub items: usize,
     pub slices: usize,
-    pub chunk_rows: usize,
+    /// (time slice, chunk) rows the scan produced.
+    pub scanned_rows: usize,
+    /// Rows (aggregated chunks) in the result.
+    pub result_chunks: usize,
     pub raster: Raster,
     pub seconds: f64,
 }
@@ -53,11 +56,12 @@ impl Summary {
         let px = self.flooded_pixels();
         let gt = g.geotransform();
         format!(
-            "items: {}\ntime slices: {}\n(slice, chunk) rows scanned: {}\ngrid: {} x {} px at {} m, origin ({}, {})\n\
-             flooded pixels: {} ({:.3} km²)\nwall time: {:.2} s",
+            "items: {}\ntime slices: {}\n(slice, chunk) rows scanned: {}\nchunks in result: {}\n\
+             grid: {} x {} px at {} m, origin ({}, {})\nflooded pixels: {} ({:.3} km²)\nwall time: {:.2} s",
             self.items,
             self.slices,
-            self.chunk_rows,
+            self.scanned_rows,
+            self.result_chunks,
             g.width,
             g.height,
             g.res,
@@ -95,7 +99,7 @@ pub async fn run_statement(
     ctx: &SessionContext,
     stmt: Statement,
     progress: &ProgressBar,
-) -> datafusion::error::Result<(Vec<RecordBatch>, Vec<Arc<ScanPlan>>)> {
+) -> datafusion::error::Result<(Vec<RecordBatch>, Vec<(Arc<ScanPlan>, usize)>)> {
     let state = ctx.state();
     let logical = state.statement_to_plan(stmt).await?;
     let df = ctx.execute_logical_plan(logical).await?;
@@ -108,7 +112,7 @@ pub async fn run_statement(
     }
     let batches = collect(physical, ctx.task_ctx()).await;
     set_progress(None);
-    Ok((batches?, scans.into_iter().map(|(s, _)| s).collect()))
+    Ok((batches?, scans))
 }
 
 /// Runs SQL text; the last statement's result is rasterised onto the grid of
@@ -121,6 +125,19 @@ pub async fn run_to_outputs(
     progress: &ProgressBar,
 ) -> anyhow::Result<Summary> {
     let t0 = Instant::now();
+    for p in [&outputs.tif, &outputs.parquet, &outputs.png]
+        .into_iter()
+        .flatten()
+    {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            return Err(Error::Other(format!(
+                "output directory '{}' does not exist",
+                dir.map(|d| d.display().to_string()).unwrap_or_default()
+            ))
+            .into());
+        }
+    }
     let mut stmts = split_statements(sql)?;
     let last = stmts
         .pop()
@@ -130,6 +147,8 @@ pub async fn run_to_outputs(
     }
     let (batches, scans) = run_statement(ctx, last, progress).await?;
     progress.finish_and_clear();
+    let scanned_rows = scans.iter().map(|(_, n)| n).sum();
+    let scans: Vec<Arc<ScanPlan>> = scans.into_iter().map(|(s, _)| s).collect();
     let scan = match scans.as_slice() {
         [s] => s.clone(),
         [] => {
@@ -149,18 +168,32 @@ pub async fn run_to_outputs(
         }
     };
     let grid = scan.grid.clone();
-    let chunk_rows = batches.iter().map(|b| b.num_rows()).sum();
+    let result_chunks = batches.iter().map(|b| b.num_rows()).sum();
     let (outputs2, title) = (outputs.clone(), title.to_string());
     let raster = tokio::task::spawn_blocking(move || -> Result<Raster> {
         let raster = assemble(&grid, &batches)?;
-        if let Some(p) = &outputs2.tif {
-            crate::output::cog::write_cog(&raster, p)?;
-        }
-        if let Some(p) = &outputs2.parquet {
-            crate::output::parquet::write_parquet(&batches, &raster, p)?;
-        }
-        if let Some(p) = &outputs2.png {
-            crate::output::png::write_png(&raster, &title, p)?;
+        // all or nothing: when a later output fails, the earlier ones are removed
+        let mut written: Vec<&std::path::Path> = Vec::new();
+        let result = (|| -> Result<()> {
+            if let Some(p) = &outputs2.parquet {
+                crate::output::parquet::write_parquet(&batches, &raster, p)?;
+                written.push(p);
+            }
+            drop(batches);
+            if let Some(p) = &outputs2.png {
+                crate::output::png::write_png(&raster, &title, p)?;
+                written.push(p);
+            }
+            if let Some(p) = &outputs2.tif {
+                crate::output::cog::write_cog(&raster, p)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for p in written {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
         }
         Ok(raster)
     })
@@ -168,7 +201,8 @@ pub async fn run_to_outputs(
     Ok(Summary {
         items: scan.n_items(),
         slices: scan.slices.len(),
-        chunk_rows,
+        scanned_rows,
+        result_chunks,
         raster,
         seconds: t0.elapsed().as_secs_f64(),
     })

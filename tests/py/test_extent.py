@@ -250,3 +250,40 @@ def test_off_lattice_item_is_refused(tiny, tmp_path):
     out = tmp_path / "x.tif"
     p = extent(f, tiny.bbox, out, check=False)
     _fails((p, out), victim["id"], "lattice")
+
+
+def test_server_errors_are_reported_after_retries(tiny, tmp_path):
+    """A STAC API answering 500: bounded retries, then a clear error."""
+    import http.server
+    import threading
+
+    hits = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def _fail(self):
+            hits.append(self.path)
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"boom")
+
+        do_GET = do_POST = _fail
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "x.tif"
+        p = extent(f"http://127.0.0.1:{srv.server_address[1]}/search", tiny.bbox, out, check=False)
+        _fails((p, out), "500")
+        assert 2 <= len(hits) <= 5, hits  # retried, but boundedly
+    finally:
+        srv.shutdown()
+
+
+def test_failed_run_leaves_no_outputs(tiny, tmp_path):
+    pqf = tmp_path / "x.parquet"
+    p = extent(tiny.items_file, tiny.bbox, tmp_path / "missing-dir" / "x.tif", "--parquet", pqf, check=False)
+    assert p.returncode != 0 and "does not exist" in p.stderr
+    assert list(tmp_path.iterdir()) == []

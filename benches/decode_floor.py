@@ -1,0 +1,47 @@
+"""The decode floor: GDAL (rasterio) alone reading, once, the window of every
+item that the output grid needs, on N threads. No fusing, no aggregation.
+
+usage: decode_floor.py API_URL MINX,MINY,MAXX,MAXY START END [THREADS]
+"""
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import rasterio
+from rasterio.windows import Window
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "py"))
+from reference import grid, path_of, search  # noqa: E402
+
+
+def main():
+    api, bbox_s, start, end = sys.argv[1:5]
+    threads = int(sys.argv[5]) if len(sys.argv) > 5 else 2
+    bbox = [float(v) for v in bbox_s.split(",")]
+    items = search(api, bbox, start, end, page=100)
+    import pyproj
+    crs = pyproj.CRS.from_wkt(items[0]["properties"]["proj:wkt2"])
+    res = items[0]["properties"]["gsd"]
+    left, top, w, h = grid(bbox, crs, res)
+    t0 = time.time()
+
+    def read(it):
+        a = it["assets"]["ensemble_flood_extent"]
+        tr = it["properties"]["proj:transform"]
+        rows, cols = it["properties"]["proj:shape"]
+        col, row = round(tr[2] / res - left), round(top - tr[5] / res)
+        x0, y0 = max(col, 0), max(row, 0)
+        x1, y1 = min(col + cols, w), min(row + rows, h)
+        if x0 >= x1 or y0 >= y1:
+            return 0
+        with rasterio.open(path_of(a["href"])) as src:
+            return src.read(1, window=Window(x0 - col, y0 - row, x1 - x0, y1 - y0)).size
+
+    with ThreadPoolExecutor(threads) as ex:
+        px = sum(ex.map(read, items))
+    print(f"decode floor: {len(items)} items, {px} pixels read in {time.time() - t0:.2f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
