@@ -6,7 +6,7 @@
 //! dry, nodata, excluded and never-observed pixels are all 0.
 //! Output: LargeBinary, one byte (0/1) per pixel, row-major over the chunk window.
 
-use crate::pixel_agg::{u8_read, u8_write, PixelAggregate, PixelKernel};
+use crate::pixel_agg::{PixelAggregate, PixelKernel};
 
 #[derive(Debug, Default)]
 pub struct MaxExtentKernel;
@@ -14,28 +14,12 @@ pub struct MaxExtentKernel;
 impl PixelKernel for MaxExtentKernel {
     type Cell = u8;
     const NAME: &'static str = "flood_max_extent";
-    const CELL_BYTES: usize = 1;
 
     #[inline]
     fn update(cells: &mut [u8], pixels: &[u8], nodata: u8) {
         for (c, &p) in cells.iter_mut().zip(pixels) {
             *c |= ((p != 0) & (p != nodata)) as u8;
         }
-    }
-
-    #[inline]
-    fn merge(cells: &mut [u8], other: &[u8]) {
-        for (c, &o) in cells.iter_mut().zip(other) {
-            *c |= o;
-        }
-    }
-
-    fn write_bytes(cells: &[u8], out: &mut Vec<u8>) {
-        u8_write(cells, out)
-    }
-
-    fn read_bytes(bytes: &[u8], out: &mut Vec<u8>) {
-        u8_read(bytes, out)
     }
 }
 

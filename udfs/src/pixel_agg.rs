@@ -29,23 +29,64 @@ use datafusion::physical_expr::expressions::Literal;
 /// GFM's nodata value, used when a query gives none.
 pub const DEFAULT_NODATA: u8 = 255;
 
+/// One pixel's state: how it crosses partitions (little-endian bytes) and how
+/// two partial states merge.
+pub trait Cell: Copy + Default + Send + Sync + std::fmt::Debug + 'static {
+    /// Bytes of one cell in the serialised state / output.
+    const BYTES: usize;
+    fn merge(cells: &mut [Self], other: &[Self]);
+    fn write_bytes(cells: &[Self], out: &mut Vec<u8>);
+    fn read_bytes(bytes: &[u8], out: &mut Vec<Self>);
+}
+
+/// 0/1 mask cells: merge is OR.
+impl Cell for u8 {
+    const BYTES: usize = 1;
+    fn merge(cells: &mut [u8], other: &[u8]) {
+        for (c, &o) in cells.iter_mut().zip(other) {
+            *c |= o;
+        }
+    }
+    fn write_bytes(cells: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(cells);
+    }
+    fn read_bytes(bytes: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(bytes);
+    }
+}
+
+/// Counter cells: merge is a saturating add.
+impl Cell for u16 {
+    const BYTES: usize = 2;
+    fn merge(cells: &mut [u16], other: &[u16]) {
+        for (c, &o) in cells.iter_mut().zip(other) {
+            *c = c.saturating_add(o);
+        }
+    }
+    fn write_bytes(cells: &[u16], out: &mut Vec<u8>) {
+        out.reserve(cells.len() * 2);
+        for c in cells {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+    }
+    fn read_bytes(bytes: &[u8], out: &mut Vec<u16>) {
+        out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]])),
+        );
+    }
+}
+
 /// A per-pixel fold over uint8 slices. Kernels work on whole buffers with no
 /// per-pixel branches so that the compiler vectorises them.
 pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
     /// One pixel's state.
-    type Cell: Copy + Default + Send + Sync + Debug + 'static;
+    type Cell: Cell;
     /// SQL name of the function.
     const NAME: &'static str;
-    /// Bytes of one cell in the serialised state / output.
-    const CELL_BYTES: usize;
     /// Fold one time slice's pixels into the cells (`cells.len() == pixels.len()`).
     fn update(cells: &mut [Self::Cell], pixels: &[u8], nodata: u8);
-    /// Merge another partial state into the cells.
-    fn merge(cells: &mut [Self::Cell], other: &[Self::Cell]);
-    /// Little-endian bytes of the cells (the state and the output).
-    fn write_bytes(cells: &[Self::Cell], out: &mut Vec<u8>);
-    /// Cells from little-endian bytes (`bytes.len() == n * CELL_BYTES`).
-    fn read_bytes(bytes: &[u8], out: &mut Vec<Self::Cell>);
 }
 
 /// A DataFusion aggregate built from a [`PixelKernel`]:
@@ -236,16 +277,16 @@ fn fold_state<K: PixelKernel>(
     bytes: &[u8],
     scratch: &mut Vec<K::Cell>,
 ) -> Result<()> {
-    if !bytes.len().is_multiple_of(K::CELL_BYTES) {
+    if !bytes.len().is_multiple_of(<K::Cell as Cell>::BYTES) {
         return exec_err!("{}: corrupt state of {} bytes", K::NAME, bytes.len());
     }
     scratch.clear();
-    K::read_bytes(bytes, scratch);
+    <K::Cell as Cell>::read_bytes(bytes, scratch);
     match cells {
         None => *cells = Some(scratch.clone()),
         Some(c) => {
             check_len(K::NAME, c.len(), scratch.len())?;
-            K::merge(c, scratch);
+            <K::Cell as Cell>::merge(c, scratch);
         }
     }
     Ok(())
@@ -255,7 +296,7 @@ fn cells_to_array<K: PixelKernel>(groups: Vec<Option<Vec<K::Cell>>>) -> ArrayRef
     let bytes: usize = groups
         .iter()
         .flatten()
-        .map(|c| c.len() * K::CELL_BYTES)
+        .map(|c| c.len() * <K::Cell as Cell>::BYTES)
         .sum();
     let mut b = LargeBinaryBuilder::with_capacity(groups.len(), bytes);
     let mut buf = Vec::new();
@@ -263,7 +304,7 @@ fn cells_to_array<K: PixelKernel>(groups: Vec<Option<Vec<K::Cell>>>) -> ArrayRef
         match g {
             Some(c) => {
                 buf.clear();
-                K::write_bytes(&c, &mut buf);
+                <K::Cell as Cell>::write_bytes(&c, &mut buf);
                 b.append_value(&buf);
             }
             None => b.append_null(),
@@ -299,8 +340,8 @@ impl<K: PixelKernel> Accumulator for PixelAccumulator<K> {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         Ok(ScalarValue::LargeBinary(self.cells.as_ref().map(|c| {
-            let mut buf = Vec::with_capacity(c.len() * K::CELL_BYTES);
-            K::write_bytes(c, &mut buf);
+            let mut buf = Vec::with_capacity(c.len() * <K::Cell as Cell>::BYTES);
+            <K::Cell as Cell>::write_bytes(c, &mut buf);
             buf
         })))
     }
@@ -392,32 +433,5 @@ impl<K: PixelKernel> GroupsAccumulator for PixelGroupsAccumulator<K> {
                 .map(|c| c.capacity() * std::mem::size_of::<K::Cell>())
                 .sum::<usize>()
             + self.scratch.capacity() * std::mem::size_of::<K::Cell>()
-    }
-}
-
-/// Kernels whose cells are u8 (0/1 masks).
-pub(crate) fn u8_write(cells: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(cells);
-}
-pub(crate) fn u8_read(bytes: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(bytes);
-}
-/// Kernels whose cells are saturating u16 counters (little-endian).
-pub(crate) fn u16_write(cells: &[u16], out: &mut Vec<u8>) {
-    out.reserve(cells.len() * 2);
-    for c in cells {
-        out.extend_from_slice(&c.to_le_bytes());
-    }
-}
-pub(crate) fn u16_read(bytes: &[u8], out: &mut Vec<u16>) {
-    out.extend(
-        bytes
-            .chunks_exact(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]])),
-    );
-}
-pub(crate) fn u16_merge(cells: &mut [u16], other: &[u16]) {
-    for (c, o) in cells.iter_mut().zip(other) {
-        *c = c.saturating_add(*o);
     }
 }

@@ -3,7 +3,7 @@
 //! little-endian u16 per pixel (saturating at 65535), row-major over the chunk.
 //! With `flood_count` it gives a flood frequency: flood_count / valid_count.
 
-use crate::pixel_agg::{u16_merge, u16_read, u16_write, PixelAggregate, PixelKernel};
+use crate::pixel_agg::{PixelAggregate, PixelKernel};
 
 #[derive(Debug, Default)]
 pub struct ValidCountKernel;
@@ -11,25 +11,12 @@ pub struct ValidCountKernel;
 impl PixelKernel for ValidCountKernel {
     type Cell = u16;
     const NAME: &'static str = "valid_count";
-    const CELL_BYTES: usize = 2;
 
     #[inline]
     fn update(cells: &mut [u16], pixels: &[u8], nodata: u8) {
         for (c, &p) in cells.iter_mut().zip(pixels) {
             *c = c.saturating_add((p != nodata) as u16);
         }
-    }
-
-    fn merge(cells: &mut [u16], other: &[u16]) {
-        u16_merge(cells, other)
-    }
-
-    fn write_bytes(cells: &[u16], out: &mut Vec<u8>) {
-        u16_write(cells, out)
-    }
-
-    fn read_bytes(bytes: &[u8], out: &mut Vec<u16>) {
-        u16_read(bytes, out)
     }
 }
 
