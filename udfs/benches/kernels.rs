@@ -31,7 +31,11 @@ fn bench(c: &mut Criterion) {
         let mut sum = vec![0f32; N];
         b.iter(|| {
             for (s, &p) in sum.iter_mut().zip(black_box(&px)) {
-                let v = if p != 255 && p != 0 { p as f32 } else { f32::NAN };
+                let v = if p != 255 && p != 0 {
+                    p as f32
+                } else {
+                    f32::NAN
+                };
                 if !v.is_nan() {
                     *s += v;
                 }

@@ -280,11 +280,15 @@ fn fold_state<K: PixelKernel>(
     if !bytes.len().is_multiple_of(<K::Cell as Cell>::BYTES) {
         return exec_err!("{}: corrupt state of {} bytes", K::NAME, bytes.len());
     }
-    scratch.clear();
-    <K::Cell as Cell>::read_bytes(bytes, scratch);
     match cells {
-        None => *cells = Some(scratch.clone()),
+        None => {
+            let mut c = Vec::with_capacity(bytes.len() / <K::Cell as Cell>::BYTES);
+            <K::Cell as Cell>::read_bytes(bytes, &mut c);
+            *cells = Some(c);
+        }
         Some(c) => {
+            scratch.clear();
+            <K::Cell as Cell>::read_bytes(bytes, scratch);
             check_len(K::NAME, c.len(), scratch.len())?;
             <K::Cell as Cell>::merge(c, scratch);
         }
