@@ -37,7 +37,7 @@ if [ ! -f "$STAMP" ]; then
 fi
 
 echo "== cargo build"
-cargo build --locked --all-targets
+cargo build --locked --workspace --all-targets
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export FLOODSQL_BIN="$TARGET_DIR/debug/floodsql"
 
