@@ -330,7 +330,6 @@ pub fn generate(
         }
     }
     // decoys: same tiles outside the time range; a tile far outside the AOI
-    let first = &acqs[0];
     for (shift, tag) in [(-20i64, "EARLY"), (40, "LATE")] {
         items.push(ItemSpec {
             id: format!("ENSEMBLE_FLOOD_DECOY_{tag}_AS020M_{}", tile_name(tx0, ty0)),
@@ -340,7 +339,6 @@ pub fn generate(
             time_shift_days: shift,
             swath_shift: 0.0,
         });
-        let _ = first;
     }
     let far = (tx1 + 6, ty1 + 6);
     items.push(ItemSpec {
@@ -413,8 +411,7 @@ pub fn generate(
             let acqs = &acqs;
             let dir = &dir2;
             s.spawn(move || {
-                for (i, it) in jobs.iter().filter(|(i, _)| i % 2 == w) {
-                    let _ = i;
+                for (_, it) in jobs.iter().filter(|(i, _)| i % 2 == w) {
                     let mut a = acqs[it.acq].clone();
                     a.cx += it.swath_shift;
                     let mut data = vec![0u8; tile_px * tile_px];
