@@ -135,11 +135,12 @@ impl FloodChunksExec {
         self.concurrency
     }
 
-    fn units(&self, partition: usize) -> Vec<Unit> {
+    /// The rows of one partition (`None`: of all partitions).
+    fn units(&self, partition: Option<usize>) -> Vec<Unit> {
         let p = &self.plan;
         let mut out = Vec::new();
         for (i, (c, r)) in p.chunks_with_data().into_iter().enumerate() {
-            if i % self.partitions != partition {
+            if partition.is_some_and(|part| i % self.partitions != part) {
                 continue;
             }
             let window = p.grid.chunk_window(p.chunk, c, r);
@@ -166,7 +167,7 @@ impl FloodChunksExec {
 
     /// Rows the whole scan produces (for progress bars).
     pub fn total_rows(&self) -> usize {
-        (0..self.partitions).map(|p| self.units(p).len()).sum()
+        self.units(None).len()
     }
 }
 
@@ -239,7 +240,7 @@ impl ExecutionPlan for FloodChunksExec {
                 self.partitions
             );
         }
-        let units = self.units(partition);
+        let units = self.units(Some(partition));
         let need_pixels = self
             .projection
             .as_ref()
