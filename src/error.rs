@@ -31,6 +31,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("floodsql version mismatch: {what}: peer is floodsql {peer}, this process is floodsql {ours} (run the same floodsql build on client, scheduler and executors)")]
+    VersionMismatch {
+        what: String,
+        peer: String,
+        ours: String,
+    },
     #[error("{0}")]
     Other(String),
 }

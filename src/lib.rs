@@ -12,6 +12,7 @@
 //!   reads, fusing, `flood_chunks` scan), [`output`] (COG, Parquet, PNG)
 
 pub mod cli;
+pub mod cluster;
 pub mod datetime;
 pub mod error;
 pub mod options;
@@ -23,6 +24,7 @@ pub mod sqlargs;
 pub mod stac;
 pub mod synth;
 pub mod template;
+pub mod version;
 
 pub use error::{Error, Result};
 

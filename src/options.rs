@@ -14,6 +14,9 @@ extensions_options! {
         pub chunk_size: usize, default = 1000
         /// Windows read concurrently per scan partition.
         pub read_concurrency: usize, default = 2
+        /// Version tag of the process that made this session (set by
+        /// floodsql itself; schedulers and executors refuse other versions).
+        pub version: String, default = crate::version::version_tag().to_string()
     }
 }
 

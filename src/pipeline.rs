@@ -1,23 +1,30 @@
 //! Running SQL and turning the last statement's result into outputs. The
-//! output grid comes from the `flood_chunks` scan in the physical plan (the
-//! rasteriser needs the full grid, including chunks no item touches).
+//! output grid comes from the `flood_chunks` scans of the statement, which
+//! are resolved (searched and planned) here, on the client, before the plan
+//! runs — locally or on a cluster (the rasteriser needs the full grid,
+//! including chunks no item touches).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::{source_as_provider, ViewTable};
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use indicatif::ProgressBar;
 
+use crate::cluster::client::{ClusterUrl, JobProgress};
 use crate::error::{Error, Result};
 use crate::output::assemble::{assemble, Raster};
-use crate::raster::exec::{set_progress, FloodChunksExec};
+use crate::raster::exec::{scan_rows, set_progress, FloodChunksExec};
 use crate::raster::plan::ScanPlan;
+use crate::raster::table::FloodChunksTable;
 
 /// Where to write a raster result.
 #[derive(Debug, Clone, Default)]
@@ -82,19 +89,54 @@ pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
 }
 
 /// The scan plans of every `flood_chunks` scan in a physical plan.
-pub fn find_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<(Arc<ScanPlan>, usize)> {
+pub fn find_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<Arc<ScanPlan>> {
     let mut out = Vec::new();
     let _ = plan.apply(|node| {
         let any: &dyn std::any::Any = node.as_ref();
         if let Some(s) = any.downcast_ref::<FloodChunksExec>() {
-            out.push((s.scan_plan().clone(), s.total_rows()));
+            out.push(s.scan_plan().clone());
         }
         Ok(TreeNodeRecursion::Continue)
     });
     out
 }
 
-/// Plans one statement; runs it to batches; the flood scans it contains.
+/// Searches and plans every `flood_chunks` table a logical plan scans
+/// (views included), so that the plan carries its scan plans wherever it runs.
+pub async fn resolve_scans(plan: &LogicalPlan) -> datafusion::error::Result<Vec<Arc<ScanPlan>>> {
+    let mut tables: Vec<Arc<dyn TableProvider>> = Vec::new();
+    collect_tables(plan, &mut tables);
+    let mut out: Vec<Arc<ScanPlan>> = Vec::new();
+    for t in tables {
+        let any: &dyn std::any::Any = t.as_ref();
+        if let Some(fc) = any.downcast_ref::<FloodChunksTable>() {
+            let p = fc.resolve().await?;
+            if !out.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn collect_tables(plan: &LogicalPlan, out: &mut Vec<Arc<dyn TableProvider>>) {
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Ok(p) = source_as_provider(&scan.source) {
+                let any: &dyn std::any::Any = p.as_ref();
+                if let Some(v) = any.downcast_ref::<ViewTable>() {
+                    collect_tables(v.logical_plan(), out);
+                }
+                out.push(p);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// Plans one statement; runs it to batches (locally, or on the cluster the
+/// session is connected to); the flood scans it contains, with the number of
+/// (slice, chunk) rows each produces.
 pub async fn run_statement(
     ctx: &SessionContext,
     stmt: Statement,
@@ -102,17 +144,50 @@ pub async fn run_statement(
 ) -> datafusion::error::Result<(Vec<RecordBatch>, Vec<(Arc<ScanPlan>, usize)>)> {
     let state = ctx.state();
     let logical = state.statement_to_plan(stmt).await?;
+    let mut scans = resolve_scans(&logical).await?;
     let df = ctx.execute_logical_plan(logical).await?;
     let physical = df.create_physical_plan().await?;
-    let scans = find_scans(&physical);
-    let rows: usize = scans.iter().map(|(_, n)| n).sum();
-    if rows > 0 {
-        progress.set_length(rows as u64);
-        set_progress(Some(progress.clone()));
+    if scans.is_empty() {
+        scans = find_scans(&physical);
     }
+    let scans: Vec<(Arc<ScanPlan>, usize)> = scans
+        .into_iter()
+        .map(|s| {
+            let n = scan_rows(&s);
+            (s, n)
+        })
+        .collect();
+    let cluster = state.config().get_extension::<ClusterUrl>();
+    let _job = match &cluster {
+        Some(url) => JobProgress::follow(&physical, url, progress),
+        None => {
+            let rows: usize = scans.iter().map(|(_, n)| n).sum();
+            if rows > 0 {
+                progress.set_length(rows as u64);
+                set_progress(Some(progress.clone()));
+            }
+            None
+        }
+    };
     let batches = collect(physical, ctx.task_ctx()).await;
     set_progress(None);
-    Ok((batches?, scans))
+    let batches = match (batches, &cluster) {
+        (Err(e), Some(url)) => return Err(cluster_error(e, url)),
+        (b, _) => b?,
+    };
+    Ok((batches, scans))
+}
+
+/// Ballista wraps a failed job's cause in several layers; say where it ran.
+fn cluster_error(
+    e: datafusion::error::DataFusionError,
+    url: &ClusterUrl,
+) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::Execution(format!(
+        "query on cluster {} failed: {}",
+        url.df(),
+        e.to_string().trim()
+    ))
 }
 
 /// Runs SQL text; the last statement's result is rasterised onto the grid of

@@ -37,6 +37,7 @@ pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         page_size: 100,
         max_items: None,
         partitions: None,
+        cluster: None,
         print_sql: false,
     };
     eprintln!(

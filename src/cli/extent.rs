@@ -46,9 +46,12 @@ pub struct ExtentArgs {
     /// Cap on the number of items (like pystac-client's max_items).
     #[arg(long)]
     pub max_items: Option<usize>,
-    /// Scan partitions (default: number of cores).
+    /// Scan partitions (default: number of cores; on a cluster 16, Ballista's default).
     #[arg(long)]
     pub partitions: Option<usize>,
+    /// Run on a floodsql cluster (`floodsql scheduler` + executors): df://HOST:PORT.
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// Print the SQL that runs, then run it.
     #[arg(long)]
     pub print_sql: bool,
@@ -99,10 +102,13 @@ pub fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let rt = super::runtime()?;
     let summary = rt.block_on(async {
-        let ctx = crate::session::new_context(a.partitions);
+        let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions).await?;
         let search = super::progress_bar(quiet, "{spinner} searching STAC: {pos} items");
         crate::stac::table::set_search_progress(Some(search.clone()));
-        let bar = super::progress_bar(quiet, "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}");
+        let bar = super::progress_bar(
+            quiet,
+            super::cluster::progress_template(a.cluster.as_deref()),
+        );
         let r = run_to_outputs(&ctx, &sql, &outputs, "MAXIMUM FLOOD EXTENT", &bar).await;
         search.finish_and_clear();
         crate::stac::table::set_search_progress(None);

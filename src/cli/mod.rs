@@ -1,5 +1,6 @@
 //! The command line: `main.rs` only calls [`main`]; tests call [`run`].
 
+pub mod cluster;
 pub mod demo;
 pub mod extent;
 pub mod sql;
@@ -13,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Debug, Parser)]
 #[command(
     name = "floodsql",
-    version,
+    version = crate::version::version_tag(),
     about = "SQL over flood data: STAC → Arrow → DataFusion → COG / Parquet / PNG"
 )]
 pub struct Cli {
@@ -34,6 +35,10 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Generate a small scene and compute its maximum flood extent locally.
     Demo(demo::DemoArgs),
+    /// Run a Ballista scheduler with floodsql's functions (cluster role).
+    Scheduler(cluster::SchedulerArgs),
+    /// Run a Ballista executor with floodsql's functions and raster scan (cluster role).
+    Executor(cluster::ExecutorArgs),
 }
 
 /// Progress bars draw on stderr only when it is a terminal and not --quiet.
@@ -62,6 +67,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(a) => sql::run(a, cli.quiet),
         Command::Synth(a) => synth::run(a, cli.quiet),
         Command::Demo(a) => demo::run(a, cli.quiet),
+        Command::Scheduler(a) => cluster::run_scheduler(a),
+        Command::Executor(a) => cluster::run_executor(a),
     }
 }
 

@@ -34,9 +34,12 @@ pub struct SqlArgs {
     /// PNG quicklook of the rasterised result.
     #[arg(long)]
     pub png: Option<PathBuf>,
-    /// Scan partitions (default: number of cores).
+    /// Scan partitions (default: number of cores; on a cluster 16, Ballista's default).
     #[arg(long)]
     pub partitions: Option<usize>,
+    /// Run on a floodsql cluster (`floodsql scheduler` + executors): df://HOST:PORT.
+    #[arg(long)]
+    pub cluster: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -75,9 +78,14 @@ fn printable(b: &RecordBatch) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
-async fn run_text(ctx: &SessionContext, sql: &str, quiet: bool) -> anyhow::Result<()> {
+async fn run_text(
+    ctx: &SessionContext,
+    sql: &str,
+    quiet: bool,
+    template: &str,
+) -> anyhow::Result<()> {
     for stmt in split_statements(sql)? {
-        let bar = super::progress_bar(quiet, "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}");
+        let bar = super::progress_bar(quiet, template);
         let (batches, _) = run_statement(ctx, stmt, &bar).await?;
         bar.finish_and_clear();
         let shown: Vec<RecordBatch> = batches
@@ -95,6 +103,7 @@ fn interactive(
     rt: &tokio::runtime::Runtime,
     ctx: &SessionContext,
     quiet: bool,
+    template: &str,
 ) -> anyhow::Result<()> {
     let mut rl = rustyline::DefaultEditor::new()?;
     let mut buf = String::new();
@@ -113,7 +122,7 @@ fn interactive(
                 buf.push('\n');
                 if line.trim_end().ends_with(';') {
                     let _ = rl.add_history_entry(buf.trim());
-                    if let Err(e) = rt.block_on(run_text(ctx, &buf, quiet)) {
+                    if let Err(e) = rt.block_on(run_text(ctx, &buf, quiet, template)) {
                         eprintln!("error: {e:#}");
                     }
                     buf.clear();
@@ -146,25 +155,25 @@ pub fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
         png: a.png.clone(),
     };
     let rt = super::runtime()?;
-    let ctx = rt.block_on(async { crate::session::new_context(a.partitions) });
+    let template = super::cluster::progress_template(a.cluster.as_deref());
+    let ctx = rt.block_on(super::cluster::context(a.cluster.as_deref(), a.partitions))?;
     let search = super::progress_bar(quiet, "{spinner} searching STAC: {pos} items");
     crate::stac::table::set_search_progress(Some(search.clone()));
     let Some(text) = text else {
         if outputs.any() {
             anyhow::bail!("--out/--parquet/--png need a SQL file or -c");
         }
-        return interactive(&rt, &ctx, quiet);
+        return interactive(&rt, &ctx, quiet, template);
     };
     let sql = bind(&text, &params)?;
     rt.block_on(async {
         if outputs.any() {
-            let bar =
-                super::progress_bar(quiet, "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}");
+            let bar = super::progress_bar(quiet, template);
             let s = run_to_outputs(&ctx, &sql, &outputs, "FLOODSQL RESULT", &bar).await?;
             eprintln!("{}", s.describe());
             Ok(())
         } else {
-            run_text(&ctx, &sql, quiet).await
+            run_text(&ctx, &sql, quiet, template).await
         }
     })
 }

@@ -137,38 +137,48 @@ impl FloodChunksExec {
 
     /// The rows of one partition (`None`: of all partitions).
     fn units(&self, partition: Option<usize>) -> Vec<Unit> {
-        let p = &self.plan;
-        let mut out = Vec::new();
-        for (i, (c, r)) in p.chunks_with_data().into_iter().enumerate() {
-            if partition.is_some_and(|part| i % self.partitions != part) {
-                continue;
-            }
-            let window = p.grid.chunk_window(p.chunk, c, r);
-            for s in &p.slices {
-                let sources: Vec<Source> = s
-                    .sources
-                    .iter()
-                    .filter(|src| src.overlap(window).is_some())
-                    .cloned()
-                    .collect();
-                if !sources.is_empty() {
-                    out.push(Unit {
-                        datetime_us: s.datetime_us,
-                        col: c,
-                        row: r,
-                        window,
-                        sources,
-                    });
-                }
-            }
-        }
-        out
+        scan_units(&self.plan, self.partitions, partition)
     }
 
     /// Rows the whole scan produces (for progress bars).
     pub fn total_rows(&self) -> usize {
         self.units(None).len()
     }
+}
+
+/// The (slice, chunk) rows of a scan; with `partition`, only those of that
+/// partition when chunks are dealt round-robin over `partitions`.
+fn scan_units(p: &ScanPlan, partitions: usize, partition: Option<usize>) -> Vec<Unit> {
+    let mut out = Vec::new();
+    for (i, (c, r)) in p.chunks_with_data().into_iter().enumerate() {
+        if partition.is_some_and(|part| i % partitions != part) {
+            continue;
+        }
+        let window = p.grid.chunk_window(p.chunk, c, r);
+        for s in &p.slices {
+            let sources: Vec<Source> = s
+                .sources
+                .iter()
+                .filter(|src| src.overlap(window).is_some())
+                .cloned()
+                .collect();
+            if !sources.is_empty() {
+                out.push(Unit {
+                    datetime_us: s.datetime_us,
+                    col: c,
+                    row: r,
+                    window,
+                    sources,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// (slice, chunk) rows a scan of `plan` produces, however it is partitioned.
+pub fn scan_rows(plan: &ScanPlan) -> usize {
+    scan_units(plan, 1, None).len()
 }
 
 impl DisplayAs for FloodChunksExec {
@@ -232,7 +242,7 @@ impl ExecutionPlan for FloodChunksExec {
     fn execute(
         &self,
         partition: usize,
-        _ctx: Arc<TaskContext>,
+        ctx: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition >= self.partitions {
             return internal_err!(
@@ -241,6 +251,21 @@ impl ExecutionPlan for FloodChunksExec {
             );
         }
         let units = self.units(Some(partition));
+        let chunks = units
+            .iter()
+            .map(|u| (u.col, u.row))
+            .collect::<std::collections::BTreeSet<_>>();
+        tracing::info!(
+            "{}{}scan partition {partition}/{}: {} (slice, chunk) rows over {} chunks of {}",
+            crate::cluster::role()
+                .map(|r| format!("{r}: "))
+                .unwrap_or_default(),
+            ctx.task_id().map(|t| format!("[{t}] ")).unwrap_or_default(),
+            self.partitions,
+            units.len(),
+            chunks.len(),
+            self.plan.asset
+        );
         let need_pixels = self
             .projection
             .as_ref()

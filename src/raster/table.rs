@@ -1,7 +1,10 @@
 //! `flood_chunks(source, collection, bbox, datetime, asset [, chunk_size])`:
 //! raster chunks as a table, one row per (time slice, chunk) — see
 //! [`chunk_schema`](crate::raster::exec::chunk_schema). The STAC search and
-//! the scan plan are made when the query is planned for execution.
+//! the scan plan are made once per table: by the client before it sends a
+//! plan to a cluster ([`FloodChunksTable::resolve`], so that the scheduler
+//! needs no access to the catalogue and the client knows the output grid), or
+//! else when the query is planned for execution.
 
 use std::sync::Arc;
 
@@ -11,10 +14,12 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::{exec_datafusion_err, Result};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 
 use crate::options::FloodsqlOptions;
 use crate::raster::exec::{chunk_schema, FloodChunksExec};
-use crate::raster::plan::plan_scan;
+use crate::raster::plan::{plan_scan, ScanPlan};
 use crate::sqlargs::{check_arity, opt_usize, req_str};
 use crate::stac::search::{search, SearchParams};
 use crate::stac::table::{search_params, search_progress};
@@ -39,21 +44,75 @@ impl TableFunctionImpl for FloodChunksFunction {
             .cloned()
             .unwrap_or_default();
         let chunk = opt_usize(F, "chunk_size", a, 5)?.unwrap_or(opts.chunk_size);
-        Ok(Arc::new(FloodChunksTable {
+        Ok(Arc::new(FloodChunksTable::new(FloodChunksSpec {
             search,
             asset,
             chunk,
             concurrency: opts.read_concurrency,
-        }))
+        })))
     }
 }
 
-#[derive(Debug)]
-pub struct FloodChunksTable {
+/// What a `flood_chunks(...)` call asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloodChunksSpec {
     pub search: SearchParams,
     pub asset: String,
     pub chunk: usize,
     pub concurrency: usize,
+}
+
+#[derive(Debug)]
+pub struct FloodChunksTable {
+    pub spec: FloodChunksSpec,
+    resolved: OnceCell<Arc<ScanPlan>>,
+}
+
+impl FloodChunksTable {
+    pub fn new(spec: FloodChunksSpec) -> Self {
+        Self {
+            spec,
+            resolved: OnceCell::new(),
+        }
+    }
+
+    /// A table whose search and scan plan are already made (decoded on a
+    /// scheduler).
+    pub fn with_plan(spec: FloodChunksSpec, plan: Arc<ScanPlan>) -> Self {
+        Self {
+            spec,
+            resolved: OnceCell::new_with(Some(plan)),
+        }
+    }
+
+    /// The scan plan, if it has been made.
+    pub fn resolved(&self) -> Option<Arc<ScanPlan>> {
+        self.resolved.get().cloned()
+    }
+
+    /// Searches and plans the scan (once; later calls return the same plan).
+    pub async fn resolve(&self) -> Result<Arc<ScanPlan>> {
+        self.resolved
+            .get_or_try_init(|| async {
+                let s = &self.spec;
+                let items = search(&s.search, &search_progress()).await?;
+                if items.is_empty() {
+                    return Err(crate::error::Error::NoItems(s.search.describe()).into());
+                }
+                let bbox = s
+                    .search
+                    .bbox
+                    .ok_or_else(|| exec_datafusion_err!("flood_chunks needs a bbox"))?;
+                let (asset, chunk) = (s.asset.clone(), s.chunk);
+                let plan =
+                    tokio::task::spawn_blocking(move || plan_scan(&items, &bbox, &asset, chunk))
+                        .await
+                        .map_err(|e| exec_datafusion_err!("planning task failed: {e}"))??;
+                Ok(Arc::new(plan))
+            })
+            .await
+            .cloned()
+    }
 }
 
 #[async_trait]
@@ -73,24 +132,13 @@ impl TableProvider for FloodChunksTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let items = search(&self.search, &search_progress()).await?;
-        if items.is_empty() {
-            return Err(crate::error::Error::NoItems(self.search.describe()).into());
-        }
-        let bbox = self
-            .search
-            .bbox
-            .ok_or_else(|| exec_datafusion_err!("flood_chunks needs a bbox"))?;
-        let (asset, chunk) = (self.asset.clone(), self.chunk);
-        let plan = tokio::task::spawn_blocking(move || plan_scan(&items, &bbox, &asset, chunk))
-            .await
-            .map_err(|e| exec_datafusion_err!("planning task failed: {e}"))??;
+        let plan = self.resolve().await?;
         let n_chunks = plan.chunks_with_data().len().max(1);
         let partitions = state.config().target_partitions().min(n_chunks);
         Ok(Arc::new(FloodChunksExec::try_new(
-            Arc::new(plan),
+            plan,
             partitions,
-            self.concurrency,
+            self.spec.concurrency,
             projection.cloned(),
         )?))
     }

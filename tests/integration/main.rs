@@ -1,6 +1,7 @@
 //! floodsql's Rust integration tests, in one binary (fast to link).
 
 mod cli;
+mod cluster;
 mod common;
 mod slt;
 mod udaf;

@@ -1,0 +1,117 @@
+//! `floodsql scheduler` and `floodsql executor`: the cluster roles, and the
+//! `--cluster df://HOST:PORT` switch shared by `extent` and `sql`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use datafusion::execution::context::SessionContext;
+
+use crate::cluster::client::{connect, ClusterUrl};
+use crate::cluster::executor::{parse_bytes, ExecutorOptions};
+use crate::cluster::scheduler::SchedulerOptions;
+use crate::cluster::{init_logging, parse_host_port};
+
+#[derive(Debug, Args, Clone)]
+pub struct SchedulerArgs {
+    /// Address to listen on (gRPC, REST API /api/…, /healthz).
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub bind: SocketAddr,
+    /// Host name executors and clients reach this scheduler by (default: the bind IP).
+    #[arg(long)]
+    pub external_host: Option<String>,
+    /// Seconds without a heartbeat after which an executor is lost and its tasks re-run.
+    #[arg(long, default_value_t = 60)]
+    pub executor_timeout: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExecutorArgs {
+    /// Scheduler address, HOST:PORT.
+    #[arg(long)]
+    pub scheduler: String,
+    /// Arrow Flight address (shuffle and result fetches).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub bind: SocketAddr,
+    /// gRPC port (task launches from the scheduler), on the bind IP.
+    #[arg(long, default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// Host name the scheduler, other executors and clients reach this executor by.
+    #[arg(long)]
+    pub external_host: Option<String>,
+    /// Concurrent tasks (default: number of cores).
+    #[arg(long, default_value_t = 0)]
+    pub slots: usize,
+    /// Memory for all tasks, e.g. 4G (default: Ballista's share of host memory).
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Directory for shuffle files (default: a temporary directory).
+    #[arg(long)]
+    pub work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler (keep below its --executor-timeout).
+    #[arg(long, default_value_t = 10)]
+    pub heartbeat_interval: u64,
+}
+
+pub fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
+    init_logging();
+    let rt = super::runtime()?;
+    rt.block_on(crate::cluster::scheduler::run(SchedulerOptions {
+        bind: a.bind,
+        external_host: a.external_host,
+        executor_timeout: Duration::from_secs(a.executor_timeout),
+    }))?;
+    Ok(())
+}
+
+pub fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
+    let (scheduler_host, scheduler_port) = parse_host_port("scheduler address", &a.scheduler)?;
+    let memory_limit = a.memory_limit.as_deref().map(parse_bytes).transpose()?;
+    if a.grpc_port == a.bind.port() && a.grpc_port != 0 {
+        anyhow::bail!(
+            "--grpc-port {} is the port of --bind {}: an executor needs two ports",
+            a.grpc_port,
+            a.bind
+        );
+    }
+    if let Some(d) = &a.work_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating work dir '{d}'"))?;
+    }
+    init_logging();
+    let rt = super::runtime()?;
+    rt.block_on(crate::cluster::executor::run(ExecutorOptions {
+        scheduler_host,
+        scheduler_port,
+        bind: a.bind,
+        grpc_port: a.grpc_port,
+        external_host: a.external_host,
+        slots: a.slots,
+        memory_limit,
+        work_dir: a.work_dir,
+        heartbeat: Duration::from_secs(a.heartbeat_interval),
+    }))?;
+    Ok(())
+}
+
+/// A local session, or one connected to `--cluster df://HOST:PORT`.
+pub async fn context(
+    cluster: Option<&str>,
+    partitions: Option<usize>,
+) -> anyhow::Result<SessionContext> {
+    match cluster {
+        None => Ok(crate::session::new_context(partitions)),
+        Some(u) => {
+            let url = ClusterUrl::parse(u)?;
+            Ok(connect(&url, partitions).await?)
+        }
+    }
+}
+
+/// The progress bar template: scan rows locally, tasks on a cluster.
+pub fn progress_template(cluster: Option<&str>) -> &'static str {
+    match cluster {
+        None => "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}",
+        Some(_) => "{bar:40} {pos}/{len} tasks {msg} {elapsed}",
+    }
+}

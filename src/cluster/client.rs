@@ -1,0 +1,202 @@
+//! The client side of `--cluster df://HOST:PORT`: a session whose queries run
+//! on a Ballista cluster, and a progress reporter fed by the scheduler's REST
+//! API (tasks done / total of the running job).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista::prelude::SessionContextExt;
+use ballista_core::execution_plans::DistributedQueryExec;
+use datafusion::execution::context::SessionContext;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::protobuf::LogicalPlanNode;
+use indicatif::ProgressBar;
+
+use crate::error::{Error, Result};
+use crate::session::{cluster_session_config, register_all};
+
+/// A parsed `df://HOST:PORT` cluster address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUrl {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ClusterUrl {
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |m: &str| Error::Other(format!("invalid cluster URL '{s}': {m}"));
+        let rest = s
+            .strip_prefix("df://")
+            .ok_or_else(|| bad("expected df://HOST:PORT"))?;
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') {
+            return Err(bad("expected df://HOST:PORT, without a path"));
+        }
+        let (host, port) = super::parse_host_port("cluster URL", rest)
+            .map_err(|_| bad("expected df://HOST:PORT with a port number"))?;
+        Ok(Self { host, port })
+    }
+
+    pub fn df(&self) -> String {
+        format!("df://{}:{}", self.host, self.port)
+    }
+
+    /// The scheduler's REST API.
+    pub fn rest(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+}
+
+/// Waits until the scheduler answers its health check (`/healthz`).
+pub async fn check_reachable(url: &ClusterUrl) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let target = format!("{}/healthz", url.rest());
+    match client.get(&target).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(Error::Other(format!(
+            "scheduler at {} is not healthy: /healthz answered {}",
+            url.df(),
+            r.status()
+        ))),
+        Err(e) => Err(Error::Other(format!(
+            "cannot reach the floodsql scheduler at {}: {}",
+            url.df(),
+            root_cause(&e)
+        ))),
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(s) = cur.source() {
+        cur = s;
+    }
+    cur.to_string()
+}
+
+/// A session whose queries run on the cluster at `url`; the same functions,
+/// table functions, options and codecs as a local one.
+pub async fn connect(url: &ClusterUrl, partitions: Option<usize>) -> Result<SessionContext> {
+    check_reachable(url).await?;
+    let mut cfg = cluster_session_config().with_extension(Arc::new(url.clone()));
+    if let Some(n) = partitions {
+        cfg = cfg.with_target_partitions(n.max(1));
+    }
+    let state = SessionStateBuilder::new()
+        .with_config(cfg)
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::remote_with_state(&url.df(), state)
+        .await
+        .map_err(|e| Error::Other(format!("cluster {}: {e}", url.df())))?;
+    // Ballista's upgrade replaces the function set with its defaults
+    register_all(&ctx);
+    Ok(ctx)
+}
+
+/// Follows the job a distributed plan submits and reports its tasks done /
+/// total on `progress`, until dropped.
+pub struct JobProgress {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for JobProgress {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl JobProgress {
+    /// `None` when `plan` is not a distributed query.
+    pub fn follow(
+        plan: &Arc<dyn ExecutionPlan>,
+        url: &ClusterUrl,
+        progress: &ProgressBar,
+    ) -> Option<Self> {
+        let any: &dyn std::any::Any = plan.as_ref();
+        let exec = any
+            .downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()?
+            .clone();
+        let (rest, pb) = (url.rest(), progress.clone());
+        let handle = tokio::spawn(async move {
+            let client = match reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+            {
+                Ok(c) => c,
+                Err(_) => return,
+            };
+            let mut announced = false;
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let Some(job) = exec.job_id() else { continue };
+                if !announced {
+                    tracing::info!("job {job} submitted");
+                    pb.set_message(format!("job {job}"));
+                    announced = true;
+                }
+                let url = format!("{rest}/api/job/{job}/stages");
+                let Ok(resp) = client.get(&url).send().await else {
+                    continue;
+                };
+                let Ok(v) = resp.json::<serde_json::Value>().await else {
+                    continue;
+                };
+                if let Some((done, total)) = count_tasks(&v) {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                }
+            }
+        });
+        Some(Self { handle })
+    }
+}
+
+/// (successful, total) tasks over the stages of a `/api/job/{id}/stages` answer.
+pub fn count_tasks(v: &serde_json::Value) -> Option<(usize, usize)> {
+    let stages = v.get("stages")?.as_array()?;
+    let (mut done, mut total) = (0, 0);
+    for s in stages {
+        let tasks = s.get("tasks")?.as_array()?;
+        total += tasks.len();
+        done += tasks
+            .iter()
+            .filter(|t| t.get("status").and_then(|s| s.as_str()) == Some("Successful"))
+            .count();
+    }
+    Some((done, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls() {
+        let u = ClusterUrl::parse("df://127.0.0.1:50050").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 50050));
+        assert_eq!(u.rest(), "http://127.0.0.1:50050");
+        for bad in [
+            "127.0.0.1:50050",
+            "df://",
+            "df://host",
+            "http://h:1",
+            "df://h:1/x",
+        ] {
+            assert!(ClusterUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn task_counts() {
+        let v = serde_json::json!({"stages": [
+            {"tasks": [{"status": "Successful"}, {"status": "Running"}, null]},
+            {"tasks": [{"status": {"Failed": {"reason": "x", "error": "y"}}}]}
+        ]});
+        assert_eq!(count_tasks(&v), Some((1, 4)));
+    }
+}

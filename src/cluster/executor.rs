@@ -1,0 +1,148 @@
+//! `floodsql executor`: a Ballista executor carrying floodsql's functions,
+//! codecs and raster scan. It has two ports: Arrow Flight (shuffle and result
+//! fetches) and gRPC (task launches from the scheduler). Every task's session
+//! carries the client's `floodsql.version`; a task of another floodsql version
+//! is refused (the task fails with both versions named, and so does the job).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista_core::RuntimeProducer;
+use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
+use crate::session::{
+    cluster_session_config, function_registry, session_version, MAX_MESSAGE_BYTES,
+};
+use crate::version::{check_peer, version_tag};
+
+/// What the executor role needs.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    pub scheduler_host: String,
+    pub scheduler_port: u16,
+    /// Arrow Flight address (shuffle and result fetches).
+    pub bind: SocketAddr,
+    pub grpc_port: u16,
+    /// Host name the scheduler, other executors and clients use to reach this one.
+    pub external_host: Option<String>,
+    /// Concurrent tasks (0: number of cores).
+    pub slots: usize,
+    /// Memory pool for all tasks, bytes (None: Ballista's share of host memory).
+    pub memory_limit: Option<u64>,
+    pub work_dir: Option<String>,
+    pub heartbeat: Duration,
+}
+
+/// Parses `512M`, `4G`, `1.5G`, `1048576` (bytes; K/M/G/T are powers of 1024).
+pub fn parse_bytes(s: &str) -> crate::Result<u64> {
+    let t = s.trim();
+    let bad = || {
+        crate::Error::Other(format!(
+            "invalid memory limit '{s}': expected bytes or a number with K, M, G or T"
+        ))
+    };
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(bad()),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(bad());
+    }
+    Ok((v * mult as f64) as u64)
+}
+
+/// The Ballista executor configuration floodsql runs with.
+pub fn executor_config(o: &ExecutorOptions) -> ExecutorProcessConfig {
+    let host = o
+        .external_host
+        .clone()
+        .unwrap_or_else(|| o.bind.ip().to_string());
+    let work_dir = o.work_dir.clone();
+    let runtime: RuntimeProducer = Arc::new(move |config| {
+        check_peer(
+            &session_version(config),
+            "the executor refuses a task of the client's session",
+        )?;
+        let mut b = RuntimeEnvBuilder::new();
+        if let Some(d) = &work_dir {
+            b = b.with_temp_file_path(d.clone());
+        }
+        Ok(Arc::new(b.build()?))
+    });
+    let mut cfg = ExecutorProcessConfig {
+        executor_id: format!("{host}:{}", o.bind.port()),
+        bind_host: o.bind.ip().to_string(),
+        external_host: Some(host),
+        port: o.bind.port(),
+        grpc_port: o.grpc_port,
+        scheduler_host: o.scheduler_host.clone(),
+        scheduler_port: o.scheduler_port,
+        // keep trying while the scheduler starts (compose, Kubernetes)
+        scheduler_connect_timeout_seconds: 60,
+        work_dir: o.work_dir.clone(),
+        print_thread_info: false,
+        grpc_max_decoding_message_size: MAX_MESSAGE_BYTES,
+        grpc_max_encoding_message_size: MAX_MESSAGE_BYTES,
+        executor_heartbeat_interval_seconds: o.heartbeat.as_secs().max(1),
+        memory_pool_size: o.memory_limit,
+        override_function_registry: Some(Arc::new(function_registry())),
+        override_config_producer: Some(Arc::new(cluster_session_config)),
+        override_runtime_producer: Some(runtime),
+        override_logical_codec: Some(crate::session::logical_codec()),
+        override_physical_codec: Some(crate::session::physical_codec()),
+        ..Default::default()
+    };
+    if o.slots > 0 {
+        cfg.vcores = o.slots;
+    }
+    cfg
+}
+
+/// Runs the executor until the process is stopped.
+pub async fn run(o: ExecutorOptions) -> crate::Result<()> {
+    let cfg = executor_config(&o);
+    super::set_role(format!("executor {}", cfg.executor_id));
+    tracing::info!(
+        "floodsql {} executor {}: flight {}, grpc port {}, {} slots, scheduler {}:{}",
+        version_tag(),
+        cfg.executor_id,
+        o.bind,
+        o.grpc_port,
+        cfg.vcores,
+        o.scheduler_host,
+        o.scheduler_port
+    );
+    start_executor_process(Arc::new(cfg)).await.map_err(|e| {
+        crate::Error::Other(format!(
+            "executor (scheduler {}:{}): {e}",
+            o.scheduler_host, o.scheduler_port
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn bytes() {
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1.5g").unwrap(), 3 << 29);
+        for bad in ["", "x", "-1G", "0", "4Q", "G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+"""floodsql on a real Ballista cluster: one `floodsql scheduler` and two
+`floodsql executor` processes on random localhost ports. The distributed
+answer must be byte-for-byte the local one; executors of another floodsql
+version are refused; losing an executor never hangs nor leaves a wrong file."""
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+from conftest import DT_RFC, extent, floodsql_bin, free_port, run
+
+
+def _get(url, timeout=2):
+    return json.loads(urllib.request.urlopen(url, timeout=timeout).read())
+
+
+class Cluster:
+    """A scheduler and executors as real processes; logs in `tmp`."""
+
+    def __init__(self, tmp, executors=2, executor_env=None, scheduler_env=None, slots=2):
+        self.tmp = Path(tmp)
+        self.port = free_port()
+        self.url = f"df://127.0.0.1:{self.port}"
+        self.rest = f"http://127.0.0.1:{self.port}"
+        self.procs, self.logs = [], []
+        self.scheduler = self._spawn(
+            "scheduler", ["scheduler", "--bind", f"127.0.0.1:{self.port}", "--executor-timeout", "10"],
+            scheduler_env)
+        self._wait(lambda: urllib.request.urlopen(self.rest + "/healthz", timeout=1).status == 200,
+                   "scheduler health check")
+        self.executors = []
+        for i in range(executors):
+            flight, grpc = free_port(), free_port()
+            p = self._spawn(f"executor{i}", [
+                "executor", "--scheduler", f"127.0.0.1:{self.port}", "--bind", f"127.0.0.1:{flight}",
+                "--grpc-port", str(grpc), "--slots", str(slots), "--work-dir", str(self.tmp / f"work{i}"),
+                "--heartbeat-interval", "2"], executor_env)
+            self.executors.append((p, self.logs[-1], f"127.0.0.1:{flight}"))
+        self._wait(lambda: len(_get(self.rest + "/api/executors")) >= executors,
+                   f"{executors} executors registered")
+
+    def _spawn(self, name, args, env_extra):
+        log = self.tmp / f"{name}.log"
+        env = dict(os.environ, **(env_extra or {}))
+        p = subprocess.Popen([floodsql_bin(), *args], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+        self.procs.append(p)
+        self.logs.append(log)
+        return p
+
+    def _wait(self, ok, what, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for p, log in zip(self.procs, self.logs):
+                if p.poll() is not None:
+                    raise RuntimeError(f"{log.name} exited ({p.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                if ok():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"cluster: no {what} within {timeout} s")
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.stop()
+
+
+def version():
+    return subprocess.run([floodsql_bin(), "--version"], capture_output=True, text=True,
+                          check=True).stdout.split()[-1]
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.transform.to_gdal(), ds.crs.to_wkt()
+
+
+def chunk_table(path):
+    t = pq.read_table(path).to_pylist()
+    return sorted(t, key=lambda r: (r["y_off"], r["x_off"]))
+
+
+def test_extent_on_cluster_is_identical_to_local(cluster, tiny, tiny_api, tmp_path):
+    la, lp = tmp_path / "local.tif", tmp_path / "local.parquet"
+    ca, cp = tmp_path / "cluster.tif", tmp_path / "cluster.parquet"
+    extent(tiny_api, tiny.bbox, la, "--parquet", lp, "--chunk", "200")
+    marks = [log.stat().st_size for _, log, _ in cluster.executors]
+    r = extent(tiny_api, tiny.bbox, ca, "--parquet", cp, "--chunk", "200",
+               "--cluster", cluster.url, "--partitions", "8")
+    assert np.array_equal(read(la)[0], read(ca)[0])
+    assert read(la)[1:] == read(ca)[1:]
+    assert read(ca)[0].sum() > 0
+    assert la.read_bytes() == ca.read_bytes()          # the COG writer is deterministic
+    assert chunk_table(lp) == chunk_table(cp)
+    # the scan ran on both executors, and each says which tasks it ran
+    for _, log, name in cluster.executors:
+        text = log.read_text()[marks.pop(0):]
+        assert f"executor {name}: [TID " in text and "scan partition" in text, log.read_text()[-2000:]
+    assert "items: " in r.stderr
+
+
+def test_sql_queries_on_cluster_equal_local(cluster, tiny, tiny_api, tmp_path):
+    fc = f"flood_chunks('{tiny_api}', 'GFM', '{tiny.bbox}', '{DT_RFC}', 'ensemble_flood_extent', 256)"
+    queries = [
+        f"SELECT count(*) AS n, sum(items) AS items, min(datetime) AS t0, max(datetime) AS t1 FROM {fc}",
+        f"SELECT chunk_col, chunk_row, count(*) AS slices, pixel_count(flood_max_extent(pixels)) AS flooded "
+        f"FROM {fc} GROUP BY chunk_col, chunk_row ORDER BY chunk_row, chunk_col",
+        f"SELECT id, datetime FROM stac_items('{tiny_api}', 'GFM', '{tiny.bbox}', '{DT_RFC}') ORDER BY id",
+        f"SELECT date_trunc('day', datetime) AS day, count(*) FROM {fc} GROUP BY 1 ORDER BY 1",
+    ]
+    for q in queries:
+        local = run(["sql", "-c", q]).stdout
+        remote = run(["sql", "-c", q, "--cluster", cluster.url, "--partitions", "4"]).stdout
+        assert local == remote, q
+        assert len(local.splitlines()) > 4
+    for fn in ["flood_count", "valid_count"]:
+        q = (f"SELECT x_off, y_off, width, height, {fn}(pixels) AS pixels FROM {fc} "
+             f"GROUP BY x_off, y_off, width, height")
+        a, b = tmp_path / f"{fn}-local.tif", tmp_path / f"{fn}-cluster.tif"
+        run(["sql", "-c", q, "--out", a])
+        run(["sql", "-c", q, "--out", b, "--cluster", cluster.url])
+        assert a.read_bytes() == b.read_bytes(), fn
+        assert read(b)[0].max() > 1
+
+
+@pytest.mark.parametrize("query,needle", [
+    ("SELECT no_such_fn(pixels) FROM flood_chunks('{api}', 'GFM', '{bbox}', '{dt}', 'ensemble_flood_extent')",
+     "no_such_fn"),
+    ("SELECT * FROM no_such_table", "no_such_table"),
+])
+def test_unknown_function_or_table_on_cluster(cluster, tiny, tiny_api, query, needle):
+    q = query.format(api=tiny_api, bbox=tiny.bbox, dt=DT_RFC)
+    p = run(["sql", "-c", q, "--cluster", cluster.url], check=False, timeout=60)
+    assert p.returncode != 0
+    assert needle in p.stderr and p.stderr.startswith("error:"), p.stderr
+
+
+def test_bad_cluster_address(tiny, tiny_api, tmp_path):
+    out = tmp_path / "x.tif"
+    for url, needle in [("127.0.0.1:1", "invalid cluster URL"),
+                        (f"df://127.0.0.1:{free_port()}", "cannot reach the floodsql scheduler")]:
+        p = extent(tiny_api, tiny.bbox, out, "--cluster", url, check=False)
+        assert p.returncode == 1 and needle in p.stderr, p.stderr
+        assert not out.exists()
+
+
+def test_scheduler_of_another_version_refuses_the_client(tiny, tiny_api, tmp_path):
+    c = Cluster(tmp_path, executors=1, scheduler_env={"FLOODSQL_VERSION_OVERRIDE": "9.9.9-other"})
+    try:
+        out = tmp_path / "x.tif"
+        p = extent(tiny_api, tiny.bbox, out, "--cluster", c.url, check=False)
+        assert p.returncode == 1
+        assert "version mismatch" in p.stderr, p.stderr
+        assert "9.9.9-other" in p.stderr and version() in p.stderr, p.stderr
+        assert not out.exists()
+    finally:
+        c.stop()
+
+
+def test_executor_of_another_version_refuses_tasks(tiny, tiny_api, tmp_path):
+    c = Cluster(tmp_path, executors=1, executor_env={"FLOODSQL_VERSION_OVERRIDE": "9.9.9-other"})
+    try:
+        out = tmp_path / "x.tif"
+        t0 = time.time()
+        p = extent(tiny_api, tiny.bbox, out, "--cluster", c.url, check=False)
+        assert time.time() - t0 < 60
+        assert p.returncode == 1
+        assert "version mismatch" in p.stderr, p.stderr
+        assert "9.9.9-other" in p.stderr and version() in p.stderr, p.stderr
+        assert not out.exists()
+    finally:
+        c.stop()
+
+
+def test_losing_an_executor_never_hangs_nor_writes_a_wrong_file(medium, medium_api, tmp_path):
+    local = tmp_path / "local.tif"
+    extent(medium_api, medium.bbox, local, "--chunk", "300")
+    c = Cluster(tmp_path, executors=2, slots=1)
+    try:
+        out = tmp_path / "cluster.tif"
+        args = [floodsql_bin(), "--quiet", "extent", "--stac-url", medium_api, "--collection", "GFM",
+                "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out), "--chunk", "300",
+                "--cluster", c.url, "--partitions", "32"]
+        client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        victim, log, _ = c.executors[1]
+        deadline = time.time() + 60
+        while "Finished task" not in log.read_text() and time.time() < deadline and client.poll() is None:
+            time.sleep(0.05)
+        assert "Finished task" in log.read_text(), "the executor to kill never finished a task"
+        killed_while_running = client.poll() is None
+        victim.send_signal(signal.SIGKILL)
+        t_kill = time.time()
+        try:
+            _, err = client.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            pytest.fail("client still running 60 s after an executor was killed")
+        print(f"killed while running: {killed_while_running}; client ended {time.time() - t_kill:.1f} s after")
+        if client.returncode == 0:
+            assert out.read_bytes() == local.read_bytes()
+        else:
+            assert err.startswith("error:") and "cluster" in err, err
+            assert not out.exists()
+            assert not list(tmp_path.glob("*.tmp*"))
+    finally:
+        c.stop()
