@@ -10,7 +10,7 @@
 //! |------|---------------------------|---------|
 //! | `FloodChunksTable` (logical) | client → scheduler | spec + the scan plan the client resolved |
 //! | `StacItemsTable` (logical) | client → scheduler | search parameters |
-//! | `FloodChunksExec` (physical) | scheduler → executors | scan plan, partitions, projection |
+//! | `FloodChunksExec` (physical) | scheduler → executors | scan plan, projection (its chunk-assignment input is a plan child) |
 
 use std::sync::Arc;
 
@@ -54,9 +54,10 @@ enum Node {
     StacItemsTable {
         params: SearchParams,
     },
+    /// Its input (the chunk assignment, an in-memory source) travels as a
+    /// plan child, so that Ballista can restrict it to a task's partitions.
     FloodChunksExec {
         plan: ScanPlan,
-        partitions: usize,
         concurrency: usize,
         projection: Option<Vec<usize>>,
     },
@@ -229,20 +230,17 @@ impl PhysicalExtensionCodec for FloodsqlPhysicalCodec {
         match decode(buf, None)? {
             Some(Node::FloodChunksExec {
                 plan,
-                partitions,
                 concurrency,
                 projection,
-            }) => {
-                if !inputs.is_empty() {
-                    return internal_err!("FloodChunksExec has no inputs, got {}", inputs.len());
-                }
-                Ok(Arc::new(FloodChunksExec::try_new(
+            }) => match inputs {
+                [input] => Ok(Arc::new(FloodChunksExec::with_input(
                     Arc::new(plan),
-                    partitions,
+                    input.clone(),
                     concurrency,
                     projection,
-                )?))
-            }
+                )?)),
+                _ => internal_err!("FloodChunksExec has one input, got {}", inputs.len()),
+            },
             Some(other) => internal_err!("floodsql codec: {other:?} is not an execution plan"),
             None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
         }
@@ -259,7 +257,6 @@ impl PhysicalExtensionCodec for FloodsqlPhysicalCodec {
             return encode(
                 Node::FloodChunksExec {
                     plan: (**s.scan_plan()).clone(),
-                    partitions: s.partitions(),
                     concurrency: s.concurrency(),
                     projection: s.projection().cloned(),
                 },

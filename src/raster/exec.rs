@@ -1,20 +1,29 @@
 //! `FloodChunksExec`: the raster scan. One output row per (time slice, chunk)
 //! that some item overlaps: the slice's fused uint8 pixels over the chunk
-//! window. Partition p scans chunks p, p+n, p+2n, … and, within a chunk, the
-//! slices in time order, so the partial aggregate directly above keeps one
-//! state per chunk and never holds all slices of a chunk at once. Reads and
-//! fusing run on blocking threads, a few windows at a time per partition.
+//! window. Within a partition it scans its chunks one after the other and,
+//! within a chunk, the slices in time order, so the partial aggregate directly
+//! above keeps one state per chunk and never holds all slices of a chunk at
+//! once. Reads and fusing run on blocking threads, a few windows at a time per
+//! partition.
+//!
+//! Which chunks a partition scans is data: the scan's only input is a small
+//! in-memory table with one partition per scan partition, listing its chunks
+//! (dealt round-robin: p, p+n, p+2n, …). On a Ballista cluster the scheduler
+//! restricts that input to the partitions of each task — Ballista knows how to
+//! slice an in-memory source, not a custom leaf — so a task scans exactly its
+//! own chunks, locally and remotely alike.
 
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{
     ArrayRef, Int32Array, LargeBinaryArray, RecordBatch, RecordBatchOptions,
-    TimestampMicrosecondArray,
+    TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{exec_datafusion_err, internal_err, Result};
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -22,7 +31,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use futures::StreamExt;
+use futures::TryStreamExt;
 use indicatif::ProgressBar;
 
 use crate::raster::fuse::fuse_window;
@@ -83,26 +92,84 @@ struct Unit {
 #[derive(Debug)]
 pub struct FloodChunksExec {
     plan: Arc<ScanPlan>,
-    partitions: usize,
+    /// The chunk assignment: partition p lists the chunks partition p scans.
+    input: Arc<dyn ExecutionPlan>,
     concurrency: usize,
     projection: Option<Vec<usize>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
+/// Schema of the chunk assignment a `FloodChunksExec` reads.
+pub fn assignment_schema() -> SchemaRef {
+    static S: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("chunk_col", DataType::UInt32, false),
+            Field::new("chunk_row", DataType::UInt32, false),
+        ]))
+    });
+    S.clone()
+}
+
+/// The chunks with data dealt round-robin over `partitions` partitions, as an
+/// in-memory source.
+pub fn chunk_assignment(plan: &ScanPlan, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    let n = partitions.max(1);
+    let mut parts: Vec<(Vec<u32>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); n];
+    for (i, (c, r)) in plan.chunks_with_data().into_iter().enumerate() {
+        parts[i % n].0.push(c as u32);
+        parts[i % n].1.push(r as u32);
+    }
+    let batches = parts
+        .into_iter()
+        .map(|(cols, rows)| {
+            Ok(vec![RecordBatch::try_new(
+                assignment_schema(),
+                vec![
+                    Arc::new(UInt32Array::from(cols)) as ArrayRef,
+                    Arc::new(UInt32Array::from(rows)),
+                ],
+            )?])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(MemorySourceConfig::try_new_exec(
+        &batches,
+        assignment_schema(),
+        None,
+    )?)
+}
+
 impl FloodChunksExec {
+    /// A scan of `plan` in `partitions` partitions.
     pub fn try_new(
         plan: Arc<ScanPlan>,
         partitions: usize,
         concurrency: usize,
         projection: Option<Vec<usize>>,
     ) -> Result<Self> {
+        let input = chunk_assignment(&plan, partitions)?;
+        Self::with_input(plan, input, concurrency, projection)
+    }
+
+    /// A scan of `plan` whose chunks per partition come from `input`.
+    pub fn with_input(
+        plan: Arc<ScanPlan>,
+        input: Arc<dyn ExecutionPlan>,
+        concurrency: usize,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
+        if input.schema() != assignment_schema() {
+            return internal_err!(
+                "FloodChunksExec: chunk assignment has schema {:?}",
+                input.schema()
+            );
+        }
         let full = chunk_schema();
         let schema = match &projection {
             Some(p) => Arc::new(full.project(p)?),
             None => full,
         };
-        let partitions = partitions.max(1);
+        let partitions = input.properties().partitioning.partition_count();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(partitions),
@@ -111,7 +178,7 @@ impl FloodChunksExec {
         ));
         Ok(Self {
             plan,
-            partitions,
+            input,
             concurrency: concurrency.max(1),
             projection,
             schema,
@@ -128,32 +195,24 @@ impl FloodChunksExec {
     }
 
     pub fn partitions(&self) -> usize {
-        self.partitions
+        self.properties.partitioning.partition_count()
     }
 
     pub fn concurrency(&self) -> usize {
         self.concurrency
     }
 
-    /// The rows of one partition (`None`: of all partitions).
-    fn units(&self, partition: Option<usize>) -> Vec<Unit> {
-        scan_units(&self.plan, self.partitions, partition)
-    }
-
     /// Rows the whole scan produces (for progress bars).
     pub fn total_rows(&self) -> usize {
-        self.units(None).len()
+        scan_rows(&self.plan)
     }
 }
 
-/// The (slice, chunk) rows of a scan; with `partition`, only those of that
-/// partition when chunks are dealt round-robin over `partitions`.
-fn scan_units(p: &ScanPlan, partitions: usize, partition: Option<usize>) -> Vec<Unit> {
+/// The (slice, chunk) rows of a scan over `chunks`, chunk by chunk and, within
+/// a chunk, slice by slice in time order.
+fn scan_units(p: &ScanPlan, chunks: &[(usize, usize)]) -> Vec<Unit> {
     let mut out = Vec::new();
-    for (i, (c, r)) in p.chunks_with_data().into_iter().enumerate() {
-        if partition.is_some_and(|part| i % partitions != part) {
-            continue;
-        }
+    for &(c, r) in chunks {
         let window = p.grid.chunk_window(p.chunk, c, r);
         for s in &p.slices {
             let sources: Vec<Source> = s
@@ -178,7 +237,28 @@ fn scan_units(p: &ScanPlan, partitions: usize, partition: Option<usize>) -> Vec<
 
 /// (slice, chunk) rows a scan of `plan` produces, however it is partitioned.
 pub fn scan_rows(plan: &ScanPlan) -> usize {
-    scan_units(plan, 1, None).len()
+    scan_units(plan, &plan.chunks_with_data()).len()
+}
+
+/// The chunks listed in a partition of the chunk assignment.
+fn assigned_chunks(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .ok_or_else(|| exec_datafusion_err!("FloodChunksExec: bad chunk assignment"))
+        };
+        let (cols, rows) = (col(0)?, col(1)?);
+        out.extend(
+            cols.values()
+                .iter()
+                .zip(rows.values().iter())
+                .map(|(&c, &r)| (c as usize, r as usize)),
+        );
+    }
+    Ok(out)
 }
 
 impl DisplayAs for FloodChunksExec {
@@ -197,7 +277,7 @@ impl DisplayAs for FloodChunksExec {
             nr,
             self.plan.slices.len(),
             self.plan.n_items(),
-            self.partitions
+            self.partitions()
         )?;
         if let Some(p) = &self.projection {
             let schema = chunk_schema();
@@ -218,7 +298,12 @@ impl ExecutionPlan for FloodChunksExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
+        vec![&self.input]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        // the assignment's partitioning *is* the scan's: never repartition it
+        vec![false]
     }
 
     fn apply_expressions(
@@ -232,10 +317,17 @@ impl ExecutionPlan for FloodChunksExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            internal_err!("FloodChunksExec has no children")
+        match children.as_slice() {
+            [input] => Ok(Arc::new(Self::with_input(
+                self.plan.clone(),
+                input.clone(),
+                self.concurrency,
+                self.projection.clone(),
+            )?)),
+            _ => internal_err!(
+                "FloodChunksExec has one input (its chunk assignment), got {}",
+                children.len()
+            ),
         }
     }
 
@@ -244,28 +336,34 @@ impl ExecutionPlan for FloodChunksExec {
         partition: usize,
         ctx: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition >= self.partitions {
-            return internal_err!(
-                "FloodChunksExec: partition {partition} of {}",
-                self.partitions
-            );
+        let n = self.partitions();
+        if partition >= n {
+            return internal_err!("FloodChunksExec: partition {partition} of {n}");
         }
-        let units = self.units(Some(partition));
-        let chunks = units
-            .iter()
-            .map(|u| (u.col, u.row))
-            .collect::<std::collections::BTreeSet<_>>();
-        tracing::info!(
-            "{}{}scan partition {partition}/{}: {} (slice, chunk) rows over {} chunks of {}",
-            crate::cluster::role()
-                .map(|r| format!("{r}: "))
-                .unwrap_or_default(),
-            ctx.task_id().map(|t| format!("[{t}] ")).unwrap_or_default(),
-            self.partitions,
-            units.len(),
-            chunks.len(),
-            self.plan.asset
-        );
+        let assignment = self.input.execute(partition, ctx.clone())?;
+        let plan = self.plan.clone();
+        let task = ctx.task_id();
+        let units = futures::stream::once(async move {
+            let batches: Vec<RecordBatch> = assignment.try_collect().await?;
+            let chunks = assigned_chunks(&batches)?;
+            let units = scan_units(&plan, &chunks);
+            tracing::info!(
+                "{}{}scan partition {partition}/{n}: {} (slice, chunk) rows over {} chunks of {}",
+                crate::cluster::role()
+                    .map(|r| format!("{r}: "))
+                    .unwrap_or_default(),
+                task.map(|t| format!("[{t}] ")).unwrap_or_default(),
+                units.len(),
+                chunks.len(),
+                plan.asset
+            );
+            Ok::<_, datafusion::error::DataFusionError>(futures::stream::iter(
+                units
+                    .into_iter()
+                    .map(Ok::<_, datafusion::error::DataFusionError>),
+            ))
+        })
+        .try_flatten();
         let need_pixels = self
             .projection
             .as_ref()
@@ -273,8 +371,8 @@ impl ExecutionPlan for FloodChunksExec {
         let projection = self.projection.clone();
         let schema = self.schema.clone();
         let out_schema = schema.clone();
-        let stream = futures::stream::iter(units)
-            .map(move |u| {
+        let stream = units
+            .map_ok(move |u| {
                 let projection = projection.clone();
                 let schema = schema.clone();
                 async move {
@@ -295,7 +393,7 @@ impl ExecutionPlan for FloodChunksExec {
                     unit_batch(&u, pixels, projection.as_deref(), schema)
                 }
             })
-            .buffered(self.concurrency);
+            .try_buffered(self.concurrency);
         Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
     }
 }

@@ -178,14 +178,16 @@ async fn extent_query_stages() {
         .collect();
     let all = shown.join("\n---\n");
     assert_eq!(stages.len(), 2, "{all}");
-    // stage 1: shuffle writer <- partial aggregate <- raster scan (3 tasks)
+    // stage 1: shuffle writer <- partial aggregate <- raster scan <- its chunk
+    // assignment (an in-memory source Ballista restricts to each task's partitions)
     let s1: Vec<&str> = shown[0].lines().map(str::trim).collect();
     assert!(s1[0].contains("ShuffleWriterExec"), "{all}");
     assert!(s1[0].contains("Hash("), "{all}");
     assert!(s1[1].starts_with("AggregateExec: mode=Partial"), "{all}");
     assert!(s1[2].starts_with("FloodChunksExec:"), "{all}");
     assert!(s1[2].contains("partitions=3"), "{all}");
-    assert_eq!(s1.len(), 3, "{all}");
+    assert!(s1[3].starts_with("DataSourceExec: partitions=3"), "{all}");
+    assert_eq!(s1.len(), 4, "{all}");
     // stage 2: final aggregate over the shuffled partial states
     assert!(
         shown[1].contains("AggregateExec: mode=FinalPartitioned"),
