@@ -1,25 +1,140 @@
 //! Session options, settable in SQL: `SET floodsql.page_size = 50`.
+//!
+//! Written out rather than with DataFusion's `extensions_options!` macro: the
+//! macro's `entries()` yields keys without the `floodsql.` prefix, and Ballista
+//! ships a session to the scheduler and executors as exactly those entries
+//! (key = value) — unprefixed keys are silently dropped there, so the options
+//! (and the version handshake) would never reach the cluster.
 
-use datafusion::common::config::ConfigExtension;
-use datafusion::common::extensions_options;
+use std::any::Any;
 
-extensions_options! {
-    /// floodsql's session options.
-    pub struct FloodsqlOptions {
-        /// Items per page asked of a STAC API (`limit`).
-        pub page_size: usize, default = 100
-        /// Cap on the number of items a search returns (0 = no cap).
-        pub max_items: usize, default = 0
-        /// Default chunk side in pixels when `flood_chunks` is given none.
-        pub chunk_size: usize, default = 1000
-        /// Windows read concurrently per scan partition.
-        pub read_concurrency: usize, default = 2
-        /// Version tag of the process that made this session (set by
-        /// floodsql itself; schedulers and executors refuse other versions).
-        pub version: String, default = crate::version::version_tag().to_string()
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::{config_err, Result};
+
+/// floodsql's session options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloodsqlOptions {
+    /// Items per page asked of a STAC API (`limit`).
+    pub page_size: usize,
+    /// Cap on the number of items a search returns (0 = no cap).
+    pub max_items: usize,
+    /// Default chunk side in pixels when `flood_chunks` is given none.
+    pub chunk_size: usize,
+    /// Windows read concurrently per scan partition.
+    pub read_concurrency: usize,
+    /// Version tag of the process that made this session (set by floodsql
+    /// itself; schedulers and executors refuse other versions).
+    pub version: String,
+}
+
+impl Default for FloodsqlOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 100,
+            max_items: 0,
+            chunk_size: 1000,
+            read_concurrency: 2,
+            version: crate::version::version_tag().to_string(),
+        }
     }
 }
 
 impl ConfigExtension for FloodsqlOptions {
     const PREFIX: &'static str = "floodsql";
+}
+
+const DOCS: [(&str, &str); 5] = [
+    ("page_size", "Items per page asked of a STAC API (`limit`)."),
+    (
+        "max_items",
+        "Cap on the number of items a search returns (0 = no cap).",
+    ),
+    (
+        "chunk_size",
+        "Default chunk side in pixels when `flood_chunks` is given none.",
+    ),
+    (
+        "read_concurrency",
+        "Windows read concurrently per scan partition.",
+    ),
+    (
+        "version",
+        "floodsql version tag of the session's client (checked by schedulers and executors).",
+    ),
+];
+
+fn parse_usize(key: &str, value: &str) -> Result<usize> {
+    value
+        .trim()
+        .parse()
+        .or_else(|_| config_err!("floodsql.{key} must be a non-negative integer, got '{value}'"))
+}
+
+impl ExtensionOptions for FloodsqlOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let key = key.strip_prefix("floodsql.").unwrap_or(key);
+        match key {
+            "page_size" => self.page_size = parse_usize(key, value)?,
+            "max_items" => self.max_items = parse_usize(key, value)?,
+            "chunk_size" => self.chunk_size = parse_usize(key, value)?,
+            "read_concurrency" => self.read_concurrency = parse_usize(key, value)?,
+            "version" => self.version = value.to_string(),
+            _ => return config_err!("unknown option floodsql.{key}"),
+        }
+        Ok(())
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        let values = [
+            self.page_size.to_string(),
+            self.max_items.to_string(),
+            self.chunk_size.to_string(),
+            self.read_concurrency.to_string(),
+            self.version.clone(),
+        ];
+        DOCS.iter()
+            .zip(values)
+            .map(|((k, doc), v)| ConfigEntry {
+                key: format!("{}.{k}", Self::PREFIX),
+                value: Some(v),
+                description: doc,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_through_set() {
+        let mut a = FloodsqlOptions::default();
+        a.set("page_size", "7").unwrap();
+        a.set("version", "x").unwrap();
+        let mut b = FloodsqlOptions::default();
+        for e in a.entries() {
+            assert!(e.key.starts_with("floodsql."), "{}", e.key);
+            b.set(
+                e.key.strip_prefix("floodsql.").unwrap(),
+                e.value.as_deref().unwrap(),
+            )
+            .unwrap();
+        }
+        assert_eq!(a, b);
+        assert!(a.set("page_size", "-1").is_err());
+        assert!(a.set("nope", "1").is_err());
+    }
 }

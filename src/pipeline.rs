@@ -178,7 +178,8 @@ pub async fn run_statement(
     Ok((batches, scans))
 }
 
-/// Ballista wraps a failed job's cause in several layers; say where it ran.
+/// Ballista wraps a failed job's cause in several layers (a gRPC status in
+/// Debug form inside DataFusion errors); keep the cause, say where it ran.
 fn cluster_error(
     e: datafusion::error::DataFusionError,
     url: &ClusterUrl,
@@ -186,8 +187,38 @@ fn cluster_error(
     datafusion::error::DataFusionError::Execution(format!(
         "query on cluster {} failed: {}",
         url.df(),
-        e.to_string().trim()
+        tidy_cluster_message(&e.to_string())
     ))
+}
+
+/// The `message: "…"` of a gRPC status, unescaped; the text otherwise.
+pub fn tidy_cluster_message(text: &str) -> String {
+    let Some(start) = text.find("message: \"") else {
+        return text.trim().to_string();
+    };
+    let body = &text[start + "message: \"".len()..];
+    let mut out = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => out.push(' '),
+                Some(o) => out.push(o),
+                None => break,
+            },
+            '"' => break,
+            c => out.push(c),
+        }
+    }
+    for noise in [
+        "Failed to create SessionContext: ",
+        "DataFusionError(",
+        "Plan(\"",
+        "Execution(\"",
+    ] {
+        out = out.replace(noise, "");
+    }
+    out.trim_end_matches(['"', ')', ' ']).to_string()
 }
 
 /// Runs SQL text; the last statement's result is rasterised onto the grid of
@@ -281,4 +312,19 @@ pub async fn run_to_outputs(
         raster,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy_cluster_message;
+
+    #[test]
+    fn cluster_messages_lose_their_wrapping() {
+        let t = r#"Execution error: Status { code: Internal, message: "Failed to create SessionContext: DataFusionError(Plan(\"floodsql version mismatch: peer is floodsql 1, this process is floodsql 2\"))", metadata: MetadataMap { } }"#;
+        assert_eq!(
+            tidy_cluster_message(t),
+            "floodsql version mismatch: peer is floodsql 1, this process is floodsql 2"
+        );
+        assert_eq!(tidy_cluster_message(" plain "), "plain");
+    }
 }

@@ -101,10 +101,12 @@ pub fn scheduler_session_state(
     config: SessionConfig,
 ) -> datafusion::error::Result<datafusion::execution::SessionState> {
     use datafusion::execution::FunctionRegistry;
+    // a plain-text error: Ballista passes it to the client in Debug form
     crate::version::check_peer(
         &session_version(&config),
         "the scheduler refuses the client's session",
-    )?;
+    )
+    .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
     let mut state = ballista_core::utils::default_session_builder(config)?;
     for udf in floodsql_udfs::all_udfs() {
         state.register_udf(udf)?;

@@ -8,9 +8,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballista_core::RuntimeProducer;
+use ballista_core::JobId;
+use ballista_executor::execution_engine::{
+    DefaultExecutionEngine, ExecutionEngine, QueryStageExecutor,
+};
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionConfig;
 
 use crate::session::{
     cluster_session_config, function_registry, session_version, MAX_MESSAGE_BYTES,
@@ -33,6 +38,40 @@ pub struct ExecutorOptions {
     pub memory_limit: Option<u64>,
     pub work_dir: Option<String>,
     pub heartbeat: Duration,
+}
+
+/// Ballista's execution engine, behind the version check: a task whose
+/// session comes from a client of another floodsql version fails with both
+/// versions named (a failure here is reported as the task's error, which the
+/// scheduler passes on to the client).
+struct VersionCheckedEngine(DefaultExecutionEngine);
+
+impl ExecutionEngine for VersionCheckedEngine {
+    fn create_query_stage_exec(
+        &self,
+        job_id: JobId,
+        stage_id: usize,
+        task_id: usize,
+        global_output_partition_ids: Vec<usize>,
+        plan: Arc<dyn ExecutionPlan>,
+        work_dir: &str,
+        config: &SessionConfig,
+    ) -> datafusion::error::Result<Arc<dyn QueryStageExecutor>> {
+        check_peer(
+            &session_version(config),
+            "the executor refuses a task of the client's session",
+        )
+        .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        self.0.create_query_stage_exec(
+            job_id,
+            stage_id,
+            task_id,
+            global_output_partition_ids,
+            plan,
+            work_dir,
+            config,
+        )
+    }
 }
 
 /// Parses `512M`, `4G`, `1.5G`, `1048576` (bytes; K/M/G/T are powers of 1024).
@@ -69,18 +108,9 @@ pub fn executor_config(o: &ExecutorOptions) -> ExecutorProcessConfig {
         .external_host
         .clone()
         .unwrap_or_else(|| o.bind.ip().to_string());
-    let work_dir = o.work_dir.clone();
-    let runtime: RuntimeProducer = Arc::new(move |config| {
-        check_peer(
-            &session_version(config),
-            "the executor refuses a task of the client's session",
-        )?;
-        let mut b = RuntimeEnvBuilder::new();
-        if let Some(d) = &work_dir {
-            b = b.with_temp_file_path(d.clone());
-        }
-        Ok(Arc::new(b.build()?))
-    });
+    // Ballista's pooled shuffle client is private to its crate: fetches open
+    // their own connection (fine for floodsql's one small shuffle per query)
+    let engine = VersionCheckedEngine(DefaultExecutionEngine::new());
     let mut cfg = ExecutorProcessConfig {
         executor_id: format!("{host}:{}", o.bind.port()),
         bind_host: o.bind.ip().to_string(),
@@ -99,7 +129,7 @@ pub fn executor_config(o: &ExecutorOptions) -> ExecutorProcessConfig {
         memory_pool_size: o.memory_limit,
         override_function_registry: Some(Arc::new(function_registry())),
         override_config_producer: Some(Arc::new(cluster_session_config)),
-        override_runtime_producer: Some(runtime),
+        override_execution_engine: Some(Arc::new(engine)),
         override_logical_codec: Some(crate::session::logical_codec()),
         override_physical_codec: Some(crate::session::physical_codec()),
         ..Default::default()

@@ -216,7 +216,8 @@ def test_losing_an_executor_never_hangs_nor_writes_a_wrong_file(medium, medium_a
         except subprocess.TimeoutExpired:
             client.kill()
             pytest.fail("client still running 60 s after an executor was killed")
-        print(f"killed while running: {killed_while_running}; client ended {time.time() - t_kill:.1f} s after")
+        print(f"killed while running: {killed_while_running}; client ended {time.time() - t_kill:.1f} s "
+              f"after, exit {client.returncode}: {err.strip()[:300]}")
         if client.returncode == 0:
             assert out.read_bytes() == local.read_bytes()
         else:
