@@ -40,26 +40,19 @@ pub fn version_tag() -> &'static str {
 /// FNV-1a over the function set and the codec format: stable across
 /// processes and builds of the same source (unlike `std`'s hasher).
 pub fn function_set_fingerprint() -> u32 {
-    let mut desc: Vec<String> = Vec::new();
-    let probe = [DataType::LargeBinary, DataType::UInt8];
-    for f in floodsql_udfs::all_udfs() {
-        let ret = f.return_type(&probe[..1]).ok();
-        desc.push(format!(
-            "udf:{}:{:?}:{:?}",
-            f.name(),
-            f.signature().type_signature,
-            ret
-        ));
-    }
-    for f in floodsql_udfs::all_udafs() {
-        let ret = f.return_type(&probe[..1]).ok();
-        desc.push(format!(
-            "udaf:{}:{:?}:{:?}",
-            f.name(),
-            f.signature().type_signature,
-            ret
-        ));
-    }
+    let probe = [DataType::LargeBinary];
+    let udfs = floodsql_udfs::all_udfs().into_iter().map(|f| {
+        let ret = f.return_type(&probe).ok();
+        ("udf", f.name().to_string(), f.signature().clone(), ret)
+    });
+    let udafs = floodsql_udfs::all_udafs().into_iter().map(|f| {
+        let ret = f.return_type(&probe).ok();
+        ("udaf", f.name().to_string(), f.signature().clone(), ret)
+    });
+    let mut desc: Vec<String> = udfs
+        .chain(udafs)
+        .map(|(kind, name, sig, ret)| format!("{kind}:{name}:{:?}:{ret:?}", sig.type_signature))
+        .collect();
     desc.push("udtf:stac_items".into());
     desc.push("udtf:flood_chunks".into());
     desc.push(format!("codec:{CODEC_FORMAT}"));

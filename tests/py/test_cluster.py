@@ -165,28 +165,18 @@ def test_bad_cluster_address(tiny, tiny_api, tmp_path):
         assert not out.exists()
 
 
-def test_scheduler_of_another_version_refuses_the_client(tiny, tiny_api, tmp_path):
-    c = Cluster(tmp_path, executors=1, scheduler_env={"FLOODSQL_VERSION_OVERRIDE": "9.9.9-other"})
-    try:
-        out = tmp_path / "x.tif"
-        p = extent(tiny_api, tiny.bbox, out, "--cluster", c.url, check=False)
-        assert p.returncode == 1
-        assert "version mismatch" in p.stderr, p.stderr
-        assert "9.9.9-other" in p.stderr and version() in p.stderr, p.stderr
-        assert not out.exists()
-    finally:
-        c.stop()
-
-
-def test_executor_of_another_version_refuses_tasks(tiny, tiny_api, tmp_path):
-    c = Cluster(tmp_path, executors=1, executor_env={"FLOODSQL_VERSION_OVERRIDE": "9.9.9-other"})
+@pytest.mark.parametrize("role", ["scheduler", "executor"])
+def test_process_of_another_version_refuses(role, tiny, tiny_api, tmp_path):
+    """A scheduler refuses the client's session, an executor its tasks."""
+    other = {"FLOODSQL_VERSION_OVERRIDE": "9.9.9-other"}
+    c = Cluster(tmp_path, executors=1, **{f"{role}_env": other})
     try:
         out = tmp_path / "x.tif"
         t0 = time.time()
         p = extent(tiny_api, tiny.bbox, out, "--cluster", c.url, check=False)
         assert time.time() - t0 < 60
         assert p.returncode == 1
-        assert "version mismatch" in p.stderr, p.stderr
+        assert "version mismatch" in p.stderr and f"the {role} refuses" in p.stderr, p.stderr
         assert "9.9.9-other" in p.stderr and version() in p.stderr, p.stderr
         assert not out.exists()
     finally:
