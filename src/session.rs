@@ -49,7 +49,9 @@ pub const MAX_MESSAGE_BYTES: u32 = 1 << 30;
 /// Session configuration for every cluster role: Ballista's defaults,
 /// floodsql's options, and floodsql's codecs.
 pub fn cluster_session_config() -> SessionConfig {
-    use ballista_core::config::BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE;
+    use ballista_core::config::{
+        BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE, BALLISTA_SHUFFLE_COMPRESSION_CODEC,
+    };
     use ballista_core::extension::SessionConfigExt;
     SessionConfig::new_with_ballista()
         .with_option_extension(FloodsqlOptions::default())
@@ -58,6 +60,9 @@ pub fn cluster_session_config() -> SessionConfig {
             BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE,
             MAX_MESSAGE_BYTES as u64,
         )
+        // flood masks are mostly runs of 0/1: zstd shrinks the shuffled
+        // chunk states far more than lz4 (Ballista's default), and is faster
+        .set_str(BALLISTA_SHUFFLE_COMPRESSION_CODEC, "zstd")
         .with_ballista_logical_extension_codec(logical_codec())
         .with_ballista_physical_extension_codec(physical_codec())
 }
