@@ -201,11 +201,6 @@ impl FloodChunksExec {
     pub fn concurrency(&self) -> usize {
         self.concurrency
     }
-
-    /// Rows the whole scan produces (for progress bars).
-    pub fn total_rows(&self) -> usize {
-        scan_rows(&self.plan)
-    }
 }
 
 /// The (slice, chunk) rows of a scan over `chunks`, chunk by chunk and, within
