@@ -9,18 +9,18 @@ use crate::error::{Error, Result};
 
 /// A closed time interval; `None` ends are open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Interval {
+pub(crate) struct Interval {
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
 }
 
 impl Interval {
-    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+    pub(crate) fn contains(&self, t: DateTime<Utc>) -> bool {
         self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
     }
 
     /// The STAC API `datetime` parameter (`None` when both ends are open).
-    pub fn to_stac(&self) -> Option<String> {
+    pub(crate) fn to_stac(self) -> Option<String> {
         if self.start.is_none() && self.end.is_none() {
             return None;
         }
@@ -33,7 +33,7 @@ impl Interval {
 }
 
 /// Parses `START/END` or a single datetime / date.
-pub fn parse_interval(s: &str) -> Result<Interval> {
+pub(crate) fn parse_interval(s: &str) -> Result<Interval> {
     let bad = |m: &str| Error::BadDatetime(s.to_string(), m.to_string());
     let s_trim = s.trim();
     if s_trim.is_empty() {

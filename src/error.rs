@@ -1,47 +1,186 @@
-//! floodsql's library error type. The CLI turns it into a message and exit code;
-//! inside DataFusion it travels as an external error.
+//! floodsql's library error type, by kind (DataFusion's taxonomy):
+//!
+//! | [`ErrorKind`] | what went wrong | inside DataFusion |
+//! |---|---|---|
+//! | `User` | the user's input: arguments, SQL, a query whose result cannot be rasterised, a search that finds nothing, mismatched builds | `DataFusionError::Plan` |
+//! | `Data` | the data or a service at run time: a STAC item, an asset, a COG, an HTTP answer, a file, the cluster | `DataFusionError::Execution`, naming the item/asset/URL/path |
+//! | `Internal` | a floodsql bug | `DataFusionError::Internal` |
+//!
+//! Only the CLI (`cli/`) uses `anyhow`; it prints the root cause it finds by
+//! walking the chain ([`crate::cli::report`]).
 
 use datafusion::error::DataFusionError;
 
+/// Everything that can go wrong in floodsql's library code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    // ---- user input ---------------------------------------------------
+    /// A bbox that is not four finite lon/lat numbers in order.
     #[error("invalid bbox '{0}': {1}")]
     BadBbox(String, String),
+    /// A datetime or interval that cannot be parsed.
     #[error("invalid datetime '{0}': {1}")]
     BadDatetime(String, String),
+    /// A STAC source that is neither an API nor a readable static catalogue.
     #[error("invalid STAC source '{0}': {1}")]
     BadSource(String, String),
-    #[error("STAC request to {url} failed: {message}")]
-    Http { url: String, message: String },
-    #[error("STAC item '{item}': {message}")]
-    BadItem { item: String, message: String },
+    /// Any other bad argument (`what` names it: "cluster URL", "chunk size", …).
+    #[error("invalid {what} '{value}': {message}")]
+    InvalidArgument {
+        /// What the argument is.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        message: String,
+    },
+    /// SQL text that cannot be parsed or bound.
+    #[error("SQL {0}")]
+    Sql(String),
+    /// A query whose result cannot become a raster output.
+    #[error("cannot rasterise the query result: {0}")]
+    NotRasterisable(String),
+    /// The search found no item.
     #[error("no STAC items found for {0}")]
     NoItems(String),
+    /// Client, scheduler and executors are not the same floodsql build.
+    #[error("floodsql version mismatch: {what}: peer is floodsql {peer}, this process is floodsql {ours} (run the same floodsql build on client, scheduler and executors)")]
+    VersionMismatch {
+        /// Who refuses what.
+        what: String,
+        /// The peer's version tag.
+        peer: String,
+        /// This process's version tag.
+        ours: String,
+    },
+
+    // ---- data and services at run time --------------------------------
+    /// A STAC API or catalogue request failed.
+    #[error("STAC request to {url} failed: {message}")]
+    Http {
+        /// The URL asked.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+    /// A STAC item that floodsql cannot use.
+    #[error("STAC item '{item}': {message}")]
+    BadItem {
+        /// The item id.
+        item: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An item lacks the asset asked for.
     #[error("asset '{asset}' not found in item '{item}' (assets: {available})")]
     MissingAsset {
+        /// The asset asked for.
         asset: String,
+        /// The item id.
         item: String,
+        /// The assets the item has.
         available: String,
     },
+    /// GDAL refused (open, read, CRS, write).
     #[error("GDAL: {0}")]
     Gdal(String),
+    /// A file could not be read or written.
     #[error("I/O error on {path}")]
     Io {
+        /// The file.
         path: String,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
-    #[error("floodsql version mismatch: {what}: peer is floodsql {peer}, this process is floodsql {ours} (run the same floodsql build on client, scheduler and executors)")]
-    VersionMismatch {
-        what: String,
-        peer: String,
-        ours: String,
+    /// Writing an output file failed.
+    #[error("writing '{path}': {message}")]
+    Output {
+        /// The output file.
+        path: String,
+        /// What failed.
+        message: String,
     },
-    #[error("{0}")]
-    Other(String),
+    /// The cluster cannot be reached or refused the query.
+    #[error("cluster {url}: {message}")]
+    Cluster {
+        /// The scheduler address.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+
+    // ---- our bugs -----------------------------------------------------
+    /// Something floodsql itself got wrong.
+    #[error("internal error (a floodsql bug): {0}")]
+    Internal(String),
 }
 
+/// Which of DataFusion's error kinds an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The user's input is wrong: a plan error.
+    User,
+    /// The data or a service failed at run time: an execution error.
+    Data,
+    /// floodsql's own bug: an internal error.
+    Internal,
+}
+
+/// `Result` with floodsql's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadBbox(..)
+            | Error::BadDatetime(..)
+            | Error::BadSource(..)
+            | Error::InvalidArgument { .. }
+            | Error::Sql(_)
+            | Error::NotRasterisable(_)
+            | Error::NoItems(_)
+            | Error::VersionMismatch { .. } => ErrorKind::User,
+            Error::Http { .. }
+            | Error::BadItem { .. }
+            | Error::MissingAsset { .. }
+            | Error::Gdal(_)
+            | Error::Io { .. }
+            | Error::Output { .. }
+            | Error::Cluster { .. } => ErrorKind::Data,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// A bad argument.
+    pub fn invalid(
+        what: &'static str,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::InvalidArgument {
+            what,
+            value: value.into(),
+            message: message.into(),
+        }
+    }
+
+    /// This error and its causes, one line.
+    pub fn chain_message(&self) -> String {
+        let mut out = self.to_string();
+        let mut cur: &dyn std::error::Error = self;
+        while let Some(s) = cur.source() {
+            let m = s.to_string();
+            if !out.contains(&m) {
+                out.push_str(": ");
+                out.push_str(&m);
+            }
+            cur = s;
+        }
+        out
+    }
+}
 
 impl From<gdal::errors::GdalError> for Error {
     fn from(e: gdal::errors::GdalError) -> Self {
@@ -51,7 +190,11 @@ impl From<gdal::errors::GdalError> for Error {
 
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
-        DataFusionError::External(Box::new(e))
+        match e.kind() {
+            ErrorKind::User => DataFusionError::Plan(e.chain_message()),
+            ErrorKind::Data => DataFusionError::Execution(e.chain_message()),
+            ErrorKind::Internal => DataFusionError::Internal(e.chain_message()),
+        }
     }
 }
 
@@ -59,4 +202,31 @@ impl From<Error> for DataFusionError {
 pub fn io_err(path: impl AsRef<std::path::Path>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.as_ref().display().to_string();
     move |source| Error::Io { path, source }
+}
+
+/// A blocking task that could not be joined (panicked or cancelled).
+pub fn join_err(what: &str) -> impl FnOnce(tokio::task::JoinError) -> Error + '_ {
+    move |e| Error::Internal(format!("{what} task failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_datafusion_kinds() {
+        let user: DataFusionError = Error::invalid("chunk size", "3", "too small").into();
+        assert!(
+            matches!(user, DataFusionError::Plan(ref m) if m == "invalid chunk size '3': too small")
+        );
+        let data: DataFusionError = Error::Io {
+            path: "/x".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        }
+        .into();
+        // the cause travels in the message
+        assert!(matches!(data, DataFusionError::Execution(ref m) if m == "I/O error on /x: gone"));
+        let bug: DataFusionError = Error::Internal("x".into()).into();
+        assert!(matches!(bug, DataFusionError::Internal(_)));
+    }
 }

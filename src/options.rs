@@ -8,34 +8,52 @@
 
 use std::any::Any;
 
-use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ConfigOptions, ExtensionOptions};
 use datafusion::common::{config_err, Result};
+
+/// Default `floodsql.page_size`: items per page asked of a STAC API.
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
+/// Default `floodsql.chunk_size`: output chunk side in pixels.
+pub(crate) const DEFAULT_CHUNK_SIZE: usize = 1000;
+/// Default `floodsql.read_concurrency`: windows in flight per scan partition.
+pub(crate) const DEFAULT_READ_CONCURRENCY: usize = 2;
 
 /// floodsql's session options.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FloodsqlOptions {
+pub(crate) struct FloodsqlOptions {
     /// Items per page asked of a STAC API (`limit`).
-    pub page_size: usize,
+    pub(crate) page_size: usize,
     /// Cap on the number of items a search returns (0 = no cap).
-    pub max_items: usize,
+    pub(crate) max_items: usize,
     /// Default chunk side in pixels when `flood_chunks` is given none.
-    pub chunk_size: usize,
+    pub(crate) chunk_size: usize,
     /// Windows read concurrently per scan partition.
-    pub read_concurrency: usize,
-    /// Version tag of the process that made this session (set by floodsql
-    /// itself; schedulers and executors refuse other versions).
-    pub version: String,
+    pub(crate) read_concurrency: usize,
+    /// Version tag of the process that made this session (set by the
+    /// session factory; schedulers and executors refuse other versions).
+    pub(crate) version: String,
 }
 
 impl Default for FloodsqlOptions {
     fn default() -> Self {
         Self {
-            page_size: 100,
+            page_size: DEFAULT_PAGE_SIZE,
             max_items: 0,
-            chunk_size: 1000,
-            read_concurrency: 2,
-            version: crate::version::version_tag().to_string(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            read_concurrency: DEFAULT_READ_CONCURRENCY,
+            version: String::new(),
         }
+    }
+}
+
+impl FloodsqlOptions {
+    /// The options a session carries (defaults when it carries none).
+    pub(crate) fn from_config(options: &ConfigOptions) -> Self {
+        options
+            .extensions
+            .get::<FloodsqlOptions>()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

@@ -1,50 +1,55 @@
-//! The one session factory: every floodsql function, table function and
-//! option is registered here, so every entry point (CLI, tests, and later the
-//! Ballista roles) sees the same set.
+//! The one session factory: every role (the local CLI, the cluster client,
+//! the scheduler, the executors) and every test builds its session from here,
+//! so all of them carry the same functions, table functions, options,
+//! version tag and codecs.
 
 use std::sync::Arc;
 
+use ballista_core::registry::BallistaFunctionRegistry;
+use datafusion::common::Result;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::SessionState;
 use datafusion::prelude::SessionConfig;
 
+use crate::codec::{FloodsqlLogicalCodec, FloodsqlPhysicalCodec};
 use crate::options::FloodsqlOptions;
-use crate::raster::table::FloodChunksFunction;
-use crate::stac::table::StacItemsFunction;
+use crate::version::{check_peer, version_tag};
+
+/// Largest gRPC / Flight message floodsql's cluster roles accept: one row of a
+/// partial flood aggregate is a whole chunk's state (up to 25 MB at the
+/// largest chunk size), far above gRPC's usual 16 MB.
+pub(crate) const MAX_MESSAGE_BYTES: u32 = 1 << 30;
+
+/// floodsql's options, stamped with this process's version tag.
+fn options() -> FloodsqlOptions {
+    FloodsqlOptions {
+        version: version_tag().to_string(),
+        ..FloodsqlOptions::default()
+    }
+}
 
 /// Session configuration with floodsql's options namespace.
 pub fn session_config() -> SessionConfig {
     SessionConfig::new()
-        .with_option_extension(FloodsqlOptions::default())
+        .with_option_extension(options())
         .with_information_schema(true)
 }
 
-/// Registers floodsql's UDAFs and table functions on a context.
-pub fn register_all(ctx: &SessionContext) {
-    for udf in floodsql_udfs::all_udfs() {
-        ctx.register_udf((*udf).clone());
-    }
-    for udaf in floodsql_udfs::all_udafs() {
-        ctx.register_udaf((*udaf).clone());
-    }
-    ctx.register_udtf("stac_items", Arc::new(StacItemsFunction));
-    ctx.register_udtf("flood_chunks", Arc::new(FloodChunksFunction));
+/// Registers floodsql's functions and table functions on a context.
+pub fn register_all(ctx: &SessionContext) -> Result<()> {
+    crate::functions::register_all(ctx)
 }
 
 /// A local session context with everything registered.
-pub fn new_context(target_partitions: Option<usize>) -> SessionContext {
+pub fn new_context(target_partitions: Option<usize>) -> Result<SessionContext> {
     let mut cfg = session_config();
     if let Some(n) = target_partitions {
         cfg = cfg.with_target_partitions(n.max(1));
     }
     let ctx = SessionContext::new_with_config(cfg);
-    register_all(&ctx);
-    ctx
+    register_all(&ctx)?;
+    Ok(ctx)
 }
-
-/// Largest gRPC / Flight message floodsql's cluster roles accept: one row of a
-/// partial flood aggregate is a whole chunk's state (up to 25 MB at the
-/// largest chunk size), far above gRPC's usual 16 MB.
-pub const MAX_MESSAGE_BYTES: u32 = 1 << 30;
 
 /// Session configuration for every cluster role: Ballista's defaults,
 /// floodsql's options, and floodsql's codecs.
@@ -54,7 +59,7 @@ pub fn cluster_session_config() -> SessionConfig {
     };
     use ballista_core::extension::SessionConfigExt;
     SessionConfig::new_with_ballista()
-        .with_option_extension(FloodsqlOptions::default())
+        .with_option_extension(options())
         .with_information_schema(true)
         .set_u64(
             BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE,
@@ -69,55 +74,80 @@ pub fn cluster_session_config() -> SessionConfig {
 
 /// floodsql's logical extension codec (wraps Ballista's).
 pub fn logical_codec() -> Arc<dyn datafusion_proto::logical_plan::LogicalExtensionCodec> {
-    Arc::new(crate::cluster::codec::FloodsqlLogicalCodec::default())
+    Arc::new(FloodsqlLogicalCodec::default())
 }
 
 /// floodsql's physical extension codec (wraps Ballista's).
 pub fn physical_codec() -> Arc<dyn datafusion_proto::physical_plan::PhysicalExtensionCodec> {
-    Arc::new(crate::cluster::codec::FloodsqlPhysicalCodec::default())
-}
-
-/// Ballista's function registry plus floodsql's functions (executors).
-pub fn function_registry() -> ballista_core::registry::BallistaFunctionRegistry {
-    let mut reg = ballista_core::registry::BallistaFunctionRegistry::default();
-    for udf in floodsql_udfs::all_udfs() {
-        reg.scalar_functions.insert(udf.name().to_string(), udf);
-    }
-    for udaf in floodsql_udfs::all_udafs() {
-        reg.aggregate_functions
-            .insert(udaf.name().to_string(), udaf);
-    }
-    reg
+    Arc::new(FloodsqlPhysicalCodec::default())
 }
 
 /// The version tag a session was made with (`floodsql.version`).
-pub fn session_version(config: &SessionConfig) -> String {
-    config
-        .options()
-        .extensions
-        .get::<FloodsqlOptions>()
-        .map(|o| o.version.clone())
-        .unwrap_or_default()
+pub(crate) fn session_version(config: &SessionConfig) -> String {
+    FloodsqlOptions::from_config(config.options()).version
 }
 
-/// The scheduler's session state for a client session: Ballista's defaults
-/// plus floodsql's functions. Refuses a client of another floodsql version.
-pub fn scheduler_session_state(
-    config: SessionConfig,
-) -> datafusion::error::Result<datafusion::execution::SessionState> {
-    use datafusion::execution::FunctionRegistry;
+/// Ballista's default session state for `config` plus floodsql's functions:
+/// what the scheduler plans with and what executors resolve functions from.
+fn cluster_state(config: SessionConfig) -> Result<SessionState> {
+    let mut state = ballista_core::utils::default_session_builder(config)?;
+    floodsql_udfs::register_all(&mut state)?;
+    Ok(state)
+}
+
+/// The scheduler's session state for a client session. Refuses a client of
+/// another floodsql version.
+pub(crate) fn scheduler_session_state(config: SessionConfig) -> Result<SessionState> {
     // a plain-text error: Ballista passes it to the client in Debug form
-    crate::version::check_peer(
+    check_peer(
         &session_version(&config),
         "the scheduler refuses the client's session",
-    )
-    .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
-    let mut state = ballista_core::utils::default_session_builder(config)?;
-    for udf in floodsql_udfs::all_udfs() {
-        state.register_udf(udf)?;
+    )?;
+    cluster_state(config)
+}
+
+/// Ballista's function registry plus floodsql's functions (executors).
+pub(crate) fn function_registry() -> Result<BallistaFunctionRegistry> {
+    Ok(BallistaFunctionRegistry::from(&cluster_state(
+        cluster_session_config(),
+    )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_carries_the_same_functions_and_tag() {
+        let reg = function_registry().unwrap();
+        let state = scheduler_session_state(cluster_session_config()).unwrap();
+        for f in floodsql_udfs::all_udafs() {
+            assert!(
+                reg.aggregate_functions.contains_key(f.name()),
+                "{}",
+                f.name()
+            );
+            assert!(state.aggregate_functions().contains_key(f.name()));
+        }
+        for f in floodsql_udfs::all_udfs() {
+            assert!(reg.scalar_functions.contains_key(f.name()), "{}", f.name());
+            assert!(state.scalar_functions().contains_key(f.name()));
+        }
+        // Ballista's own functions are still there
+        assert!(reg.aggregate_functions.contains_key("sum"));
+        for cfg in [session_config(), cluster_session_config()] {
+            assert_eq!(session_version(&cfg), version_tag());
+        }
+        // a session of another version is refused, naming both
+        let mut other = cluster_session_config();
+        other
+            .options_mut()
+            .set("floodsql.version", "0.0.0+fn.deadbeef")
+            .unwrap();
+        let e = scheduler_session_state(other).unwrap_err().to_string();
+        assert!(
+            e.contains("0.0.0+fn.deadbeef") && e.contains(version_tag()),
+            "{e}"
+        );
     }
-    for udaf in floodsql_udfs::all_udafs() {
-        state.register_udaf(udaf)?;
-    }
-    Ok(state)
 }

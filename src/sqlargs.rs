@@ -4,7 +4,7 @@ use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::Expr;
 
 /// A string argument; NULL or '' means "not given".
-pub fn opt_str(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<Option<String>> {
+pub(crate) fn opt_str(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<Option<String>> {
     match args.get(i) {
         None => Ok(None),
         Some(Expr::Literal(v, _)) => match v {
@@ -25,7 +25,7 @@ pub fn opt_str(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<Option<
 }
 
 /// A required string argument.
-pub fn req_str(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<String> {
+pub(crate) fn req_str(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<String> {
     match opt_str(fun, name, args, i)? {
         Some(s) => Ok(s),
         None => plan_err!("{fun}: argument {} ({name}) is required", i + 1),
@@ -33,7 +33,7 @@ pub fn req_str(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<String>
 }
 
 /// An optional non-negative integer argument.
-pub fn opt_usize(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<Option<usize>> {
+pub(crate) fn opt_usize(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<Option<usize>> {
     match args.get(i) {
         None => Ok(None),
         Some(Expr::Literal(ScalarValue::Null, _)) => Ok(None),
@@ -52,7 +52,7 @@ pub fn opt_usize(fun: &str, name: &str, args: &[Expr], i: usize) -> Result<Optio
 }
 
 /// Fails when more than `max` arguments were given.
-pub fn check_arity(fun: &str, signature: &str, args: &[Expr], max: usize) -> Result<()> {
+pub(crate) fn check_arity(fun: &str, signature: &str, args: &[Expr], max: usize) -> Result<()> {
     if args.len() > max {
         return plan_err!(
             "{fun} takes at most {max} arguments: {fun}({signature}), got {}",

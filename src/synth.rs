@@ -21,8 +21,11 @@ use crate::raster::grid::spatial_ref;
 /// Equi7Grid AS as shipped by the equi7grid package up to v0.2 (no EPSG code).
 pub const EQUI7_AS_WKT: &str = r#"PROJCS["Azimuthal_Equidistant",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0],UNIT["Degree",0.0174532925199433]],PROJECTION["Azimuthal_Equidistant"],PARAMETER["latitude_of_center",47],PARAMETER["longitude_of_center",94],PARAMETER["false_easting",4340913.84808],PARAMETER["false_northing",4812712.92347],UNIT["metre",1,AUTHORITY["EPSG","9001"]],AXIS["Easting",EAST],AXIS["Northing",NORTH]]"#;
 
+/// Pixel size in metres (GFM's 20 m).
 pub const RES: f64 = 20.0;
+/// The asset the scene's items carry.
 pub const ASSET: &str = "ensemble_flood_extent";
+/// The scene's collection id.
 pub const COLLECTION: &str = "GFM";
 
 /// Size presets.
@@ -43,12 +46,16 @@ pub enum Scale {
 pub struct SynthSpec {
     /// AOI (lon/lat) the scene is built around.
     pub bbox: [f64; 4],
+    /// Tile side in pixels.
     pub tile_px: usize,
+    /// Acquisitions (time slices).
     pub acquisitions: usize,
+    /// Seed of the pseudo-random layout.
     pub seed: u64,
 }
 
 impl SynthSpec {
+    /// The preset of a size, with a seed.
     pub fn preset(scale: Scale, seed: u64) -> SynthSpec {
         let (half_w, half_h, tile_px, acquisitions) = match scale {
             Scale::Tiny => (0.06, 0.05, 500, 5),
@@ -82,10 +89,15 @@ impl SynthSpec {
 /// What was generated.
 #[derive(Debug, Clone)]
 pub struct SynthOutput {
+    /// The scene's directory.
     pub dir: PathBuf,
+    /// Its items as one ItemCollection JSON file.
     pub items_file: PathBuf,
+    /// Items written (decoys included).
     pub n_items: usize,
+    /// The AOI (lon/lat) to query it with.
     pub bbox: [f64; 4],
+    /// The time range to query it with.
     pub datetime: String,
 }
 
@@ -366,7 +378,13 @@ pub fn generate(
         let dt = a.datetime + Duration::days(it.time_shift_days);
         let cog = dir2.join("cogs").join(format!("{}_{ASSET}.tif", it.id));
         let href = url::Url::from_file_path(&cog)
-            .map_err(|_| Error::Other(format!("bad path {}", cog.display())))?
+            .map_err(|_| {
+                Error::invalid(
+                    "scene directory",
+                    cog.display().to_string(),
+                    "not an absolute path",
+                )
+            })?
             .to_string();
         features.push(json!({
             "type": "Feature",

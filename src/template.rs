@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 
 /// A parameter value.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Param {
+pub(crate) enum Param {
     Str(String),
     Int(i64),
     Null,
@@ -15,7 +15,7 @@ pub enum Param {
 
 impl Param {
     /// `--param k=v` values: integers stay integers, `NULL` is NULL.
-    pub fn parse(v: &str) -> Param {
+    pub(crate) fn parse(v: &str) -> Param {
         if v.eq_ignore_ascii_case("null") {
             Param::Null
         } else if let Ok(i) = v.parse::<i64>() {
@@ -35,7 +35,7 @@ impl Param {
 }
 
 /// Replaces every `${name}`; an unbound name is an error naming it.
-pub fn bind(sql: &str, params: &BTreeMap<String, Param>) -> Result<String> {
+pub(crate) fn bind(sql: &str, params: &BTreeMap<String, Param>) -> Result<String> {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
     while let Some(i) = rest.find("${") {
@@ -43,11 +43,11 @@ pub fn bind(sql: &str, params: &BTreeMap<String, Param>) -> Result<String> {
         let after = &rest[i + 2..];
         let j = after
             .find('}')
-            .ok_or_else(|| Error::Other("unterminated '${' in SQL".into()))?;
+            .ok_or_else(|| Error::Sql("text has an unterminated '${'".into()))?;
         let name = &after[..j];
         let v = params.get(name).ok_or_else(|| {
-            Error::Other(format!(
-                "SQL parameter ${{{name}}} is not bound (give it with --param {name}=VALUE)"
+            Error::Sql(format!(
+                "parameter ${{{name}}} is not bound (give it with --param {name}=VALUE)"
             ))
         })?;
         out.push_str(&v.sql());

@@ -14,47 +14,47 @@ use crate::cluster::scheduler::SchedulerOptions;
 use crate::cluster::{init_logging, parse_host_port};
 
 #[derive(Debug, Args, Clone)]
-pub struct SchedulerArgs {
+pub(crate) struct SchedulerArgs {
     /// Address to listen on (gRPC, REST API /api/…, /healthz).
     #[arg(long, default_value = "127.0.0.1:50050")]
-    pub bind: SocketAddr,
+    pub(crate) bind: SocketAddr,
     /// Host name executors and clients reach this scheduler by (default: the bind IP).
     #[arg(long)]
-    pub external_host: Option<String>,
+    pub(crate) external_host: Option<String>,
     /// Seconds without a heartbeat after which an executor is lost and its tasks re-run.
     #[arg(long, default_value_t = 60)]
-    pub executor_timeout: u64,
+    pub(crate) executor_timeout: u64,
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct ExecutorArgs {
+pub(crate) struct ExecutorArgs {
     /// Scheduler address, HOST:PORT.
     #[arg(long)]
-    pub scheduler: String,
+    pub(crate) scheduler: String,
     /// Arrow Flight address (shuffle and result fetches).
     #[arg(long, default_value = "127.0.0.1:50051")]
-    pub bind: SocketAddr,
+    pub(crate) bind: SocketAddr,
     /// gRPC port (task launches from the scheduler), on the bind IP.
     #[arg(long, default_value_t = 50052)]
-    pub grpc_port: u16,
+    pub(crate) grpc_port: u16,
     /// Host name the scheduler, other executors and clients reach this executor by.
     #[arg(long)]
-    pub external_host: Option<String>,
+    pub(crate) external_host: Option<String>,
     /// Concurrent tasks (default: number of cores).
     #[arg(long, default_value_t = 0)]
-    pub slots: usize,
+    pub(crate) slots: usize,
     /// Memory for all tasks, e.g. 4G (default: Ballista's share of host memory).
     #[arg(long)]
-    pub memory_limit: Option<String>,
+    pub(crate) memory_limit: Option<String>,
     /// Directory for shuffle files (default: a temporary directory).
     #[arg(long)]
-    pub work_dir: Option<String>,
+    pub(crate) work_dir: Option<String>,
     /// Seconds between heartbeats to the scheduler (keep below its --executor-timeout).
     #[arg(long, default_value_t = 10)]
-    pub heartbeat_interval: u64,
+    pub(crate) heartbeat_interval: u64,
 }
 
-pub fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
+pub(crate) fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
     init_logging();
     let rt = super::runtime()?;
     rt.block_on(crate::cluster::scheduler::run(SchedulerOptions {
@@ -65,7 +65,7 @@ pub fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
+pub(crate) fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
     let (scheduler_host, scheduler_port) = parse_host_port("scheduler address", &a.scheduler)?;
     let memory_limit = a.memory_limit.as_deref().map(parse_bytes).transpose()?;
     if a.grpc_port == a.bind.port() && a.grpc_port != 0 {
@@ -95,23 +95,15 @@ pub fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
 }
 
 /// A local session, or one connected to `--cluster df://HOST:PORT`.
-pub async fn context(
+pub(crate) async fn context(
     cluster: Option<&str>,
     partitions: Option<usize>,
 ) -> anyhow::Result<SessionContext> {
     match cluster {
-        None => Ok(crate::session::new_context(partitions)),
+        None => Ok(crate::session::new_context(partitions)?),
         Some(u) => {
             let url = ClusterUrl::parse(u)?;
             Ok(connect(&url, partitions).await?)
         }
-    }
-}
-
-/// The progress bar template: scan rows locally, tasks on a cluster.
-pub fn progress_template(cluster: Option<&str>) -> &'static str {
-    match cluster {
-        None => "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}",
-        Some(_) => "{bar:40} {pos}/{len} tasks {msg} {elapsed}",
     }
 }

@@ -6,19 +6,21 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::extent::ExtentArgs;
+use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE};
 use crate::synth::{generate, Scale, SynthSpec, ASSET, COLLECTION};
 
+/// The demo's options.
 #[derive(Debug, Args, Clone)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Where to put the scene and the outputs.
     #[arg(long, default_value = "floodsql-demo")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Scene size.
     #[arg(long, value_enum, default_value = "small")]
-    pub scale: Scale,
+    pub(crate) scale: Scale,
 }
 
-pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     let spec = SynthSpec::preset(a.scale, 7);
     let pb = super::progress_bar(quiet, "{bar:40} {pos}/{len} synthetic COGs {elapsed}");
     let scene = generate(&spec, &a.out.join("catalog"), &pb)?;
@@ -33,8 +35,8 @@ pub fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         out: dir.join("max_flood_extent.tif"),
         parquet: Some(dir.join("max_flood_extent.parquet")),
         png: Some(dir.join("max_flood_extent.png")),
-        chunk: 1000,
-        page_size: 100,
+        chunk: DEFAULT_CHUNK_SIZE,
+        page_size: DEFAULT_PAGE_SIZE,
         max_items: None,
         partitions: None,
         cluster: None,

@@ -7,61 +7,64 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::geo::Bbox;
+use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE};
 use crate::pipeline::{run_to_outputs, Outputs};
 use crate::template::{bind, Param};
 
+/// The tutorial's query as one command.
 #[derive(Debug, Args, Clone)]
-pub struct ExtentArgs {
+pub(crate) struct ExtentArgs {
     /// STAC API URL (root or /search), or a static catalogue: ItemCollection /
     /// NDJSON file, directory of item files, or their http(s) URL.
     #[arg(long, visible_alias = "source")]
-    pub stac_url: String,
+    pub(crate) stac_url: String,
     /// Collection id(s), comma-separated.
     #[arg(long)]
-    pub collection: Option<String>,
+    pub(crate) collection: Option<String>,
     /// Area of interest, degrees: MINX,MINY,MAXX,MAXY.
     #[arg(long, allow_hyphen_values = true)]
-    pub bbox: String,
+    pub(crate) bbox: String,
     /// Time range START/END (RFC 3339; '..' open; date-only ends expanded like pystac-client).
     #[arg(long)]
-    pub datetime: Option<String>,
+    pub(crate) datetime: Option<String>,
     /// Asset to read.
     #[arg(long, default_value = "ensemble_flood_extent")]
-    pub asset: String,
+    pub(crate) asset: String,
     /// Output COG.
     #[arg(long)]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Also write the chunk table as Parquet.
     #[arg(long)]
-    pub parquet: Option<PathBuf>,
+    pub(crate) parquet: Option<PathBuf>,
     /// Also write a PNG quicklook.
     #[arg(long)]
-    pub png: Option<PathBuf>,
+    pub(crate) png: Option<PathBuf>,
     /// Chunk side in pixels.
-    #[arg(long, default_value_t = 1000)]
-    pub chunk: usize,
+    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
+    pub(crate) chunk: usize,
     /// Items per page asked of a STAC API.
-    #[arg(long, default_value_t = 100)]
-    pub page_size: usize,
+    #[arg(long, default_value_t = DEFAULT_PAGE_SIZE)]
+    pub(crate) page_size: usize,
     /// Cap on the number of items (like pystac-client's max_items).
     #[arg(long)]
-    pub max_items: Option<usize>,
+    pub(crate) max_items: Option<usize>,
     /// Scan partitions (default: number of cores; on a cluster 16, Ballista's default).
     #[arg(long)]
-    pub partitions: Option<usize>,
+    pub(crate) partitions: Option<usize>,
     /// Run on a floodsql cluster (`floodsql scheduler` + executors): df://HOST:PORT.
     #[arg(long)]
-    pub cluster: Option<String>,
+    pub(crate) cluster: Option<String>,
     /// Print the SQL that runs, then run it.
     #[arg(long)]
-    pub print_sql: bool,
+    pub(crate) print_sql: bool,
 }
 
 impl ExtentArgs {
     /// The SQL this command runs: session options, then the bound canonical query.
-    pub fn sql(&self) -> anyhow::Result<String> {
+    pub(crate) fn sql(&self) -> anyhow::Result<String> {
         // validate early for clear messages
-        crate::stac::search::Bbox::parse(&self.bbox)?;
+        Bbox::parse(&self.bbox)?;
         if let Some(d) = &self.datetime {
             crate::datetime::parse_interval(d)?;
         }
@@ -90,7 +93,7 @@ impl ExtentArgs {
     }
 }
 
-pub fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     let sql = a.sql()?;
     if a.print_sql {
         println!("{sql}");
@@ -103,16 +106,10 @@ pub fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     let summary = rt.block_on(async {
         let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions).await?;
-        let search = super::progress_bar(quiet, "{spinner} searching STAC: {pos} items");
-        crate::stac::table::set_search_progress(Some(search.clone()));
-        let bar = super::progress_bar(
-            quiet,
-            super::cluster::progress_template(a.cluster.as_deref()),
-        );
-        let r = run_to_outputs(&ctx, &sql, &outputs, "MAXIMUM FLOOD EXTENT", &bar).await;
-        search.finish_and_clear();
-        crate::stac::table::set_search_progress(None);
-        r
+        let progress = super::query_progress(quiet, a.cluster.is_some());
+        let r = run_to_outputs(&ctx, &sql, &outputs, "MAXIMUM FLOOD EXTENT", &progress).await;
+        progress.search.finish_and_clear();
+        anyhow::Ok(r?)
     })?;
     eprintln!("{}", summary.describe());
     Ok(())

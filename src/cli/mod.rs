@@ -1,32 +1,39 @@
-//! The command line: `main.rs` only calls [`main`]; tests call [`run`].
+//! The command line, the top layer and the only one that uses `anyhow`:
+//! `main.rs` only calls [`main`]; tests call [`run`]. One file per
+//! subcommand.
 
-pub mod cluster;
-pub mod demo;
-pub mod extent;
-pub mod sql;
-pub mod synth;
+mod cluster;
+mod demo;
+mod extent;
+mod sql;
+mod synth;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use datafusion::error::DataFusionError;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::context::QueryProgress;
+
+/// The floodsql command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "floodsql",
     version = crate::version::version_tag(),
-    about = "SQL over flood data: STAC → Arrow → DataFusion → COG / Parquet / PNG"
+    about = "SQL over flood data: STAC → Arrow → DataFusion → COG / Parquet / PNG",
+    long_about = None
 )]
 pub struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Maximum flood extent of a STAC search (runs sql/max_flood_extent.sql).
     Extent(extent::ExtentArgs),
     /// Run SQL (a file, -c, or an interactive prompt) with floodsql's functions.
@@ -42,7 +49,7 @@ pub enum Command {
 }
 
 /// Progress bars draw on stderr only when it is a terminal and not --quiet.
-pub fn progress_bar(quiet: bool, template: &str) -> ProgressBar {
+fn progress_bar(quiet: bool, template: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         pb.set_draw_target(ProgressDrawTarget::hidden());
@@ -53,7 +60,23 @@ pub fn progress_bar(quiet: bool, template: &str) -> ProgressBar {
     pb
 }
 
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// A query's progress bars: a search spinner, and scanned (slice, chunk)
+/// rows locally or tasks on a cluster.
+fn query_progress(quiet: bool, on_cluster: bool) -> QueryProgress {
+    QueryProgress {
+        search: progress_bar(quiet, "{spinner} searching STAC: {pos} items"),
+        scan: progress_bar(
+            quiet,
+            if on_cluster {
+                "{bar:40} {pos}/{len} tasks {msg} {elapsed}"
+            } else {
+                "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}"
+            },
+        ),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
@@ -72,26 +95,44 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// One line per error: the chain of causes, each said once (DataFusion's
-/// `External error:` wrapper and causes already quoted by their parent are
-/// dropped).
+/// One line per error: the messages along the chain, each said once; a
+/// DataFusion error is replaced by its root cause (found by walking its
+/// chain), without DataFusion's "Error during planning:"-style prefixes.
 pub fn report(e: &anyhow::Error) -> String {
-    let mut out = String::new();
+    let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let msg = cause.to_string();
-        let msg = msg
-            .strip_prefix("External error: ")
-            .unwrap_or(&msg)
-            .to_string();
-        if out.contains(&msg) {
-            continue;
+        let (msg, root) = match cause.downcast_ref::<DataFusionError>() {
+            Some(df) => (root_message(df), true),
+            None => (cause.to_string(), false),
+        };
+        if !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
         }
-        if !out.is_empty() {
-            out.push_str(": ");
+        if root {
+            break;
         }
-        out.push_str(&msg);
     }
-    out
+    parts.join(": ")
+}
+
+/// The root cause of a DataFusion error, as a user should read it.
+fn root_message(e: &DataFusionError) -> String {
+    match e.find_root() {
+        DataFusionError::Internal(m) => format!("internal error: {m}"),
+        DataFusionError::External(inner) => {
+            let mut out = inner.to_string();
+            let mut cur: &dyn std::error::Error = inner.as_ref();
+            while let Some(s) = cur.source() {
+                let m = s.to_string();
+                if !out.contains(&m) {
+                    out = format!("{out}: {m}");
+                }
+                cur = s;
+            }
+            out
+        }
+        root => root.message().into_owned(),
+    }
 }
 
 /// Parses the process arguments and runs; errors print as `error: …` with exit 1.
@@ -103,5 +144,30 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_root_cause_once_without_datafusion_prefixes() {
+        let user: DataFusionError = crate::Error::invalid("chunk size", "3", "too small").into();
+        let e = anyhow::Error::new(user.context("planning")).context("running the query");
+        assert_eq!(
+            report(&e),
+            "running the query: invalid chunk size '3': too small"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let ext = DataFusionError::External(Box::new(crate::Error::Io {
+            path: "/a".into(),
+            source: io,
+        }));
+        assert_eq!(report(&anyhow::Error::new(ext)), "I/O error on /a: gone");
+        let bug = anyhow::Error::new(DataFusionError::Internal("x".into()));
+        assert_eq!(report(&bug), "internal error: x");
+        let plain = anyhow::anyhow!("reading 'f.sql'").context("sql");
+        assert_eq!(report(&plain), "sql: reading 'f.sql'");
     }
 }

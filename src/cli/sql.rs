@@ -15,31 +15,32 @@ use datafusion::execution::context::SessionContext;
 use crate::pipeline::{run_statement, run_to_outputs, split_statements, Outputs};
 use crate::template::{bind, Param};
 
+/// Where the SQL comes from and where its result goes.
 #[derive(Debug, Args, Clone)]
-pub struct SqlArgs {
+pub(crate) struct SqlArgs {
     /// SQL file to run.
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// SQL text to run.
     #[arg(short = 'c', long = "command", conflicts_with = "file")]
-    pub command: Option<String>,
+    pub(crate) command: Option<String>,
     /// Bind a ${name} parameter: --param name=value (integers stay integers, NULL is NULL).
     #[arg(long = "param", value_parser = parse_kv)]
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
     /// Rasterise the last statement's result to a COG.
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Write the last statement's result (chunk table) as Parquet.
     #[arg(long)]
-    pub parquet: Option<PathBuf>,
+    pub(crate) parquet: Option<PathBuf>,
     /// PNG quicklook of the rasterised result.
     #[arg(long)]
-    pub png: Option<PathBuf>,
+    pub(crate) png: Option<PathBuf>,
     /// Scan partitions (default: number of cores; on a cluster 16, Ballista's default).
     #[arg(long)]
-    pub partitions: Option<usize>,
+    pub(crate) partitions: Option<usize>,
     /// Run on a floodsql cluster (`floodsql scheduler` + executors): df://HOST:PORT.
     #[arg(long)]
-    pub cluster: Option<String>,
+    pub(crate) cluster: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -82,13 +83,15 @@ async fn run_text(
     ctx: &SessionContext,
     sql: &str,
     quiet: bool,
-    template: &str,
+    on_cluster: bool,
 ) -> anyhow::Result<()> {
     for stmt in split_statements(sql)? {
-        let bar = super::progress_bar(quiet, template);
-        let (batches, _) = run_statement(ctx, stmt, &bar).await?;
-        bar.finish_and_clear();
-        let shown: Vec<RecordBatch> = batches
+        let progress = super::query_progress(quiet, on_cluster);
+        let out = run_statement(ctx, stmt, &progress).await;
+        progress.search.finish_and_clear();
+        progress.scan.finish_and_clear();
+        let shown: Vec<RecordBatch> = out?
+            .batches
             .iter()
             .map(printable)
             .collect::<anyhow::Result<_>>()?;
@@ -103,7 +106,7 @@ fn interactive(
     rt: &tokio::runtime::Runtime,
     ctx: &SessionContext,
     quiet: bool,
-    template: &str,
+    on_cluster: bool,
 ) -> anyhow::Result<()> {
     let mut rl = rustyline::DefaultEditor::new()?;
     let mut buf = String::new();
@@ -122,8 +125,8 @@ fn interactive(
                 buf.push('\n');
                 if line.trim_end().ends_with(';') {
                     let _ = rl.add_history_entry(buf.trim());
-                    if let Err(e) = rt.block_on(run_text(ctx, &buf, quiet, template)) {
-                        eprintln!("error: {e:#}");
+                    if let Err(e) = rt.block_on(run_text(ctx, &buf, quiet, on_cluster)) {
+                        eprintln!("error: {}", super::report(&e));
                     }
                     buf.clear();
                 }
@@ -135,7 +138,7 @@ fn interactive(
     }
 }
 
-pub fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
     let params: BTreeMap<String, Param> = a
         .params
         .iter()
@@ -155,25 +158,24 @@ pub fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
         png: a.png.clone(),
     };
     let rt = super::runtime()?;
-    let template = super::cluster::progress_template(a.cluster.as_deref());
+    let on_cluster = a.cluster.is_some();
     let ctx = rt.block_on(super::cluster::context(a.cluster.as_deref(), a.partitions))?;
-    let search = super::progress_bar(quiet, "{spinner} searching STAC: {pos} items");
-    crate::stac::table::set_search_progress(Some(search.clone()));
     let Some(text) = text else {
         if outputs.any() {
             anyhow::bail!("--out/--parquet/--png need a SQL file or -c");
         }
-        return interactive(&rt, &ctx, quiet, template);
+        return interactive(&rt, &ctx, quiet, on_cluster);
     };
     let sql = bind(&text, &params)?;
     rt.block_on(async {
         if outputs.any() {
-            let bar = super::progress_bar(quiet, template);
-            let s = run_to_outputs(&ctx, &sql, &outputs, "FLOODSQL RESULT", &bar).await?;
-            eprintln!("{}", s.describe());
+            let progress = super::query_progress(quiet, on_cluster);
+            let s = run_to_outputs(&ctx, &sql, &outputs, "FLOODSQL RESULT", &progress).await;
+            progress.search.finish_and_clear();
+            eprintln!("{}", s?.describe());
             Ok(())
         } else {
-            run_text(&ctx, &sql, quiet, template).await
+            run_text(&ctx, &sql, quiet, on_cluster).await
         }
     })
 }

@@ -6,33 +6,33 @@ use clap::Args;
 
 use crate::synth::{generate, Scale, SynthSpec};
 
+/// The synthetic catalogue's options.
 #[derive(Debug, Args, Clone)]
-pub struct SynthArgs {
+pub(crate) struct SynthArgs {
     /// Scene size.
     #[arg(long, value_enum, default_value = "tiny")]
-    pub scale: Scale,
+    pub(crate) scale: Scale,
     /// Output directory (items.json, items.ndjson, items/, cogs/, collection.json).
     #[arg(long)]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Seed of the pseudo-random layout.
     #[arg(long, default_value_t = 7)]
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Override the AOI the scene is built around: MINX,MINY,MAXX,MAXY.
     #[arg(long, allow_hyphen_values = true)]
-    pub bbox: Option<String>,
+    pub(crate) bbox: Option<String>,
     /// Override the tile size in pixels.
     #[arg(long)]
-    pub tile_px: Option<usize>,
+    pub(crate) tile_px: Option<usize>,
     /// Override the number of acquisitions (time slices).
     #[arg(long)]
-    pub acquisitions: Option<usize>,
+    pub(crate) acquisitions: Option<usize>,
 }
 
-pub fn run(a: SynthArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(a: SynthArgs, quiet: bool) -> anyhow::Result<()> {
     let mut spec = SynthSpec::preset(a.scale, a.seed);
     if let Some(b) = &a.bbox {
-        let b = crate::stac::search::Bbox::parse(b)?;
-        spec.bbox = [b.minx, b.miny, b.maxx, b.maxy];
+        spec.bbox = crate::geo::Bbox::parse(b)?.to_array();
     }
     if let Some(t) = a.tile_px {
         anyhow::ensure!(

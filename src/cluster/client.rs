@@ -16,16 +16,18 @@ use indicatif::ProgressBar;
 use crate::error::{Error, Result};
 use crate::session::{cluster_session_config, register_all};
 
-/// A parsed `df://HOST:PORT` cluster address.
+/// A parsed `df://HOST:PORT` cluster address; a cluster session carries it
+/// as a `SessionConfig` extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterUrl {
-    pub host: String,
-    pub port: u16,
+pub(crate) struct ClusterUrl {
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl ClusterUrl {
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = |m: &str| Error::Other(format!("invalid cluster URL '{s}': {m}"));
+    /// Parses `df://HOST:PORT`.
+    pub(crate) fn parse(s: &str) -> Result<Self> {
+        let bad = |m: &str| Error::invalid("cluster URL", s, m);
         let rest = s
             .strip_prefix("df://")
             .ok_or_else(|| bad("expected df://HOST:PORT"))?;
@@ -38,33 +40,36 @@ impl ClusterUrl {
         Ok(Self { host, port })
     }
 
-    pub fn df(&self) -> String {
+    /// `df://HOST:PORT`.
+    pub(crate) fn df(&self) -> String {
         format!("df://{}:{}", self.host, self.port)
     }
 
     /// The scheduler's REST API.
-    pub fn rest(&self) -> String {
+    pub(crate) fn rest(&self) -> String {
         format!("http://{}:{}", self.host, self.port)
     }
 }
 
-/// Waits until the scheduler answers its health check (`/healthz`).
-pub async fn check_reachable(url: &ClusterUrl) -> Result<()> {
+/// Checks that the scheduler answers its health check (`/healthz`).
+pub(crate) async fn check_reachable(url: &ClusterUrl) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
-        .map_err(|e| Error::Other(e.to_string()))?;
+        .map_err(|e| Error::Internal(format!("building the HTTP client: {e}")))?;
     let target = format!("{}/healthz", url.rest());
+    let failed = |message: String| Error::Cluster {
+        url: url.df(),
+        message,
+    };
     match client.get(&target).send().await {
         Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(Error::Other(format!(
-            "scheduler at {} is not healthy: /healthz answered {}",
-            url.df(),
+        Ok(r) => Err(failed(format!(
+            "the scheduler is not healthy: /healthz answered {}",
             r.status()
         ))),
-        Err(e) => Err(Error::Other(format!(
-            "cannot reach the floodsql scheduler at {}: {}",
-            url.df(),
+        Err(e) => Err(failed(format!(
+            "cannot reach the floodsql scheduler: {}",
             root_cause(&e)
         ))),
     }
@@ -80,7 +85,7 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 
 /// A session whose queries run on the cluster at `url`; the same functions,
 /// table functions, options and codecs as a local one.
-pub async fn connect(url: &ClusterUrl, partitions: Option<usize>) -> Result<SessionContext> {
+pub(crate) async fn connect(url: &ClusterUrl, partitions: Option<usize>) -> Result<SessionContext> {
     check_reachable(url).await?;
     let mut cfg = cluster_session_config().with_extension(Arc::new(url.clone()));
     if let Some(n) = partitions {
@@ -92,15 +97,18 @@ pub async fn connect(url: &ClusterUrl, partitions: Option<usize>) -> Result<Sess
         .build();
     let ctx = SessionContext::remote_with_state(&url.df(), state)
         .await
-        .map_err(|e| Error::Other(format!("cluster {}: {e}", url.df())))?;
+        .map_err(|e| Error::Cluster {
+            url: url.df(),
+            message: tidy_cluster_message(&e.to_string()),
+        })?;
     // Ballista's upgrade replaces the function set with its defaults
-    register_all(&ctx);
+    register_all(&ctx).map_err(|e| Error::Internal(format!("registering functions: {e}")))?;
     Ok(ctx)
 }
 
 /// Follows the job a distributed plan submits and reports its tasks done /
 /// total on `progress`, until dropped.
-pub struct JobProgress {
+pub(crate) struct JobProgress {
     handle: tokio::task::JoinHandle<()>,
 }
 
@@ -112,7 +120,7 @@ impl Drop for JobProgress {
 
 impl JobProgress {
     /// `None` when `plan` is not a distributed query.
-    pub fn follow(
+    pub(crate) fn follow(
         plan: &Arc<dyn ExecutionPlan>,
         url: &ClusterUrl,
         progress: &ProgressBar,
@@ -157,7 +165,7 @@ impl JobProgress {
 }
 
 /// (successful, total) tasks over the stages of a `/api/job/{id}/stages` answer.
-pub fn count_tasks(v: &serde_json::Value) -> Option<(usize, usize)> {
+fn count_tasks(v: &serde_json::Value) -> Option<(usize, usize)> {
     let stages = v.get("stages")?.as_array()?;
     let (mut done, mut total) = (0, 0);
     for s in stages {
@@ -171,9 +179,64 @@ pub fn count_tasks(v: &serde_json::Value) -> Option<(usize, usize)> {
     Some((done, total))
 }
 
+/// A failed cluster query as an execution error: Ballista wraps the cause
+/// in several layers (a gRPC status in Debug form inside DataFusion errors);
+/// keep the cause, say where it ran.
+pub(crate) fn cluster_error(
+    e: datafusion::error::DataFusionError,
+    url: &ClusterUrl,
+) -> datafusion::error::DataFusionError {
+    Error::Cluster {
+        url: url.df(),
+        message: format!("query failed: {}", tidy_cluster_message(&e.to_string())),
+    }
+    .into()
+}
+
+/// The `message: "…"` of a gRPC status, unescaped; the text otherwise.
+/// Ballista hands its errors over as text, so text is all there is to read.
+fn tidy_cluster_message(text: &str) -> String {
+    let Some(start) = text.find("message: \"") else {
+        return text.trim().to_string();
+    };
+    let body = &text[start + "message: \"".len()..];
+    let mut out = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => out.push(' '),
+                Some(o) => out.push(o),
+                None => break,
+            },
+            '"' => break,
+            c => out.push(c),
+        }
+    }
+    for noise in [
+        "Failed to create SessionContext: ",
+        "DataFusionError(",
+        "Plan(\"",
+        "Execution(\"",
+    ] {
+        out = out.replace(noise, "");
+    }
+    out.trim_end_matches(['"', ')', ' ']).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_messages_lose_their_wrapping() {
+        let t = r#"Execution error: Status { code: Internal, message: "Failed to create SessionContext: DataFusionError(Plan(\"floodsql version mismatch: peer is floodsql 1, this process is floodsql 2\"))", metadata: MetadataMap { } }"#;
+        assert_eq!(
+            tidy_cluster_message(t),
+            "floodsql version mismatch: peer is floodsql 1, this process is floodsql 2"
+        );
+        assert_eq!(tidy_cluster_message(" plain "), "plain");
+    }
 
     #[test]
     fn cluster_urls() {

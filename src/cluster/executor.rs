@@ -17,27 +17,35 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 
+use crate::context::ProcessLabel;
+use crate::error::{Error, Result};
 use crate::session::{
-    cluster_session_config, function_registry, session_version, MAX_MESSAGE_BYTES,
+    cluster_session_config, function_registry, logical_codec, physical_codec, session_version,
+    MAX_MESSAGE_BYTES,
 };
 use crate::version::{check_peer, version_tag};
 
 /// What the executor role needs.
 #[derive(Debug, Clone)]
-pub struct ExecutorOptions {
-    pub scheduler_host: String,
-    pub scheduler_port: u16,
+pub(crate) struct ExecutorOptions {
+    /// The scheduler's host.
+    pub(crate) scheduler_host: String,
+    /// The scheduler's port.
+    pub(crate) scheduler_port: u16,
     /// Arrow Flight address (shuffle and result fetches).
-    pub bind: SocketAddr,
-    pub grpc_port: u16,
+    pub(crate) bind: SocketAddr,
+    /// gRPC port (task launches), on the bind IP.
+    pub(crate) grpc_port: u16,
     /// Host name the scheduler, other executors and clients use to reach this one.
-    pub external_host: Option<String>,
+    pub(crate) external_host: Option<String>,
     /// Concurrent tasks (0: number of cores).
-    pub slots: usize,
+    pub(crate) slots: usize,
     /// Memory pool for all tasks, bytes (None: Ballista's share of host memory).
-    pub memory_limit: Option<u64>,
-    pub work_dir: Option<String>,
-    pub heartbeat: Duration,
+    pub(crate) memory_limit: Option<u64>,
+    /// Directory for shuffle files.
+    pub(crate) work_dir: Option<String>,
+    /// Interval between heartbeats.
+    pub(crate) heartbeat: Duration,
 }
 
 /// Ballista's execution engine, behind the version check: a task whose
@@ -61,7 +69,7 @@ impl ExecutionEngine for VersionCheckedEngine {
             &session_version(config),
             "the executor refuses a task of the client's session",
         )
-        .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        .map_err(DataFusionError::from)?;
         self.0.create_query_stage_exec(
             job_id,
             stage_id,
@@ -75,12 +83,14 @@ impl ExecutionEngine for VersionCheckedEngine {
 }
 
 /// Parses `512M`, `4G`, `1.5G`, `1048576` (bytes; K/M/G/T are powers of 1024).
-pub fn parse_bytes(s: &str) -> crate::Result<u64> {
+pub(crate) fn parse_bytes(s: &str) -> Result<u64> {
     let t = s.trim();
     let bad = || {
-        crate::Error::Other(format!(
-            "invalid memory limit '{s}': expected bytes or a number with K, M, G or T"
-        ))
+        Error::invalid(
+            "memory limit",
+            s,
+            "expected bytes or a number with K, M, G or T",
+        )
     };
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -102,8 +112,10 @@ pub fn parse_bytes(s: &str) -> crate::Result<u64> {
     Ok((v * mult as f64) as u64)
 }
 
-/// The Ballista executor configuration floodsql runs with.
-pub fn executor_config(o: &ExecutorOptions) -> ExecutorProcessConfig {
+/// The Ballista executor configuration floodsql runs with. Every task's
+/// session starts from [`cluster_session_config`] plus this executor's
+/// [`ProcessLabel`] (its scan logs name it).
+pub(crate) fn executor_config(o: &ExecutorOptions) -> Result<ExecutorProcessConfig> {
     let host = o
         .external_host
         .clone()
@@ -111,8 +123,10 @@ pub fn executor_config(o: &ExecutorOptions) -> ExecutorProcessConfig {
     // Ballista's pooled shuffle client is private to its crate: fetches open
     // their own connection (fine for floodsql's one small shuffle per query)
     let engine = VersionCheckedEngine(DefaultExecutionEngine::new());
+    let executor_id = format!("{host}:{}", o.bind.port());
+    let label = Arc::new(ProcessLabel(format!("executor {executor_id}")));
     let mut cfg = ExecutorProcessConfig {
-        executor_id: format!("{host}:{}", o.bind.port()),
+        executor_id,
         bind_host: o.bind.ip().to_string(),
         external_host: Some(host),
         port: o.bind.port(),
@@ -127,23 +141,26 @@ pub fn executor_config(o: &ExecutorOptions) -> ExecutorProcessConfig {
         grpc_max_encoding_message_size: MAX_MESSAGE_BYTES,
         executor_heartbeat_interval_seconds: o.heartbeat.as_secs().max(1),
         memory_pool_size: o.memory_limit,
-        override_function_registry: Some(Arc::new(function_registry())),
-        override_config_producer: Some(Arc::new(cluster_session_config)),
+        override_function_registry: Some(Arc::new(function_registry().map_err(|e| {
+            Error::Internal(format!("building the executor's function registry: {e}"))
+        })?)),
+        override_config_producer: Some(Arc::new(move || {
+            cluster_session_config().with_extension(label.clone())
+        })),
         override_execution_engine: Some(Arc::new(engine)),
-        override_logical_codec: Some(crate::session::logical_codec()),
-        override_physical_codec: Some(crate::session::physical_codec()),
+        override_logical_codec: Some(logical_codec()),
+        override_physical_codec: Some(physical_codec()),
         ..Default::default()
     };
     if o.slots > 0 {
         cfg.vcores = o.slots;
     }
-    cfg
+    Ok(cfg)
 }
 
 /// Runs the executor until the process is stopped.
-pub async fn run(o: ExecutorOptions) -> crate::Result<()> {
-    let cfg = executor_config(&o);
-    super::set_role(format!("executor {}", cfg.executor_id));
+pub(crate) async fn run(o: ExecutorOptions) -> Result<()> {
+    let cfg = executor_config(&o)?;
     tracing::info!(
         "floodsql {} executor {}: flight {}, grpc port {}, {} slots, scheduler {}:{}",
         version_tag(),
@@ -154,12 +171,12 @@ pub async fn run(o: ExecutorOptions) -> crate::Result<()> {
         o.scheduler_host,
         o.scheduler_port
     );
-    start_executor_process(Arc::new(cfg)).await.map_err(|e| {
-        crate::Error::Other(format!(
-            "executor (scheduler {}:{}): {e}",
-            o.scheduler_host, o.scheduler_port
-        ))
-    })
+    start_executor_process(Arc::new(cfg))
+        .await
+        .map_err(|e| Error::Cluster {
+            url: format!("scheduler {}:{}", o.scheduler_host, o.scheduler_port),
+            message: format!("executor: {e}"),
+        })
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! One binary, three roles, all built from the one session factory
 //! ([`crate::session`]): the [`scheduler`], the [`executor`]s, and the
-//! [`client`] side of `floodsql extent|sql --cluster df://HOST:PORT`.
+//! [`client`] side of `floodsql extent|sql --cluster df://HOST:PORT`. The
+//! codecs they share live in [`crate::codec`].
 //!
 //! The client resolves every `flood_chunks(...)` scan (STAC search + scan
 //! plan) before it sends the logical plan, so the scheduler never talks to the
@@ -11,27 +12,12 @@
 //! per chunk; only aggregated chunk states cross the shuffle; the client
 //! fetches the final aggregated chunks and rasterises them locally.
 
-pub mod client;
-pub mod codec;
-pub mod executor;
-pub mod scheduler;
-
-use std::sync::OnceLock;
-
-static ROLE: OnceLock<String> = OnceLock::new();
-
-/// Names this process in logs ("executor 127.0.0.1:50051").
-pub fn set_role(name: String) {
-    let _ = ROLE.set(name);
-}
-
-/// This process's role name, if it is a cluster role.
-pub fn role() -> Option<&'static str> {
-    ROLE.get().map(String::as_str)
-}
+pub(crate) mod client;
+pub(crate) mod executor;
+pub(crate) mod scheduler;
 
 /// Logs to stdout at `info` (`RUST_LOG` overrides), for the server roles.
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -42,8 +28,8 @@ pub fn init_logging() {
 }
 
 /// Parses `HOST:PORT` (the host may be a name).
-pub fn parse_host_port(what: &str, s: &str) -> crate::Result<(String, u16)> {
-    let bad = |m: &str| crate::Error::Other(format!("invalid {what} '{s}': {m}"));
+pub(crate) fn parse_host_port(what: &'static str, s: &str) -> crate::Result<(String, u16)> {
+    let bad = |m: &str| crate::Error::invalid(what, s, m);
     let (host, port) = s
         .rsplit_once(':')
         .ok_or_else(|| bad("expected HOST:PORT"))?;

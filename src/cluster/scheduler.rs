@@ -11,21 +11,26 @@ use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 
-use crate::session::{cluster_session_config, scheduler_session_state, MAX_MESSAGE_BYTES};
+use crate::error::Error;
+use crate::session::{
+    cluster_session_config, logical_codec, physical_codec, scheduler_session_state,
+    MAX_MESSAGE_BYTES,
+};
 use crate::version::version_tag;
 
 /// What the scheduler role needs.
 #[derive(Debug, Clone)]
-pub struct SchedulerOptions {
-    pub bind: SocketAddr,
+pub(crate) struct SchedulerOptions {
+    /// Address to listen on.
+    pub(crate) bind: SocketAddr,
     /// Host name executors and clients use to reach this scheduler.
-    pub external_host: Option<String>,
+    pub(crate) external_host: Option<String>,
     /// An executor silent for this long is considered lost (its tasks re-run).
-    pub executor_timeout: Duration,
+    pub(crate) executor_timeout: Duration,
 }
 
 /// The Ballista scheduler configuration floodsql runs with.
-pub fn scheduler_config(o: &SchedulerOptions) -> SchedulerConfig {
+pub(crate) fn scheduler_config(o: &SchedulerOptions) -> SchedulerConfig {
     let timeout = o.executor_timeout.as_secs().max(2);
     let mut cfg = SchedulerConfig::default()
         .with_hostname(
@@ -36,8 +41,8 @@ pub fn scheduler_config(o: &SchedulerOptions) -> SchedulerConfig {
         .with_port(o.bind.port())
         .with_override_config_producer(Arc::new(cluster_session_config))
         .with_override_session_builder(Arc::new(scheduler_session_state));
-    cfg.override_logical_codec = Some(crate::session::logical_codec());
-    cfg.override_physical_codec = Some(crate::session::physical_codec());
+    cfg.override_logical_codec = Some(logical_codec());
+    cfg.override_physical_codec = Some(physical_codec());
     cfg.bind_host = o.bind.ip().to_string();
     cfg.executor_timeout_seconds = timeout;
     cfg.expire_dead_executor_interval_seconds = (timeout / 3).max(1);
@@ -49,8 +54,7 @@ pub fn scheduler_config(o: &SchedulerOptions) -> SchedulerConfig {
 }
 
 /// Runs the scheduler until the process is stopped.
-pub async fn run(o: SchedulerOptions) -> crate::Result<()> {
-    super::set_role(format!("scheduler {}", o.bind));
+pub(crate) async fn run(o: SchedulerOptions) -> crate::Result<()> {
     tracing::info!(
         "floodsql {} scheduler on {} (REST API and health checks on the same port: /api/jobs, /healthz); executor timeout {} s",
         version_tag(),
@@ -58,10 +62,14 @@ pub async fn run(o: SchedulerOptions) -> crate::Result<()> {
         o.executor_timeout.as_secs()
     );
     let config = scheduler_config(&o);
+    let failed = |e: ballista_core::error::BallistaError| Error::Cluster {
+        url: format!("scheduler {}", o.bind),
+        message: e.to_string(),
+    };
     let cluster = BallistaCluster::new_from_config(&config)
         .await
-        .map_err(|e| crate::Error::Other(format!("scheduler: {e}")))?;
+        .map_err(failed)?;
     start_server(cluster, o.bind, Arc::new(config))
         .await
-        .map_err(|e| crate::Error::Other(format!("scheduler on {}: {e}", o.bind)))
+        .map_err(failed)
 }

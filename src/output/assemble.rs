@@ -8,16 +8,17 @@ use crate::raster::grid::OutputGrid;
 
 /// A single-band raster on an output grid; 1 or 2 bytes per pixel (u8 / u16 LE).
 #[derive(Debug, Clone)]
-pub struct Raster {
-    pub grid: OutputGrid,
-    pub bytes_per_pixel: usize,
+pub(crate) struct Raster {
+    pub(crate) grid: OutputGrid,
+    pub(crate) bytes_per_pixel: usize,
     /// Row-major, `width * height * bytes_per_pixel` bytes; pixels no chunk
     /// covers are 0.
-    pub data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
 }
 
 impl Raster {
-    pub fn u8_count(&self, value: u8) -> usize {
+    /// Pixels equal to `value` (0 for a 2-byte raster).
+    pub(crate) fn u8_count(&self, value: u8) -> usize {
         if self.bytes_per_pixel == 1 {
             self.data.iter().filter(|&&v| v == value).count()
         } else {
@@ -28,16 +29,16 @@ impl Raster {
 
 fn int_col(b: &RecordBatch, name: &str) -> Result<Vec<i64>> {
     let c = b.column_by_name(name).ok_or_else(|| {
-        Error::Other(format!(
+        Error::NotRasterisable(format!(
             "the query result has no '{name}' column: a raster output needs \
              x_off, y_off, width, height and a binary pixels column"
         ))
     })?;
     let c = arrow::compute::cast(c, &DataType::Int64)
-        .map_err(|e| Error::Other(format!("column '{name}': {e}")))?;
+        .map_err(|e| Error::NotRasterisable(format!("column '{name}' is not an integer: {e}")))?;
     let a = c.as_primitive::<Int64Type>();
     if a.null_count() > 0 {
-        return Err(Error::Other(format!("column '{name}' has NULLs")));
+        return Err(Error::NotRasterisable(format!("column '{name}' has NULLs")));
     }
     Ok(a.values().to_vec())
 }
@@ -62,10 +63,10 @@ fn pixel_col(b: &RecordBatch) -> Result<usize> {
         .collect();
     match bin.as_slice() {
         [i] => Ok(*i),
-        [] => Err(Error::Other(
+        [] => Err(Error::NotRasterisable(
             "the query result has no binary pixels column".into(),
         )),
-        _ => Err(Error::Other(
+        _ => Err(Error::NotRasterisable(
             "the query result has several binary columns: name the one to rasterise 'pixels'"
                 .into(),
         )),
@@ -73,7 +74,7 @@ fn pixel_col(b: &RecordBatch) -> Result<usize> {
 }
 
 /// Pastes every chunk into a raster on `grid`.
-pub fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<Raster> {
+pub(crate) fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<Raster> {
     let mut bpp: Option<usize> = None;
     let mut data: Vec<u8> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -86,7 +87,7 @@ pub fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<Raster> {
         );
         let px = b.column(pixel_col(b)?);
         let px = arrow::compute::cast(px, &DataType::LargeBinary)
-            .map_err(|e| Error::Other(e.to_string()))?;
+            .map_err(|e| Error::Internal(format!("binary column to LargeBinary: {e}")))?;
         let px = px.as_binary::<i64>();
         for i in 0..b.num_rows() {
             let (x, y, w, h) = (xs[i], ys[i], ws[i], hs[i]);
@@ -97,13 +98,13 @@ pub fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<Raster> {
                 || (x + w) as usize > grid.width
                 || (y + h) as usize > grid.height
             {
-                return Err(Error::Other(format!(
+                return Err(Error::NotRasterisable(format!(
                     "chunk window {x},{y} {w}x{h} lies outside the {}x{} grid",
                     grid.width, grid.height
                 )));
             }
             if !seen.insert((x, y)) {
-                return Err(Error::Other(format!(
+                return Err(Error::NotRasterisable(format!(
                     "two result rows for the chunk at {x},{y}: group by the chunk before rasterising"
                 )));
             }
@@ -113,7 +114,7 @@ pub fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<Raster> {
             let (x, y, w, h) = (x as usize, y as usize, w as usize, h as usize);
             let v = px.value(i);
             if v.len() % (w * h) != 0 || v.len() / (w * h) > 2 {
-                return Err(Error::Other(format!(
+                return Err(Error::NotRasterisable(format!(
                     "chunk at {x},{y}: {} bytes for a {w}x{h} window (expected 1 or 2 bytes per pixel)",
                     v.len()
                 )));
@@ -124,7 +125,9 @@ pub fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<Raster> {
                 k
             });
             if k != k0 {
-                return Err(Error::Other("chunks differ in bytes per pixel".into()));
+                return Err(Error::NotRasterisable(
+                    "chunks differ in bytes per pixel".into(),
+                ));
             }
             for r in 0..h {
                 let dst = ((y + r) * grid.width + x) * k;
@@ -141,4 +144,105 @@ pub fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<Raster> {
         bytes_per_pixel,
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    pub(crate) fn grid(width: usize, height: usize) -> OutputGrid {
+        OutputGrid {
+            crs: "EPSG:32642".into(),
+            res: 20.0,
+            col0: 1000,
+            row0: 50000,
+            width,
+            height,
+        }
+    }
+
+    /// Chunks (x, y, w, h, pixels) as one batch, offsets as Int64 and pixels
+    /// as Binary (what a user query may return), plus an extra column.
+    /// x, y, w, h, pixels
+    type Chunk = (i64, i64, i64, i64, Option<Vec<u8>>);
+
+    fn batch(chunks: &[Chunk]) -> RecordBatch {
+        let col = |f: fn(&Chunk) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from(chunks.iter().map(f).collect::<Vec<_>>()))
+        };
+        let px: BinaryArray = chunks.iter().map(|c| c.4.as_deref()).collect();
+        let schema = Schema::new(vec![
+            Field::new("x_off", DataType::Int64, false),
+            Field::new("y_off", DataType::Int64, false),
+            Field::new("width", DataType::Int64, false),
+            Field::new("height", DataType::Int64, false),
+            Field::new("n", DataType::Int32, false),
+            Field::new("e", DataType::Binary, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                col(|c| c.0),
+                col(|c| c.1),
+                col(|c| c.2),
+                col(|c| c.3),
+                Arc::new(Int32Array::from(vec![7; chunks.len()])),
+                Arc::new(px),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pastes_chunks_at_their_offsets() {
+        // a 5 x 3 grid in 3-px chunks: (0,0) 3x3, (3,0) 2x3; the second is NULL
+        let b = batch(&[(0, 0, 3, 3, Some((1..=9).collect())), (3, 0, 2, 3, None)]);
+        let r = assemble(&grid(5, 3), &[b]).unwrap();
+        assert_eq!(r.bytes_per_pixel, 1);
+        assert_eq!(r.data, [1, 2, 3, 0, 0, 4, 5, 6, 0, 0, 7, 8, 9, 0, 0]);
+        assert_eq!(r.u8_count(0), 6);
+        // 2 bytes per pixel, over two batches
+        let a = batch(&[(0, 0, 2, 1, Some(vec![1, 0, 2, 1]))]);
+        let b = batch(&[(2, 0, 1, 1, Some(vec![255, 255]))]);
+        let r = assemble(&grid(3, 1), &[a, b]).unwrap();
+        assert_eq!((r.bytes_per_pixel, r.data), (2, vec![1, 0, 2, 1, 255, 255]));
+        // no rows: an all-0 raster
+        let r = assemble(&grid(2, 2), &[]).unwrap();
+        assert_eq!(r.data, [0; 4]);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_a_raster() {
+        let cases = [
+            (
+                batch(&[(3, 0, 3, 3, Some(vec![0; 9]))]),
+                "outside the 5x3 grid",
+            ),
+            (
+                batch(&[(0, 0, 3, 3, Some(vec![0; 9])), (0, 0, 3, 3, None)]),
+                "two result rows",
+            ),
+            (
+                batch(&[(0, 0, 3, 3, Some(vec![0; 8]))]),
+                "8 bytes for a 3x3 window",
+            ),
+            (
+                batch(&[(0, 0, 1, 1, Some(vec![0])), (1, 0, 1, 1, Some(vec![0, 0]))]),
+                "differ in bytes per pixel",
+            ),
+        ];
+        for (b, needle) in cases {
+            let e = assemble(&grid(5, 3), &[b]).unwrap_err();
+            assert!(matches!(e, Error::NotRasterisable(_)), "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+        let no_y = batch(&[(0, 0, 1, 1, None)]).project(&[0, 2, 3, 5]).unwrap();
+        let e = assemble(&grid(5, 3), &[no_y]).unwrap_err().to_string();
+        assert!(e.contains("no 'y_off' column"), "{e}");
+    }
 }

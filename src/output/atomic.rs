@@ -6,20 +6,18 @@ use crate::error::{io_err, Error, Result};
 
 /// Calls `write(tmp)` with a temp path in the target's directory, then renames
 /// the temp file to `target`. On error the temp file is removed.
-pub fn write_atomic(target: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        return Err(Error::Other(format!(
-            "output directory '{}' does not exist",
-            dir.display()
-        )));
-    }
+pub(crate) fn write_atomic(target: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = dir_of(target);
+    check_dir(target)?;
     let name = target
         .file_name()
-        .ok_or_else(|| Error::Other(format!("'{}' is not a file path", target.display())))?
+        .ok_or_else(|| {
+            Error::invalid(
+                "output path",
+                target.display().to_string(),
+                "not a file path",
+            )
+        })?
         .to_string_lossy()
         .to_string();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -28,4 +26,59 @@ pub fn write_atomic(target: &Path, write: impl FnOnce(&Path) -> Result<()>) -> R
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+fn dir_of(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Fails unless the directory `target` would be written to exists.
+pub(crate) fn check_dir(target: &Path) -> Result<()> {
+    let dir = dir_of(target);
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "output directory",
+            dir.display().to_string(),
+            "does not exist",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_by_rename_and_leaves_nothing_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        write_atomic(&target, |tmp| {
+            assert_ne!(tmp, target.as_path());
+            assert_eq!(tmp.parent(), target.parent());
+            std::fs::write(tmp, b"ok").map_err(io_err(tmp))
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"ok");
+        // a failing writer: the old file stays, no temp file is left
+        let e = write_atomic(&target, |tmp| {
+            std::fs::write(tmp, b"partial").map_err(io_err(tmp))?;
+            Err(Error::Gdal("boom".into()))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("boom"));
+        assert_eq!(std::fs::read(&target).unwrap(), b"ok");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out.bin"]);
+        // a missing directory is refused before anything is written
+        let e = write_atomic(&dir.path().join("no/x.bin"), |_| panic!("not called")).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
 }

@@ -15,7 +15,7 @@ use crate::output::atomic::write_atomic;
 use crate::raster::grid::spatial_ref;
 
 /// Builds the raster as an in-memory GDAL dataset with CRS and geotransform.
-pub fn mem_dataset(r: &Raster) -> Result<gdal::Dataset> {
+pub(crate) fn mem_dataset(r: &Raster) -> Result<gdal::Dataset> {
     let g = &r.grid;
     let mem = DriverManager::get_driver_by_name("MEM")?;
     let mut ds = match r.bytes_per_pixel {
@@ -42,7 +42,11 @@ pub fn mem_dataset(r: &Raster) -> Result<gdal::Dataset> {
             )?;
             ds
         }
-        n => return Err(Error::Other(format!("cannot write {n} bytes per pixel"))),
+        n => {
+            return Err(Error::Internal(format!(
+                "a raster of {n} bytes per pixel (assembling allows 1 or 2)"
+            )))
+        }
     };
     ds.set_geo_transform(&g.geotransform())?;
     ds.set_spatial_ref(&spatial_ref(&g.crs)?)?;
@@ -50,7 +54,7 @@ pub fn mem_dataset(r: &Raster) -> Result<gdal::Dataset> {
 }
 
 /// Writes `r` as a COG at `path` (atomically).
-pub fn write_cog(r: &Raster, path: &Path) -> Result<()> {
+pub(crate) fn write_cog(r: &Raster, path: &Path) -> Result<()> {
     let ds = mem_dataset(r)?;
     let cog = DriverManager::get_driver_by_name("COG")?;
     let opts = RasterCreationOptions::from_iter([

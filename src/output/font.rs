@@ -46,12 +46,12 @@ fn glyph(c: char) -> [u8; 7] {
 }
 
 /// Width in pixels of `text` drawn at `scale`.
-pub fn text_width(text: &str, scale: usize) -> usize {
+pub(crate) fn text_width(text: &str, scale: usize) -> usize {
     text.chars().count() * 6 * scale
 }
 
 /// Draws `text` into an RGB image (`w` pixels wide) with its top-left at (x, y).
-pub fn draw_text(
+pub(crate) fn draw_text(
     rgb: &mut [u8],
     w: usize,
     x: usize,

@@ -1,10 +1,203 @@
 //! Results out: the aggregated chunks assembled into a raster, written as a
-//! COG, a Parquet chunk table and a PNG quicklook. Every writer is atomic:
-//! it writes a temp file beside the target and renames it into place.
+//! COG, a Parquet chunk table and a PNG quicklook. Every writer is atomic (a
+//! temp file beside the target, renamed into place) and [`write_all`] is all
+//! or nothing: when a later output fails, the earlier ones are removed.
+//! Blocking (GDAL): call from a blocking thread.
 
-pub mod assemble;
-pub mod atomic;
-pub mod cog;
-pub mod font;
-pub mod parquet;
-pub mod png;
+pub(crate) mod assemble;
+pub(crate) mod atomic;
+pub(crate) mod cog;
+pub(crate) mod font;
+pub(crate) mod parquet;
+pub(crate) mod png;
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+
+use crate::error::Result;
+use crate::output::assemble::{assemble, Raster};
+use crate::raster::grid::OutputGrid;
+
+/// Where to write a raster result.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Cloud-Optimized GeoTIFF.
+    pub tif: Option<PathBuf>,
+    /// The chunk table as Parquet.
+    pub parquet: Option<PathBuf>,
+    /// PNG quicklook.
+    pub png: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Whether any output is asked for.
+    pub fn any(&self) -> bool {
+        self.paths().next().is_some()
+    }
+
+    /// The paths asked for.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.tif, &self.parquet, &self.png].into_iter().flatten()
+    }
+
+    /// Fails unless every output's directory exists (checked before a query
+    /// runs, so that a long run does not end in a refusal).
+    pub(crate) fn check_dirs(&self) -> Result<()> {
+        self.paths().try_for_each(|p| atomic::check_dir(p))
+    }
+}
+
+/// Assembles the result rows onto `grid` and writes every output asked for,
+/// all or nothing; returns the raster.
+pub(crate) fn write_all(
+    grid: &OutputGrid,
+    batches: Vec<RecordBatch>,
+    outputs: &Outputs,
+    title: &str,
+) -> Result<Raster> {
+    let raster = assemble(grid, &batches)?;
+    let mut written: Vec<&Path> = Vec::new();
+    let result = (|| -> Result<()> {
+        if let Some(p) = &outputs.parquet {
+            parquet::write_parquet(&batches, &raster, p)?;
+            written.push(p);
+        }
+        drop(batches);
+        if let Some(p) = &outputs.png {
+            png::write_png(&raster, title, p)?;
+            written.push(p);
+        }
+        if let Some(p) = &outputs.tif {
+            cog::write_cog(&raster, p)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for p in written {
+            let _ = std::fs::remove_file(p);
+        }
+        return Err(e);
+    }
+    Ok(raster)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int32Array, LargeBinaryArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn grid() -> OutputGrid {
+        OutputGrid {
+            crs: "EPSG:32642".into(),
+            res: 20.0,
+            col0: 100,
+            row0: 2000,
+            width: 700,
+            height: 300,
+        }
+    }
+
+    /// Two chunks of a 0/1 mask: 500 x 300 at 0,0 and 200 x 300 at 500,0.
+    fn rows() -> (Vec<RecordBatch>, Vec<u8>) {
+        let (g, mut want) = (grid(), vec![0u8; 700 * 300]);
+        for (i, v) in want.iter_mut().enumerate() {
+            *v = ((i % 700) * (i / 700) % 7 == 0) as u8;
+        }
+        let chunk = |x: usize, w: usize| -> Vec<u8> {
+            (0..g.height)
+                .flat_map(|r| want[r * 700 + x..r * 700 + x + w].to_vec())
+                .collect()
+        };
+        let i32s = |v: [i32; 2]| -> ArrayRef { Arc::new(Int32Array::from(v.to_vec())) };
+        let schema = Schema::new(vec![
+            Field::new("x_off", DataType::Int32, false),
+            Field::new("y_off", DataType::Int32, false),
+            Field::new("width", DataType::Int32, false),
+            Field::new("height", DataType::Int32, false),
+            Field::new("pixels", DataType::LargeBinary, false),
+        ]);
+        let px = LargeBinaryArray::from_vec(vec![&chunk(0, 500), &chunk(500, 200)]);
+        let b = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                i32s([0, 500]),
+                i32s([0, 0]),
+                i32s([500, 200]),
+                i32s([300, 300]),
+                Arc::new(px),
+            ],
+        )
+        .unwrap();
+        (vec![b], want)
+    }
+
+    #[test]
+    fn writes_a_cog_gdal_reads_back_with_grid_and_crs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (batches, want) = rows();
+        let out = Outputs {
+            tif: Some(dir.path().join("x.tif")),
+            parquet: Some(dir.path().join("x.parquet")),
+            png: Some(dir.path().join("x.png")),
+        };
+        let r = write_all(&grid(), batches, &out, "T").unwrap();
+        assert_eq!(r.data, want);
+        let ds = gdal::Dataset::open(dir.path().join("x.tif")).unwrap();
+        assert_eq!(ds.raster_size(), (700, 300));
+        assert_eq!(
+            ds.geo_transform().unwrap(),
+            [2000.0, 20.0, 0.0, 40000.0, 0.0, -20.0]
+        );
+        assert!(ds
+            .spatial_ref()
+            .unwrap()
+            .to_wkt()
+            .unwrap()
+            .contains("UTM zone 42N"));
+        let band = ds.rasterband(1).unwrap();
+        assert_eq!(band.no_data_value(), None);
+        let got = band
+            .read_as::<u8>((0, 0), (700, 300), (700, 300), None)
+            .unwrap();
+        assert_eq!(got.into_shape_and_vec().1, want);
+        let f = std::fs::File::open(dir.path().join("x.parquet")).unwrap();
+        let reader = ::parquet::file::reader::SerializedFileReader::new(f).unwrap();
+        use ::parquet::file::reader::FileReader;
+        let meta = reader.metadata().file_metadata();
+        assert_eq!(meta.num_rows(), 2);
+        let kv: std::collections::HashMap<_, _> = meta
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(kv["floodsql:width"], "700");
+        assert_eq!(
+            kv["floodsql:geotransform"],
+            "[2000.0,20.0,0.0,40000.0,0.0,-20.0]"
+        );
+        assert!(std::fs::read(dir.path().join("x.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG"));
+    }
+
+    #[test]
+    fn a_failing_output_removes_the_ones_already_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (batches, _) = rows();
+        let out = Outputs {
+            tif: Some(dir.path().join("missing/x.tif")),
+            parquet: Some(dir.path().join("x.parquet")),
+            png: Some(dir.path().join("x.png")),
+        };
+        assert!(out.check_dirs().is_err());
+        let e = write_all(&grid(), batches, &out, "T").unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

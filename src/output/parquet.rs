@@ -20,9 +20,13 @@ use crate::error::{io_err, Error, Result};
 use crate::output::assemble::Raster;
 use crate::output::atomic::write_atomic;
 
-pub fn write_parquet(batches: &[RecordBatch], raster: &Raster, path: &Path) -> Result<()> {
+/// Writes the result rows as Parquet at `path` (atomically), with the grid
+/// of `raster` in the file metadata.
+pub(crate) fn write_parquet(batches: &[RecordBatch], raster: &Raster, path: &Path) -> Result<()> {
     let Some(first) = batches.first() else {
-        return Err(Error::Other("no result rows to write to Parquet".into()));
+        return Err(Error::NotRasterisable(
+            "the query returned no rows to write to Parquet".into(),
+        ));
     };
     let g = &raster.grid;
     let gt = g.geotransform();
@@ -42,8 +46,9 @@ pub fn write_parquet(batches: &[RecordBatch], raster: &Raster, path: &Path) -> R
         .build();
     write_atomic(path, |tmp| {
         let f = File::create(tmp).map_err(io_err(tmp))?;
-        let pe = |e: parquet::errors::ParquetError| {
-            Error::Other(format!("writing Parquet '{}': {e}", path.display()))
+        let pe = |e: parquet::errors::ParquetError| Error::Output {
+            path: path.display().to_string(),
+            message: format!("Parquet: {e}"),
         };
         let mut w = ArrowWriter::try_new(f, first.schema(), Some(props)).map_err(pe)?;
         for b in batches {

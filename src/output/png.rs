@@ -29,7 +29,7 @@ fn ramp(v: u32, max: u32) -> [u8; 3] {
 }
 
 /// The quicklook image: (rgb, width, height).
-pub fn render(r: &Raster, title: &str) -> (Vec<u8>, usize, usize) {
+pub(crate) fn render(r: &Raster, title: &str) -> (Vec<u8>, usize, usize) {
     let g = &r.grid;
     let k = g.width.max(g.height).div_ceil(MAX_SIDE).max(1);
     let (qw, qh) = (g.width.div_ceil(k), g.height.div_ceil(k));
@@ -109,7 +109,7 @@ pub fn render(r: &Raster, title: &str) -> (Vec<u8>, usize, usize) {
 }
 
 /// Writes the quicklook PNG (atomically).
-pub fn write_png(r: &Raster, title: &str, path: &Path) -> Result<()> {
+pub(crate) fn write_png(r: &Raster, title: &str, path: &Path) -> Result<()> {
     let (rgb, w, h) = render(r, title);
     let mem = DriverManager::get_driver_by_name("MEM")?;
     let ds = mem.create_with_band_type::<u8, _>("", w, h, 3)?;

@@ -14,7 +14,7 @@
 //! own chunks, locally and remotely alike.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     ArrayRef, Int32Array, LargeBinaryArray, RecordBatch, RecordBatchOptions,
@@ -22,61 +22,105 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{exec_datafusion_err, internal_err, Result};
+use datafusion::common::{exec_datafusion_err, internal_datafusion_err, internal_err, Result};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use futures::TryStreamExt;
-use indicatif::ProgressBar;
 
+use crate::context::{ProcessLabel, QueryProgress};
+use crate::error::join_err;
+use crate::geo::Window;
 use crate::raster::fuse::fuse_window;
 use crate::raster::plan::{ScanPlan, Source};
 
-/// Column index of `pixels` in [`chunk_schema`].
-pub const PIXELS_COL: usize = 8;
-
-/// The schema of `flood_chunks(...)`.
-pub fn chunk_schema() -> SchemaRef {
-    static S: LazyLock<SchemaRef> = LazyLock::new(|| {
-        Arc::new(Schema::new(vec![
-            Field::new(
-                "datetime",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("chunk_col", DataType::Int32, false),
-            Field::new("chunk_row", DataType::Int32, false),
-            Field::new("x_off", DataType::Int32, false),
-            Field::new("y_off", DataType::Int32, false),
-            Field::new("width", DataType::Int32, false),
-            Field::new("height", DataType::Int32, false),
-            Field::new("items", DataType::Int32, false),
-            Field::new("pixels", DataType::LargeBinary, false),
-        ]))
-    });
-    S.clone()
+/// The columns of `flood_chunks(...)`, in schema order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChunkColumn {
+    /// The time slice (UTC µs).
+    Datetime,
+    /// Chunk column index on the output grid.
+    ChunkCol,
+    /// Chunk row index on the output grid.
+    ChunkRow,
+    /// The chunk window on the output grid.
+    XOff,
+    YOff,
+    Width,
+    Height,
+    /// Items fused into the row.
+    Items,
+    /// The fused uint8 pixels, row-major.
+    Pixels,
 }
 
-static PROGRESS: LazyLock<Mutex<Option<ProgressBar>>> = LazyLock::new(|| Mutex::new(None));
+impl ChunkColumn {
+    /// Every column, in schema order.
+    pub(crate) const ALL: [ChunkColumn; 9] = [
+        ChunkColumn::Datetime,
+        ChunkColumn::ChunkCol,
+        ChunkColumn::ChunkRow,
+        ChunkColumn::XOff,
+        ChunkColumn::YOff,
+        ChunkColumn::Width,
+        ChunkColumn::Height,
+        ChunkColumn::Items,
+        ChunkColumn::Pixels,
+    ];
 
-/// Where scans report each (slice, chunk) row done (the CLI's progress bar).
-pub fn set_progress(pb: Option<ProgressBar>) {
-    if let Ok(mut p) = PROGRESS.lock() {
-        *p = pb;
+    /// The column at schema index `i`.
+    pub(crate) fn at(i: usize) -> Option<ChunkColumn> {
+        Self::ALL.get(i).copied()
     }
-}
 
-fn tick() {
-    if let Ok(p) = PROGRESS.lock() {
-        if let Some(pb) = p.as_ref() {
-            pb.inc(1);
+    /// Its schema index.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its name in SQL.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ChunkColumn::Datetime => "datetime",
+            ChunkColumn::ChunkCol => "chunk_col",
+            ChunkColumn::ChunkRow => "chunk_row",
+            ChunkColumn::XOff => "x_off",
+            ChunkColumn::YOff => "y_off",
+            ChunkColumn::Width => "width",
+            ChunkColumn::Height => "height",
+            ChunkColumn::Items => "items",
+            ChunkColumn::Pixels => "pixels",
         }
     }
+
+    fn data_type(self) -> DataType {
+        match self {
+            ChunkColumn::Datetime => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ChunkColumn::Pixels => DataType::LargeBinary,
+            _ => DataType::Int32,
+        }
+    }
+}
+
+/// The schema of `flood_chunks(...)`.
+pub(crate) fn chunk_schema() -> SchemaRef {
+    static S: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(
+            ChunkColumn::ALL
+                .iter()
+                .map(|c| Field::new(c.name(), c.data_type(), false))
+                .collect::<Vec<_>>(),
+        ))
+    });
+    S.clone()
 }
 
 /// One (slice, chunk) row to produce.
@@ -85,12 +129,36 @@ struct Unit {
     datetime_us: i64,
     col: usize,
     row: usize,
-    window: (usize, usize, usize, usize),
+    window: Window,
     sources: Vec<Source>,
 }
 
+/// The scan's own metrics, beside DataFusion's baseline (output rows,
+/// compute time): shown by `EXPLAIN ANALYZE`.
+struct ScanMetrics {
+    baseline: BaselineMetrics,
+    /// Source windows read from COGs.
+    windows_read: Count,
+    /// Fused pixel bytes produced.
+    pixel_bytes: Count,
+    /// Time spent reading and fusing (on blocking threads).
+    read_time: Time,
+}
+
+impl ScanMetrics {
+    fn new(set: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+        Self {
+            baseline: BaselineMetrics::new(set, partition),
+            windows_read: MetricBuilder::new(set).counter("windows_read", partition),
+            pixel_bytes: MetricBuilder::new(set).counter("pixel_bytes", partition),
+            read_time: MetricBuilder::new(set).subset_time("read_time", partition),
+        }
+    }
+}
+
+/// The raster scan (see the module docs).
 #[derive(Debug)]
-pub struct FloodChunksExec {
+pub(crate) struct FloodChunksExec {
     plan: Arc<ScanPlan>,
     /// The chunk assignment: partition p lists the chunks partition p scans.
     input: Arc<dyn ExecutionPlan>,
@@ -98,10 +166,11 @@ pub struct FloodChunksExec {
     projection: Option<Vec<usize>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 /// Schema of the chunk assignment a `FloodChunksExec` reads.
-pub fn assignment_schema() -> SchemaRef {
+pub(crate) fn assignment_schema() -> SchemaRef {
     static S: LazyLock<SchemaRef> = LazyLock::new(|| {
         Arc::new(Schema::new(vec![
             Field::new("chunk_col", DataType::UInt32, false),
@@ -113,7 +182,10 @@ pub fn assignment_schema() -> SchemaRef {
 
 /// The chunks with data dealt round-robin over `partitions` partitions, as an
 /// in-memory source.
-pub fn chunk_assignment(plan: &ScanPlan, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
+pub(crate) fn chunk_assignment(
+    plan: &ScanPlan,
+    partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let n = partitions.max(1);
     let mut parts: Vec<(Vec<u32>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); n];
     for (i, (c, r)) in plan.chunks_with_data().into_iter().enumerate() {
@@ -141,7 +213,7 @@ pub fn chunk_assignment(plan: &ScanPlan, partitions: usize) -> Result<Arc<dyn Ex
 
 impl FloodChunksExec {
     /// A scan of `plan` in `partitions` partitions.
-    pub fn try_new(
+    pub(crate) fn try_new(
         plan: Arc<ScanPlan>,
         partitions: usize,
         concurrency: usize,
@@ -152,7 +224,7 @@ impl FloodChunksExec {
     }
 
     /// A scan of `plan` whose chunks per partition come from `input`.
-    pub fn with_input(
+    pub(crate) fn with_input(
         plan: Arc<ScanPlan>,
         input: Arc<dyn ExecutionPlan>,
         concurrency: usize,
@@ -183,22 +255,23 @@ impl FloodChunksExec {
             projection,
             schema,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 
-    pub fn scan_plan(&self) -> &Arc<ScanPlan> {
+    pub(crate) fn scan_plan(&self) -> &Arc<ScanPlan> {
         &self.plan
     }
 
-    pub fn projection(&self) -> Option<&Vec<usize>> {
+    pub(crate) fn projection(&self) -> Option<&Vec<usize>> {
         self.projection.as_ref()
     }
 
-    pub fn partitions(&self) -> usize {
+    pub(crate) fn partitions(&self) -> usize {
         self.properties.partitioning.partition_count()
     }
 
-    pub fn concurrency(&self) -> usize {
+    pub(crate) fn concurrency(&self) -> usize {
         self.concurrency
     }
 }
@@ -231,7 +304,7 @@ fn scan_units(p: &ScanPlan, chunks: &[(usize, usize)]) -> Vec<Unit> {
 }
 
 /// (slice, chunk) rows a scan of `plan` produces, however it is partitioned.
-pub fn scan_rows(plan: &ScanPlan) -> usize {
+pub(crate) fn scan_rows(plan: &ScanPlan) -> usize {
     scan_units(plan, &plan.chunks_with_data()).len()
 }
 
@@ -275,8 +348,10 @@ impl DisplayAs for FloodChunksExec {
             self.partitions()
         )?;
         if let Some(p) = &self.projection {
-            let schema = chunk_schema();
-            let names: Vec<&str> = p.iter().map(|&i| schema.field(i).name().as_str()).collect();
+            let names: Vec<&str> = p
+                .iter()
+                .filter_map(|&i| ChunkColumn::at(i).map(ChunkColumn::name))
+                .collect();
             write!(f, ", projection=[{}]", names.join(", "))?;
         }
         Ok(())
@@ -337,17 +412,18 @@ impl ExecutionPlan for FloodChunksExec {
         }
         let assignment = self.input.execute(partition, ctx.clone())?;
         let plan = self.plan.clone();
-        let task = ctx.task_id();
+        let progress = QueryProgress::of(ctx.session_config());
+        let who = format!(
+            "{}{}",
+            ProcessLabel::prefix(ctx.session_config()),
+            ctx.task_id().map(|t| format!("[{t}] ")).unwrap_or_default()
+        );
         let units = futures::stream::once(async move {
             let batches: Vec<RecordBatch> = assignment.try_collect().await?;
             let chunks = assigned_chunks(&batches)?;
             let units = scan_units(&plan, &chunks);
             tracing::info!(
-                "{}{}scan partition {partition}/{n}: {} (slice, chunk) rows over {} chunks of {}",
-                crate::cluster::role()
-                    .map(|r| format!("{r}: "))
-                    .unwrap_or_default(),
-                task.map(|t| format!("[{t}] ")).unwrap_or_default(),
+                "{who}scan partition {partition}/{n}: {} (slice, chunk) rows over {} chunks of {}",
                 units.len(),
                 chunks.len(),
                 plan.asset
@@ -362,70 +438,79 @@ impl ExecutionPlan for FloodChunksExec {
         let need_pixels = self
             .projection
             .as_ref()
-            .is_none_or(|p| p.contains(&PIXELS_COL));
-        let projection = self.projection.clone();
+            .is_none_or(|p| p.contains(&ChunkColumn::Pixels.index()));
+        let columns: Vec<ChunkColumn> = match &self.projection {
+            Some(p) => p.iter().filter_map(|&i| ChunkColumn::at(i)).collect(),
+            None => ChunkColumn::ALL.to_vec(),
+        };
+        let metrics = Arc::new(ScanMetrics::new(&self.metrics, partition));
         let schema = self.schema.clone();
         let out_schema = schema.clone();
         let stream = units
             .map_ok(move |u| {
-                let projection = projection.clone();
-                let schema = schema.clone();
+                let (columns, schema) = (columns.clone(), schema.clone());
+                let (metrics, progress) = (metrics.clone(), progress.clone());
                 async move {
                     let pixels = if need_pixels {
                         let (window, sources) = (u.window, u.sources.clone());
                         let fill = sources[0].nodata;
+                        let timer = metrics.read_time.timer();
                         let px = tokio::task::spawn_blocking(move || {
-                            let refs: Vec<&Source> = sources.iter().collect();
-                            fuse_window(window, &refs, fill)
+                            fuse_window(window, &sources, fill)
                         })
                         .await
-                        .map_err(|e| exec_datafusion_err!("raster read task failed: {e}"))??;
+                        .map_err(join_err("raster read"))??;
+                        timer.done();
+                        metrics.windows_read.add(u.sources.len());
+                        metrics.pixel_bytes.add(px.len());
                         Some(px)
                     } else {
                         None
                     };
-                    tick();
-                    unit_batch(&u, pixels, projection.as_deref(), schema)
+                    progress.scan.inc(1);
+                    let _compute = metrics.baseline.elapsed_compute().timer();
+                    let batch = unit_batch(&u, pixels, &columns, schema)?;
+                    metrics.baseline.record_output(batch.num_rows());
+                    Ok(batch)
                 }
             })
             .try_buffered(self.concurrency);
         Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 }
 
 fn unit_batch(
     u: &Unit,
     pixels: Option<Vec<u8>>,
-    projection: Option<&[usize]>,
+    columns: &[ChunkColumn],
     schema: SchemaRef,
 ) -> Result<RecordBatch> {
     let i32a = |v: usize| -> ArrayRef { Arc::new(Int32Array::from(vec![v as i32])) };
-    let (x, y, w, h) = u.window;
-    let cols: Vec<usize> = match projection {
-        Some(p) => p.to_vec(),
-        None => (0..=PIXELS_COL).collect(),
-    };
-    let arrays = cols
+    let w = u.window;
+    let arrays = columns
         .iter()
         .map(|&c| -> Result<ArrayRef> {
             Ok(match c {
-                0 => Arc::new(
+                ChunkColumn::Datetime => Arc::new(
                     TimestampMicrosecondArray::from(vec![u.datetime_us]).with_timezone("UTC"),
                 ),
-                1 => i32a(u.col),
-                2 => i32a(u.row),
-                3 => i32a(x),
-                4 => i32a(y),
-                5 => i32a(w),
-                6 => i32a(h),
-                7 => i32a(u.sources.len()),
-                PIXELS_COL => {
-                    let px = pixels
-                        .as_deref()
-                        .ok_or_else(|| exec_datafusion_err!("pixels not read"))?;
+                ChunkColumn::ChunkCol => i32a(u.col),
+                ChunkColumn::ChunkRow => i32a(u.row),
+                ChunkColumn::XOff => i32a(w.x),
+                ChunkColumn::YOff => i32a(w.y),
+                ChunkColumn::Width => i32a(w.width),
+                ChunkColumn::Height => i32a(w.height),
+                ChunkColumn::Items => i32a(u.sources.len()),
+                ChunkColumn::Pixels => {
+                    let px = pixels.as_deref().ok_or_else(|| {
+                        internal_datafusion_err!("FloodChunksExec: pixels not read")
+                    })?;
                     Arc::new(LargeBinaryArray::from_vec(vec![px]))
                 }
-                _ => return internal_err!("FloodChunksExec: no column {c}"),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -434,4 +519,118 @@ fn unit_batch(
         arrays,
         &RecordBatchOptions::new().with_row_count(Some(1)),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raster::grid::OutputGrid;
+    use crate::raster::plan::TimeSlice;
+
+    fn src(id: &str, col_off: i64, row_off: i64, width: usize, height: usize) -> Source {
+        Source {
+            item_id: id.into(),
+            path: format!("/nowhere/{id}.tif"),
+            col_off,
+            row_off,
+            width,
+            height,
+            nodata: 255,
+        }
+    }
+
+    /// A 250 x 130 grid in 100 px chunks (3 x 2 chunks); two slices whose
+    /// sources touch chunks (0,0), (1,0), (1,1) and (2,1) but not (2,0), (0,1).
+    fn plan() -> ScanPlan {
+        ScanPlan {
+            grid: OutputGrid {
+                crs: "EPSG:3857".into(),
+                res: 20.0,
+                col0: 0,
+                row0: 0,
+                width: 250,
+                height: 130,
+            },
+            chunk: 100,
+            asset: "a".into(),
+            slices: vec![
+                TimeSlice {
+                    datetime_us: 2,
+                    sources: vec![src("late", 150, 100, 200, 200)],
+                },
+                TimeSlice {
+                    datetime_us: 1,
+                    sources: vec![src("early", -50, -50, 200, 140)],
+                },
+            ],
+        }
+    }
+
+    #[tokio::test]
+    async fn chunk_assignment_deals_every_chunk_with_data_once() {
+        let p = plan();
+        let with_data = p.chunks_with_data();
+        assert_eq!(with_data, [(0, 0), (1, 0), (1, 1), (2, 1)]);
+        for n in 1..=5 {
+            let exec = chunk_assignment(&p, n).unwrap();
+            assert_eq!(exec.properties().partitioning.partition_count(), n);
+            let ctx = Arc::new(TaskContext::default());
+            let mut seen = Vec::new();
+            for part in 0..n {
+                let batches: Vec<RecordBatch> = exec
+                    .execute(part, ctx.clone())
+                    .unwrap()
+                    .try_collect()
+                    .await
+                    .unwrap();
+                let chunks = assigned_chunks(&batches).unwrap();
+                // round robin: partition `part` gets chunks part, part + n, ...
+                let want: Vec<(usize, usize)> =
+                    with_data.iter().copied().skip(part).step_by(n).collect();
+                assert_eq!(chunks, want, "{n} partitions, partition {part}");
+                seen.extend(chunks);
+            }
+            seen.sort();
+            let mut all = with_data.clone();
+            all.sort();
+            assert_eq!(seen, all, "{n} partitions");
+        }
+    }
+
+    #[test]
+    fn units_run_chunk_by_chunk_then_slice_by_slice() {
+        let mut p = plan();
+        // slices are planned in time order
+        p.slices.sort_by_key(|s| s.datetime_us);
+        let units = scan_units(&p, &p.chunks_with_data());
+        let got: Vec<(usize, usize, i64)> = units
+            .iter()
+            .map(|u| (u.col, u.row, u.datetime_us))
+            .collect();
+        assert_eq!(got, [(0, 0, 1), (1, 0, 1), (1, 1, 2), (2, 1, 2)]);
+        assert_eq!(scan_rows(&p), 4);
+        // a unit carries only the sources touching its window
+        let last = units.last().unwrap();
+        assert_eq!(
+            last.window,
+            Window {
+                x: 200,
+                y: 100,
+                width: 50,
+                height: 30
+            }
+        );
+        assert_eq!(last.sources.len(), 1);
+        assert_eq!(last.sources[0].item_id, "late");
+    }
+
+    #[test]
+    fn columns_match_the_schema() {
+        let s = chunk_schema();
+        assert_eq!(s.fields().len(), ChunkColumn::ALL.len());
+        for c in ChunkColumn::ALL {
+            assert_eq!(s.field(c.index()).name(), c.name());
+            assert_eq!(ChunkColumn::at(c.index()), Some(c));
+        }
+    }
 }

@@ -2,31 +2,27 @@
 //! as nodata; items are pasted in (datetime, id) order and a pixel takes the
 //! first value that is not nodata (later items only fill pixels still nodata).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::geo::Window;
 use crate::raster::plan::Source;
 use crate::raster::read::read_window;
 
-/// Fuses `sources` (already in fusing order) over the output window.
+/// Fuses `sources` (already in fusing order) over the output `window`.
 /// Blocking: call from a blocking thread.
-pub fn fuse_window(
-    window: (usize, usize, usize, usize),
-    sources: &[&Source],
-    fill: u8,
-) -> Result<Vec<u8>> {
-    let (_, _, ww, wh) = window;
-    let mut out = vec![fill; ww * wh];
+pub(crate) fn fuse_window(window: Window, sources: &[Source], fill: u8) -> Result<Vec<u8>> {
+    let mut out = vec![fill; window.area()];
     for src in sources {
-        let Some((dx, dy, sx, sy, w, h)) = src.overlap(window) else {
+        let Some(o) = src.overlap(window) else {
             continue;
         };
-        let buf = read_window(&src.path, (src.width, src.height), (sx, sy, w, h)).map_err(|e| {
-            crate::error::Error::BadItem {
+        let buf =
+            read_window(&src.path, (src.width, src.height), o.src).map_err(|e| Error::BadItem {
                 item: src.item_id.clone(),
                 message: format!("asset unreadable: {e}"),
-            }
-        })?;
-        for r in 0..h {
-            let dst = &mut out[(dy + r) * ww + dx..][..w];
+            })?;
+        let w = o.src.width;
+        for r in 0..o.src.height {
+            let dst = &mut out[(o.dst_y + r) * window.width + o.dst_x..][..w];
             paste_row(dst, &buf[r * w..][..w], fill, src.nodata);
         }
     }
@@ -36,7 +32,7 @@ pub fn fuse_window(
 /// dst = src where dst is still `fill` and src is not the source's nodata.
 /// A select, not a branch: vectorises.
 #[inline]
-pub fn paste_row(dst: &mut [u8], src: &[u8], fill: u8, src_nodata: u8) {
+pub(crate) fn paste_row(dst: &mut [u8], src: &[u8], fill: u8, src_nodata: u8) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = if (*d == fill) & (s != src_nodata) {
             s

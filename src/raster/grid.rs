@@ -9,29 +9,29 @@ use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::stac::search::Bbox;
+use crate::geo::{Bbox, Window};
 
 /// odc-geo's snapping tolerance, in pixels.
-pub const SNAP_TOL: f64 = 0.01;
+pub(crate) const SNAP_TOL: f64 = 0.01;
 
 /// A north-up grid on the `res` lattice of `crs`: pixel (0, 0) has its top-left
 /// corner at (`col0 * res`, `row0 * res`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutputGrid {
+pub(crate) struct OutputGrid {
     /// The CRS as the items give it (WKT, or `EPSG:n`).
-    pub crs: String,
-    pub res: f64,
+    pub(crate) crs: String,
+    pub(crate) res: f64,
     /// Left edge in lattice units (x = col0 * res).
-    pub col0: i64,
+    pub(crate) col0: i64,
     /// Top edge in lattice units (y = row0 * res).
-    pub row0: i64,
-    pub width: usize,
-    pub height: usize,
+    pub(crate) row0: i64,
+    pub(crate) width: usize,
+    pub(crate) height: usize,
 }
 
 impl OutputGrid {
     /// GDAL geotransform.
-    pub fn geotransform(&self) -> [f64; 6] {
+    pub(crate) fn geotransform(&self) -> [f64; 6] {
         [
             self.col0 as f64 * self.res,
             self.res,
@@ -42,19 +42,30 @@ impl OutputGrid {
         ]
     }
 
-    pub fn chunks(&self, chunk: usize) -> (usize, usize) {
+    /// Chunks (columns, rows) of side `chunk` covering the grid.
+    pub(crate) fn chunks(&self, chunk: usize) -> (usize, usize) {
         (self.width.div_ceil(chunk), self.height.div_ceil(chunk))
     }
 
-    /// Pixel window (x_off, y_off, w, h) of chunk (col, row).
-    pub fn chunk_window(
-        &self,
-        chunk: usize,
-        col: usize,
-        row: usize,
-    ) -> (usize, usize, usize, usize) {
+    /// Pixel window of chunk (col, row).
+    pub(crate) fn chunk_window(&self, chunk: usize, col: usize, row: usize) -> Window {
         let (x, y) = (col * chunk, row * chunk);
-        (x, y, chunk.min(self.width - x), chunk.min(self.height - y))
+        Window {
+            x,
+            y,
+            width: chunk.min(self.width - x),
+            height: chunk.min(self.height - y),
+        }
+    }
+
+    /// The whole grid as a window.
+    pub(crate) fn window(&self) -> Window {
+        Window {
+            x: 0,
+            y: 0,
+            width: self.width,
+            height: self.height,
+        }
     }
 }
 
@@ -69,14 +80,14 @@ fn maybe_int(v: f64, tol: f64) -> f64 {
 }
 
 /// Outward snap of [lo, hi] to the `res` lattice: (first index, count >= 1).
-pub fn snap_outwards(lo: f64, hi: f64, res: f64) -> (i64, usize) {
+pub(crate) fn snap_outwards(lo: f64, hi: f64, res: f64) -> (i64, usize) {
     let a = maybe_int(lo / res, SNAP_TOL).floor() as i64;
     let b = maybe_int(hi / res, SNAP_TOL).ceil() as i64;
     (a, (b - a).max(1) as usize)
 }
 
 /// A CRS from what the items give (WKT1/WKT2, or a user string such as `EPSG:27703`).
-pub fn spatial_ref(crs: &str) -> Result<SpatialRef> {
+pub(crate) fn spatial_ref(crs: &str) -> Result<SpatialRef> {
     let mut srs = if crs
         .trim_start()
         .starts_with(|c: char| c.is_ascii_uppercase())
@@ -96,7 +107,7 @@ fn short(s: &str) -> String {
 }
 
 /// Projects the 4 corners of a lon/lat bbox into `crs`: (minx, miny, maxx, maxy).
-pub fn project_bbox(b: &Bbox, crs: &str) -> Result<[f64; 4]> {
+pub(crate) fn project_bbox(b: &Bbox, crs: &str) -> Result<[f64; 4]> {
     let mut wgs84 = SpatialRef::from_epsg(4326)?;
     wgs84.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     let dst = spatial_ref(crs)?;
@@ -121,9 +132,11 @@ pub fn project_bbox(b: &Bbox, crs: &str) -> Result<[f64; 4]> {
 }
 
 /// The output grid for a lon/lat bbox, in `crs`, at resolution `res`.
-pub fn output_grid(b: &Bbox, crs: &str, res: f64) -> Result<OutputGrid> {
+pub(crate) fn output_grid(b: &Bbox, crs: &str, res: f64) -> Result<OutputGrid> {
     if !(res.is_finite() && res > 0.0) {
-        return Err(Error::Other(format!("resolution must be > 0, got {res}")));
+        return Err(Error::Internal(format!(
+            "output grid resolution must be > 0, got {res} (callers check the items' gsd)"
+        )));
     }
     let [x0, y0, x1, y1] = project_bbox(b, crs)?;
     let (col0, width) = snap_outwards(x0, x1, res);
@@ -158,5 +171,33 @@ mod tests {
         );
         // negative coordinates
         assert_eq!(snap_outwards(-45.0, -5.0, 20.0), (-3, 3));
+    }
+
+    #[test]
+    fn chunk_windows_tile_the_grid_exactly() {
+        let g = OutputGrid {
+            crs: "EPSG:3857".into(),
+            res: 20.0,
+            col0: 0,
+            row0: 0,
+            width: 1001,
+            height: 250,
+        };
+        for chunk in [16, 97, 250, 1000, 5000] {
+            let (nc, nr) = g.chunks(chunk);
+            let mut covered = vec![0u8; g.width * g.height];
+            for r in 0..nr {
+                for c in 0..nc {
+                    let w = g.chunk_window(chunk, c, r);
+                    assert!(w.width > 0 && w.height > 0 && w.width <= chunk && w.height <= chunk);
+                    for y in w.y..w.y + w.height {
+                        for x in w.x..w.x + w.width {
+                            covered[y * g.width + x] += 1;
+                        }
+                    }
+                }
+            }
+            assert!(covered.iter().all(|&n| n == 1), "chunk {chunk}");
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! Raster chunks as Arrow: grid maths, GDAL reads, fusing, the chunk scan
 //! (`FloodChunksExec`) and its table function `flood_chunks(...)`.
 
-pub mod exec;
-pub mod fuse;
-pub mod grid;
-pub mod plan;
-pub mod read;
-pub mod table;
+pub(crate) mod exec;
+pub(crate) mod fuse;
+pub(crate) mod grid;
+pub(crate) mod plan;
+pub(crate) mod read;
+pub(crate) mod resolve;
+pub(crate) mod table;

@@ -7,77 +7,59 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use floodsql_udfs::DEFAULT_NODATA;
+
 use crate::error::{Error, Result};
+use crate::geo::{overlap, Bbox, Overlap, Window};
 use crate::raster::grid::{output_grid, OutputGrid};
 use crate::stac::item::StacItem;
-use crate::stac::search::Bbox;
-
-/// Default fill/nodata value when an asset declares none (GFM's).
-pub const DEFAULT_NODATA: u8 = 255;
 
 /// One asset placed on the output lattice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Source {
-    pub item_id: String,
+pub(crate) struct Source {
+    pub(crate) item_id: String,
     /// GDAL path of the asset.
-    pub path: String,
+    pub(crate) path: String,
     /// Position of the asset's top-left pixel in output pixel coordinates.
-    pub col_off: i64,
-    pub row_off: i64,
-    pub width: usize,
-    pub height: usize,
-    pub nodata: u8,
+    pub(crate) col_off: i64,
+    pub(crate) row_off: i64,
+    pub(crate) width: usize,
+    pub(crate) height: usize,
+    pub(crate) nodata: u8,
 }
 
 impl Source {
-    /// The intersection of this source with an output window, as
-    /// (window-relative x, y, source x, y, w, h), if any.
-    pub fn overlap(
-        &self,
-        (wx, wy, ww, wh): (usize, usize, usize, usize),
-    ) -> Option<(usize, usize, usize, usize, usize, usize)> {
-        let x0 = (wx as i64).max(self.col_off);
-        let y0 = (wy as i64).max(self.row_off);
-        let x1 = ((wx + ww) as i64).min(self.col_off + self.width as i64);
-        let y1 = ((wy + wh) as i64).min(self.row_off + self.height as i64);
-        (x0 < x1 && y0 < y1).then(|| {
-            (
-                (x0 - wx as i64) as usize,
-                (y0 - wy as i64) as usize,
-                (x0 - self.col_off) as usize,
-                (y0 - self.row_off) as usize,
-                (x1 - x0) as usize,
-                (y1 - y0) as usize,
-            )
-        })
+    /// Where this source meets an output window, if it does.
+    pub(crate) fn overlap(&self, w: Window) -> Option<Overlap> {
+        overlap(self.col_off, self.row_off, self.width, self.height, w)
     }
 }
 
 /// All items of one exact datetime, in id order (fusing order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TimeSlice {
+pub(crate) struct TimeSlice {
     /// Microseconds since the epoch, UTC.
-    pub datetime_us: i64,
-    pub sources: Vec<Source>,
+    pub(crate) datetime_us: i64,
+    pub(crate) sources: Vec<Source>,
 }
 
 /// Everything the chunk scan needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanPlan {
-    pub grid: OutputGrid,
-    pub chunk: usize,
-    pub asset: String,
-    pub slices: Vec<TimeSlice>,
+    pub(crate) grid: OutputGrid,
+    pub(crate) chunk: usize,
+    pub(crate) asset: String,
+    pub(crate) slices: Vec<TimeSlice>,
 }
 
 impl ScanPlan {
     /// Items (sources) in total.
-    pub fn n_items(&self) -> usize {
+    pub(crate) fn n_items(&self) -> usize {
         self.slices.iter().map(|s| s.sources.len()).sum()
     }
 
     /// Chunks (col, row) that at least one source overlaps, row-major.
-    pub fn chunks_with_data(&self) -> Vec<(usize, usize)> {
+    pub(crate) fn chunks_with_data(&self) -> Vec<(usize, usize)> {
         let (nc, nr) = self.grid.chunks(self.chunk);
         let mut out = Vec::new();
         for r in 0..nr {
@@ -96,15 +78,24 @@ impl ScanPlan {
     }
 }
 
+/// Smallest chunk side.
+pub(crate) const MIN_CHUNK: usize = 16;
 /// Largest chunk side: one chunk's pixels stay far below 2 GiB.
-pub const MAX_CHUNK: usize = 16384;
+pub(crate) const MAX_CHUNK: usize = 16384;
 
 /// Builds the scan plan; GDAL (CRS maths) is used, so call it off the runtime.
-pub fn plan_scan(items: &[StacItem], bbox: &Bbox, asset: &str, chunk: usize) -> Result<ScanPlan> {
-    if !(16..=MAX_CHUNK).contains(&chunk) {
-        return Err(Error::Other(format!(
-            "chunk size must be within 16..={MAX_CHUNK}, got {chunk}"
-        )));
+pub(crate) fn plan_scan(
+    items: &[StacItem],
+    bbox: &Bbox,
+    asset: &str,
+    chunk: usize,
+) -> Result<ScanPlan> {
+    if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk) {
+        return Err(Error::invalid(
+            "chunk size",
+            chunk.to_string(),
+            format!("must be within {MIN_CHUNK}..={MAX_CHUNK} pixels"),
+        ));
     }
     let first = items
         .first()
@@ -114,10 +105,13 @@ pub fn plan_scan(items: &[StacItem], bbox: &Bbox, asset: &str, chunk: usize) -> 
         item: first.id.clone(),
         message: "no CRS (proj:wkt2, proj:code or proj:epsg)".into(),
     })?;
-    let res = first.gsd().ok_or_else(|| Error::BadItem {
-        item: first.id.clone(),
-        message: "no 'gsd' property".into(),
-    })?;
+    let res = first
+        .gsd()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| Error::BadItem {
+            item: first.id.clone(),
+            message: "no positive 'gsd' property".into(),
+        })?;
     let grid = output_grid(bbox, &crs, res)?;
     let (gx, gy) = (grid.col0 as f64 * res, grid.row0 as f64 * res);
 
@@ -177,7 +171,7 @@ pub fn plan_scan(items: &[StacItem], bbox: &Bbox, asset: &str, chunk: usize) -> 
             nodata,
         };
         // items outside the output grid never contribute
-        if src.overlap((0, 0, grid.width, grid.height)).is_none() {
+        if src.overlap(grid.window()).is_none() {
             continue;
         }
         by_time.entry(dt.timestamp_micros()).or_default().push(src);

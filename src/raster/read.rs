@@ -1,11 +1,13 @@
 //! GDAL windowed reads. Only ever called from blocking threads (tokio's
 //! `spawn_blocking`), never on the async runtime.
 //!
-//! One open handle per COG, shared by all threads through a mutex (a GDAL
-//! dataset must never be used by two threads at once): GDAL's block cache
-//! belongs to the handle, so a source block that two neighbouring chunks need
-//! is decoded once, whichever thread reads it. The pool keeps the most
-//! recently used handles open.
+//! **The one process-wide cache**: a pool of open GDAL datasets, at most
+//! [`MAX_OPEN`] handles, least recently used evicted first. One handle per COG,
+//! shared by all threads through a mutex (a GDAL dataset must never be used by
+//! two threads at once): GDAL's block cache belongs to the handle, so a source
+//! block that two neighbouring chunks need is decoded once, whichever thread
+//! reads it. A handle evicted while a read holds it stays open until that
+//! read ends (it is reference-counted).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, Once};
@@ -13,19 +15,79 @@ use std::sync::{Arc, LazyLock, Mutex, Once};
 use gdal::Dataset;
 
 use crate::error::{Error, Result};
+use crate::geo::Window;
 
-const MAX_OPEN: usize = 32;
+/// Bound of the process-wide dataset pool.
+pub(crate) const MAX_OPEN: usize = 32;
 
-#[derive(Default)]
-struct Pool {
+/// A bounded pool of open datasets, least recently used evicted first.
+pub(crate) struct DatasetPool {
+    capacity: usize,
     open: HashMap<String, Arc<Mutex<Dataset>>>,
+    /// Paths, least recently used first.
     order: VecDeque<String>,
 }
 
-static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(|| Mutex::new(Pool::default()));
+impl DatasetPool {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            open: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
 
-fn pooled(path: &str, expect: (usize, usize)) -> Result<Arc<Mutex<Dataset>>> {
-    if let Some(h) = POOL.lock().ok().and_then(|p| p.open.get(path).cloned()) {
+    /// The handle of `path`, marked most recently used.
+    fn get(&mut self, path: &str) -> Option<Arc<Mutex<Dataset>>> {
+        let h = self.open.get(path)?.clone();
+        if let Some(i) = self.order.iter().position(|p| p == path) {
+            if let Some(p) = self.order.remove(i) {
+                self.order.push_back(p);
+            }
+        }
+        Some(h)
+    }
+
+    /// Adds a handle (or returns the one another thread added meanwhile),
+    /// evicting the least recently used beyond the capacity.
+    fn insert(&mut self, path: &str, ds: Dataset) -> Arc<Mutex<Dataset>> {
+        if let Some(h) = self.get(path) {
+            return h;
+        }
+        let h = Arc::new(Mutex::new(ds));
+        self.open.insert(path.to_string(), h.clone());
+        self.order.push_back(path.to_string());
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.open.remove(&old);
+            }
+        }
+        h
+    }
+
+    /// Paths held, least recently used first.
+    #[cfg(test)]
+    fn paths(&self) -> Vec<String> {
+        self.order.iter().cloned().collect()
+    }
+}
+
+static POOL: LazyLock<Mutex<DatasetPool>> =
+    LazyLock::new(|| Mutex::new(DatasetPool::new(MAX_OPEN)));
+
+fn pool_lock(pool: &Mutex<DatasetPool>) -> Result<std::sync::MutexGuard<'_, DatasetPool>> {
+    pool.lock()
+        .map_err(|_| Error::Internal("GDAL dataset pool poisoned by a panic".into()))
+}
+
+/// The pooled handle of `path`, opened (and its size checked against the
+/// STAC metadata's `expect` = (cols, rows)) when not in the pool.
+fn pooled(
+    pool: &Mutex<DatasetPool>,
+    path: &str,
+    expect: (usize, usize),
+) -> Result<Arc<Mutex<Dataset>>> {
+    if let Some(h) = pool_lock(pool)?.get(path) {
         return Ok(h);
     }
     // open outside the pool lock (opening over http can be slow)
@@ -39,25 +101,11 @@ fn pooled(path: &str, expect: (usize, usize)) -> Result<Arc<Mutex<Dataset>>> {
             expect.1
         )));
     }
-    let mut pool = POOL
-        .lock()
-        .map_err(|_| Error::Other("dataset pool poisoned".into()))?;
-    if let Some(h) = pool.open.get(path) {
-        return Ok(h.clone());
-    }
-    let h = Arc::new(Mutex::new(ds));
-    pool.open.insert(path.to_string(), h.clone());
-    pool.order.push_back(path.to_string());
-    while pool.order.len() > MAX_OPEN {
-        if let Some(old) = pool.order.pop_front() {
-            pool.open.remove(&old);
-        }
-    }
-    Ok(h)
+    Ok(pool_lock(pool)?.insert(path, ds))
 }
 
 /// Process-wide GDAL settings, applied once.
-pub fn configure_gdal() {
+pub(crate) fn configure_gdal() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // GDAL's own messages: failures come back to us as errors (and are
@@ -82,18 +130,28 @@ pub fn configure_gdal() {
     });
 }
 
-/// Reads band 1 of `path`, window (x, y, w, h) in the file's pixel space, as
-/// u8. `expect` is the size (cols, rows) the STAC metadata declares.
-pub fn read_window(
+/// Reads band 1 of `path`, `window` in the file's pixel space, as u8.
+/// `expect` is the size (cols, rows) the STAC metadata declares.
+pub(crate) fn read_window(path: &str, expect: (usize, usize), window: Window) -> Result<Vec<u8>> {
+    read_with(&POOL, path, expect, window)
+}
+
+fn read_with(
+    pool: &Mutex<DatasetPool>,
     path: &str,
     expect: (usize, usize),
-    (x, y, w, h): (usize, usize, usize, usize),
+    Window {
+        x,
+        y,
+        width: w,
+        height: h,
+    }: Window,
 ) -> Result<Vec<u8>> {
     configure_gdal();
-    let handle = pooled(path, expect)?;
+    let handle = pooled(pool, path, expect)?;
     let ds = handle
         .lock()
-        .map_err(|_| Error::Other(format!("dataset '{path}' poisoned")))?;
+        .map_err(|_| Error::Internal(format!("GDAL dataset '{path}' poisoned by a panic")))?;
     let band = ds
         .rasterband(1)
         .map_err(|e| Error::Gdal(format!("'{path}' has no band 1: {e}")))?;
@@ -101,4 +159,87 @@ pub fn read_window(
         .read_as::<u8>((x as isize, y as isize), (w, h), (w, h), None)
         .map_err(|e| Error::Gdal(format!("reading '{path}' window {x},{y} {w}x{h}: {e}")))?;
     Ok(buf.into_shape_and_vec().1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gdal::raster::Buffer;
+    use gdal::DriverManager;
+
+    /// A 4x3 GeoTIFF whose pixel (x, y) is `seed + 10*y + x`.
+    fn tif(dir: &std::path::Path, name: &str, seed: u8) -> String {
+        let path = dir.join(name).display().to_string();
+        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
+        let ds = drv.create_with_band_type::<u8, _>(&path, 4, 3, 1).unwrap();
+        let v: Vec<u8> = (0..3)
+            .flat_map(|y| (0..4).map(move |x| seed + 10 * y + x))
+            .collect();
+        ds.rasterband(1)
+            .unwrap()
+            .write((0, 0), (4, 3), &mut Buffer::new((4, 3), v))
+            .unwrap();
+        path
+    }
+
+    fn win(x: usize, y: usize, width: usize, height: usize) -> Window {
+        Window {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    #[test]
+    fn reads_windows_and_checks_the_declared_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = tif(dir.path(), "a.tif", 100);
+        let pool = Mutex::new(DatasetPool::new(4));
+        assert_eq!(
+            read_with(&pool, &a, (4, 3), win(1, 1, 2, 2)).unwrap(),
+            [111, 112, 121, 122]
+        );
+        let e = read_with(
+            &Mutex::new(DatasetPool::new(4)),
+            &a,
+            (5, 3),
+            win(0, 0, 1, 1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("4x3") && e.contains("5x3"), "{e}");
+        let e = read_with(
+            &pool,
+            &dir.path().join("none.tif").display().to_string(),
+            (4, 3),
+            win(0, 0, 1, 1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cannot open") && e.contains("none.tif"), "{e}");
+    }
+
+    #[test]
+    fn the_pool_is_bounded_and_evicts_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let p: Vec<String> = (0..4)
+            .map(|i| tif(dir.path(), &format!("{i}.tif"), i * 50))
+            .collect();
+        let pool = Mutex::new(DatasetPool::new(3));
+        for f in &p[..3] {
+            read_with(&pool, f, (4, 3), win(0, 0, 1, 1)).unwrap();
+        }
+        // touch the first: the second is now the least recently used
+        read_with(&pool, &p[0], (4, 3), win(0, 0, 1, 1)).unwrap();
+        read_with(&pool, &p[3], (4, 3), win(0, 0, 1, 1)).unwrap();
+        let held = pool.lock().unwrap().paths();
+        assert_eq!(held, [p[2].clone(), p[0].clone(), p[3].clone()]);
+        // an evicted file is reopened and read correctly
+        assert_eq!(
+            read_with(&pool, &p[1], (4, 3), win(3, 2, 1, 1)).unwrap(),
+            [50 + 23]
+        );
+        assert_eq!(pool.lock().unwrap().paths().len(), 3);
+    }
 }

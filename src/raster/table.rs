@@ -11,38 +11,40 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{exec_datafusion_err, Result};
+use datafusion::common::{internal_datafusion_err, Result};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+use crate::context::QueryProgress;
+use crate::error::{join_err, Error};
 use crate::options::FloodsqlOptions;
 use crate::raster::exec::{chunk_schema, FloodChunksExec};
 use crate::raster::plan::{plan_scan, ScanPlan};
 use crate::sqlargs::{check_arity, opt_usize, req_str};
 use crate::stac::search::{search, SearchParams};
-use crate::stac::table::{search_params, search_progress};
+use crate::stac::table::search_params;
 
+/// The SQL name of the table function.
+pub(crate) const NAME: &str = "flood_chunks";
+
+/// Its arguments, as error messages show them.
+pub(crate) const SIGNATURE: &str = "source, collection, bbox, datetime, asset [, chunk_size]";
+
+/// `flood_chunks(...)`: the table function.
 #[derive(Debug)]
-pub struct FloodChunksFunction;
-
-pub const SIGNATURE: &str = "source, collection, bbox, datetime, asset [, chunk_size]";
+pub(crate) struct FloodChunksFunction;
 
 impl TableFunctionImpl for FloodChunksFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        const F: &str = "flood_chunks";
+        const F: &str = NAME;
         let a = args.exprs();
         check_arity(F, SIGNATURE, a, 6)?;
         let search = search_params(F, a, args.session(), true)?;
         let asset = req_str(F, "asset", a, 4)?;
-        let opts = args
-            .session()
-            .config_options()
-            .extensions
-            .get::<FloodsqlOptions>()
-            .cloned()
-            .unwrap_or_default();
+        let opts = FloodsqlOptions::from_config(args.session().config_options());
         let chunk = opt_usize(F, "chunk_size", a, 5)?.unwrap_or(opts.chunk_size);
         Ok(Arc::new(FloodChunksTable::new(FloodChunksSpec {
             search,
@@ -55,21 +57,24 @@ impl TableFunctionImpl for FloodChunksFunction {
 
 /// What a `flood_chunks(...)` call asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FloodChunksSpec {
-    pub search: SearchParams,
-    pub asset: String,
-    pub chunk: usize,
-    pub concurrency: usize,
+pub(crate) struct FloodChunksSpec {
+    pub(crate) search: SearchParams,
+    pub(crate) asset: String,
+    /// Chunk side in pixels.
+    pub(crate) chunk: usize,
+    /// Windows read concurrently per scan partition.
+    pub(crate) concurrency: usize,
 }
 
+/// One `flood_chunks(...)` table: its spec and, once made, its scan plan.
 #[derive(Debug)]
-pub struct FloodChunksTable {
-    pub spec: FloodChunksSpec,
+pub(crate) struct FloodChunksTable {
+    pub(crate) spec: FloodChunksSpec,
     resolved: OnceCell<Arc<ScanPlan>>,
 }
 
 impl FloodChunksTable {
-    pub fn new(spec: FloodChunksSpec) -> Self {
+    pub(crate) fn new(spec: FloodChunksSpec) -> Self {
         Self {
             spec,
             resolved: OnceCell::new(),
@@ -78,7 +83,7 @@ impl FloodChunksTable {
 
     /// A table whose search and scan plan are already made (decoded on a
     /// scheduler).
-    pub fn with_plan(spec: FloodChunksSpec, plan: Arc<ScanPlan>) -> Self {
+    pub(crate) fn with_plan(spec: FloodChunksSpec, plan: Arc<ScanPlan>) -> Self {
         Self {
             spec,
             resolved: OnceCell::new_with(Some(plan)),
@@ -86,28 +91,28 @@ impl FloodChunksTable {
     }
 
     /// The scan plan, if it has been made.
-    pub fn resolved(&self) -> Option<Arc<ScanPlan>> {
+    pub(crate) fn resolved(&self) -> Option<Arc<ScanPlan>> {
         self.resolved.get().cloned()
     }
 
-    /// Searches and plans the scan (once; later calls return the same plan).
-    pub async fn resolve(&self) -> Result<Arc<ScanPlan>> {
+    /// Searches and plans the scan (once; later calls return the same
+    /// plan), reporting items found on `progress`.
+    pub(crate) async fn resolve(&self, progress: &ProgressBar) -> Result<Arc<ScanPlan>> {
         self.resolved
             .get_or_try_init(|| async {
                 let s = &self.spec;
-                let items = search(&s.search, &search_progress()).await?;
+                let items = search(&s.search, progress).await?;
                 if items.is_empty() {
-                    return Err(crate::error::Error::NoItems(s.search.describe()).into());
+                    return Err(Error::NoItems(s.search.describe()).into());
                 }
-                let bbox = s
-                    .search
-                    .bbox
-                    .ok_or_else(|| exec_datafusion_err!("flood_chunks needs a bbox"))?;
+                let bbox = s.search.bbox.ok_or_else(|| {
+                    internal_datafusion_err!("flood_chunks without a bbox (checked at planning)")
+                })?;
                 let (asset, chunk) = (s.asset.clone(), s.chunk);
                 let plan =
                     tokio::task::spawn_blocking(move || plan_scan(&items, &bbox, &asset, chunk))
                         .await
-                        .map_err(|e| exec_datafusion_err!("planning task failed: {e}"))??;
+                        .map_err(join_err("scan planning"))??;
                 Ok(Arc::new(plan))
             })
             .await
@@ -132,7 +137,9 @@ impl TableProvider for FloodChunksTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = self.resolve().await?;
+        let plan = self
+            .resolve(&QueryProgress::of(state.config()).search)
+            .await?;
         let n_chunks = plan.chunks_with_data().len().max(1);
         let partitions = state.config().target_partitions().min(n_chunks);
         Ok(Arc::new(FloodChunksExec::try_new(

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::stac::item::StacItem;
 
 /// The schema of `stac_items(...)`.
-pub fn items_schema() -> SchemaRef {
+pub(crate) fn items_schema() -> SchemaRef {
     static S: LazyLock<SchemaRef> = LazyLock::new(|| {
         let f64_list = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
         let i64_list = DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true)));
@@ -51,7 +51,7 @@ const PROMOTED: [&str; 7] = [
 
 /// Items → one record batch (`assets`: JSON object name → href;
 /// `properties`: JSON of the properties without a column of their own).
-pub fn items_to_batch(items: &[StacItem]) -> Result<RecordBatch> {
+pub(crate) fn items_to_batch(items: &[StacItem]) -> Result<RecordBatch> {
     let mut id = StringBuilder::new();
     let mut coll = StringBuilder::new();
     let mut dt = TimestampMicrosecondBuilder::new().with_timezone("UTC");
@@ -108,5 +108,5 @@ pub fn items_to_batch(items: &[StacItem]) -> Result<RecordBatch> {
         Arc::new(props.finish()),
     ];
     RecordBatch::try_new(items_schema(), cols)
-        .map_err(|e| Error::Other(format!("items to Arrow: {e}")))
+        .map_err(|e| Error::Internal(format!("items to Arrow: {e}")))
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// A parsed STAC item.
 #[derive(Debug, Clone)]
-pub struct StacItem {
+pub(crate) struct StacItem {
     pub id: String,
     pub collection: Option<String>,
     pub datetime: Option<DateTime<Utc>>,
@@ -25,7 +25,7 @@ pub struct StacItem {
 
 impl StacItem {
     /// Parses one GeoJSON Feature; `base` is where it was read from.
-    pub fn from_json(v: Value, base: Option<&str>) -> Result<Self> {
+    pub(crate) fn from_json(v: Value, base: Option<&str>) -> Result<Self> {
         let Value::Object(mut o) = v else {
             return Err(Error::BadItem {
                 item: "?".into(),
@@ -108,7 +108,7 @@ impl StacItem {
     }
 
     /// The asset object, or a clear error listing the available ones.
-    pub fn asset(&self, name: &str) -> Result<&Map<String, Value>> {
+    pub(crate) fn asset(&self, name: &str) -> Result<&Map<String, Value>> {
         match self.assets.get(name) {
             Some(Value::Object(a)) => Ok(a),
             _ => {
@@ -134,7 +134,7 @@ impl StacItem {
 
     /// The CRS as something GDAL's `SetFromUserInput` takes: `proj:wkt2`,
     /// else `proj:code` (e.g. `EPSG:27703`), else `proj:epsg`. Never requires an EPSG code.
-    pub fn crs(&self, asset: Option<&str>) -> Option<String> {
+    pub(crate) fn crs(&self, asset: Option<&str>) -> Option<String> {
         if let Some(Value::String(w)) = self.proj_field(asset, "proj:wkt2") {
             return Some(w.clone());
         }
@@ -148,7 +148,7 @@ impl StacItem {
     }
 
     /// `proj:shape` as (rows, cols).
-    pub fn proj_shape(&self, asset: Option<&str>) -> Option<(usize, usize)> {
+    pub(crate) fn proj_shape(&self, asset: Option<&str>) -> Option<(usize, usize)> {
         let a = self.proj_field(asset, "proj:shape")?.as_array()?;
         if a.len() != 2 {
             return None;
@@ -158,7 +158,7 @@ impl StacItem {
 
     /// `proj:transform` as the first six affine coefficients [a, b, c, d, e, f]
     /// (x = a*col + b*row + c, y = d*col + e*row + f).
-    pub fn proj_transform(&self, asset: Option<&str>) -> Option<[f64; 6]> {
+    pub(crate) fn proj_transform(&self, asset: Option<&str>) -> Option<[f64; 6]> {
         let a = self.proj_field(asset, "proj:transform")?.as_array()?;
         if a.len() != 6 && a.len() != 9 {
             return None;
@@ -167,13 +167,13 @@ impl StacItem {
         (v.len() == a.len()).then(|| [v[0], v[1], v[2], v[3], v[4], v[5]])
     }
 
-    pub fn gsd(&self) -> Option<f64> {
+    pub(crate) fn gsd(&self) -> Option<f64> {
         self.properties.get("gsd").and_then(Value::as_f64)
     }
 
     /// The asset's nodata from `raster:bands[0].nodata` (STAC metadata, not the
     /// COG header), if declared.
-    pub fn asset_nodata(&self, asset: &str) -> Option<f64> {
+    pub(crate) fn asset_nodata(&self, asset: &str) -> Option<f64> {
         self.assets
             .get(asset)?
             .get("raster:bands")?
@@ -184,7 +184,7 @@ impl StacItem {
     }
 
     /// The asset's href resolved to a path GDAL opens (`/vsicurl/` for http).
-    pub fn asset_gdal_path(&self, asset: &str) -> Result<String> {
+    pub(crate) fn asset_gdal_path(&self, asset: &str) -> Result<String> {
         let a = self.asset(asset)?;
         let href = a
             .get("href")
@@ -194,7 +194,7 @@ impl StacItem {
     }
 
     /// All asset hrefs, as (name, href) sorted by name.
-    pub fn asset_hrefs(&self) -> Vec<(String, String)> {
+    pub(crate) fn asset_hrefs(&self) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = self
             .assets
             .iter()
@@ -205,7 +205,7 @@ impl StacItem {
     }
 
     /// Item bbox, or the bbox of its geometry's coordinates.
-    pub fn lonlat_bbox(&self) -> Option<[f64; 4]> {
+    pub(crate) fn lonlat_bbox(&self) -> Option<[f64; 4]> {
         if let Some(b) = self.bbox {
             return Some(b);
         }
@@ -229,7 +229,7 @@ impl StacItem {
 }
 
 /// Resolves an asset href against the item's location into a GDAL path.
-pub fn resolve_href(href: &str, base: Option<&str>) -> std::result::Result<String, String> {
+pub(crate) fn resolve_href(href: &str, base: Option<&str>) -> std::result::Result<String, String> {
     if let Some(rest) = href.strip_prefix("file://") {
         let u = url::Url::parse(href).map_err(|e| format!("bad file URI '{href}': {e}"))?;
         return u

@@ -1,6 +1,6 @@
 //! STAC in: search an API or read a static catalogue; items become Arrow.
 
-pub mod arrow;
-pub mod item;
-pub mod search;
-pub mod table;
+pub(crate) mod arrow;
+pub(crate) mod item;
+pub(crate) mod search;
+pub(crate) mod table;

@@ -16,65 +16,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::datetime::Interval;
-use crate::error::{io_err, Error, Result};
+use crate::error::{io_err, join_err, Error, Result};
+use crate::geo::Bbox;
 use crate::stac::item::StacItem;
-
-/// A lon/lat bounding box (EPSG:4326, x = longitude).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Bbox {
-    pub minx: f64,
-    pub miny: f64,
-    pub maxx: f64,
-    pub maxy: f64,
-}
-
-impl Bbox {
-    /// Parses `MINX,MINY,MAXX,MAXY` (degrees).
-    pub fn parse(s: &str) -> Result<Bbox> {
-        let bad = |m: &str| Error::BadBbox(s.to_string(), m.to_string());
-        let v: Vec<f64> = s
-            .split(',')
-            .map(|p| p.trim().parse::<f64>())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| bad("expected four numbers MINX,MINY,MAXX,MAXY"))?;
-        if v.len() != 4 {
-            return Err(bad("expected four numbers MINX,MINY,MAXX,MAXY"));
-        }
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(bad("numbers must be finite"));
-        }
-        let b = Bbox {
-            minx: v[0],
-            miny: v[1],
-            maxx: v[2],
-            maxy: v[3],
-        };
-        if !(-180.0..=180.0).contains(&b.minx) || !(-180.0..=180.0).contains(&b.maxx) {
-            return Err(bad("longitudes must be within -180..180"));
-        }
-        if !(-90.0..=90.0).contains(&b.miny) || !(-90.0..=90.0).contains(&b.maxy) {
-            return Err(bad("latitudes must be within -90..90"));
-        }
-        if b.minx >= b.maxx || b.miny >= b.maxy {
-            return Err(bad("MINX must be < MAXX and MINY < MAXY"));
-        }
-        Ok(b)
-    }
-
-    /// The box as a GeoJSON polygon (the `intersects` pystac-client sends).
-    pub fn to_geojson(&self) -> Value {
-        let (a, b, c, d) = (self.minx, self.miny, self.maxx, self.maxy);
-        json!({"type": "Polygon", "coordinates": [[[c, b], [c, d], [a, d], [a, b], [c, b]]]})
-    }
-
-    pub fn intersects(&self, o: &[f64; 4]) -> bool {
-        self.minx <= o[2] && o[0] <= self.maxx && self.miny <= o[3] && o[1] <= self.maxy
-    }
-}
 
 /// What to search for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SearchParams {
+pub(crate) struct SearchParams {
     /// STAC API root or `/search` URL, or a static catalogue (file, directory or URL).
     pub source: String,
     pub collections: Vec<String>,
@@ -86,12 +34,12 @@ pub struct SearchParams {
 }
 
 impl SearchParams {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "source={} collections={:?} bbox={:?} datetime={}",
             self.source,
             self.collections,
-            self.bbox.map(|b| [b.minx, b.miny, b.maxx, b.maxy]),
+            self.bbox.map(Bbox::to_array),
             self.datetime.to_stac().unwrap_or_else(|| "..".into())
         )
     }
@@ -103,7 +51,7 @@ fn http_client() -> Result<ClientWithMiddleware> {
         .timeout(Duration::from_secs(120))
         .user_agent(concat!("floodsql/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::Other(format!("HTTP client: {e}")))?;
+        .map_err(|e| Error::Internal(format!("building the HTTP client: {e}")))?;
     let policy = ExponentialBackoff::builder()
         .retry_bounds(Duration::from_millis(200), Duration::from_secs(5))
         .build_with_max_retries(3);
@@ -128,7 +76,7 @@ async fn send_json(req: reqwest_middleware::RequestBuilder, url: &str) -> Result
 }
 
 /// Runs the search; items in the order the source gives them (maybe none).
-pub async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<Vec<StacItem>> {
+pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<Vec<StacItem>> {
     let items = if p.source.starts_with("http://") || p.source.starts_with("https://") {
         let client = http_client()?;
         if p.source.trim_end_matches('/').ends_with("/search") {
@@ -154,7 +102,7 @@ pub async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<Vec<Stac
             .to_string();
         let items = tokio::task::spawn_blocking(move || read_static(Path::new(&path)))
             .await
-            .map_err(|e| Error::Other(e.to_string()))??;
+            .map_err(join_err("reading the static catalogue"))??;
         filter_static(p, items)
     };
     progress.set_position(items.len() as u64);
@@ -281,7 +229,7 @@ fn items_from_value(v: Value, base: Option<&str>) -> Result<Vec<StacItem>> {
 
 /// Reads a static catalogue: an ItemCollection or item JSON, NDJSON, or a
 /// directory (searched recursively) of item JSON files.
-pub fn read_static(path: &Path) -> Result<Vec<StacItem>> {
+pub(crate) fn read_static(path: &Path) -> Result<Vec<StacItem>> {
     let shown = path.display().to_string();
     if path.is_dir() {
         let mut files = Vec::new();
@@ -375,22 +323,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bbox_parse() {
-        let b = Bbox::parse("67.398376,26.197341,69.027100,27.591066").unwrap();
-        assert_eq!(b.maxx, 69.0271);
-        for bad in [
-            "1,2,3",
-            "a,b,c,d",
-            "10,0,5,1",
-            "0,0,200,1",
-            "0,-95,1,1",
-            "1,2,3,4,5",
-        ] {
-            assert!(Bbox::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn next_link_merge() {
         let prev: Map<String, Value> = json!({"collections": ["GFM"], "limit": 10})
             .as_object()
@@ -405,5 +337,215 @@ mod tests {
         assert_eq!(b["limit"], 10);
         let page = json!({"links": [{"rel": "next", "href": "http://h/search?page=2"}]});
         assert_eq!(next_link(&page, &prev).unwrap().1, None);
+    }
+
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>;
+
+    /// A tiny HTTP/1.1 server on a free loopback port: `make(url)` gives the
+    /// handler, which answers each request from (method, path, JSON body);
+    /// every request is recorded.
+    fn serve<H>(make: impl FnOnce(String) -> H) -> (String, Seen)
+    where
+        H: Fn(&str, &str, &Value) -> (u16, String) + Send + 'static,
+    {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handler = make(url.clone());
+        let seen: Seen = Default::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let path = parts.next().unwrap_or("").to_string();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let (status, text) = handler(&method, &path, &body);
+                log.lock().unwrap().push((method, path, body));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        (url, seen)
+    }
+
+    fn item(i: usize) -> Value {
+        json!({"type": "Feature", "id": format!("it{i}"), "collection": "GFM",
+               "properties": {"datetime": "2022-09-01T00:00:00Z"}, "assets": {}})
+    }
+
+    fn params(source: String, page_size: usize, max_items: Option<usize>) -> SearchParams {
+        SearchParams {
+            source,
+            collections: vec!["GFM".into()],
+            bbox: Some(Bbox::parse("67,26,69,27").unwrap()),
+            datetime: crate::datetime::parse_interval("2022-09").unwrap(),
+            max_items,
+            page_size,
+        }
+    }
+
+    fn ids(items: &[StacItem]) -> Vec<String> {
+        items.iter().map(|i| i.id.clone()).collect()
+    }
+
+    fn page(url: &str, feats: Vec<Value>, next: Option<Value>) -> String {
+        let links: Vec<Value> = next.into_iter().collect();
+        let _ = url;
+        json!({"type": "FeatureCollection", "features": feats, "links": links}).to_string()
+    }
+
+    /// POST paging with token bodies merged into the first body (what
+    /// stac-fastapi servers send), found from the API root's `search` link:
+    /// every page followed, the filters kept on every page.
+    #[tokio::test]
+    async fn pages_post_with_merged_token_bodies() {
+        let (url, seen) = serve(|url| {
+            move |method: &str, path: &str, body: &Value| {
+                if method == "GET" && path == "/" {
+                    let root = json!({"type": "Catalog", "links": [
+                        {"rel": "search", "href": format!("{url}/api/search"), "method": "POST"}]});
+                    return (200, root.to_string());
+                }
+                let n = body.get("token").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let limit = body["limit"].as_u64().unwrap() as usize;
+                let feats: Vec<Value> = (0..7).skip(n * limit).take(limit).map(item).collect();
+                let next = ((n + 1) * limit < 7).then(|| {
+                    json!({"rel": "next", "href": format!("{url}/api/search"), "method": "POST",
+                           "body": {"token": n + 1}, "merge": true})
+                });
+                (200, page(&url, feats, next))
+            }
+        });
+        let items = search(&params(format!("{url}/"), 3, None), &ProgressBar::hidden())
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&items),
+            (0..7).map(|i| format!("it{i}")).collect::<Vec<_>>()
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 4, "root + 3 pages: {seen:?}");
+        for (method, path, body) in &seen[1..] {
+            assert_eq!((method.as_str(), path.as_str()), ("POST", "/api/search"));
+            assert_eq!(body["collections"], json!(["GFM"]));
+            assert_eq!(body["limit"], 3);
+            assert_eq!(body["intersects"]["type"], "Polygon");
+            assert_eq!(
+                body["datetime"],
+                "2022-09-01T00:00:00Z/2022-09-30T23:59:59Z"
+            );
+        }
+        assert_eq!(seen[3].2["token"], 2);
+    }
+
+    /// GET `next` hrefs (no body); `max_items` stops the paging early.
+    #[tokio::test]
+    async fn pages_get_links_and_stops_at_max_items() {
+        let (url, seen) = serve(|url| {
+            move |_: &str, path: &str, _: &Value| {
+                let n: usize = path
+                    .rsplit('=')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let feats = (n * 2..n * 2 + 2).map(item).collect();
+                let next = json!({"rel": "next", "href": format!("{url}/search?page={}", n + 1)});
+                (200, page(&url, feats, Some(next)))
+            }
+        });
+        let items = search(
+            &params(format!("{url}/search"), 2, Some(5)),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ids(&items), ["it0", "it1", "it2", "it3", "it4"]);
+        let seen = seen.lock().unwrap().clone();
+        let asked: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|(m, p, _)| (m.as_str(), p.as_str()))
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                ("POST", "/search"),
+                ("GET", "/search?page=1"),
+                ("GET", "/search?page=2")
+            ]
+        );
+    }
+
+    /// An empty page ends the search even when it links a next one.
+    #[tokio::test]
+    async fn an_empty_page_ends_the_search() {
+        let (url, seen) = serve(|url| {
+            move |_: &str, _: &str, _: &Value| {
+                let next = json!({"rel": "next", "href": format!("{url}/search?again")});
+                (200, page(&url, vec![], Some(next)))
+            }
+        });
+        let items = search(
+            &params(format!("{url}/search"), 2, None),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .unwrap();
+        assert!(items.is_empty());
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    /// Server errors and non-STAC answers name the URL and the cause.
+    #[tokio::test]
+    async fn bad_answers_are_errors_naming_the_url() {
+        let (url, seen) = serve(|_| |_: &str, _: &str, _: &Value| (503, "down".to_string()));
+        let e = search(
+            &params(format!("{url}/search"), 2, None),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(&format!("{url}/search")) && e.contains("503") && e.contains("down"),
+            "{e}"
+        );
+        let n = seen.lock().unwrap().len();
+        assert!((2..=5).contains(&n), "retried, boundedly: {n}");
+        let (url, _) = serve(|_| {
+            |_: &str, _: &str, _: &Value| (200, "{\"type\": \"FeatureCollection\"}".to_string())
+        });
+        let e = search(
+            &params(format!("{url}/search"), 2, None),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no 'features' array"), "{e}");
     }
 }

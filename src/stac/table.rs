@@ -5,6 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::context::QueryProgress;
+use crate::datetime::{parse_interval, Interval};
+use crate::geo::Bbox;
+use crate::options::FloodsqlOptions;
+use crate::sqlargs::{check_arity, opt_str, req_str};
+use crate::stac::arrow::{items_schema, items_to_batch};
+use crate::stac::search::{search, SearchParams};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -12,17 +19,13 @@ use datafusion::common::{plan_err, Result};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use indicatif::ProgressBar;
 
-use crate::datetime::{parse_interval, Interval};
-use crate::options::FloodsqlOptions;
-use crate::sqlargs::{check_arity, opt_str, req_str};
-use crate::stac::arrow::{items_schema, items_to_batch};
-use crate::stac::search::{search, Bbox, SearchParams};
+/// The SQL name of the table function.
+pub(crate) const NAME: &str = "stac_items";
 
-/// Builds search parameters from (source, collection, bbox, datetime) arguments
-/// at positions `at..at+4` and the session's options.
-pub fn search_params(
+/// Builds search parameters from the (source, collection, bbox, datetime)
+/// arguments at positions 0..4 and the session's options.
+pub(crate) fn search_params(
     fun: &str,
     args: &[Expr],
     session: &dyn Session,
@@ -41,12 +44,7 @@ pub fn search_params(
         Some(d) => parse_interval(&d)?,
         None => Interval::default(),
     };
-    let opts = session
-        .config_options()
-        .extensions
-        .get::<FloodsqlOptions>()
-        .cloned()
-        .unwrap_or_default();
+    let opts = FloodsqlOptions::from_config(session.config_options());
     if opts.page_size == 0 {
         return plan_err!("floodsql.page_size must be > 0");
     }
@@ -60,30 +58,13 @@ pub fn search_params(
     })
 }
 
-/// Progress of searches (the CLI sets a spinner; hidden by default).
-pub fn search_progress() -> ProgressBar {
-    SEARCH_PROGRESS
-        .lock()
-        .ok()
-        .and_then(|p| p.clone())
-        .unwrap_or_else(ProgressBar::hidden)
-}
-
-static SEARCH_PROGRESS: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
-
-/// Where searches report items found.
-pub fn set_search_progress(pb: Option<ProgressBar>) {
-    if let Ok(mut p) = SEARCH_PROGRESS.lock() {
-        *p = pb;
-    }
-}
-
+/// `stac_items(...)`: the table function.
 #[derive(Debug)]
-pub struct StacItemsFunction;
+pub(crate) struct StacItemsFunction;
 
 impl TableFunctionImpl for StacItemsFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        const F: &str = "stac_items";
+        const F: &str = NAME;
         check_arity(
             F,
             "source [, collection [, bbox [, datetime]]]",
@@ -95,9 +76,10 @@ impl TableFunctionImpl for StacItemsFunction {
     }
 }
 
+/// The items of one search, as a table.
 #[derive(Debug)]
-pub struct StacItemsTable {
-    pub params: SearchParams,
+pub(crate) struct StacItemsTable {
+    pub(crate) params: SearchParams,
 }
 
 #[async_trait]
@@ -112,12 +94,13 @@ impl TableProvider for StacItemsTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let items = search(&self.params, &search_progress()).await?;
+        let progress = QueryProgress::of(state.config());
+        let items = search(&self.params, &progress.search).await?;
         let batch = items_to_batch(&items)?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],

@@ -78,7 +78,7 @@ fn no_items() {
 
 #[test]
 fn bad_chunk_size() {
-    extent_fails(&["--chunk", "3"], "chunk size must be within");
+    extent_fails(&["--chunk", "3"], "invalid chunk size '3': must be within");
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn missing_output_directory() {
         .assert()
         .failure()
         .stderr(predicate::str::contains(
-            "output directory '/nonexistent-dir' does not exist",
+            "invalid output directory '/nonexistent-dir': does not exist",
         ));
 }
 

@@ -15,6 +15,7 @@ use datafusion_proto::bytes::{
 };
 use floodsql::pipeline::{find_scans, resolve_scans};
 use floodsql::session::{cluster_session_config, logical_codec, physical_codec, register_all};
+use indicatif::ProgressBar;
 
 use crate::common::tiny_scene;
 
@@ -24,7 +25,7 @@ const DT: &str = "2022-09-01T00:00:00Z/2022-10-01T00:00:00Z";
 /// defaults, floodsql's codecs), without a cluster.
 fn ctx() -> SessionContext {
     let ctx = SessionContext::new_with_config(cluster_session_config().with_target_partitions(3));
-    register_all(&ctx);
+    register_all(&ctx).unwrap();
     ctx
 }
 
@@ -65,13 +66,13 @@ async fn logical_codec_round_trips_flood_chunks_and_stac_items() {
     let codec = logical_codec();
     for sql in [extent_sql(), items_sql()] {
         let plan = ctx.state().create_logical_plan(&sql).await.unwrap();
-        let scans = resolve_scans(&plan).await.unwrap();
+        let scans = resolve_scans(&plan, &ProgressBar::hidden()).await.unwrap();
         let bytes = logical_plan_to_bytes_with_extension_codec(&plan, codec.as_ref()).unwrap();
         let back =
             logical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), codec.as_ref())
                 .unwrap();
         // the resolved scan plan travels with the table: no second search
-        let scans_back = resolve_scans(&back).await.unwrap();
+        let scans_back = resolve_scans(&back, &ProgressBar::hidden()).await.unwrap();
         assert_eq!(scans.len(), scans_back.len());
         for (a, b) in scans.iter().zip(&scans_back) {
             assert_eq!(**a, **b);
@@ -128,7 +129,7 @@ async fn payload_of_another_version_is_refused_naming_both() {
         .create_logical_plan(&extent_sql())
         .await
         .unwrap();
-    resolve_scans(&plan).await.unwrap();
+    resolve_scans(&plan, &ProgressBar::hidden()).await.unwrap();
     let mut bytes = logical_plan_to_bytes_with_extension_codec(&plan, codec.as_ref())
         .unwrap()
         .to_vec();

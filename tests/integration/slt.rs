@@ -54,10 +54,9 @@ impl sqllogictest::AsyncDB for FloodDb {
             .map_err(|e| DataFusionError::Plan(e.to_string()))?;
         let mut batches: Vec<RecordBatch> = vec![];
         for s in stmts {
-            batches =
-                floodsql::pipeline::run_statement(&self.ctx, s, &indicatif::ProgressBar::hidden())
-                    .await?
-                    .0;
+            batches = floodsql::pipeline::run_statement(&self.ctx, s, &Default::default())
+                .await?
+                .batches;
         }
         if !is_query {
             return Ok(DBOutput::StatementComplete(0));
@@ -111,7 +110,7 @@ async fn sqllogictest_files() {
     for f in files {
         let mut runner = sqllogictest::Runner::new(|| async {
             Ok(FloodDb {
-                ctx: floodsql::session::new_context(Some(2)),
+                ctx: floodsql::session::new_context(Some(2))?,
             })
         });
         runner

@@ -14,5 +14,5 @@ pub use flood_count::FloodCount;
 pub use flood_max_extent::FloodMaxExtent;
 pub use pixel_agg::{PixelAggregate, PixelKernel, DEFAULT_NODATA};
 pub use pixel_count::PixelCount;
-pub use register::{all_udafs, all_udfs};
+pub use register::{all_udafs, all_udfs, register_all};
 pub use valid_count::ValidCount;

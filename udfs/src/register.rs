@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use datafusion::common::Result;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use crate::{FloodCount, FloodMaxExtent, PixelCount, ValidCount};
@@ -18,4 +20,40 @@ pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
 /// All floodsql scalar functions.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![Arc::new(ScalarUDF::from(PixelCount::default()))]
+}
+
+/// Registers every floodsql function (scalar and aggregate) in `registry`
+/// (a `SessionContext`, a `SessionState`, …).
+pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    for f in all_udfs() {
+        registry.register_udf(f)?;
+    }
+    for f in all_udafs() {
+        registry.register_udaf(f)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::execution::registry::MemoryFunctionRegistry;
+
+    use super::*;
+
+    #[test]
+    fn registers_every_function_once() {
+        let mut reg = MemoryFunctionRegistry::new();
+        register_all(&mut reg).unwrap();
+        let mut names: Vec<String> = reg.udfs().into_iter().chain(reg.udafs()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "flood_count",
+                "flood_max_extent",
+                "pixel_count",
+                "valid_count"
+            ]
+        );
+    }
 }

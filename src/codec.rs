@@ -78,7 +78,7 @@ fn encode(node: Node, buf: &mut Vec<u8>) -> Result<()> {
 /// `None` when `buf` is not a floodsql payload. With `receiver`, a payload
 /// written by another floodsql version is refused; without, it is decoded
 /// anyway (executors refuse the whole task instead, with a message the
-/// scheduler passes on: see [`crate::cluster::executor`]).
+/// scheduler passes on).
 fn decode(buf: &[u8], receiver: Option<&str>) -> Result<Option<Node>> {
     let Some(body) = buf.strip_prefix(MAGIC) else {
         return Ok(None);
@@ -106,7 +106,7 @@ fn decode(buf: &[u8], receiver: Option<&str>) -> Result<Option<Node>> {
 
 /// Logical codec: floodsql's table providers, then Ballista's.
 #[derive(Debug, Default)]
-pub struct FloodsqlLogicalCodec {
+pub(crate) struct FloodsqlLogicalCodec {
     inner: BallistaLogicalExtensionCodec,
 }
 
@@ -193,7 +193,7 @@ impl LogicalExtensionCodec for FloodsqlLogicalCodec {
 
 /// Physical codec: `FloodChunksExec`, then Ballista's nodes.
 #[derive(Debug, Default)]
-pub struct FloodsqlPhysicalCodec {
+pub(crate) struct FloodsqlPhysicalCodec {
     inner: BallistaPhysicalExtensionCodec,
 }
 

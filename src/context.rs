@@ -1,0 +1,78 @@
+//! State that travels with a query rather than living in the process, the
+//! way DataFusion passes per-query context: as `SessionConfig` extensions,
+//! read back by the table providers (at planning) and by the scan (through
+//! its `TaskContext`, at execution).
+//!
+//! - [`QueryProgress`]: where a query reports search and scan progress (the
+//!   CLI's bars; hidden when absent). Two queries in one process each carry
+//!   their own.
+//! - [`ProcessLabel`]: names the process in scan logs ("executor
+//!   127.0.0.1:50051"); set by the executor role's config producer, which
+//!   Ballista calls for every task.
+
+use std::sync::Arc;
+
+use datafusion::prelude::SessionConfig;
+use indicatif::ProgressBar;
+
+/// Progress sinks of one query (hidden bars by default).
+#[derive(Debug, Clone)]
+pub struct QueryProgress {
+    /// Items found by STAC searches.
+    pub search: ProgressBar,
+    /// (time slice, chunk) rows scanned locally; tasks done on a cluster.
+    pub scan: ProgressBar,
+}
+
+impl Default for QueryProgress {
+    fn default() -> Self {
+        Self {
+            search: ProgressBar::hidden(),
+            scan: ProgressBar::hidden(),
+        }
+    }
+}
+
+impl QueryProgress {
+    /// The progress a session config carries (hidden bars when none).
+    pub(crate) fn of(config: &SessionConfig) -> Arc<QueryProgress> {
+        config.get_extension::<QueryProgress>().unwrap_or_default()
+    }
+}
+
+/// The name of the process a task runs in, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcessLabel(pub(crate) String);
+
+impl ProcessLabel {
+    /// `"<label>: "`, or `""` when the config carries no label.
+    pub(crate) fn prefix(config: &SessionConfig) -> String {
+        config
+            .get_extension::<ProcessLabel>()
+            .map(|l| format!("{}: ", l.0))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_sessions_carry_their_own_progress() {
+        let (a, b) = (QueryProgress::default(), QueryProgress::default());
+        let ca = SessionConfig::new().with_extension(Arc::new(a.clone()));
+        let cb = SessionConfig::new().with_extension(Arc::new(b.clone()));
+        a.scan.set_length(10);
+        QueryProgress::of(&ca).scan.inc(3);
+        QueryProgress::of(&cb).scan.inc(1);
+        assert_eq!(a.scan.position(), 3);
+        assert_eq!(b.scan.position(), 1);
+        // no extension: a hidden bar, nothing shared
+        QueryProgress::of(&SessionConfig::new()).scan.inc(5);
+        assert_eq!(a.scan.position(), 3);
+        assert_eq!(ProcessLabel::prefix(&SessionConfig::new()), "");
+        let l = SessionConfig::new().with_extension(Arc::new(ProcessLabel("executor x:1".into())));
+        assert_eq!(ProcessLabel::prefix(&l), "executor x:1: ");
+    }
+}

@@ -1,0 +1,86 @@
+//! floodsql's function set, defined once: the scalar and aggregate functions
+//! of crate `floodsql-udfs` plus the table functions `stac_items` and
+//! `flood_chunks`. The session factory registers it; the version tag
+//! fingerprints it.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::common::Result;
+use datafusion::execution::context::SessionContext;
+
+use crate::raster::table::FloodChunksFunction;
+use crate::stac::table::StacItemsFunction;
+
+/// The table functions, by SQL name.
+pub(crate) fn table_functions() -> [(&'static str, Arc<dyn TableFunctionImpl>); 2] {
+    [
+        (crate::stac::table::NAME, Arc::new(StacItemsFunction)),
+        (crate::raster::table::NAME, Arc::new(FloodChunksFunction)),
+    ]
+}
+
+/// Registers every floodsql function (scalar, aggregate, table) on `ctx`.
+pub(crate) fn register_all(ctx: &SessionContext) -> Result<()> {
+    floodsql_udfs::register_all(&mut ctx.clone())?;
+    for (name, f) in table_functions() {
+        ctx.register_udtf(name, f);
+    }
+    Ok(())
+}
+
+/// One line per function (kind, name, signature, return type), sorted: what
+/// two processes must agree on to exchange plans.
+pub(crate) fn describe() -> Vec<String> {
+    let probe = [DataType::LargeBinary];
+    let udfs = floodsql_udfs::all_udfs().into_iter().map(|f| {
+        let ret = f.return_type(&probe).ok();
+        format!(
+            "udf:{}:{:?}:{ret:?}",
+            f.name(),
+            f.signature().type_signature
+        )
+    });
+    let udafs = floodsql_udfs::all_udafs().into_iter().map(|f| {
+        let ret = f.return_type(&probe).ok();
+        format!(
+            "udaf:{}:{:?}:{ret:?}",
+            f.name(),
+            f.signature().type_signature
+        )
+    });
+    let udtfs = table_functions()
+        .into_iter()
+        .map(|(name, _)| format!("udtf:{name}"));
+    let mut desc: Vec<String> = udfs.chain(udafs).chain(udtfs).collect();
+    desc.sort();
+    desc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_function_is_callable_after_registration() {
+        let ctx = SessionContext::new();
+        register_all(&ctx).unwrap();
+        let state = ctx.state();
+        for line in describe() {
+            let mut parts = line.split(':');
+            let (kind, name) = (parts.next().unwrap(), parts.next().unwrap());
+            let known = match kind {
+                "udf" => state.scalar_functions().contains_key(name),
+                "udaf" => state.aggregate_functions().contains_key(name),
+                "udtf" => state.table_functions().contains_key(name),
+                _ => false,
+            };
+            assert!(known, "{line}");
+        }
+        assert_eq!(
+            describe().iter().filter(|l| l.starts_with("udtf:")).count(),
+            2
+        );
+    }
+}
