@@ -1,4 +1,4 @@
-"""The EODC tutorial's code (shared/seed), unchanged but for the API URL, AOI
+"""The EODC tutorial's code (docs/tutorial.md), unchanged but for the API URL, AOI
 and dates, run on a local Dask scheduler instead of Dask Gateway: the Python
 peer stack floodsql must match pixel for pixel.
 

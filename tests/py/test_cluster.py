@@ -1,7 +1,7 @@
 """floodsql on a real Ballista cluster: one `floodsql scheduler` and two
 `floodsql executor` processes on random localhost ports. The distributed
 answer must be byte-for-byte the local one; executors of another floodsql
-version are refused; losing an executor never hangs nor leaves a wrong file."""
+version are refused; losing an executor mid-query still gives the right answer."""
 import json
 import os
 import signal
@@ -183,7 +183,9 @@ def test_process_of_another_version_refuses(role, tiny, tiny_api, tmp_path):
         c.stop()
 
 
-def test_losing_an_executor_never_hangs_nor_writes_a_wrong_file(medium, medium_api, tmp_path):
+def test_losing_an_executor_mid_query_still_gives_the_right_answer(medium, medium_api, tmp_path):
+    """Ballista re-runs the tasks of a lost executor: with one executor left
+    the query completes, byte-identical to the local run, within bounded time."""
     local = tmp_path / "local.tif"
     extent(medium_api, medium.bbox, local, "--chunk", "300")
     c = Cluster(tmp_path, executors=2, slots=1)
@@ -208,11 +210,8 @@ def test_losing_an_executor_never_hangs_nor_writes_a_wrong_file(medium, medium_a
             pytest.fail("client still running 60 s after an executor was killed")
         print(f"killed while running: {killed_while_running}; client ended {time.time() - t_kill:.1f} s "
               f"after, exit {client.returncode}: {err.strip()[:300]}")
-        if client.returncode == 0:
-            assert out.read_bytes() == local.read_bytes()
-        else:
-            assert err.startswith("error:") and "cluster" in err, err
-            assert not out.exists()
-            assert not list(tmp_path.glob("*.tmp*"))
+        assert client.returncode == 0, err
+        assert out.read_bytes() == local.read_bytes()
+        assert not list(tmp_path.glob(".*.tmp*"))
     finally:
         c.stop()
