@@ -168,18 +168,23 @@ impl Error {
 
     /// This error and its causes, one line.
     pub fn chain_message(&self) -> String {
-        let mut out = self.to_string();
-        let mut cur: &dyn std::error::Error = self;
-        while let Some(s) = cur.source() {
-            let m = s.to_string();
-            if !out.contains(&m) {
-                out.push_str(": ");
-                out.push_str(&m);
-            }
-            cur = s;
-        }
-        out
+        chain_message(self)
     }
+}
+
+/// An error and its causes (walking `source()`), each said once, one line.
+pub(crate) fn chain_message(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e;
+    while let Some(s) = cur.source() {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = s;
+    }
+    out
 }
 
 impl From<gdal::errors::GdalError> for Error {

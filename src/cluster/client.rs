@@ -13,7 +13,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::protobuf::LogicalPlanNode;
 use indicatif::ProgressBar;
 
-use crate::error::{Error, Result};
+use crate::error::{chain_message, Error, Result};
 use crate::session::{cluster_session_config, register_all};
 
 /// A parsed `df://HOST:PORT` cluster address; a cluster session carries it
@@ -70,17 +70,9 @@ pub(crate) async fn check_reachable(url: &ClusterUrl) -> Result<()> {
         ))),
         Err(e) => Err(failed(format!(
             "cannot reach the floodsql scheduler: {}",
-            root_cause(&e)
+            chain_message(&e)
         ))),
     }
-}
-
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut cur = e;
-    while let Some(s) = cur.source() {
-        cur = s;
-    }
-    cur.to_string()
 }
 
 /// A session whose queries run on the cluster at `url`; the same functions,

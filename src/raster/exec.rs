@@ -28,7 +28,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, RecordOutput, Time,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -469,9 +469,7 @@ impl ExecutionPlan for FloodChunksExec {
                     };
                     progress.scan.inc(1);
                     let _compute = metrics.baseline.elapsed_compute().timer();
-                    let batch = unit_batch(&u, pixels, &columns, schema)?;
-                    metrics.baseline.record_output(batch.num_rows());
-                    Ok(batch)
+                    Ok(unit_batch(&u, pixels, &columns, schema)?.record_output(&metrics.baseline))
                 }
             })
             .try_buffered(self.concurrency);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::datetime::Interval;
-use crate::error::{io_err, join_err, Error, Result};
+use crate::error::{chain_message, io_err, join_err, Error, Result};
 use crate::geo::Bbox;
 use crate::stac::item::StacItem;
 
@@ -65,9 +65,9 @@ async fn send_json(req: reqwest_middleware::RequestBuilder, url: &str) -> Result
         url: url.to_string(),
         message,
     };
-    let resp = req.send().await.map_err(|e| http(e.to_string()))?;
+    let resp = req.send().await.map_err(|e| http(chain_message(&e)))?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| http(e.to_string()))?;
+    let text = resp.text().await.map_err(|e| http(chain_message(&e)))?;
     if !status.is_success() {
         let snippet: String = text.chars().take(300).collect();
         return Err(http(format!("HTTP {status}: {snippet}")));
@@ -519,17 +519,19 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
+    async fn search_err(url: &str) -> String {
+        let p = params(format!("{url}/search"), 2, None);
+        search(&p, &ProgressBar::hidden())
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
     /// Server errors and non-STAC answers name the URL and the cause.
     #[tokio::test]
     async fn bad_answers_are_errors_naming_the_url() {
         let (url, seen) = serve(|_| |_: &str, _: &str, _: &Value| (503, "down".to_string()));
-        let e = search(
-            &params(format!("{url}/search"), 2, None),
-            &ProgressBar::hidden(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let e = search_err(&url).await;
         assert!(
             e.contains(&format!("{url}/search")) && e.contains("503") && e.contains("down"),
             "{e}"
@@ -539,13 +541,7 @@ mod tests {
         let (url, _) = serve(|_| {
             |_: &str, _: &str, _: &Value| (200, "{\"type\": \"FeatureCollection\"}".to_string())
         });
-        let e = search(
-            &params(format!("{url}/search"), 2, None),
-            &ProgressBar::hidden(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let e = search_err(&url).await;
         assert!(e.contains("no 'features' array"), "{e}");
     }
 }

@@ -210,6 +210,7 @@ def test_losing_an_executor_mid_query_still_gives_the_right_answer(medium, mediu
             pytest.fail("client still running 60 s after an executor was killed")
         print(f"killed while running: {killed_while_running}; client ended {time.time() - t_kill:.1f} s "
               f"after, exit {client.returncode}: {err.strip()[:300]}")
+        assert killed_while_running, "the query ended before an executor could be lost"
         assert client.returncode == 0, err
         assert out.read_bytes() == local.read_bytes()
         assert not list(tmp_path.glob(".*.tmp*"))
