@@ -40,7 +40,7 @@ use crate::context::{ProcessLabel, QueryProgress};
 use crate::error::join_err;
 use crate::geo::Window;
 use crate::raster::fuse::fuse_window;
-use crate::raster::plan::{ScanPlan, Source};
+use crate::raster::plan::{ChunkIndex, ScanPlan, Source};
 
 /// The columns of `flood_chunks(...)`, in schema order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,27 +277,22 @@ impl FloodChunksExec {
 }
 
 /// The (slice, chunk) rows of a scan over `chunks`, chunk by chunk and, within
-/// a chunk, slice by slice in time order.
-fn scan_units(p: &ScanPlan, chunks: &[(usize, usize)]) -> Vec<Unit> {
+/// a chunk, slice by slice in time order (sources found through the plan's
+/// chunk index, never by testing every source).
+fn scan_units(p: &ScanPlan, index: &ChunkIndex, chunks: &[(usize, usize)]) -> Vec<Unit> {
     let mut out = Vec::new();
     for &(c, r) in chunks {
         let window = p.grid.chunk_window(p.chunk, c, r);
-        for s in &p.slices {
-            let sources: Vec<Source> = s
-                .sources
-                .iter()
-                .filter(|src| src.overlap(window).is_some())
-                .cloned()
-                .collect();
-            if !sources.is_empty() {
-                out.push(Unit {
-                    datetime_us: s.datetime_us,
-                    col: c,
-                    row: r,
-                    window,
-                    sources,
-                });
-            }
+        // the index lists a chunk's sources slice by slice: one unit per run
+        for run in index.sources(c, r).chunk_by(|a, b| a.0 == b.0) {
+            let slice = &p.slices[run[0].0];
+            out.push(Unit {
+                datetime_us: slice.datetime_us,
+                col: c,
+                row: r,
+                window,
+                sources: run.iter().map(|&(_, k)| slice.sources[k].clone()).collect(),
+            });
         }
     }
     out
@@ -305,7 +300,11 @@ fn scan_units(p: &ScanPlan, chunks: &[(usize, usize)]) -> Vec<Unit> {
 
 /// (slice, chunk) rows a scan of `plan` produces, however it is partitioned.
 pub(crate) fn scan_rows(plan: &ScanPlan) -> usize {
-    scan_units(plan, &plan.chunks_with_data()).len()
+    let index = plan.chunk_index();
+    index
+        .chunks()
+        .map(|(c, r)| index.sources(c, r).chunk_by(|a, b| a.0 == b.0).count())
+        .sum()
 }
 
 /// The chunks listed in a partition of the chunk assignment.
@@ -421,7 +420,7 @@ impl ExecutionPlan for FloodChunksExec {
         let units = futures::stream::once(async move {
             let batches: Vec<RecordBatch> = assignment.try_collect().await?;
             let chunks = assigned_chunks(&batches)?;
-            let units = scan_units(&plan, &chunks);
+            let units = scan_units(&plan, &plan.chunk_index(), &chunks);
             tracing::info!(
                 "{who}scan partition {partition}/{n}: {} (slice, chunk) rows over {} chunks of {}",
                 units.len(),
@@ -600,7 +599,7 @@ mod tests {
         let mut p = plan();
         // slices are planned in time order
         p.slices.sort_by_key(|s| s.datetime_us);
-        let units = scan_units(&p, &p.chunks_with_data());
+        let units = scan_units(&p, &p.chunk_index(), &p.chunks_with_data());
         let got: Vec<(usize, usize, i64)> = units
             .iter()
             .map(|u| (u.col, u.row, u.datetime_us))
@@ -620,6 +619,43 @@ mod tests {
         );
         assert_eq!(last.sources.len(), 1);
         assert_eq!(last.sources[0].item_id, "late");
+    }
+
+    /// The indexed units equal the direct definition (every slice's sources
+    /// filtered by overlap), on random plans.
+    #[test]
+    fn indexed_units_equal_filtering_every_source() {
+        for seed in 0..20 {
+            for chunk in [16, 250, 1000] {
+                let p = crate::raster::plan::tests::random_plan(seed, 30, chunk);
+                let chunks = p.chunks_with_data();
+                let got = scan_units(&p, &p.chunk_index(), &chunks);
+                let mut want = vec![];
+                for &(c, r) in &chunks {
+                    let w = p.grid.chunk_window(chunk, c, r);
+                    for s in &p.slices {
+                        let ids: Vec<&str> = s
+                            .sources
+                            .iter()
+                            .filter(|src| src.overlap(w).is_some())
+                            .map(|src| src.item_id.as_str())
+                            .collect();
+                        if !ids.is_empty() {
+                            want.push((c, r, s.datetime_us, ids));
+                        }
+                    }
+                }
+                let got: Vec<_> = got
+                    .iter()
+                    .map(|u| {
+                        let ids: Vec<&str> = u.sources.iter().map(|s| s.item_id.as_str()).collect();
+                        (u.col, u.row, u.datetime_us, ids)
+                    })
+                    .collect();
+                assert_eq!(got, want, "seed {seed} chunk {chunk}");
+                assert_eq!(scan_rows(&p), want.len());
+            }
+        }
     }
 
     #[test]

@@ -60,21 +60,54 @@ impl ScanPlan {
 
     /// Chunks (col, row) that at least one source overlaps, row-major.
     pub(crate) fn chunks_with_data(&self) -> Vec<(usize, usize)> {
-        let (nc, nr) = self.grid.chunks(self.chunk);
-        let mut out = Vec::new();
-        for r in 0..nr {
-            for c in 0..nc {
-                let w = self.grid.chunk_window(self.chunk, c, r);
-                if self
-                    .slices
-                    .iter()
-                    .any(|s| s.sources.iter().any(|src| src.overlap(w).is_some()))
-                {
-                    out.push((c, r));
+        self.chunk_index().chunks().collect()
+    }
+
+    /// Which sources touch which chunk, built in one pass over the sources:
+    /// time and memory linear in sources + the chunks each touches, never
+    /// chunks × sources (continent-scale catalogues have 10⁴–10⁵ items).
+    pub(crate) fn chunk_index(&self) -> ChunkIndex {
+        let mut by_chunk: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
+        let k = self.chunk.max(1);
+        for (si, slice) in self.slices.iter().enumerate() {
+            for (ki, src) in slice.sources.iter().enumerate() {
+                // the source's pixels on the grid: [x0, x1) x [y0, y1)
+                let Some(o) = src.overlap(self.grid.window()) else {
+                    continue;
+                };
+                let (x0, y0) = (o.dst_x, o.dst_y);
+                let (x1, y1) = (x0 + o.src.width, y0 + o.src.height);
+                for r in y0 / k..=(y1 - 1) / k {
+                    for c in x0 / k..=(x1 - 1) / k {
+                        by_chunk.entry((r, c)).or_default().push((si, ki));
+                    }
                 }
             }
         }
-        out
+        ChunkIndex { by_chunk }
+    }
+}
+
+/// The sources touching each chunk: (slice, source) indices into the plan,
+/// in fusing order (slices in time order, sources in (datetime, id) order).
+#[derive(Debug, Default)]
+pub(crate) struct ChunkIndex {
+    /// Keyed by (row, col), so that iteration is row-major.
+    by_chunk: BTreeMap<(usize, usize), Vec<(usize, usize)>>,
+}
+
+impl ChunkIndex {
+    /// Chunks (col, row) with at least one source, row-major.
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.by_chunk.keys().map(|&(r, c)| (c, r))
+    }
+
+    /// The (slice, source) indices touching chunk (col, row), in fusing order.
+    pub(crate) fn sources(&self, col: usize, row: usize) -> &[(usize, usize)] {
+        self.by_chunk
+            .get(&(row, col))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 }
 
@@ -196,4 +229,97 @@ fn same_crs(a: &str, b: &str) -> Result<bool> {
         crate::raster::grid::spatial_ref(b)?,
     );
     Ok(a == b)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random plan: `n` sources of mixed sizes and
+    /// offsets (some off the grid, some straddling its edges) over a few slices.
+    pub(crate) fn random_plan(seed: u64, n: usize, chunk: usize) -> ScanPlan {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let (width, height) = (900 + next(300) as usize, 700 + next(300) as usize);
+        let mut slices: Vec<TimeSlice> = (0..4)
+            .map(|t| TimeSlice {
+                datetime_us: t,
+                sources: vec![],
+            })
+            .collect();
+        for i in 0..n {
+            let t = next(4) as usize;
+            slices[t].sources.push(Source {
+                item_id: format!("i{i}"),
+                path: format!("/x/{i}.tif"),
+                col_off: next(1400) as i64 - 300,
+                row_off: next(1200) as i64 - 300,
+                width: 1 + next(400) as usize,
+                height: 1 + next(400) as usize,
+                nodata: 255,
+            });
+        }
+        ScanPlan {
+            grid: OutputGrid {
+                crs: "EPSG:3857".into(),
+                res: 20.0,
+                col0: 0,
+                row0: 0,
+                width,
+                height,
+            },
+            chunk,
+            asset: "a".into(),
+            slices,
+        }
+    }
+
+    #[test]
+    fn the_chunk_index_equals_testing_every_chunk_against_every_source() {
+        for seed in 0..30 {
+            for chunk in [16, 97, 256, 1000, 4096] {
+                let p = random_plan(seed, 40, chunk);
+                let index = p.chunk_index();
+                let (nc, nr) = p.grid.chunks(chunk);
+                let mut brute_chunks = vec![];
+                for r in 0..nr {
+                    for c in 0..nc {
+                        let w = p.grid.chunk_window(chunk, c, r);
+                        let brute: Vec<(usize, usize)> = p
+                            .slices
+                            .iter()
+                            .enumerate()
+                            .flat_map(|(si, s)| {
+                                s.sources
+                                    .iter()
+                                    .enumerate()
+                                    .filter(move |(_, src)| src.overlap(w).is_some())
+                                    .map(move |(ki, _)| (si, ki))
+                            })
+                            .collect();
+                        assert_eq!(
+                            index.sources(c, r),
+                            brute.as_slice(),
+                            "seed {seed} chunk {chunk} ({c},{r})"
+                        );
+                        if !brute.is_empty() {
+                            brute_chunks.push((c, r));
+                        }
+                    }
+                }
+                assert_eq!(
+                    p.chunks_with_data(),
+                    brute_chunks,
+                    "seed {seed} chunk {chunk}"
+                );
+            }
+        }
+    }
 }
