@@ -17,6 +17,9 @@ pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 pub(crate) const DEFAULT_CHUNK_SIZE: usize = 1000;
 /// Default `floodsql.read_concurrency`: windows in flight per scan partition.
 pub(crate) const DEFAULT_READ_CONCURRENCY: usize = 2;
+/// Default `floodsql.http_timeout`: seconds a STAC request may take (each
+/// attempt; with the retries a silent server is reported in under a minute).
+pub(crate) const DEFAULT_HTTP_TIMEOUT_SECS: usize = 15;
 
 /// floodsql's session options.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,8 @@ pub(crate) struct FloodsqlOptions {
     pub(crate) chunk_size: usize,
     /// Windows read concurrently per scan partition.
     pub(crate) read_concurrency: usize,
+    /// Seconds one STAC request may take (connect included).
+    pub(crate) http_timeout: usize,
     /// Version tag of the process that made this session (set by the
     /// session factory; schedulers and executors refuse other versions).
     pub(crate) version: String,
@@ -41,6 +46,7 @@ impl Default for FloodsqlOptions {
             max_items: 0,
             chunk_size: DEFAULT_CHUNK_SIZE,
             read_concurrency: DEFAULT_READ_CONCURRENCY,
+            http_timeout: DEFAULT_HTTP_TIMEOUT_SECS,
             version: String::new(),
         }
     }
@@ -61,7 +67,7 @@ impl ConfigExtension for FloodsqlOptions {
     const PREFIX: &'static str = "floodsql";
 }
 
-const DOCS: [(&str, &str); 5] = [
+const DOCS: [(&str, &str); 6] = [
     ("page_size", "Items per page asked of a STAC API (`limit`)."),
     (
         "max_items",
@@ -74,6 +80,10 @@ const DOCS: [(&str, &str); 5] = [
     (
         "read_concurrency",
         "Windows read concurrently per scan partition.",
+    ),
+    (
+        "http_timeout",
+        "Seconds one STAC request may take (each attempt of up to 3).",
     ),
     (
         "version",
@@ -108,6 +118,7 @@ impl ExtensionOptions for FloodsqlOptions {
             "max_items" => self.max_items = parse_usize(key, value)?,
             "chunk_size" => self.chunk_size = parse_usize(key, value)?,
             "read_concurrency" => self.read_concurrency = parse_usize(key, value)?,
+            "http_timeout" => self.http_timeout = parse_usize(key, value)?,
             "version" => self.version = value.to_string(),
             _ => return config_err!("unknown option floodsql.{key}"),
         }
@@ -120,6 +131,7 @@ impl ExtensionOptions for FloodsqlOptions {
             self.max_items.to_string(),
             self.chunk_size.to_string(),
             self.read_concurrency.to_string(),
+            self.http_timeout.to_string(),
             self.version.clone(),
         ];
         DOCS.iter()

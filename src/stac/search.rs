@@ -6,6 +6,7 @@
 //! pins an older `stac`; paging is ~60 lines here, with timeouts and bounded
 //! retries from `reqwest-retry`.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -31,6 +32,13 @@ pub(crate) struct SearchParams {
     pub max_items: Option<usize>,
     /// Items per page asked of an API.
     pub page_size: usize,
+    /// Seconds one request may take (each attempt).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    crate::options::DEFAULT_HTTP_TIMEOUT_SECS as u64
 }
 
 impl SearchParams {
@@ -45,29 +53,65 @@ impl SearchParams {
     }
 }
 
-fn http_client() -> Result<ClientWithMiddleware> {
+/// Retries after a failed request (a transient error or a timeout).
+const MAX_RETRIES: u32 = 2;
+
+fn http_client(timeout_secs: u64) -> Result<ClientWithMiddleware> {
+    let timeout = Duration::from_secs(timeout_secs.max(1));
     let inner = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
+        .connect_timeout(timeout)
+        .timeout(timeout)
         .user_agent(concat!("floodsql/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::Internal(format!("building the HTTP client: {e}")))?;
     let policy = ExponentialBackoff::builder()
         .retry_bounds(Duration::from_millis(200), Duration::from_secs(5))
-        .build_with_max_retries(3);
+        .build_with_max_retries(MAX_RETRIES);
     Ok(ClientBuilder::new(inner)
         .with(RetryTransientMiddleware::new_with_policy(policy))
         .build())
 }
 
-async fn send_json(req: reqwest_middleware::RequestBuilder, url: &str) -> Result<Value> {
+/// What a failed request says: its causes, and the timeout when it is one.
+fn request_failure(e: &(dyn std::error::Error + 'static), timeout_secs: u64) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        // reqwest-middleware's error is transparent over reqwest's: ask both
+        let timed_out = c
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+            || c.downcast_ref::<reqwest_middleware::Error>()
+                .is_some_and(reqwest_middleware::Error::is_timeout);
+        if timed_out {
+            return format!(
+                "no answer within the {timeout_secs} s timeout ({} attempts; \
+                 `SET floodsql.http_timeout = N` to wait longer)",
+                MAX_RETRIES + 1
+            );
+        }
+        cur = c.source();
+    }
+    chain_message(e)
+}
+
+async fn send_json(
+    req: reqwest_middleware::RequestBuilder,
+    url: &str,
+    timeout_secs: u64,
+) -> Result<Value> {
     let http = |message: String| Error::Http {
         url: url.to_string(),
         message,
     };
-    let resp = req.send().await.map_err(|e| http(chain_message(&e)))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| http(request_failure(&e, timeout_secs)))?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| http(chain_message(&e)))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| http(request_failure(&e, timeout_secs)))?;
     if !status.is_success() {
         let snippet: String = text.chars().take(300).collect();
         return Err(http(format!("HTTP {status}: {snippet}")));
@@ -78,11 +122,11 @@ async fn send_json(req: reqwest_middleware::RequestBuilder, url: &str) -> Result
 /// Runs the search; items in the order the source gives them (maybe none).
 pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<Vec<StacItem>> {
     let items = if p.source.starts_with("http://") || p.source.starts_with("https://") {
-        let client = http_client()?;
+        let client = http_client(p.timeout_secs)?;
         if p.source.trim_end_matches('/').ends_with("/search") {
             api_search(&client, p, p.source.clone(), progress).await?
         } else {
-            let root = send_json(client.get(&p.source), &p.source).await?;
+            let root = send_json(client.get(&p.source), &p.source, p.timeout_secs).await?;
             match root.get("type").and_then(Value::as_str) {
                 Some("FeatureCollection") | Some("Feature") => {
                     filter_static(p, items_from_value(root, Some(&p.source))?)
@@ -138,20 +182,29 @@ async fn api_search(
 
     let mut items = Vec::new();
     let mut next: Option<(String, Option<Map<String, Value>>)> = Some((url, Some(body.clone())));
-    let mut pages = 0usize;
+    // a server whose paging loops (the same next link or token again, or an
+    // item again) is refused rather than followed until memory runs out
+    let mut pages_seen: HashSet<String> = HashSet::new();
+    let mut ids_seen: HashSet<(Option<String>, String)> = HashSet::new();
     while let Some((href, post_body)) = next.take() {
-        pages += 1;
-        if pages > 100_000 {
+        let page_key = format!(
+            "{href} {}",
+            post_body.clone().map(Value::Object).unwrap_or_default()
+        );
+        if !pages_seen.insert(page_key) {
             return Err(Error::Http {
                 url: href,
-                message: "more than 100000 pages: the server's next links loop".into(),
+                message: format!(
+                    "the API's paging loops: page {} links back to an earlier page",
+                    pages_seen.len()
+                ),
             });
         }
         let req = match &post_body {
             Some(b) => client.post(&href).json(b),
             None => client.get(&href),
         };
-        let page = send_json(req, &href).await?;
+        let page = send_json(req, &href, p.timeout_secs).await?;
         let features = page
             .get("features")
             .and_then(Value::as_array)
@@ -163,7 +216,17 @@ async fn api_search(
             break;
         }
         for f in features {
-            items.push(StacItem::from_json(f.clone(), Some(&href))?);
+            let item = StacItem::from_json(f.clone(), Some(&href))?;
+            if !ids_seen.insert((item.collection.clone(), item.id.clone())) {
+                return Err(Error::Http {
+                    url: href,
+                    message: format!(
+                        "the API returned item '{}' twice: its paging loops or overlaps",
+                        item.id
+                    ),
+                });
+            }
+            items.push(item);
             if p.max_items.is_some_and(|m| items.len() >= m) {
                 return Ok(items);
             }
@@ -406,6 +469,7 @@ mod tests {
             datetime: crate::datetime::parse_interval("2022-09").unwrap(),
             max_items,
             page_size,
+            timeout_secs: 15,
         }
     }
 
@@ -543,5 +607,67 @@ mod tests {
         });
         let e = search_err(&url).await;
         assert!(e.contains("no 'features' array"), "{e}");
+    }
+
+    /// A `next` link that returns the same token forever is refused on the
+    /// second visit, not followed until memory runs out.
+    #[tokio::test]
+    async fn a_looping_next_link_is_refused() {
+        let (url, seen) = serve(|url| {
+            move |_: &str, _: &str, body: &Value| {
+                let n = body.get("token").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let next = json!({"rel": "next", "href": format!("{url}/search"), "method": "POST",
+                                  "body": {"token": 1}, "merge": true});
+                (200, page(&url, vec![item(n)], Some(next)))
+            }
+        });
+        let e = search_err(&url).await;
+        assert!(e.contains("paging loops") && e.contains("page 2"), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    /// An item returned twice (overlapping pages) is an error naming it.
+    #[tokio::test]
+    async fn an_item_seen_twice_is_refused() {
+        let (url, _) = serve(|url| {
+            move |_: &str, path: &str, _: &Value| {
+                let n: usize = path
+                    .rsplit('=')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let feats = vec![item(n), item(n + 1)];
+                let next = json!({"rel": "next", "href": format!("{url}/search?page={}", n + 1)});
+                (200, page(&url, feats, Some(next)))
+            }
+        });
+        let e = search_err(&url).await;
+        assert!(e.contains("returned item 'it1' twice"), "{e}");
+    }
+
+    /// A server that accepts and never answers: a clear error naming the
+    /// timeout, after the bounded retries.
+    #[tokio::test]
+    async fn a_silent_server_is_reported_with_the_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hold = held.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                hold.lock().unwrap().push(s);
+            }
+        });
+        let mut p = params(format!("{url}/search"), 2, None);
+        p.timeout_secs = 1;
+        let e = search(&p, &ProgressBar::hidden())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&url) && e.contains("no answer within the 1 s timeout"),
+            "{e}"
+        );
+        assert_eq!(held.lock().unwrap().len(), 1 + MAX_RETRIES as usize);
     }
 }

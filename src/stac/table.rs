@@ -48,6 +48,9 @@ pub(crate) fn search_params(
     if opts.page_size == 0 {
         return plan_err!("floodsql.page_size must be > 0");
     }
+    if opts.http_timeout == 0 {
+        return plan_err!("floodsql.http_timeout must be > 0 seconds");
+    }
     Ok(SearchParams {
         source,
         collections,
@@ -55,6 +58,7 @@ pub(crate) fn search_params(
         datetime,
         max_items: (opts.max_items > 0).then_some(opts.max_items),
         page_size: opts.page_size,
+        timeout_secs: opts.http_timeout as u64,
     })
 }
 
