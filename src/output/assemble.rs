@@ -1,29 +1,107 @@
-//! Aggregated chunks (x_off, y_off, width, height, pixels) → one raster.
+//! The rasteriser's view of a query result: rows (x_off, y_off, width,
+//! height, pixels) read batch by batch and checked against the output grid
+//! (inside it, one row per chunk, one pixel size), so that a stream of
+//! results can be written chunk by chunk without ever holding the raster.
+
+use std::collections::HashSet;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 
 use crate::error::{Error, Result};
+use crate::geo::Window;
 use crate::raster::grid::OutputGrid;
 
-/// A single-band raster on an output grid; 1 or 2 bytes per pixel (u8 / u16 LE).
-#[derive(Debug, Clone)]
-pub(crate) struct Raster {
-    pub(crate) grid: OutputGrid,
-    pub(crate) bytes_per_pixel: usize,
-    /// Row-major, `width * height * bytes_per_pixel` bytes; pixels no chunk
-    /// covers are 0.
-    pub(crate) data: Vec<u8>,
+/// Reads result batches into checked chunks.
+#[derive(Debug)]
+pub(crate) struct ChunkReader {
+    width: usize,
+    height: usize,
+    seen: HashSet<(i64, i64)>,
+    bytes_per_pixel: Option<usize>,
 }
 
-impl Raster {
-    /// Pixels equal to `value` (0 for a 2-byte raster).
-    pub(crate) fn u8_count(&self, value: u8) -> usize {
-        if self.bytes_per_pixel == 1 {
-            self.data.iter().filter(|&&v| v == value).count()
-        } else {
-            0
+impl ChunkReader {
+    /// A reader for results on `grid`.
+    pub(crate) fn new(grid: &OutputGrid) -> Self {
+        Self {
+            width: grid.width,
+            height: grid.height,
+            seen: HashSet::new(),
+            bytes_per_pixel: None,
         }
+    }
+
+    /// Bytes per pixel of the chunks read so far (None before the first).
+    pub(crate) fn bytes_per_pixel(&self) -> Option<usize> {
+        self.bytes_per_pixel
+    }
+
+    /// Calls `f(window, pixels, bytes_per_pixel)` for every row of `b` with
+    /// pixels (a NULL leaves its chunk 0), after checking it.
+    pub(crate) fn read(
+        &mut self,
+        b: &RecordBatch,
+        mut f: impl FnMut(Window, &[u8], usize) -> Result<()>,
+    ) -> Result<()> {
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        let (xs, ys, ws, hs) = (
+            int_col(b, "x_off")?,
+            int_col(b, "y_off")?,
+            int_col(b, "width")?,
+            int_col(b, "height")?,
+        );
+        let px = b.column(pixel_col(b)?);
+        let px = arrow::compute::cast(px, &DataType::LargeBinary)
+            .map_err(|e| Error::Internal(format!("binary column to LargeBinary: {e}")))?;
+        let px = px.as_binary::<i64>();
+        for i in 0..b.num_rows() {
+            let (x, y, w, h) = (xs[i], ys[i], ws[i], hs[i]);
+            if x < 0
+                || y < 0
+                || w <= 0
+                || h <= 0
+                || (x + w) as usize > self.width
+                || (y + h) as usize > self.height
+            {
+                return Err(Error::NotRasterisable(format!(
+                    "chunk window {x},{y} {w}x{h} lies outside the {}x{} grid",
+                    self.width, self.height
+                )));
+            }
+            if !self.seen.insert((x, y)) {
+                return Err(Error::NotRasterisable(format!(
+                    "two result rows for the chunk at {x},{y}: group by the chunk before rasterising"
+                )));
+            }
+            if px.is_null(i) {
+                continue;
+            }
+            let window = Window {
+                x: x as usize,
+                y: y as usize,
+                width: w as usize,
+                height: h as usize,
+            };
+            let v = px.value(i);
+            let area = window.area();
+            if v.len() % area != 0 || v.len() / area > 2 || v.is_empty() {
+                return Err(Error::NotRasterisable(format!(
+                    "chunk at {x},{y}: {} bytes for a {w}x{h} window (expected 1 or 2 bytes per pixel)",
+                    v.len()
+                )));
+            }
+            let k = v.len() / area;
+            if *self.bytes_per_pixel.get_or_insert(k) != k {
+                return Err(Error::NotRasterisable(
+                    "chunks differ in bytes per pixel".into(),
+                ));
+            }
+            f(window, v, k)?;
+        }
+        Ok(())
     }
 }
 
@@ -73,77 +151,28 @@ fn pixel_col(b: &RecordBatch) -> Result<usize> {
     }
 }
 
-/// Pastes every chunk into a raster on `grid`.
-pub(crate) fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<Raster> {
-    let mut bpp: Option<usize> = None;
+/// Pastes every chunk into one raster on `grid`: (bytes per pixel, data).
+#[cfg(test)]
+pub(crate) fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<(usize, Vec<u8>)> {
+    let mut reader = ChunkReader::new(grid);
     let mut data: Vec<u8> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for b in batches.iter().filter(|b| b.num_rows() > 0) {
-        let (xs, ys, ws, hs) = (
-            int_col(b, "x_off")?,
-            int_col(b, "y_off")?,
-            int_col(b, "width")?,
-            int_col(b, "height")?,
-        );
-        let px = b.column(pixel_col(b)?);
-        let px = arrow::compute::cast(px, &DataType::LargeBinary)
-            .map_err(|e| Error::Internal(format!("binary column to LargeBinary: {e}")))?;
-        let px = px.as_binary::<i64>();
-        for i in 0..b.num_rows() {
-            let (x, y, w, h) = (xs[i], ys[i], ws[i], hs[i]);
-            if x < 0
-                || y < 0
-                || w <= 0
-                || h <= 0
-                || (x + w) as usize > grid.width
-                || (y + h) as usize > grid.height
-            {
-                return Err(Error::NotRasterisable(format!(
-                    "chunk window {x},{y} {w}x{h} lies outside the {}x{} grid",
-                    grid.width, grid.height
-                )));
-            }
-            if !seen.insert((x, y)) {
-                return Err(Error::NotRasterisable(format!(
-                    "two result rows for the chunk at {x},{y}: group by the chunk before rasterising"
-                )));
-            }
-            if px.is_null(i) {
-                continue;
-            }
-            let (x, y, w, h) = (x as usize, y as usize, w as usize, h as usize);
-            let v = px.value(i);
-            if v.len() % (w * h) != 0 || v.len() / (w * h) > 2 {
-                return Err(Error::NotRasterisable(format!(
-                    "chunk at {x},{y}: {} bytes for a {w}x{h} window (expected 1 or 2 bytes per pixel)",
-                    v.len()
-                )));
-            }
-            let k = v.len() / (w * h);
-            let k0 = *bpp.get_or_insert_with(|| {
+    for b in batches {
+        reader.read(b, |w, px, k| {
+            if data.is_empty() {
                 data = vec![0u8; grid.width * grid.height * k];
-                k
-            });
-            if k != k0 {
-                return Err(Error::NotRasterisable(
-                    "chunks differ in bytes per pixel".into(),
-                ));
             }
-            for r in 0..h {
-                let dst = ((y + r) * grid.width + x) * k;
-                data[dst..dst + w * k].copy_from_slice(&v[r * w * k..(r + 1) * w * k]);
+            for r in 0..w.height {
+                let dst = ((w.y + r) * grid.width + w.x) * k;
+                data[dst..dst + w.width * k].copy_from_slice(&px[r * w.width * k..][..w.width * k]);
             }
-        }
+            Ok(())
+        })?;
     }
-    let bytes_per_pixel = bpp.unwrap_or(1);
+    let k = reader.bytes_per_pixel().unwrap_or(1);
     if data.is_empty() {
-        data = vec![0u8; grid.width * grid.height * bytes_per_pixel];
+        data = vec![0u8; grid.width * grid.height * k];
     }
-    Ok(Raster {
-        grid: grid.clone(),
-        bytes_per_pixel,
-        data,
-    })
+    Ok((k, data))
 }
 
 #[cfg(test)]
@@ -202,18 +231,17 @@ mod tests {
     fn pastes_chunks_at_their_offsets() {
         // a 5 x 3 grid in 3-px chunks: (0,0) 3x3, (3,0) 2x3; the second is NULL
         let b = batch(&[(0, 0, 3, 3, Some((1..=9).collect())), (3, 0, 2, 3, None)]);
-        let r = assemble(&grid(5, 3), &[b]).unwrap();
-        assert_eq!(r.bytes_per_pixel, 1);
-        assert_eq!(r.data, [1, 2, 3, 0, 0, 4, 5, 6, 0, 0, 7, 8, 9, 0, 0]);
-        assert_eq!(r.u8_count(0), 6);
+        let (k, data) = assemble(&grid(5, 3), &[b]).unwrap();
+        assert_eq!(k, 1);
+        assert_eq!(data, [1, 2, 3, 0, 0, 4, 5, 6, 0, 0, 7, 8, 9, 0, 0]);
         // 2 bytes per pixel, over two batches
         let a = batch(&[(0, 0, 2, 1, Some(vec![1, 0, 2, 1]))]);
         let b = batch(&[(2, 0, 1, 1, Some(vec![255, 255]))]);
         let r = assemble(&grid(3, 1), &[a, b]).unwrap();
-        assert_eq!((r.bytes_per_pixel, r.data), (2, vec![1, 0, 2, 1, 255, 255]));
+        assert_eq!(r, (2, vec![1, 0, 2, 1, 255, 255]));
         // no rows: an all-0 raster
         let r = assemble(&grid(2, 2), &[]).unwrap();
-        assert_eq!(r.data, [0; 4]);
+        assert_eq!(r, (1, vec![0; 4]));
     }
 
     #[test]

@@ -7,7 +7,17 @@ use crate::error::{io_err, Error, Result};
 /// Calls `write(tmp)` with a temp path in the target's directory, then renames
 /// the temp file to `target`. On error the temp file is removed.
 pub(crate) fn write_atomic(target: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = dir_of(target);
+    let tmp = temp_path(target, "")?;
+    let result = write(&tmp).and_then(|_| commit(&tmp, target));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A temp path beside `target` (`.NAME.tmp-PID` + `suffix`), in a directory
+/// that exists.
+pub(crate) fn temp_path(target: &Path, suffix: &str) -> Result<PathBuf> {
     check_dir(target)?;
     let name = target
         .file_name()
@@ -20,12 +30,12 @@ pub(crate) fn write_atomic(target: &Path, write: impl FnOnce(&Path) -> Result<()
         })?
         .to_string_lossy()
         .to_string();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = write(&tmp).and_then(|_| std::fs::rename(&tmp, target).map_err(io_err(target)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    Ok(dir_of(target).join(format!(".{name}.tmp-{}{suffix}", std::process::id())))
+}
+
+/// Renames a finished temp file onto its target.
+pub(crate) fn commit(tmp: &Path, target: &Path) -> Result<()> {
+    std::fs::rename(tmp, target).map_err(io_err(target))
 }
 
 fn dir_of(target: &Path) -> PathBuf {

@@ -1,75 +1,117 @@
-//! GeoTIFF out as a Cloud-Optimized GeoTIFF: built in a GDAL `MEM` dataset,
-//! then `CreateCopy` to the COG driver (tiled 512, DEFLATE, overviews resampled
+//! GeoTIFF out as a Cloud-Optimized GeoTIFF: built chunk by chunk in a tiled
+//! GTiff on disk, then `CreateCopy` to the COG driver (tiled 512, DEFLATE, overviews resampled
 //! NEAREST so a 0/1 mask stays 0/1), with the items' CRS and the grid's
 //! geotransform. No nodata value: 0 is dry land, not missing data.
 //! Blocking (GDAL): call from a blocking thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use gdal::raster::{Buffer, RasterCreationOptions};
-use gdal::DriverManager;
+use gdal::{Dataset, DriverManager};
 
 use crate::error::{Error, Result};
-use crate::output::assemble::Raster;
-use crate::output::atomic::write_atomic;
-use crate::raster::grid::spatial_ref;
+use crate::geo::Window;
+use crate::output::atomic::{temp_path, write_atomic};
+use crate::raster::grid::{spatial_ref, OutputGrid};
 
-/// Builds the raster as an in-memory GDAL dataset with CRS and geotransform.
-pub(crate) fn mem_dataset(r: &Raster) -> Result<gdal::Dataset> {
-    let g = &r.grid;
-    let mem = DriverManager::get_driver_by_name("MEM")?;
-    let mut ds = match r.bytes_per_pixel {
-        1 => {
-            let ds = mem.create_with_band_type::<u8, _>("", g.width, g.height, 1)?;
-            ds.rasterband(1)?.write(
-                (0, 0),
-                (g.width, g.height),
-                &mut Buffer::new((g.width, g.height), r.data.clone()),
-            )?;
-            ds
-        }
-        2 => {
-            let ds = mem.create_with_band_type::<u16, _>("", g.width, g.height, 1)?;
-            let v: Vec<u16> = r
-                .data
-                .chunks_exact(2)
-                .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                .collect();
-            ds.rasterband(1)?.write(
-                (0, 0),
-                (g.width, g.height),
-                &mut Buffer::new((g.width, g.height), v),
-            )?;
-            ds
-        }
-        n => {
-            return Err(Error::Internal(format!(
-                "a raster of {n} bytes per pixel (assembling allows 1 or 2)"
-            )))
-        }
-    };
-    ds.set_geo_transform(&g.geotransform())?;
-    ds.set_spatial_ref(&spatial_ref(&g.crs)?)?;
-    Ok(ds)
+/// The GeoTIFF being built: a tiled, sparse GTiff on disk (a temp file
+/// beside the target) written chunk by chunk — GDAL's block cache bounds the
+/// memory — then copied into a COG with its overviews.
+pub(crate) struct TiledTiff {
+    path: PathBuf,
+    ds: Dataset,
+    bytes_per_pixel: usize,
 }
 
-/// Writes `r` as a COG at `path` (atomically).
-pub(crate) fn write_cog(r: &Raster, path: &Path) -> Result<()> {
-    let ds = mem_dataset(r)?;
-    let cog = DriverManager::get_driver_by_name("COG")?;
-    let opts = RasterCreationOptions::from_iter([
-        "COMPRESS=DEFLATE",
-        "BLOCKSIZE=512",
-        "OVERVIEW_RESAMPLING=NEAREST",
-        "BIGTIFF=IF_SAFER",
-        "NUM_THREADS=ALL_CPUS",
-    ]);
-    write_atomic(path, |tmp| {
-        let mut out = ds
-            .create_copy(&cog, tmp, &opts)
-            .map_err(|e| Error::Gdal(format!("writing COG '{}': {e}", path.display())))?;
-        out.flush_cache()?;
-        drop(out);
+impl TiledTiff {
+    /// Creates the temp GTiff for `target` on `grid`: 1 (u8) or 2 (u16) bytes
+    /// per pixel; blocks never written read as 0.
+    pub(crate) fn create(target: &Path, grid: &OutputGrid, bytes_per_pixel: usize) -> Result<Self> {
+        let path = temp_path(target, ".gtiff")?;
+        let drv = DriverManager::get_driver_by_name("GTiff")?;
+        let opts = RasterCreationOptions::from_iter([
+            "TILED=YES",
+            "BLOCKXSIZE=512",
+            "BLOCKYSIZE=512",
+            "SPARSE_OK=TRUE",
+            "BIGTIFF=IF_SAFER",
+        ]);
+        let (w, h) = (grid.width, grid.height);
+        let made = match bytes_per_pixel {
+            1 => drv.create_with_band_type_with_options::<u8, _>(&path, w, h, 1, &opts),
+            2 => drv.create_with_band_type_with_options::<u16, _>(&path, w, h, 1, &opts),
+            n => {
+                return Err(Error::Internal(format!(
+                    "a raster of {n} bytes per pixel (the chunk reader allows 1 or 2)"
+                )))
+            }
+        };
+        let mut ds =
+            made.map_err(|e| Error::Gdal(format!("creating '{}': {e}", path.display())))?;
+        ds.set_geo_transform(&grid.geotransform())?;
+        ds.set_spatial_ref(&spatial_ref(&grid.crs)?)?;
+        Ok(Self {
+            path,
+            ds,
+            bytes_per_pixel,
+        })
+    }
+
+    /// The temp file (removed by the caller when the run fails).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes a chunk's pixels (`bytes_per_pixel` each, little-endian).
+    pub(crate) fn write(&mut self, w: Window, px: &[u8]) -> Result<()> {
+        let mut band = self.ds.rasterband(1)?;
+        let size = (w.width, w.height);
+        match self.bytes_per_pixel {
+            1 => band.write(
+                (w.x as isize, w.y as isize),
+                size,
+                &mut Buffer::new(size, px.to_vec()),
+            )?,
+            _ => {
+                let v: Vec<u16> = px
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                band.write(
+                    (w.x as isize, w.y as isize),
+                    size,
+                    &mut Buffer::new(size, v),
+                )?
+            }
+        }
         Ok(())
-    })
+    }
+
+    /// Closes the GTiff and copies it into a COG at `target` (atomically);
+    /// the temp GTiff is removed.
+    pub(crate) fn into_cog(self, target: &Path) -> Result<()> {
+        let TiledTiff { path, mut ds, .. } = self;
+        let result = (|| {
+            ds.flush_cache()?;
+            drop(ds);
+            let src = Dataset::open(&path)?;
+            let cog = DriverManager::get_driver_by_name("COG")?;
+            let opts = RasterCreationOptions::from_iter([
+                "COMPRESS=DEFLATE",
+                "BLOCKSIZE=512",
+                "OVERVIEW_RESAMPLING=NEAREST",
+                "BIGTIFF=IF_SAFER",
+                "NUM_THREADS=ALL_CPUS",
+            ]);
+            write_atomic(target, |tmp| {
+                let mut out = src
+                    .create_copy(&cog, tmp, &opts)
+                    .map_err(|e| Error::Gdal(format!("writing COG '{}': {e}", target.display())))?;
+                out.flush_cache()?;
+                Ok(())
+            })
+        })();
+        let _ = std::fs::remove_file(&path);
+        result
+    }
 }

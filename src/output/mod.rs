@@ -1,8 +1,8 @@
-//! Results out: the aggregated chunks assembled into a raster, written as a
-//! COG, a Parquet chunk table and a PNG quicklook. Every writer is atomic (a
-//! temp file beside the target, renamed into place) and [`write_all`] is all
-//! or nothing: when a later output fails, the earlier ones are removed.
-//! Blocking (GDAL): call from a blocking thread.
+//! Results out: the aggregated chunks, as they stream in, written as a COG,
+//! a Parquet chunk table and a PNG quicklook ([`sink::RasterSink`]). Every
+//! writer is atomic (a temp file beside the target, renamed into place) and
+//! the set is all or nothing: when a later output fails, the earlier ones
+//! are removed. Blocking (GDAL): call from a blocking thread.
 
 pub(crate) mod assemble;
 pub(crate) mod atomic;
@@ -10,14 +10,11 @@ pub(crate) mod cog;
 pub(crate) mod font;
 pub(crate) mod parquet;
 pub(crate) mod png;
+pub(crate) mod sink;
 
-use std::path::{Path, PathBuf};
-
-use arrow::array::RecordBatch;
+use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::output::assemble::{assemble, Raster};
-use crate::raster::grid::OutputGrid;
 
 /// Where to write a raster result.
 #[derive(Debug, Clone, Default)]
@@ -48,40 +45,6 @@ impl Outputs {
     }
 }
 
-/// Assembles the result rows onto `grid` and writes every output asked for,
-/// all or nothing; returns the raster.
-pub(crate) fn write_all(
-    grid: &OutputGrid,
-    batches: Vec<RecordBatch>,
-    outputs: &Outputs,
-    title: &str,
-) -> Result<Raster> {
-    let raster = assemble(grid, &batches)?;
-    let mut written: Vec<&Path> = Vec::new();
-    let result = (|| -> Result<()> {
-        if let Some(p) = &outputs.parquet {
-            parquet::write_parquet(&batches, &raster, p)?;
-            written.push(p);
-        }
-        drop(batches);
-        if let Some(p) = &outputs.png {
-            png::write_png(&raster, title, p)?;
-            written.push(p);
-        }
-        if let Some(p) = &outputs.tif {
-            cog::write_cog(&raster, p)?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        for p in written {
-            let _ = std::fs::remove_file(p);
-        }
-        return Err(e);
-    }
-    Ok(raster)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -90,6 +53,22 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::output::sink::{RasterSink, Written};
+    use crate::raster::grid::OutputGrid;
+    use arrow::array::RecordBatch;
+
+    fn write_all(
+        grid: &OutputGrid,
+        batches: Vec<RecordBatch>,
+        outputs: &Outputs,
+        title: &str,
+    ) -> Result<Written> {
+        let mut sink = RasterSink::new(grid, outputs, title)?;
+        for b in &batches {
+            sink.write(b)?;
+        }
+        sink.finish()
+    }
 
     fn grid() -> OutputGrid {
         OutputGrid {
@@ -146,7 +125,8 @@ mod tests {
             png: Some(dir.path().join("x.png")),
         };
         let r = write_all(&grid(), batches, &out, "T").unwrap();
-        assert_eq!(r.data, want);
+        assert_eq!(r.bytes_per_pixel, 1);
+        assert_eq!(r.ones, want.iter().filter(|&&v| v == 1).count() as u64);
         let ds = gdal::Dataset::open(dir.path().join("x.tif")).unwrap();
         assert_eq!(ds.raster_size(), (700, 300));
         assert_eq!(
@@ -196,8 +176,31 @@ mod tests {
             png: Some(dir.path().join("x.png")),
         };
         assert!(out.check_dirs().is_err());
-        let e = write_all(&grid(), batches, &out, "T").unwrap_err();
+        let e = write_all(&grid(), batches.clone(), &out, "T").unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // the COG fails last (its temp GTiff cannot be copied onto a directory):
+        // the Parquet and PNG already in place are removed, no temp file stays
+        std::fs::create_dir(dir.path().join("x.tif")).unwrap();
+        let out = Outputs {
+            tif: Some(dir.path().join("x.tif")),
+            ..out
+        };
+        assert!(write_all(&grid(), batches.clone(), &out, "T").is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["x.tif"], "only the directory in the way");
+        // a sink dropped mid-stream (a failed or cancelled query) leaves nothing
+        std::fs::remove_dir(dir.path().join("x.tif")).unwrap();
+        let mut sink = RasterSink::new(&grid(), &out, "T").unwrap();
+        sink.write(&batches[0]).unwrap();
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().count() > 0,
+            "temp files exist"
+        );
+        drop(sink);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -11,6 +11,9 @@ pub(crate) mod summary;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
+use futures::StreamExt;
+
 pub use statement::{run_statement, split_statements, StatementOutput};
 pub use summary::Summary;
 
@@ -21,11 +24,12 @@ use datafusion::execution::context::SessionContext;
 
 use crate::context::QueryProgress;
 use crate::error::{join_err, Error, Result};
-use crate::output::write_all;
+use crate::output::sink::{RasterSink, Written};
 use crate::raster::plan::ScanPlan;
+use statement::{stream_statement, StatementStream};
 
-/// Runs SQL text; the last statement's result is rasterised onto the grid of
-/// its `flood_chunks` scan and written to `outputs` (all or nothing).
+/// Runs SQL text; the last statement's result streams onto the grid of its
+/// `flood_chunks` scan, chunk by chunk, into `outputs` (all or nothing).
 pub async fn run_to_outputs(
     ctx: &SessionContext,
     sql: &str,
@@ -42,22 +46,72 @@ pub async fn run_to_outputs(
     for s in stmts {
         run_statement(ctx, s, progress).await?;
     }
-    let out = run_statement(ctx, last, progress).await?;
-    progress.scan.finish_and_clear();
-    let scanned_rows = out.scans.iter().map(|(_, n)| n).sum();
-    let scan = the_grid_scan(out.scans.into_iter().map(|(s, _)| s).collect())?;
-    let result_chunks = out.batches.iter().map(|b| b.num_rows()).sum();
+    let StatementStream {
+        mut stream,
+        scans,
+        job,
+    } = stream_statement(ctx, last, progress).await?;
+    let scanned_rows = scans.iter().map(|(_, n)| n).sum();
+    let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
+    // the writers run on a blocking thread, fed batch by batch; a bounded
+    // channel keeps the query from running ahead of them. They finish only
+    // on `Done`: a failed or cancelled query (the channel closes without it)
+    // drops the sink, which removes its temp files.
+    enum Msg {
+        Batch(RecordBatch),
+        Done,
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(2);
     let (grid, outputs, title) = (scan.grid.clone(), outputs.clone(), title.to_string());
-    let batches = out.batches;
-    let raster = tokio::task::spawn_blocking(move || write_all(&grid, batches, &outputs, &title))
-        .await
-        .map_err(join_err("writing outputs"))??;
+    let writer = tokio::task::spawn_blocking(move || -> Result<Option<(Written, usize)>> {
+        let mut sink = RasterSink::new(&grid, &outputs, &title)?;
+        let mut rows = 0;
+        loop {
+            match rx.blocking_recv() {
+                Some(Msg::Batch(b)) => {
+                    rows += b.num_rows();
+                    sink.write(&b)?;
+                }
+                Some(Msg::Done) => return Ok(Some((sink.finish()?, rows))),
+                None => return Ok(None),
+            }
+        }
+    });
+    let mut failure = None;
+    while let Some(b) = stream.next().await {
+        match b {
+            Ok(b) => {
+                if tx.send(Msg::Batch(b)).await.is_err() {
+                    break; // the writer failed: its error is reported below
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if failure.is_none() {
+        let _ = tx.send(Msg::Done).await;
+    }
+    drop(tx);
+    let written = writer.await.map_err(join_err("writing outputs"))??;
+    let (written, result_chunks) = match (failure, written) {
+        (Some(e), _) => return Err(e),
+        (None, Some(w)) => w,
+        (None, None) => {
+            return Err(Error::Internal("the writers stopped without finishing".into()).into())
+        }
+    };
+    drop(job);
+    progress.scan.finish_and_clear();
     Ok(Summary {
         items: scan.n_items(),
         slices: scan.slices.len(),
         scanned_rows,
         result_chunks,
-        raster,
+        grid: scan.grid.clone(),
+        written,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }

@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use datafusion::execution::context::SessionContext;
-use datafusion::physical_plan::collect;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use futures::TryStreamExt;
 
 use crate::cluster::client::{cluster_error, ClusterUrl, JobProgress};
 use crate::context::QueryProgress;
@@ -29,19 +32,26 @@ pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
 pub struct StatementOutput {
     /// The result rows.
     pub batches: Vec<RecordBatch>,
-    /// The `flood_chunks` scans it ran, with the (slice, chunk) rows each produced.
-    pub(crate) scans: Vec<(Arc<ScanPlan>, usize)>,
 }
 
-/// Plans one statement and runs it to batches (locally, or on the cluster
-/// the session is connected to), reporting on `progress`: STAC searches on
-/// its search bar, scanned rows (locally) or tasks (on a cluster) on its scan
-/// bar.
-pub async fn run_statement(
+/// A statement planned and started: its result as a stream.
+pub(crate) struct StatementStream {
+    /// The result rows, as they come (cluster errors already tidied).
+    pub(crate) stream: SendableRecordBatchStream,
+    /// The `flood_chunks` scans it runs, with the (slice, chunk) rows each produces.
+    pub(crate) scans: Vec<(Arc<ScanPlan>, usize)>,
+    /// Follows the cluster job while the stream is read (keep it alive).
+    pub(crate) job: Option<JobProgress>,
+}
+
+/// Plans one statement and starts it (locally, or on the cluster the session
+/// is connected to), reporting on `progress`: STAC searches on its search
+/// bar, scanned rows (locally) or tasks (on a cluster) on its scan bar.
+pub(crate) async fn stream_statement(
     ctx: &SessionContext,
     stmt: Statement,
     progress: &QueryProgress,
-) -> datafusion::error::Result<StatementOutput> {
+) -> datafusion::error::Result<StatementStream> {
     let logical = ctx.state().statement_to_plan(stmt).await?;
     let mut scans = resolve_scans(&logical, &progress.search).await?;
     // SET, CREATE VIEW, ... act on the context; queries come back as a plan
@@ -59,7 +69,7 @@ pub async fn run_statement(
         })
         .collect();
     let cluster = state.config().get_extension::<ClusterUrl>();
-    let _job = match &cluster {
+    let job = match &cluster {
         Some(url) => JobProgress::follow(&physical, url, &progress.scan),
         None => {
             let rows: usize = scans.iter().map(|(_, n)| n).sum();
@@ -69,9 +79,34 @@ pub async fn run_statement(
             None
         }
     };
-    let batches = match (collect(physical, state.task_ctx()).await, &cluster) {
-        (Err(e), Some(url)) => return Err(cluster_error(e, url)),
-        (b, _) => b?,
-    };
-    Ok(StatementOutput { batches, scans })
+    let stream = execute_stream(physical, state.task_ctx()).map_err(|e| tidy(e, &cluster))?;
+    let schema = stream.schema();
+    let stream = stream.map_err(move |e| tidy(e, &cluster));
+    Ok(StatementStream {
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        scans,
+        job,
+    })
+}
+
+fn tidy(
+    e: datafusion::error::DataFusionError,
+    cluster: &Option<Arc<ClusterUrl>>,
+) -> datafusion::error::DataFusionError {
+    match cluster {
+        Some(url) => cluster_error(e, url),
+        None => e,
+    }
+}
+
+/// Plans one statement and runs it to batches; see [`stream_statement`].
+pub async fn run_statement(
+    ctx: &SessionContext,
+    stmt: Statement,
+    progress: &QueryProgress,
+) -> datafusion::error::Result<StatementOutput> {
+    let StatementStream { stream, job, .. } = stream_statement(ctx, stmt, progress).await?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    drop(job);
+    Ok(StatementOutput { batches })
 }

@@ -1,6 +1,7 @@
 //! What a raster run did, as the CLI prints it.
 
-use crate::output::assemble::Raster;
+use crate::output::sink::Written;
+use crate::raster::grid::OutputGrid;
 
 /// What a raster run did.
 #[derive(Debug, Clone)]
@@ -15,18 +16,23 @@ pub struct Summary {
     pub result_chunks: usize,
     /// Wall time of the run.
     pub seconds: f64,
-    pub(crate) raster: Raster,
+    pub(crate) grid: OutputGrid,
+    pub(crate) written: Written,
 }
 
 impl Summary {
     /// Pixels equal to 1 in a 1-byte result.
     pub fn flooded_pixels(&self) -> usize {
-        self.raster.u8_count(1)
+        if self.written.bytes_per_pixel == 1 {
+            self.written.ones as usize
+        } else {
+            0
+        }
     }
 
     /// The summary, one fact per line.
     pub fn describe(&self) -> String {
-        let g = &self.raster.grid;
+        let g = &self.grid;
         let px = self.flooded_pixels();
         let gt = g.geotransform();
         format!(

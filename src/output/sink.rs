@@ -1,0 +1,163 @@
+//! The result stream into files, chunk by chunk: each batch of aggregated
+//! chunks goes to the GeoTIFF being built (a tiled GTiff on disk), the
+//! Parquet file and the quicklook's block maxima as it arrives, so the client
+//! never holds the raster. [`RasterSink::finish`] turns the GTiff into the
+//! COG and renames every output into place, all or nothing; a sink dropped
+//! unfinished (an error, a cancelled query) removes its temp files.
+//! Blocking (GDAL): call from a blocking thread.
+
+use std::path::PathBuf;
+
+use arrow::array::RecordBatch;
+
+use crate::error::Result;
+use crate::output::assemble::ChunkReader;
+use crate::output::cog::TiledTiff;
+use crate::output::parquet::ParquetSink;
+use crate::output::png::{write_png, Quicklook};
+use crate::output::Outputs;
+use crate::raster::grid::OutputGrid;
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    /// Bytes per pixel of the raster (1 or 2).
+    pub(crate) bytes_per_pixel: usize,
+    /// Pixels equal to 1 in a 1-byte raster (flooded, for a mask).
+    pub(crate) ones: u64,
+}
+
+/// Writes a stream of result batches to the outputs asked for.
+pub(crate) struct RasterSink {
+    grid: OutputGrid,
+    outputs: Outputs,
+    title: String,
+    reader: ChunkReader,
+    tiff: Option<TiledTiff>,
+    parquet: Option<ParquetSink>,
+    quicklook: Quicklook,
+    ones: u64,
+    /// Temp files to remove unless the run finishes.
+    temps: Vec<PathBuf>,
+}
+
+impl RasterSink {
+    /// A sink for results on `grid`; fails when an output's directory is missing.
+    pub(crate) fn new(grid: &OutputGrid, outputs: &Outputs, title: &str) -> Result<Self> {
+        outputs.check_dirs()?;
+        let parquet = match &outputs.parquet {
+            Some(p) => Some(ParquetSink::new(p, grid)?),
+            None => None,
+        };
+        let temps = parquet.iter().map(|p| p.tmp().to_path_buf()).collect();
+        Ok(Self {
+            grid: grid.clone(),
+            outputs: outputs.clone(),
+            title: title.to_string(),
+            reader: ChunkReader::new(grid),
+            tiff: None,
+            parquet,
+            quicklook: Quicklook::new(grid.width, grid.height),
+            ones: 0,
+            temps,
+        })
+    }
+
+    /// The GeoTIFF being built, created with the first chunk's pixel size.
+    fn tiff<'a>(
+        slot: &'a mut Option<TiledTiff>,
+        outputs: &Outputs,
+        grid: &OutputGrid,
+        temps: &mut Vec<PathBuf>,
+        bytes_per_pixel: usize,
+    ) -> Result<Option<&'a mut TiledTiff>> {
+        if slot.is_none() {
+            if let Some(target) = &outputs.tif {
+                let t = TiledTiff::create(target, grid, bytes_per_pixel)?;
+                temps.push(t.path().to_path_buf());
+                *slot = Some(t);
+            }
+        }
+        Ok(slot.as_mut())
+    }
+
+    /// Writes one batch of result rows.
+    pub(crate) fn write(&mut self, b: &RecordBatch) -> Result<()> {
+        let RasterSink {
+            grid,
+            outputs,
+            reader,
+            tiff,
+            parquet,
+            quicklook,
+            ones,
+            temps,
+            ..
+        } = self;
+        reader.read(b, |w, px, k| {
+            if let Some(t) = Self::tiff(tiff, outputs, grid, temps, k)? {
+                t.write(w, px)?;
+            }
+            quicklook.add(w.x, w.y, w.width, px, k);
+            if k == 1 {
+                *ones += px.iter().filter(|&&v| v == 1).count() as u64;
+            }
+            Ok(())
+        })?;
+        if let Some(p) = parquet.as_mut() {
+            p.write(b)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes every output: Parquet, PNG, then the COG; when one fails,
+    /// those already in place are removed.
+    pub(crate) fn finish(mut self) -> Result<Written> {
+        let bytes_per_pixel = self.reader.bytes_per_pixel().unwrap_or(1);
+        // an all-0 result still makes a GeoTIFF
+        Self::tiff(
+            &mut self.tiff,
+            &self.outputs,
+            &self.grid,
+            &mut self.temps,
+            bytes_per_pixel,
+        )?;
+        let mut done: Vec<PathBuf> = Vec::new();
+        let result = (|| -> Result<()> {
+            if let (Some(p), Some(target)) = (self.parquet.take(), &self.outputs.parquet) {
+                p.finish(bytes_per_pixel)?;
+                done.push(target.clone());
+            }
+            if let Some(target) = &self.outputs.png {
+                write_png(&self.quicklook, &self.title, target)?;
+                done.push(target.clone());
+            }
+            if let (Some(t), Some(target)) = (self.tiff.take(), &self.outputs.tif) {
+                t.into_cog(target)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for p in done {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+        self.temps.clear();
+        Ok(Written {
+            bytes_per_pixel,
+            ones: self.ones,
+        })
+    }
+}
+
+impl Drop for RasterSink {
+    fn drop(&mut self) {
+        // close the GTiff before removing it
+        self.tiff = None;
+        self.parquet = None;
+        for p in &self.temps {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
