@@ -28,11 +28,23 @@ fn options() -> FloodsqlOptions {
     }
 }
 
+/// DataFusion settings floodsql's plans rely on: a scan partitioned by
+/// ranges of chunk rows satisfies an aggregation grouped by any set of keys
+/// that includes its key (`y_off` or `chunk_row`), so each chunk is
+/// aggregated in its scan partition, with no repartition, and emitted as
+/// soon as its last slice is scanned.
+fn tuned(mut cfg: SessionConfig) -> SessionConfig {
+    cfg.options_mut().optimizer.subset_repartition_threshold = 1;
+    cfg
+}
+
 /// Session configuration with floodsql's options namespace.
 pub fn session_config() -> SessionConfig {
-    SessionConfig::new()
-        .with_option_extension(options())
-        .with_information_schema(true)
+    tuned(
+        SessionConfig::new()
+            .with_option_extension(options())
+            .with_information_schema(true),
+    )
 }
 
 /// Registers floodsql's functions and table functions on a context.
@@ -58,7 +70,7 @@ pub fn cluster_session_config() -> SessionConfig {
         BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE, BALLISTA_SHUFFLE_COMPRESSION_CODEC,
     };
     use ballista_core::extension::SessionConfigExt;
-    SessionConfig::new_with_ballista()
+    tuned(SessionConfig::new_with_ballista())
         .with_option_extension(options())
         .with_information_schema(true)
         .set_u64(

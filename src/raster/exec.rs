@@ -20,12 +20,18 @@ use arrow::array::{
     ArrayRef, Int32Array, LargeBinaryArray, RecordBatch, RecordBatchOptions,
     TimestampMicrosecondArray, UInt32Array,
 };
+use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{exec_datafusion_err, internal_datafusion_err, internal_err, Result};
+use datafusion::common::{
+    exec_datafusion_err, internal_datafusion_err, internal_err, Result, ScalarValue, SplitPoint,
+};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{
+    EquivalenceProperties, LexOrdering, PhysicalExpr, PhysicalSortExpr, RangePartitioning,
+};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, RecordOutput, Time,
@@ -180,35 +186,147 @@ pub(crate) fn assignment_schema() -> SchemaRef {
     S.clone()
 }
 
-/// The chunks with data dealt round-robin over `partitions` partitions, as an
+/// The chunk rows with data split into `n` contiguous, non-empty runs of
+/// about equal chunk counts: for each partition after the first, the index
+/// (into `rows`) of its first row. Deterministic in (`rows`, `n`), so that a
+/// decoded plan declares the same partitioning; `n` is at most `rows.len()`.
+fn split_rows(rows: &[(usize, usize)], n: usize) -> Vec<usize> {
+    let total: usize = rows.iter().map(|(_, k)| k).sum();
+    let mut splits = Vec::new();
+    let mut acc = 0;
+    for (i, (_, k)) in rows.iter().enumerate() {
+        let parts_left = n.saturating_sub(1 + splits.len());
+        let rows_left = rows.len() - i;
+        if i > 0
+            && parts_left > 0
+            && (acc * n >= total * (splits.len() + 1) || rows_left == parts_left)
+        {
+            splits.push(i);
+        }
+        acc += k;
+    }
+    splits
+}
+
+/// How a scan's chunks are dealt to its partitions: whole chunk rows, in
+/// contiguous runs (row-major within a partition), so that each chunk lives
+/// in exactly one partition and every partition's rows come ordered by
+/// chunk — what lets the aggregate above emit a chunk as soon as its last
+/// slice is scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Assignment {
+    /// Chunks (col, row) per partition.
+    pub(crate) partitions: Vec<Vec<(usize, usize)>>,
+    /// First chunk row of each partition after the first.
+    pub(crate) first_rows: Vec<usize>,
+}
+
+impl Assignment {
+    /// The chunks with data of `plan` over at most `partitions` partitions
+    /// (never more than there are chunk rows with data; at least one).
+    pub(crate) fn new(plan: &ScanPlan, partitions: usize) -> Self {
+        let chunks = plan.chunks_with_data();
+        let mut rows: Vec<(usize, usize)> = Vec::new();
+        for &(_, r) in &chunks {
+            match rows.last_mut() {
+                Some((row, k)) if *row == r => *k += 1,
+                _ => rows.push((r, 1)),
+            }
+        }
+        let n = partitions.clamp(1, rows.len().max(1));
+        let splits = split_rows(&rows, n);
+        let first_rows: Vec<usize> = splits.iter().map(|&i| rows[i].0).collect();
+        let mut parts: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+        for (c, r) in chunks {
+            let p = first_rows.partition_point(|&first| first <= r);
+            parts[p].push((c, r));
+        }
+        Self {
+            partitions: parts,
+            first_rows,
+        }
+    }
+
+    /// As an in-memory source with one partition per scan partition.
+    fn to_exec(&self) -> Result<Arc<dyn ExecutionPlan>> {
+        let batches = self
+            .partitions
+            .iter()
+            .map(|chunks| {
+                let cols: Vec<u32> = chunks.iter().map(|&(c, _)| c as u32).collect();
+                let rows: Vec<u32> = chunks.iter().map(|&(_, r)| r as u32).collect();
+                Ok(vec![RecordBatch::try_new(
+                    assignment_schema(),
+                    vec![
+                        Arc::new(UInt32Array::from(cols)) as ArrayRef,
+                        Arc::new(UInt32Array::from(rows)),
+                    ],
+                )?])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &batches,
+            assignment_schema(),
+            None,
+        )?)
+    }
+}
+
+/// The chunk assignment of `plan` over `partitions` partitions, as an
 /// in-memory source.
 pub(crate) fn chunk_assignment(
     plan: &ScanPlan,
     partitions: usize,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let n = partitions.max(1);
-    let mut parts: Vec<(Vec<u32>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); n];
-    for (i, (c, r)) in plan.chunks_with_data().into_iter().enumerate() {
-        parts[i % n].0.push(c as u32);
-        parts[i % n].1.push(r as u32);
+    Assignment::new(plan, partitions).to_exec()
+}
+
+/// What the scan declares about its output: rows ordered by chunk within
+/// each partition, and partitions holding disjoint ranges of chunk rows
+/// (declared on `y_off`, else `chunk_row`, when projected).
+fn declared_properties(
+    plan: &ScanPlan,
+    schema: &SchemaRef,
+    partitions: usize,
+) -> (EquivalenceProperties, Partitioning) {
+    let col = |c: ChunkColumn| -> Option<Arc<dyn PhysicalExpr>> {
+        let i = schema.index_of(c.name()).ok()?;
+        Some(Arc::new(Column::new(c.name(), i)))
+    };
+    let sort = |e: Arc<dyn PhysicalExpr>| PhysicalSortExpr::new(e, SortOptions::default());
+    let mut orderings: Vec<LexOrdering> = Vec::new();
+    for (outer, inner) in [
+        (ChunkColumn::ChunkRow, ChunkColumn::ChunkCol),
+        (ChunkColumn::YOff, ChunkColumn::XOff),
+    ] {
+        if let Some(o) = col(outer) {
+            let mut exprs = vec![sort(o)];
+            exprs.extend(col(inner).map(sort));
+            orderings.extend(LexOrdering::new(exprs));
+        }
     }
-    let batches = parts
+    let eq = EquivalenceProperties::new_with_orderings(schema.clone(), orderings);
+    let assignment = Assignment::new(plan, partitions);
+    if assignment.partitions.len() != partitions {
+        // a restricted copy (a cluster task's): nothing to declare
+        return (eq, Partitioning::UnknownPartitioning(partitions));
+    }
+    let key = [(ChunkColumn::YOff, plan.chunk), (ChunkColumn::ChunkRow, 1)]
         .into_iter()
-        .map(|(cols, rows)| {
-            Ok(vec![RecordBatch::try_new(
-                assignment_schema(),
-                vec![
-                    Arc::new(UInt32Array::from(cols)) as ArrayRef,
-                    Arc::new(UInt32Array::from(rows)),
-                ],
-            )?])
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(MemorySourceConfig::try_new_exec(
-        &batches,
-        assignment_schema(),
-        None,
-    )?)
+        .find_map(|(c, scale)| col(c).map(|e| (e, scale)));
+    let Some((key, scale)) = key else {
+        return (eq, Partitioning::UnknownPartitioning(partitions));
+    };
+    let splits = assignment
+        .first_rows
+        .iter()
+        .map(|&r| SplitPoint::new(vec![ScalarValue::Int32(Some((r * scale) as i32))]))
+        .collect();
+    let partitioning = LexOrdering::new(vec![sort(key)])
+        .and_then(|o| RangePartitioning::try_new(o, splits).ok())
+        .map(Partitioning::Range)
+        .unwrap_or(Partitioning::UnknownPartitioning(partitions));
+    (eq, partitioning)
 }
 
 impl FloodChunksExec {
@@ -242,9 +360,10 @@ impl FloodChunksExec {
             None => full,
         };
         let partitions = input.properties().partitioning.partition_count();
+        let (eq, partitioning) = declared_properties(&plan, &schema, partitions);
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(partitions),
+            eq,
+            partitioning,
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
@@ -563,35 +682,95 @@ mod tests {
         }
     }
 
+    /// Every chunk with data in exactly one partition; partitions are
+    /// contiguous runs of whole chunk rows, row-major inside, none empty.
     #[tokio::test]
-    async fn chunk_assignment_deals_every_chunk_with_data_once() {
-        let p = plan();
-        let with_data = p.chunks_with_data();
-        assert_eq!(with_data, [(0, 0), (1, 0), (1, 1), (2, 1)]);
-        for n in 1..=5 {
-            let exec = chunk_assignment(&p, n).unwrap();
-            assert_eq!(exec.properties().partitioning.partition_count(), n);
-            let ctx = Arc::new(TaskContext::default());
-            let mut seen = Vec::new();
-            for part in 0..n {
-                let batches: Vec<RecordBatch> = exec
-                    .execute(part, ctx.clone())
-                    .unwrap()
-                    .try_collect()
-                    .await
-                    .unwrap();
-                let chunks = assigned_chunks(&batches).unwrap();
-                // round robin: partition `part` gets chunks part, part + n, ...
-                let want: Vec<(usize, usize)> =
-                    with_data.iter().copied().skip(part).step_by(n).collect();
-                assert_eq!(chunks, want, "{n} partitions, partition {part}");
-                seen.extend(chunks);
+    async fn chunk_assignment_deals_whole_rows_in_contiguous_runs() {
+        for seed in 0..10 {
+            let p = crate::raster::plan::tests::random_plan(seed, 30, 97);
+            let with_data = p.chunks_with_data();
+            let rows: std::collections::BTreeSet<usize> =
+                with_data.iter().map(|&(_, r)| r).collect();
+            for n in 1..=12 {
+                let exec = chunk_assignment(&p, n).unwrap();
+                let parts = exec.properties().partitioning.partition_count();
+                assert_eq!(
+                    parts,
+                    n.min(rows.len()),
+                    "seed {seed}, {n} partitions asked"
+                );
+                let ctx = Arc::new(TaskContext::default());
+                let mut all = Vec::new();
+                let mut last_row: Option<usize> = None;
+                for part in 0..parts {
+                    let batches: Vec<RecordBatch> = exec
+                        .execute(part, ctx.clone())
+                        .unwrap()
+                        .try_collect()
+                        .await
+                        .unwrap();
+                    let chunks = assigned_chunks(&batches).unwrap();
+                    assert!(
+                        !chunks.is_empty(),
+                        "seed {seed}: partition {part} of {parts} empty"
+                    );
+                    // row-major inside, and after every row of the previous partition
+                    let mut sorted = chunks.clone();
+                    sorted.sort_by_key(|&(c, r)| (r, c));
+                    assert_eq!(chunks, sorted);
+                    assert!(
+                        last_row.is_none_or(|l| chunks[0].1 > l),
+                        "rows overlap partitions"
+                    );
+                    last_row = chunks.last().map(|&(_, r)| r);
+                    all.extend(chunks);
+                }
+                assert_eq!(all, with_data, "seed {seed}, {n} partitions");
             }
-            seen.sort();
-            let mut all = with_data.clone();
-            all.sort();
-            assert_eq!(seen, all, "{n} partitions");
         }
+    }
+
+    #[test]
+    fn rows_split_into_balanced_runs() {
+        // (row, chunks): 10 chunks over 5 rows
+        let rows = [(0, 2), (1, 2), (2, 2), (3, 2), (4, 2)];
+        assert_eq!(split_rows(&rows, 1), Vec::<usize>::new());
+        assert_eq!(split_rows(&rows, 2), [3]);
+        assert_eq!(split_rows(&rows, 5), [1, 2, 3, 4]);
+        // one heavy row first: the others still get a partition each
+        let rows = [(0, 100), (1, 1), (2, 1)];
+        assert_eq!(split_rows(&rows, 3), [1, 2]);
+    }
+
+    /// The scan declares what makes the aggregate above single-stage and
+    /// streaming: range partitioning on y_off (or chunk_row) and rows
+    /// ordered by chunk.
+    #[test]
+    fn declares_range_partitioning_and_chunk_order() {
+        let p = crate::raster::plan::tests::random_plan(3, 30, 97);
+        let exec = FloodChunksExec::try_new(Arc::new(p), 3, 2, Some(vec![3, 4, 8])).unwrap();
+        let props = exec.properties();
+        let shown = format!("{:?}", props.partitioning);
+        assert!(
+            matches!(props.partitioning, Partitioning::Range(_)),
+            "{shown}"
+        );
+        assert!(shown.contains("y_off"), "{shown}");
+        let ordering = props
+            .output_ordering()
+            .map(|o| o.to_string())
+            .unwrap_or_default();
+        assert!(
+            ordering.contains("y_off") && ordering.contains("x_off"),
+            "{ordering}"
+        );
+        // without y_off or chunk_row in the projection there is no key to declare
+        let p = crate::raster::plan::tests::random_plan(3, 30, 97);
+        let exec = FloodChunksExec::try_new(Arc::new(p), 3, 2, Some(vec![8])).unwrap();
+        assert!(matches!(
+            exec.properties().partitioning,
+            Partitioning::UnknownPartitioning(_)
+        ));
     }
 
     #[test]

@@ -149,10 +149,11 @@ async fn payload_of_another_version_is_refused_naming_both() {
     assert!(err.contains(floodsql::version::version_tag()), "{err}");
 }
 
-/// The stage layout Ballista's planner makes of the extent query: the scan,
-/// fusing and partial aggregation in one stage whose tasks are scan
-/// partitions (sets of output chunks); only partial states are shuffled; the
-/// final aggregation per chunk in the next stage.
+/// The stage layout Ballista's planner makes of the extent query: one
+/// stage — the scan, fusing and the whole aggregation of each chunk in the
+/// task whose scan partition holds it (the scan is range-partitioned by chunk
+/// row, so no state is shuffled between executors); the client reads the
+/// final chunks from the stage's outputs.
 #[tokio::test]
 async fn extent_query_stages() {
     let ctx = ctx();
@@ -178,23 +179,22 @@ async fn extent_query_stages() {
         })
         .collect();
     let all = shown.join("\n---\n");
-    assert_eq!(stages.len(), 2, "{all}");
-    // stage 1: shuffle writer <- partial aggregate <- raster scan <- its chunk
-    // assignment (an in-memory source Ballista restricts to each task's partitions)
+    assert_eq!(stages.len(), 1, "{all}");
+    // shuffle writer (a passthrough of the range partitioning) <- projection
+    // <- single-partitioned aggregate <- raster scan <- its chunk assignment
+    // (an in-memory source Ballista restricts to each task's partitions)
     let s1: Vec<&str> = shown[0].lines().map(str::trim).collect();
     assert!(s1[0].contains("ShuffleWriterExec"), "{all}");
-    assert!(s1[0].contains("Hash("), "{all}");
-    assert!(s1[1].starts_with("AggregateExec: mode=Partial"), "{all}");
-    assert!(s1[2].starts_with("FloodChunksExec:"), "{all}");
-    assert!(s1[2].contains("partitions=3"), "{all}");
-    assert!(s1[3].starts_with("DataSourceExec: partitions=3"), "{all}");
-    assert_eq!(s1.len(), 4, "{all}");
-    // stage 2: final aggregate over the shuffled partial states
+    assert!(s1[0].contains("Range([y_off"), "{all}");
+    assert!(s1[1].starts_with("ProjectionExec"), "{all}");
     assert!(
-        shown[1].contains("AggregateExec: mode=FinalPartitioned"),
+        s1[2].starts_with("AggregateExec: mode=SinglePartitioned"),
         "{all}"
     );
-    assert!(shown[1].contains("UnresolvedShuffleExec"), "{all}");
-    assert!(!shown[1].contains("FloodChunksExec"), "{all}");
+    assert!(s1[3].starts_with("FloodChunksExec:"), "{all}");
+    assert!(s1[3].contains("partitions=3"), "{all}");
+    assert!(s1[4].starts_with("DataSourceExec: partitions=3"), "{all}");
+    assert_eq!(s1.len(), 5, "{all}");
+    assert!(!all.contains("RepartitionExec"), "{all}");
     println!("{all}");
 }
