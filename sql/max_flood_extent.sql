@@ -5,8 +5,11 @@
 --
 -- flood_chunks(...) searches the STAC source and yields one row per
 -- (time slice, output chunk) with the fused uint8 pixels; flood_max_extent
--- folds the slices of each chunk into a 0/1 mask. The rasteriser pastes the
--- chunks onto the scan's grid (floodsql extent / floodsql sql --out).
+-- folds the slices of each chunk into a 0/1 mask. The writers take the chunks
+-- as they are aggregated and place them on the scan's grid (floodsql extent /
+-- floodsql sql --out). No ORDER BY: sorting would hold every chunk (and make
+-- the scan partitions wait on each other); Parquet rows come in scan order —
+-- add `ORDER BY chunk_row, chunk_col` to your own SQL to sort them.
 --
 -- Parameters (bound by `floodsql extent`, or `floodsql sql --param name=value`):
 --   ${source}      STAC API URL or static catalogue (file, directory, URL)
@@ -23,5 +26,4 @@ SELECT chunk_row,
        height,
        flood_max_extent(pixels) AS pixels
 FROM flood_chunks(${source}, ${collection}, ${bbox}, ${datetime}, ${asset}, ${chunk})
-GROUP BY chunk_row, chunk_col, x_off, y_off, width, height
-ORDER BY chunk_row, chunk_col;
+GROUP BY chunk_row, chunk_col, x_off, y_off, width, height;

@@ -186,8 +186,8 @@ pub(crate) fn assignment_schema() -> SchemaRef {
     S.clone()
 }
 
-/// The chunk rows with data split into `n` contiguous, non-empty runs of
-/// about equal chunk counts: for each partition after the first, the index
+/// The chunk rows with data, (row, weight), split into `n` contiguous,
+/// non-empty runs of about equal weight: for each partition after the first, the index
 /// (into `rows`) of its first row. Deterministic in (`rows`, `n`), so that a
 /// decoded plan declares the same partitioning; `n` is at most `rows.len()`.
 fn split_rows(rows: &[(usize, usize)], n: usize) -> Vec<usize> {
@@ -225,12 +225,15 @@ impl Assignment {
     /// The chunks with data of `plan` over at most `partitions` partitions
     /// (never more than there are chunk rows with data; at least one).
     pub(crate) fn new(plan: &ScanPlan, partitions: usize) -> Self {
-        let chunks = plan.chunks_with_data();
+        let index = plan.chunk_index();
+        let chunks: Vec<(usize, usize)> = index.chunks().collect();
+        // rows weighed by their (slice, chunk) units: the work of scanning them
         let mut rows: Vec<(usize, usize)> = Vec::new();
-        for &(_, r) in &chunks {
+        for &(c, r) in &chunks {
+            let units = index.sources(c, r).chunk_by(|a, b| a.0 == b.0).count();
             match rows.last_mut() {
-                Some((row, k)) if *row == r => *k += 1,
-                _ => rows.push((r, 1)),
+                Some((row, k)) if *row == r => *k += units,
+                _ => rows.push((r, units)),
             }
         }
         let n = partitions.clamp(1, rows.len().max(1));
