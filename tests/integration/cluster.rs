@@ -198,3 +198,45 @@ async fn extent_query_stages() {
     assert!(!all.contains("RepartitionExec"), "{all}");
     println!("{all}");
 }
+
+/// Two scans range-partitioned on different chunk rows are never joined
+/// partition by partition: the join repartitions both sides, and the answer
+/// equals the single-partition one.
+#[tokio::test]
+async fn joins_of_two_scans_repartition_both_sides() {
+    let s = tiny_scene();
+    let scan = |dt: &str| {
+        format!(
+            "(SELECT x_off, y_off, flood_max_extent(pixels) e FROM flood_chunks('{}', 'GFM', '{}', '{dt}', \
+             'ensemble_flood_extent', 200) GROUP BY x_off, y_off)",
+            source(),
+            s.bbox
+        )
+    };
+    let sql = format!(
+        "SELECT count(*) n, sum(pixel_count(a.e, 1)) fa, sum(pixel_count(b.e, 1)) fb FROM {} a JOIN {} b \
+         ON a.x_off = b.x_off AND a.y_off = b.y_off",
+        scan("2022-09-01/2022-09-12"),
+        scan("2022-09-10/2022-09-30")
+    );
+    let plan = ctx()
+        .sql(&sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let shown = displayable(plan.as_ref()).indent(false).to_string();
+    assert_eq!(
+        shown.matches("RepartitionExec: partitioning=Hash").count(),
+        2,
+        "{shown}"
+    );
+    let three = text(&ctx().sql(&sql).await.unwrap().collect().await.unwrap());
+    let one_ctx =
+        SessionContext::new_with_config(cluster_session_config().with_target_partitions(1));
+    register_all(&one_ctx).unwrap();
+    let one = text(&one_ctx.sql(&sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(three, one);
+    assert!(three.lines().count() == 5, "{three}");
+}
