@@ -190,6 +190,23 @@ def test_aoi_edge_near_a_grid_line(tiny, tiny_api, tmp_path, frac, snaps):
         assert expected == math.floor(left_px) + 1
 
 
+def test_result_larger_than_the_session_memory_limit(medium, medium_api, tmp_path):
+    """With a DataFusion memory limit far below the result (16 MiB for a
+    35 Mpx mask), the query still runs: chunks stream from the aggregate to
+    the writers instead of being held (before streaming it failed with
+    'Failed to allocate … for FinalHashAggregateStream')."""
+    ref, out = tmp_path / "ref.tif", tmp_path / "limited.tif"
+    extent(medium_api, medium.bbox, ref)
+    sql = (f"SET datafusion.runtime.memory_limit = '16M'; "
+           f"SELECT x_off, y_off, width, height, flood_max_extent(pixels) AS pixels "
+           f"FROM flood_chunks('{medium_api}', 'GFM', '{medium.bbox}', '{DT_RFC}', 'ensemble_flood_extent', 1000) "
+           f"GROUP BY x_off, y_off, width, height")
+    run(["sql", "-c", sql, "--out", out])
+    px, *_ = read(out)
+    assert px.size > 16 * 2**20, px.shape
+    assert out.read_bytes() == ref.read_bytes()
+
+
 # --- bad input: clear error, non-zero exit, no output file -------------------
 
 def _fails(args_out, *needles):
