@@ -542,7 +542,7 @@ impl ExecutionPlan for FloodChunksExec {
         let units = futures::stream::once(async move {
             let batches: Vec<RecordBatch> = assignment.try_collect().await?;
             let chunks = assigned_chunks(&batches)?;
-            let units = scan_units(&plan, &plan.chunk_index(), &chunks);
+            let units = scan_units(&plan, plan.chunk_index(), &chunks);
             tracing::info!(
                 "{who}scan partition {partition}/{n}: {} (slice, chunk) rows over {} chunks of {}",
                 units.len(),
@@ -662,6 +662,7 @@ mod tests {
     /// sources touch chunks (0,0), (1,0), (1,1) and (2,1) but not (2,0), (0,1).
     fn plan() -> ScanPlan {
         ScanPlan {
+            index: Default::default(),
             grid: OutputGrid {
                 crs: "EPSG:3857".into(),
                 res: 20.0,
@@ -781,7 +782,7 @@ mod tests {
         let mut p = plan();
         // slices are planned in time order
         p.slices.sort_by_key(|s| s.datetime_us);
-        let units = scan_units(&p, &p.chunk_index(), &p.chunks_with_data());
+        let units = scan_units(&p, p.chunk_index(), &p.chunks_with_data());
         let got: Vec<(usize, usize, i64)> = units
             .iter()
             .map(|u| (u.col, u.row, u.datetime_us))
@@ -811,7 +812,7 @@ mod tests {
             for chunk in [16, 250, 1000] {
                 let p = crate::raster::plan::tests::random_plan(seed, 30, chunk);
                 let chunks = p.chunks_with_data();
-                let got = scan_units(&p, &p.chunk_index(), &chunks);
+                let got = scan_units(&p, p.chunk_index(), &chunks);
                 let mut want = vec![];
                 for &(c, r) in &chunks {
                     let w = p.grid.chunk_window(chunk, c, r);

@@ -50,6 +50,21 @@ pub struct ScanPlan {
     pub(crate) chunk: usize,
     pub(crate) asset: String,
     pub(crate) slices: Vec<TimeSlice>,
+    /// The chunk index, built once per plan (planning, the chunk assignment,
+    /// every scan partition and the progress total all read it); not part of
+    /// the plan's value nor of its encoding.
+    #[serde(skip)]
+    pub(crate) index: IndexCache,
+}
+
+/// A lazily built [`ChunkIndex`]: equal to any other, cloned empty-or-shared.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IndexCache(std::sync::Arc<std::sync::OnceLock<ChunkIndex>>);
+
+impl PartialEq for IndexCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl ScanPlan {
@@ -59,14 +74,19 @@ impl ScanPlan {
     }
 
     /// Chunks (col, row) that at least one source overlaps, row-major.
+    #[cfg(test)]
     pub(crate) fn chunks_with_data(&self) -> Vec<(usize, usize)> {
         self.chunk_index().chunks().collect()
     }
 
-    /// Which sources touch which chunk, built in one pass over the sources:
-    /// time and memory linear in sources + the chunks each touches, never
-    /// chunks × sources (continent-scale catalogues have 10⁴–10⁵ items).
-    pub(crate) fn chunk_index(&self) -> ChunkIndex {
+    /// Which sources touch which chunk, built once, in one pass over the
+    /// sources: time and memory linear in sources + the chunks each touches,
+    /// never chunks × sources (continent-scale catalogues have 10⁴–10⁵ items).
+    pub(crate) fn chunk_index(&self) -> &ChunkIndex {
+        self.index.0.get_or_init(|| self.build_index())
+    }
+
+    fn build_index(&self) -> ChunkIndex {
         let mut by_chunk: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
         let k = self.chunk.max(1);
         for (si, slice) in self.slices.iter().enumerate() {
@@ -210,6 +230,7 @@ pub(crate) fn plan_scan(
         by_time.entry(dt.timestamp_micros()).or_default().push(src);
     }
     Ok(ScanPlan {
+        index: IndexCache::default(),
         grid,
         chunk,
         asset: asset.to_string(),
@@ -267,6 +288,7 @@ pub(crate) mod tests {
             });
         }
         ScanPlan {
+            index: IndexCache::default(),
             grid: OutputGrid {
                 crs: "EPSG:3857".into(),
                 res: 20.0,

@@ -140,11 +140,10 @@ impl TableProvider for FloodChunksTable {
         let plan = self
             .resolve(&QueryProgress::of(state.config()).search)
             .await?;
-        let n_chunks = plan.chunks_with_data().len().max(1);
-        let partitions = state.config().target_partitions().min(n_chunks);
+        // at most one partition per chunk row with data (the assignment's rule)
         Ok(Arc::new(FloodChunksExec::try_new(
             plan,
-            partitions,
+            state.config().target_partitions(),
             self.spec.concurrency,
             projection.cloned(),
         )?))

@@ -473,6 +473,14 @@ mod tests {
         }
     }
 
+    /// The `N` of a `…?page=N` path (0 without one).
+    fn page_no(path: &str) -> usize {
+        path.rsplit('=')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     fn ids(items: &[StacItem]) -> Vec<String> {
         items.iter().map(|i| i.id.clone()).collect()
     }
@@ -532,11 +540,7 @@ mod tests {
     async fn pages_get_links_and_stops_at_max_items() {
         let (url, seen) = serve(|url| {
             move |_: &str, path: &str, _: &Value| {
-                let n: usize = path
-                    .rsplit('=')
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
+                let n = page_no(path);
                 let feats = (n * 2..n * 2 + 2).map(item).collect();
                 let next = json!({"rel": "next", "href": format!("{url}/search?page={}", n + 1)});
                 (200, page(&url, feats, Some(next)))
@@ -631,11 +635,7 @@ mod tests {
     async fn an_item_seen_twice_is_refused() {
         let (url, _) = serve(|url| {
             move |_: &str, path: &str, _: &Value| {
-                let n: usize = path
-                    .rsplit('=')
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
+                let n = page_no(path);
                 let feats = vec![item(n), item(n + 1)];
                 let next = json!({"rel": "next", "href": format!("{url}/search?page={}", n + 1)});
                 (200, page(&url, feats, Some(next)))
