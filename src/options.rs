@@ -20,6 +20,10 @@ pub(crate) const DEFAULT_READ_CONCURRENCY: usize = 2;
 /// Default `floodsql.http_timeout`: seconds a STAC request may take (each
 /// attempt; with the retries a silent server is reported in under a minute).
 pub(crate) const DEFAULT_HTTP_TIMEOUT_SECS: usize = 15;
+/// Default `floodsql.reader`.
+pub(crate) const DEFAULT_READER: &str = "native";
+/// Values `floodsql.reader` takes.
+pub(crate) const READERS: [&str; 2] = ["native", "gdal"];
 
 /// floodsql's session options.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +38,8 @@ pub(crate) struct FloodsqlOptions {
     pub(crate) read_concurrency: usize,
     /// Seconds one STAC request may take (connect included).
     pub(crate) http_timeout: usize,
+    /// COG reader: `native` (object_store + async-tiff) or `gdal`.
+    pub(crate) reader: String,
     /// Version tag of the process that made this session (set by the
     /// session factory; schedulers and executors refuse other versions).
     pub(crate) version: String,
@@ -47,6 +53,7 @@ impl Default for FloodsqlOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             read_concurrency: DEFAULT_READ_CONCURRENCY,
             http_timeout: DEFAULT_HTTP_TIMEOUT_SECS,
+            reader: DEFAULT_READER.to_string(),
             version: String::new(),
         }
     }
@@ -67,7 +74,7 @@ impl ConfigExtension for FloodsqlOptions {
     const PREFIX: &'static str = "floodsql";
 }
 
-const DOCS: [(&str, &str); 6] = [
+const DOCS: [(&str, &str); 7] = [
     ("page_size", "Items per page asked of a STAC API (`limit`)."),
     (
         "max_items",
@@ -84,6 +91,10 @@ const DOCS: [(&str, &str); 6] = [
     (
         "http_timeout",
         "Seconds one STAC request may take (each attempt of up to 3).",
+    ),
+    (
+        "reader",
+        "COG reader: 'native' (object_store range reads, concurrent and coalesced; async-tiff decoders) or 'gdal'.",
     ),
     (
         "version",
@@ -119,6 +130,16 @@ impl ExtensionOptions for FloodsqlOptions {
             "chunk_size" => self.chunk_size = parse_usize(key, value)?,
             "read_concurrency" => self.read_concurrency = parse_usize(key, value)?,
             "http_timeout" => self.http_timeout = parse_usize(key, value)?,
+            "reader" => {
+                let v = value.trim().to_ascii_lowercase();
+                if !READERS.contains(&v.as_str()) {
+                    return config_err!(
+                        "floodsql.reader must be one of {}, got '{value}'",
+                        READERS.join(", ")
+                    );
+                }
+                self.reader = v
+            }
             "version" => self.version = value.to_string(),
             _ => return config_err!("unknown option floodsql.{key}"),
         }
@@ -132,6 +153,7 @@ impl ExtensionOptions for FloodsqlOptions {
             self.chunk_size.to_string(),
             self.read_concurrency.to_string(),
             self.http_timeout.to_string(),
+            self.reader.clone(),
             self.version.clone(),
         ];
         DOCS.iter()
@@ -154,6 +176,8 @@ mod tests {
         let mut a = FloodsqlOptions::default();
         a.set("page_size", "7").unwrap();
         a.set("version", "x").unwrap();
+        a.set("reader", "GDAL").unwrap();
+        assert_eq!(a.reader, "gdal");
         let mut b = FloodsqlOptions::default();
         for e in a.entries() {
             assert!(e.key.starts_with("floodsql."), "{}", e.key);
@@ -166,5 +190,6 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.set("page_size", "-1").is_err());
         assert!(a.set("nope", "1").is_err());
+        assert!(a.set("reader", "rasterio").is_err());
     }
 }

@@ -94,16 +94,30 @@ pub(crate) fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A local session, or one connected to `--cluster df://HOST:PORT`.
+/// A local session, or one connected to `--cluster df://HOST:PORT`, with
+/// the `--set KEY=VALUE` options applied.
 pub(crate) async fn context(
     cluster: Option<&str>,
     partitions: Option<usize>,
+    sets: &[String],
 ) -> anyhow::Result<SessionContext> {
-    match cluster {
-        None => Ok(crate::session::new_context(partitions)?),
+    let ctx = match cluster {
+        None => crate::session::new_context(partitions)?,
         Some(u) => {
             let url = ClusterUrl::parse(u)?;
-            Ok(connect(&url, partitions).await?)
+            connect(&url, partitions).await?
         }
+    };
+    for kv in sets {
+        let Some((k, v)) = kv.split_once('=') else {
+            anyhow::bail!("--set expects KEY=VALUE, got '{kv}'");
+        };
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .set(k.trim(), v.trim())
+            .map_err(|e| anyhow::anyhow!("--set {kv}: {e}"))?;
     }
+    Ok(ctx)
 }

@@ -39,6 +39,7 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         page_size: DEFAULT_PAGE_SIZE,
         max_items: None,
         partitions: None,
+        set: Vec::new(),
         cluster: None,
         print_sql: false,
     };

@@ -55,6 +55,10 @@ pub(crate) struct ExtentArgs {
     /// Run on a floodsql cluster (`floodsql scheduler` + executors): df://HOST:PORT.
     #[arg(long)]
     pub(crate) cluster: Option<String>,
+    /// Set a session option before running, e.g. `--set floodsql.reader=gdal`
+    /// or `--set datafusion.runtime.memory_limit=1G` (repeatable; as SQL `SET`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub(crate) set: Vec<String>,
     /// Print the SQL that runs, then run it.
     #[arg(long)]
     pub(crate) print_sql: bool,
@@ -105,7 +109,7 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let rt = super::runtime()?;
     let summary = rt.block_on(async {
-        let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions).await?;
+        let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions, &a.set).await?;
         let progress = super::query_progress(quiet, a.cluster.is_some());
         let r = run_to_outputs(&ctx, &sql, &outputs, "MAXIMUM FLOOD EXTENT", &progress).await;
         progress.search.finish_and_clear();

@@ -41,6 +41,10 @@ pub(crate) struct SqlArgs {
     /// Run on a floodsql cluster (`floodsql scheduler` + executors): df://HOST:PORT.
     #[arg(long)]
     pub(crate) cluster: Option<String>,
+    /// Set a session option before running, e.g. `--set floodsql.reader=gdal`
+    /// or `--set datafusion.runtime.memory_limit=1G` (repeatable; as SQL `SET`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub(crate) set: Vec<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -159,7 +163,11 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let rt = super::runtime()?;
     let on_cluster = a.cluster.is_some();
-    let ctx = rt.block_on(super::cluster::context(a.cluster.as_deref(), a.partitions))?;
+    let ctx = rt.block_on(super::cluster::context(
+        a.cluster.as_deref(),
+        a.partitions,
+        &a.set,
+    ))?;
     let Some(text) = text else {
         if outputs.any() {
             anyhow::bail!("--out/--parquet/--png need a SQL file or -c");

@@ -3,12 +3,14 @@
 //! window. Within a partition it scans its chunks one after the other and,
 //! within a chunk, the slices in time order, so the partial aggregate directly
 //! above keeps one state per chunk and never holds all slices of a chunk at
-//! once. Reads and fusing run on blocking threads, a few windows at a time per
-//! partition.
+//! once. A few (slice, chunk) windows are in flight per partition: with the
+//! native reader (the default) their source blocks are fetched concurrently
+//! on the runtime and decoded and fused on blocking threads; with
+//! `floodsql.reader = 'gdal'` GDAL reads and fusing run on blocking threads.
 //!
 //! Which chunks a partition scans is data: the scan's only input is a small
 //! in-memory table with one partition per scan partition, listing its chunks
-//! (dealt round-robin: p, p+n, p+2n, …). On a Ballista cluster the scheduler
+//! (whole chunk rows in contiguous runs, see [`Assignment`]). On a Ballista cluster the scheduler
 //! restricts that input to the partitions of each task — Ballista knows how to
 //! slice an in-memory source, not a custom leaf — so a task scans exactly its
 //! own chunks, locally and remotely alike.
@@ -45,7 +47,9 @@ use futures::TryStreamExt;
 use crate::context::{ProcessLabel, QueryProgress};
 use crate::error::join_err;
 use crate::geo::Window;
-use crate::raster::fuse::fuse_window;
+use crate::options::FloodsqlOptions;
+use crate::raster::cog::CogReader;
+use crate::raster::fuse::{fuse_window, fuse_window_native, FuseStats, ReaderKind};
 use crate::raster::plan::{ChunkIndex, ScanPlan, Source};
 
 /// The columns of `flood_chunks(...)`, in schema order.
@@ -145,9 +149,11 @@ struct ScanMetrics {
     baseline: BaselineMetrics,
     /// Source windows read from COGs.
     windows_read: Count,
+    /// Compressed bytes fetched from stores (native reader).
+    fetched_bytes: Count,
     /// Fused pixel bytes produced.
     pixel_bytes: Count,
-    /// Time spent reading and fusing (on blocking threads).
+    /// Wall time of reading and fusing windows (summed over windows in flight).
     read_time: Time,
 }
 
@@ -156,6 +162,7 @@ impl ScanMetrics {
         Self {
             baseline: BaselineMetrics::new(set, partition),
             windows_read: MetricBuilder::new(set).counter("windows_read", partition),
+            fetched_bytes: MetricBuilder::new(set).counter("fetched_bytes", partition),
             pixel_bytes: MetricBuilder::new(set).counter("pixel_bytes", partition),
             read_time: MetricBuilder::new(set).subset_time("read_time", partition),
         }
@@ -173,6 +180,8 @@ pub(crate) struct FloodChunksExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Native reader (its COG layout cache is shared by the partitions).
+    reader: Arc<CogReader>,
 }
 
 /// Schema of the chunk assignment a `FloodChunksExec` reads.
@@ -378,6 +387,7 @@ impl FloodChunksExec {
             schema,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            reader: Arc::new(CogReader::default()),
         })
     }
 
@@ -565,24 +575,47 @@ impl ExecutionPlan for FloodChunksExec {
             None => ChunkColumn::ALL.to_vec(),
         };
         let metrics = Arc::new(ScanMetrics::new(&self.metrics, partition));
+        let kind = match FloodsqlOptions::from_config(ctx.session_config().options())
+            .reader
+            .as_str()
+        {
+            "gdal" => ReaderKind::Gdal,
+            _ => ReaderKind::Native,
+        };
+        let (reader, env) = (self.reader.clone(), ctx.runtime_env());
         let schema = self.schema.clone();
         let out_schema = schema.clone();
         let stream = units
             .map_ok(move |u| {
                 let (columns, schema) = (columns.clone(), schema.clone());
                 let (metrics, progress) = (metrics.clone(), progress.clone());
+                let (reader, env) = (reader.clone(), env.clone());
                 async move {
                     let pixels = if need_pixels {
                         let (window, sources) = (u.window, u.sources.clone());
                         let fill = sources[0].nodata;
                         let timer = metrics.read_time.timer();
-                        let px = tokio::task::spawn_blocking(move || {
-                            fuse_window(window, &sources, fill)
-                        })
-                        .await
-                        .map_err(join_err("raster read"))??;
+                        let (px, stats) = match kind {
+                            ReaderKind::Native => {
+                                fuse_window_native(&reader, &env, window, &sources, fill).await?
+                            }
+                            ReaderKind::Gdal => {
+                                let windows = sources.len();
+                                let px = tokio::task::spawn_blocking(move || {
+                                    fuse_window(window, &sources, fill)
+                                })
+                                .await
+                                .map_err(join_err("raster read"))??;
+                                let stats = FuseStats {
+                                    windows,
+                                    ..FuseStats::default()
+                                };
+                                (px, stats)
+                            }
+                        };
                         timer.done();
-                        metrics.windows_read.add(u.sources.len());
+                        metrics.windows_read.add(stats.windows);
+                        metrics.fetched_bytes.add(stats.fetched_bytes);
                         metrics.pixel_bytes.add(px.len());
                         Some(px)
                     } else {

@@ -2,13 +2,51 @@
 //! as nodata; items are pasted in (datetime, id) order and a pixel takes the
 //! first value that is not nodata (later items only fill pixels still nodata).
 
-use crate::error::{Error, Result};
-use crate::geo::Window;
+use datafusion::execution::runtime_env::RuntimeEnv;
+
+use crate::error::{join_err, Error, Result};
+use crate::geo::{Overlap, Window};
+use crate::raster::cog::CogReader;
 use crate::raster::plan::Source;
 use crate::raster::read::read_window;
 
-/// Fuses `sources` (already in fusing order) over the output `window`.
-/// Blocking: call from a blocking thread.
+/// Which reader brings a source window's pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReaderKind {
+    /// `object_store` + `async-tiff` (the default): concurrent range reads.
+    Native,
+    /// GDAL's drivers and network file systems (`/vsicurl/`, `/vsis3/`, ...).
+    Gdal,
+}
+
+/// What fusing one window cost.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FuseStats {
+    /// Source windows read.
+    pub(crate) windows: usize,
+    /// Compressed bytes fetched (native reader only).
+    pub(crate) fetched_bytes: usize,
+}
+
+fn item_err(src: &Source, e: Error) -> Error {
+    Error::BadItem {
+        item: src.item_id.clone(),
+        message: format!("asset unreadable: {e}"),
+    }
+}
+
+/// Pastes `buf` (the window `o.src` of `src`'s file) into `out` (the output
+/// `window`), taking only pixels still `fill`.
+fn paste(out: &mut [u8], window: Window, o: &Overlap, buf: &[u8], fill: u8, src: &Source) {
+    let w = o.src.width;
+    for r in 0..o.src.height {
+        let dst = &mut out[(o.dst_y + r) * window.width + o.dst_x..][..w];
+        paste_row(dst, &buf[r * w..][..w], fill, src.nodata);
+    }
+}
+
+/// Fuses `sources` (already in fusing order) over the output `window` with
+/// GDAL reads. Blocking: call from a blocking thread.
 pub(crate) fn fuse_window(window: Window, sources: &[Source], fill: u8) -> Result<Vec<u8>> {
     let mut out = vec![fill; window.area()];
     for src in sources {
@@ -16,17 +54,48 @@ pub(crate) fn fuse_window(window: Window, sources: &[Source], fill: u8) -> Resul
             continue;
         };
         let buf =
-            read_window(&src.path, (src.width, src.height), o.src).map_err(|e| Error::BadItem {
-                item: src.item_id.clone(),
-                message: format!("asset unreadable: {e}"),
-            })?;
-        let w = o.src.width;
-        for r in 0..o.src.height {
-            let dst = &mut out[(o.dst_y + r) * window.width + o.dst_x..][..w];
-            paste_row(dst, &buf[r * w..][..w], fill, src.nodata);
-        }
+            read_window(&src.path, (src.width, src.height), o.src).map_err(|e| item_err(src, e))?;
+        paste(&mut out, window, &o, &buf, fill, src);
     }
     Ok(out)
+}
+
+/// Fuses `sources` over `window` with the native reader: every source's
+/// blocks fetched concurrently on the runtime, then decoded and pasted in
+/// fusing order on one blocking thread.
+pub(crate) async fn fuse_window_native(
+    reader: &CogReader,
+    env: &RuntimeEnv,
+    window: Window,
+    sources: &[Source],
+    fill: u8,
+) -> Result<(Vec<u8>, FuseStats)> {
+    let parts: Vec<(Source, Overlap)> = sources
+        .iter()
+        .filter_map(|s| Some((s.clone(), s.overlap(window)?)))
+        .collect();
+    let fetched = futures::future::try_join_all(parts.iter().map(|(src, o)| async move {
+        reader
+            .fetch(env, &src.path, (src.width, src.height), o.src)
+            .await
+            .map_err(|e| item_err(src, e))
+    }))
+    .await?;
+    let stats = FuseStats {
+        windows: parts.len(),
+        fetched_bytes: fetched.iter().map(|f| f.bytes()).sum(),
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        let mut out = vec![fill; window.area()];
+        for ((src, o), f) in parts.iter().zip(fetched) {
+            let buf = f.decode().map_err(|e| item_err(src, e))?;
+            paste(&mut out, window, o, &buf, fill, src);
+        }
+        Ok::<_, Error>(out)
+    })
+    .await
+    .map_err(join_err("raster decode"))??;
+    Ok((out, stats))
 }
 
 /// dst = src where dst is still `fill` and src is not the source's nodata.

@@ -18,7 +18,8 @@ use crate::stac::item::StacItem;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Source {
     pub(crate) item_id: String,
-    /// GDAL path of the asset.
+    /// Location of the asset: an absolute local path or a URL (see
+    /// `stac::item::resolve_href`).
     pub(crate) path: String,
     /// Position of the asset's top-left pixel in output pixel coordinates.
     pub(crate) col_off: i64,
@@ -179,7 +180,7 @@ pub(crate) fn plan_scan(
         let dt = it
             .datetime
             .ok_or_else(|| bad("no 'datetime' (ranges are not supported)".into()))?;
-        let path = it.asset_gdal_path(asset)?;
+        let path = it.asset_location(asset)?;
         let icrs = it.crs(Some(asset)).ok_or_else(|| bad("no CRS".into()))?;
         if icrs != crs && !same_crs(&icrs, &crs)? {
             return Err(bad(format!(

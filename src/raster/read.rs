@@ -1,5 +1,6 @@
-//! GDAL windowed reads. Only ever called from blocking threads (tokio's
-//! `spawn_blocking`), never on the async runtime.
+//! GDAL windowed reads (`SET floodsql.reader = 'gdal'`; the default reader
+//! is the native one of [`super::cog`]). Only ever called from blocking
+//! threads (tokio's `spawn_blocking`), never on the async runtime.
 //!
 //! **The one process-wide cache**: a pool of open GDAL datasets, at most
 //! [`MAX_OPEN`] handles, least recently used evicted first. One handle per COG,
@@ -130,10 +131,33 @@ pub(crate) fn configure_gdal() {
     });
 }
 
-/// Reads band 1 of `path`, `window` in the file's pixel space, as u8.
-/// `expect` is the size (cols, rows) the STAC metadata declares.
-pub(crate) fn read_window(path: &str, expect: (usize, usize), window: Window) -> Result<Vec<u8>> {
-    read_with(&POOL, path, expect, window)
+/// GDAL's path for a location (see `stac::item::resolve_href`): URLs
+/// through GDAL's network file systems.
+pub(crate) fn gdal_path(location: &str) -> String {
+    for (scheme, vsi) in [
+        ("http://", "/vsicurl/http://"),
+        ("https://", "/vsicurl/https://"),
+        ("s3://", "/vsis3/"),
+        ("s3a://", "/vsis3/"),
+        ("gs://", "/vsigs/"),
+        ("az://", "/vsiaz/"),
+        ("azure://", "/vsiaz/"),
+    ] {
+        if let Some(rest) = location.strip_prefix(scheme) {
+            return format!("{vsi}{rest}");
+        }
+    }
+    location.to_string()
+}
+
+/// Reads band 1 of the COG at `location`, `window` in the file's pixel
+/// space, as u8. `expect` is the size (cols, rows) the STAC metadata declares.
+pub(crate) fn read_window(
+    location: &str,
+    expect: (usize, usize),
+    window: Window,
+) -> Result<Vec<u8>> {
+    read_with(&POOL, &gdal_path(location), expect, window)
 }
 
 fn read_with(

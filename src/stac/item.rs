@@ -183,8 +183,8 @@ impl StacItem {
             .as_f64()
     }
 
-    /// The asset's href resolved to a path GDAL opens (`/vsicurl/` for http).
-    pub(crate) fn asset_gdal_path(&self, asset: &str) -> Result<String> {
+    /// The asset's href resolved to a location (see [`resolve_href`]).
+    pub(crate) fn asset_location(&self, asset: &str) -> Result<String> {
         let a = self.asset(asset)?;
         let href = a
             .get("href")
@@ -228,7 +228,16 @@ impl StacItem {
     }
 }
 
-/// Resolves an asset href against the item's location into a GDAL path.
+/// URL schemes an asset href may use (besides local paths): the stores the
+/// native reader opens through `object_store`.
+pub(crate) const REMOTE_SCHEMES: [&str; 9] = [
+    "http://", "https://", "s3://", "s3a://", "gs://", "az://", "azure://", "abfs://", "abfss://",
+];
+
+/// Resolves an asset href against the item's location into a *location*:
+/// an absolute local path or a URL of one of [`REMOTE_SCHEMES`]. GDAL's
+/// virtual file systems (`/vsi…`) are refused: a catalogue names files, not
+/// GDAL drivers and archives.
 pub(crate) fn resolve_href(href: &str, base: Option<&str>) -> std::result::Result<String, String> {
     if let Some(rest) = href.strip_prefix("file://") {
         let u = url::Url::parse(href).map_err(|e| format!("bad file URI '{href}': {e}"))?;
@@ -237,22 +246,31 @@ pub(crate) fn resolve_href(href: &str, base: Option<&str>) -> std::result::Resul
             .map(|p| p.display().to_string())
             .map_err(|_| format!("bad file URI '{href}' ({rest})"));
     }
-    if href.starts_with("http://") || href.starts_with("https://") {
-        return Ok(format!("/vsicurl/{href}"));
+    if REMOTE_SCHEMES.iter().any(|s| href.starts_with(s)) {
+        return url::Url::parse(href)
+            .map(|u| u.to_string())
+            .map_err(|e| format!("bad asset URL '{href}': {e}"));
     }
-    if let Some(rest) = href.strip_prefix("s3://") {
-        return Ok(format!("/vsis3/{rest}"));
+    if href.starts_with("/vsi") {
+        return Err(format!(
+            "asset href '{href}' is a GDAL virtual file system path; give a path or an http(s)/s3/gs/az URL"
+        ));
     }
-    if href.starts_with("/vsi") || Path::new(href).is_absolute() {
+    if Path::new(href).is_absolute() {
         return Ok(href.to_string());
+    }
+    if let Some((scheme, _)) = href.split_once("://") {
+        return Err(format!(
+            "asset href '{href}': unsupported scheme '{scheme}' (local paths, http(s), s3, gs, az)"
+        ));
     }
     // relative href: against the item's own location
     match base {
-        Some(b) if b.starts_with("http://") || b.starts_with("https://") => {
+        Some(b) if REMOTE_SCHEMES.iter().any(|s| b.starts_with(s)) => {
             let u = url::Url::parse(b)
                 .and_then(|u| u.join(href))
                 .map_err(|e| format!("cannot resolve '{href}' against '{b}': {e}"))?;
-            Ok(format!("/vsicurl/{u}"))
+            Ok(u.to_string())
         }
         Some(b) => {
             let bp = if let Some(p) = b.strip_prefix("file://") {
@@ -282,7 +300,7 @@ mod tests {
         assert_eq!(resolve_href("file:///a/b.tif", None).unwrap(), "/a/b.tif");
         assert_eq!(
             resolve_href("https://x/y.tif", None).unwrap(),
-            "/vsicurl/https://x/y.tif"
+            "https://x/y.tif"
         );
         assert_eq!(
             resolve_href("t/a.tif", Some("/data/items/i.json")).unwrap(),
@@ -290,8 +308,20 @@ mod tests {
         );
         assert_eq!(
             resolve_href("../a.tif", Some("https://h/c/items/i.json")).unwrap(),
-            "/vsicurl/https://h/c/a.tif"
+            "https://h/c/a.tif"
+        );
+        assert_eq!(
+            resolve_href("s3://bucket/k/a.tif", None).unwrap(),
+            "s3://bucket/k/a.tif"
         );
         assert!(resolve_href("a.tif", None).is_err());
+        for bad in [
+            "/vsizip//etc/x.zip/a.tif",
+            "/vsicurl/http://h/a.tif",
+            "ftp://h/a.tif",
+        ] {
+            let e = resolve_href(bad, Some("/data/i.json")).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
     }
 }

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Remote COGs: the same query with the scene's COGs on local disk, and served
+# over HTTP Range requests with 0, 20 and 100 ms added to every response (a
+# stand-in for an object store's latency), read by floodsql's native reader
+# (object_store, concurrent and coalesced ranges), by floodsql with GDAL's
+# reader (/vsicurl/), and by the tutorial's Python stack. Wall time (median of
+# RUNS) and peak RSS; ratios to floodsql on local files measured in the same
+# run. Every output is checked byte-identical to the local one.
+#
+#   benches/remote.sh [tiny|small|medium|tutorial]    (default: medium)
+#   RUNS=3  PROFILE=release|dev  DELAYS="0 20 100"  PEER_DELAYS="20"  FLOODSQL_VENV=...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=${1:-medium}
+RUNS=${RUNS:-3}
+PROFILE=${PROFILE:-release}
+DELAYS=${DELAYS:-0 20 100}
+PEER_DELAYS=${PEER_DELAYS:-20}
+VENV=${FLOODSQL_VENV:-$HOME/.cache/floodsql/venv}
+DIR=${BENCH_DIR:-/tmp/floodsql-bench}/$SCALE
+PY=$VENV/bin/python
+[ -x "$PY" ] || { echo "no venv at $VENV: run tests/run.sh once (or set FLOODSQL_VENV)" >&2; exit 1; }
+command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
+
+if [ "$PROFILE" = release ]; then cargo build --release --locked -q; else cargo build --locked -q; fi
+TARGET=$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BIN=$TARGET/$([ "$PROFILE" = release ] && echo release || echo debug)/floodsql
+
+mkdir -p "$DIR"; if [ ! -f "$DIR/items.json" ]; then "$BIN" --quiet synth --scale "$SCALE" --out "$DIR" > "$DIR.synth.txt"; fi
+BBOX=$(grep '^bbox:' "$DIR.synth.txt" | cut -d' ' -f2)
+DT=2022-09-01T00:00:00Z/2022-10-01T00:00:00Z
+OUT=$(mktemp -d)
+PIDS=""
+trap 'kill $PIDS 2>/dev/null' EXIT
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_url() { for _ in $(seq 150); do curl -sf "$1" >/dev/null && return; sleep 0.2; done; echo "$1 did not come up" >&2; exit 1; }
+
+# items whose hrefs point at the range server (the STAC API itself answers at once)
+rewrite() { # items.json out.json base_url
+  "$PY" - "$@" <<'PYEOF'
+import json, sys
+from pathlib import Path
+d = json.load(open(sys.argv[1]))
+for it in d["features"]:
+    for a in it["assets"].values():
+        a["href"] = sys.argv[3] + "/" + Path(a["href"]).name
+json.dump(d, open(sys.argv[2], "w"))
+PYEOF
+}
+
+measure() { # name, command...: prints "name median_s peak_mb"
+  local name=$1; shift
+  local ts=() mem=0
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f "%e %M" -o "$OUT/t" "$@" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
+    read -r t m < "$OUT/t"; ts+=("$t"); [ "$m" -gt "$mem" ] && mem=$m
+  done
+  local med; med=$(printf '%s\n' "${ts[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "$name $med $((mem / 1024))"
+}
+
+ours() { "$BIN" --quiet extent --stac-url "$1" --collection GFM --bbox "$BBOX" --datetime "$DT" --out "$2" "${@:3}"; }
+
+{
+  measure local_native ours "$DIR/items.json" "$OUT/local.tif"
+  measure local_gdal ours "$DIR/items.json" "$OUT/local_gdal.tif" --set floodsql.reader=gdal
+  for d in $DELAYS; do
+    RP=$(free_port); "$PY" tests/py/range_server.py "$DIR/cogs" "$RP" "$d" & PIDS="$PIDS $!"
+    wait_url "http://127.0.0.1:$RP/__stats"
+    rewrite "$DIR/items.json" "$OUT/items_$d.json" "http://127.0.0.1:$RP"
+    measure "http${d}ms_native" ours "$OUT/items_$d.json" "$OUT/http_${d}_native.tif"
+    measure "http${d}ms_gdal" ours "$OUT/items_$d.json" "$OUT/http_${d}_gdal.tif" --set floodsql.reader=gdal
+    if [[ " $PEER_DELAYS " == *" $d "* ]]; then
+      AP=$(free_port)
+      "$VENV/bin/rustac" serve --addr "127.0.0.1:$AP" --create-collections "$DIR/collection.json" "$OUT/items_$d.json" >/dev/null 2>&1 & PIDS="$PIDS $!"
+      wait_url "http://127.0.0.1:$AP/"
+      RUNS=1 measure "http${d}ms_python_peer" "$PY" tests/py/peer_tutorial.py "http://127.0.0.1:$AP" "$BBOX" \
+        2022-09-01T00:00:00 2022-10-01T00:00:00 "$OUT/http_${d}_peer.tif"
+    fi
+  done
+} > "$OUT/results"
+
+"$PY" - "$OUT" "$SCALE" "$PROFILE" "$RUNS" <<'PYEOF'
+import glob, os, sys
+import numpy as np, rasterio
+out = sys.argv[1]
+rows = [(l.split()[0], float(l.split()[1]), int(l.split()[2])) for l in open(out + "/results")]
+ref = open(out + "/local.tif", "rb").read()
+same = all(open(f, "rb").read() == ref for f in glob.glob(out + "/*.tif")
+           if "peer" not in f)
+with rasterio.open(out + "/local.tif") as a:
+    px, tr = a.read(1), a.transform
+    for f in glob.glob(out + "/*peer.tif"):
+        with rasterio.open(f) as b:
+            same = same and b.transform == tr and np.array_equal(b.read(1), px)
+base = dict((n, t) for n, t, _ in rows)["local_native"]
+print(f"scene={sys.argv[2]} profile={sys.argv[3]} runs={sys.argv[4]} outputs identical={same}")
+print(f"{'':24}{'wall s':>9}{'peak MB':>9}{'time/local':>12}")
+for n, t, m in rows:
+    print(f"{n:24}{t:9.2f}{m:9d}{t / base:12.2f}")
+PYEOF

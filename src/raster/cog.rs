@@ -1,0 +1,743 @@
+//! Native COG reads: every byte through `object_store`, TIFF structure and
+//! tile decoders from `async-tiff`, no GDAL.
+//!
+//! A window of a COG is read in three steps:
+//! 1. the file's **layout** (size, block grid, block offsets and byte counts,
+//!    compression) is read once per file from its first IFD and kept in a
+//!    [`CogReader`]'s cache (a COG's header is a few KB at its start);
+//! 2. the **byte ranges** of the blocks (tiles, or strips) the window touches
+//!    are fetched on the async runtime with one `get_ranges` call:
+//!    `object_store` merges adjacent ranges and keeps several requests in
+//!    flight, so a remote store's latency is paid once per window, not once
+//!    per block;
+//!    Blocks already fetched for a neighbouring window are taken from a
+//!    bounded cache of compressed blocks instead;
+//! 3. the blocks are **decoded** (DEFLATE, LZW, ZSTD, … with the horizontal
+//!    predictor undone) on a blocking thread by [`Fetched::decode`].
+//!
+//! Locations are those of [`crate::stac::item::resolve_href`]: an absolute
+//! local path, or an `http(s)://`, `s3://`, `gs://` or `az://` URL. Stores
+//! come from (and are added to) DataFusion's object store registry of the
+//! session's runtime, so an embedding application can register its own (with
+//! credentials, say) before running a query; otherwise s3/gs/az stores are
+//! configured from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`, e.g.
+//! `AWS_ENDPOINT_URL`, `AWS_SKIP_SIGNATURE=true` for public buckets).
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use async_tiff::decoder::DecoderRegistry;
+use async_tiff::metadata::cache::ReadaheadMetadataCache;
+use async_tiff::metadata::TiffMetadataReader;
+use async_tiff::reader::AsyncFileReader;
+use async_tiff::tags::{Compression, PhotometricInterpretation, PlanarConfiguration, Predictor};
+use async_tiff::ImageFileDirectory;
+use bytes::Bytes;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::geo::Window;
+
+/// Layouts a [`CogReader`] keeps (oldest dropped first). A layout is its
+/// block index: ~16 bytes per block.
+const CACHED_LAYOUTS: usize = 4096;
+
+/// Compressed bytes of blocks a [`CogReader`] keeps, so that a block read for
+/// one chunk is not fetched again for its neighbour (oldest dropped first).
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+
+/// Seconds one request to an object store may take, and the retry budget.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_RETRIES: usize = 3;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(120);
+
+static DECODERS: LazyLock<DecoderRegistry> = LazyLock::new(DecoderRegistry::default);
+
+/// Where a location's bytes live: the store and the object's path in it.
+#[derive(Debug, Clone)]
+pub(crate) struct Object {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    location: String,
+}
+
+fn client_options() -> ClientOptions {
+    ClientOptions::new()
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_allow_http(true)
+}
+
+fn retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: MAX_RETRIES,
+        retry_timeout: RETRY_TIMEOUT,
+        ..Default::default()
+    }
+}
+
+fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
+    Error::Gdal(format!("cannot read '{location}': {e}"))
+}
+
+/// The store key of a location (scheme and authority) and the object's path.
+fn split(location: &str) -> Result<(Url, ObjectPath)> {
+    if location.starts_with('/') {
+        let path = ObjectPath::from_absolute_path(location).map_err(|e| store_err(location, e))?;
+        let key = Url::parse("file:///").map_err(|e| store_err(location, e))?;
+        return Ok((key, path));
+    }
+    let url = Url::parse(location).map_err(|e| store_err(location, e))?;
+    match url.scheme() {
+        "http" | "https" | "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure" => {}
+        other => {
+            return Err(store_err(
+                location,
+                format!("unsupported URL scheme '{other}' (local paths, http(s), s3, gs, az)"),
+            ))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(store_err(location, "the URL names no host or bucket"));
+    }
+    let path = ObjectPath::from_url_path(url.path()).map_err(|e| store_err(location, e))?;
+    let mut key = url.clone();
+    key.set_path("");
+    key.set_query(None);
+    key.set_fragment(None);
+    Ok((key, path))
+}
+
+/// A new store for `key` (scheme://authority), configured from the
+/// environment for the cloud stores.
+fn build_store(key: &Url) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
+    let url = key.as_str().trim_end_matches('/');
+    Ok(match key.scheme() {
+        "http" | "https" => Arc::new(
+            object_store::http::HttpBuilder::new()
+                .with_url(url)
+                .with_client_options(client_options())
+                .with_retry(retry())
+                .build()?,
+        ),
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url)
+                .with_client_options(client_options())
+                .with_retry(retry())
+                .build()?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .with_client_options(client_options())
+                .with_retry(retry())
+                .build()?,
+        ),
+        _ => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .with_client_options(client_options())
+                .with_retry(retry())
+                .build()?,
+        ),
+    })
+}
+
+/// The object at `location`, its store taken from (or added to) the
+/// runtime's object store registry.
+pub(crate) fn object(env: &RuntimeEnv, location: &str) -> Result<Object> {
+    let (key, path) = split(location)?;
+    let store = match env.object_store_registry.get_store(&key) {
+        Ok(s) => s,
+        Err(_) => {
+            let s = build_store(&key).map_err(|e| store_err(location, e))?;
+            env.register_object_store(&key, s.clone());
+            s
+        }
+    };
+    Ok(Object {
+        store,
+        path,
+        location: location.to_string(),
+    })
+}
+
+fn tiff_err(e: object_store::Error) -> async_tiff::error::AsyncTiffError {
+    async_tiff::error::AsyncTiffError::IOError(std::io::Error::other(e))
+}
+
+/// `async-tiff`'s view of an object: byte ranges through `object_store`.
+#[derive(Debug, Clone)]
+struct RangeReader(Object);
+
+#[async_trait::async_trait]
+impl AsyncFileReader for RangeReader {
+    async fn get_bytes(&self, range: Range<u64>) -> async_tiff::error::AsyncTiffResult<Bytes> {
+        self.0
+            .store
+            .get_range(&self.0.path, range)
+            .await
+            .map_err(tiff_err)
+    }
+
+    async fn get_byte_ranges(
+        &self,
+        ranges: Vec<Range<u64>>,
+    ) -> async_tiff::error::AsyncTiffResult<Vec<Bytes>> {
+        self.0
+            .store
+            .get_ranges(&self.0.path, &ranges)
+            .await
+            .map_err(tiff_err)
+    }
+}
+
+/// What is needed to read band 1 of a TIFF: its block grid and codec.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    width: usize,
+    height: usize,
+    block_w: usize,
+    block_h: usize,
+    across: usize,
+    /// Strips hold only the rows left in the last one; tiles are always whole.
+    strips: bool,
+    /// Band 1's blocks, row-major: byte offset and length (0 = sparse).
+    offsets: Vec<u64>,
+    counts: Vec<u64>,
+    /// Samples interleaved in a block (1 when bands are planar).
+    samples: usize,
+    compression: Compression,
+    photometric: PhotometricInterpretation,
+    jpeg_tables: Option<Bytes>,
+    predictor: bool,
+    /// Value of pixels in sparse blocks (GDAL's rule: the nodata, else 0).
+    sparse_fill: u8,
+}
+
+impl Layout {
+    fn from_ifd(ifd: &ImageFileDirectory, location: &str) -> Result<Self> {
+        let bad = |m: String| store_err(location, m);
+        let (width, height) = (ifd.image_width() as usize, ifd.image_height() as usize);
+        if ifd.bits_per_sample().first() != Some(&8)
+            || ifd
+                .sample_format()
+                .first()
+                .is_some_and(|f| *f != async_tiff::tags::SampleFormat::Uint)
+        {
+            return Err(bad(format!(
+                "band 1 is not 8-bit unsigned (bits {:?}, format {:?}); flood masks are uint8",
+                ifd.bits_per_sample(),
+                ifd.sample_format()
+            )));
+        }
+        let predictor = match ifd.predictor() {
+            None | Some(Predictor::None) => false,
+            Some(Predictor::Horizontal) => true,
+            Some(p) => return Err(bad(format!("unsupported TIFF predictor {p:?}"))),
+        };
+        if !DECODERS.as_ref().contains_key(&ifd.compression()) {
+            return Err(bad(format!(
+                "unsupported TIFF compression {:?}",
+                ifd.compression()
+            )));
+        }
+        let (block_w, block_h, offsets, counts, strips) =
+            match (ifd.tile_width(), ifd.tile_height()) {
+                (Some(tw), Some(th)) => (
+                    tw as usize,
+                    th as usize,
+                    ifd.tile_offsets(),
+                    ifd.tile_byte_counts(),
+                    false,
+                ),
+                _ => (
+                    width,
+                    ifd.rows_per_strip().map_or(height, |r| r as usize),
+                    ifd.strip_offsets(),
+                    ifd.strip_byte_counts(),
+                    true,
+                ),
+            };
+        let (Some(offsets), Some(counts)) = (offsets, counts) else {
+            return Err(bad("the TIFF has no block offsets or byte counts".into()));
+        };
+        if block_w == 0 || block_h == 0 || width == 0 || height == 0 {
+            return Err(bad(format!(
+                "empty TIFF or block size ({width}x{height}, blocks {block_w}x{block_h})"
+            )));
+        }
+        let block_h = block_h.min(height);
+        let across = width.div_ceil(block_w);
+        let n = across * height.div_ceil(block_h);
+        if offsets.len() < n || counts.len() < n {
+            return Err(bad(format!(
+                "the TIFF lists {} blocks, its size needs {n}",
+                offsets.len().min(counts.len())
+            )));
+        }
+        let samples = match ifd.planar_configuration() {
+            PlanarConfiguration::Planar => 1,
+            _ => ifd.samples_per_pixel().max(1) as usize,
+        };
+        let sparse_fill = ifd
+            .gdal_nodata()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|v| (0.0..=255.0).contains(v) && v.fract() == 0.0)
+            .map_or(0, |v| v as u8);
+        Ok(Layout {
+            width,
+            height,
+            block_w,
+            block_h,
+            across,
+            strips,
+            offsets: offsets[..n].to_vec(),
+            counts: counts[..n].to_vec(),
+            samples,
+            compression: ifd.compression(),
+            photometric: ifd.photometric_interpretation(),
+            jpeg_tables: ifd.jpeg_tables().map(Bytes::copy_from_slice),
+            predictor,
+            sparse_fill,
+        })
+    }
+
+    /// Rows actually stored in block row `by`.
+    fn rows_in(&self, by: usize) -> usize {
+        if self.strips {
+            self.block_h.min(self.height - by * self.block_h)
+        } else {
+            self.block_h
+        }
+    }
+
+    /// Decodes block `i` (bytes of one block) into its samples, predictor undone.
+    fn decode_block(&self, i: usize, by: usize, bytes: Bytes) -> Result<Vec<u8>> {
+        let decoder = DECODERS
+            .as_ref()
+            .get(&self.compression)
+            .ok_or_else(|| Error::Internal("decoder vanished from the registry".into()))?;
+        let mut v = decoder
+            .decode_tile(
+                bytes,
+                self.photometric,
+                self.jpeg_tables.as_deref(),
+                self.samples as u16,
+                8,
+                None,
+            )
+            .map_err(|e| Error::Gdal(format!("decoding block {i}: {e}")))?;
+        let stride = self.block_w * self.samples;
+        let need = self.rows_in(by) * stride;
+        if v.len() < need {
+            return Err(Error::Gdal(format!(
+                "block {i} decodes to {} bytes, {need} expected (corrupt file?)",
+                v.len()
+            )));
+        }
+        if self.predictor {
+            for row in v[..need].chunks_mut(stride) {
+                for k in self.samples..row.len() {
+                    row[k] = row[k].wrapping_add(row[k - self.samples]);
+                }
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// The compressed blocks of one window, ready to decode.
+pub(crate) struct Fetched {
+    layout: Arc<Layout>,
+    window: Window,
+    /// (block column, block row, bytes; None = sparse block).
+    blocks: Vec<(usize, usize, Option<Bytes>)>,
+    location: String,
+}
+
+impl Fetched {
+    /// Compressed bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| b.2.as_ref().map_or(0, Bytes::len))
+            .sum()
+    }
+
+    /// Decodes into the window's pixels (row-major, band 1). Blocking: call
+    /// from a blocking thread.
+    pub(crate) fn decode(self) -> Result<Vec<u8>> {
+        let Fetched {
+            layout: l,
+            window: w,
+            blocks,
+            location,
+        } = self;
+        let mut out = vec![l.sparse_fill; w.area()];
+        for (bx, by, bytes) in blocks {
+            let Some(bytes) = bytes else { continue };
+            let i = by * l.across + bx;
+            let block = l
+                .decode_block(i, by, bytes)
+                .map_err(|e| store_err(&location, e))?;
+            // the part of the block inside the window, in file pixels
+            let (x0, y0) = (bx * l.block_w, by * l.block_h);
+            let xs = w.x.max(x0);
+            let xe = (w.x + w.width).min(x0 + l.block_w).min(l.width);
+            let ys = w.y.max(y0);
+            let ye = (w.y + w.height).min(y0 + l.block_h).min(l.height);
+            let stride = l.block_w * l.samples;
+            for y in ys..ye {
+                let src = &block[(y - y0) * stride..];
+                let dst = &mut out[(y - w.y) * w.width + (xs - w.x)..][..xe - xs];
+                if l.samples == 1 {
+                    dst.copy_from_slice(&src[xs - x0..xe - x0]);
+                } else {
+                    for (k, d) in dst.iter_mut().enumerate() {
+                        *d = src[(xs - x0 + k) * l.samples];
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Native COG reader: layouts cached per location, windows fetched on the
+/// runtime and decoded by the caller on a blocking thread. One per scan.
+#[derive(Debug, Default)]
+pub(crate) struct CogReader {
+    layouts: Mutex<LayoutCache>,
+    blocks: Mutex<BlockCache>,
+}
+
+/// Compressed blocks by (location, block index), at most
+/// [`BLOCK_CACHE_BYTES`], oldest dropped first.
+#[derive(Debug, Default)]
+struct BlockCache {
+    map: HashMap<(Arc<str>, usize), Bytes>,
+    order: VecDeque<(Arc<str>, usize)>,
+    bytes: usize,
+}
+
+impl BlockCache {
+    fn get(&self, location: &Arc<str>, i: usize) -> Option<Bytes> {
+        self.map.get(&(location.clone(), i)).cloned()
+    }
+
+    fn put(&mut self, location: &Arc<str>, i: usize, b: Bytes) {
+        if b.len() > BLOCK_CACHE_BYTES / 8 {
+            return;
+        }
+        let key = (location.clone(), i);
+        if self.map.contains_key(&key) {
+            return;
+        }
+        self.bytes += b.len();
+        self.map.insert(key.clone(), b);
+        self.order.push_back(key);
+        while self.bytes > BLOCK_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(v) = self.map.remove(&old) {
+                self.bytes -= v.len();
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LayoutCache {
+    map: HashMap<String, Arc<Layout>>,
+    order: VecDeque<String>,
+}
+
+impl CogReader {
+    fn layout_cache(&self) -> Result<std::sync::MutexGuard<'_, LayoutCache>> {
+        self.layouts
+            .lock()
+            .map_err(|_| Error::Internal("COG layout cache poisoned by a panic".into()))
+    }
+
+    fn block_cache(&self) -> Result<std::sync::MutexGuard<'_, BlockCache>> {
+        self.blocks
+            .lock()
+            .map_err(|_| Error::Internal("COG block cache poisoned by a panic".into()))
+    }
+
+    /// The layout of `obj`, read from its header once and kept.
+    ///
+    /// Two partitions asking for the same header at the same moment may both
+    /// read it: nobody waits on another's read in progress. (A shared
+    /// in-progress read deadlocks: its owner is a partition's stream, which
+    /// DataFusion may stop polling while it waits for the partition that is
+    /// waiting for that read.)
+    async fn layout(&self, obj: &Object) -> Result<Arc<Layout>> {
+        if let Some(l) = self.layout_cache()?.map.get(&obj.location) {
+            return Ok(l.clone());
+        }
+        let cache = ReadaheadMetadataCache::new(RangeReader(obj.clone()));
+        let mut meta = TiffMetadataReader::try_open(&cache)
+            .await
+            .map_err(|e| store_err(&obj.location, e))?;
+        let ifd = meta
+            .read_next_ifd(&cache)
+            .await
+            .map_err(|e| store_err(&obj.location, e))?
+            .ok_or_else(|| store_err(&obj.location, "the TIFF has no image"))?;
+        let layout = Arc::new(Layout::from_ifd(&ifd, &obj.location)?);
+        let mut c = self.layout_cache()?;
+        if !c.map.contains_key(&obj.location) {
+            c.map.insert(obj.location.clone(), layout.clone());
+            c.order.push_back(obj.location.clone());
+            while c.order.len() > CACHED_LAYOUTS {
+                if let Some(old) = c.order.pop_front() {
+                    c.map.remove(&old);
+                }
+            }
+        }
+        Ok(layout)
+    }
+
+    /// Fetches the blocks of `window` (file pixels) of the COG at `location`,
+    /// whose STAC metadata declares `expect` = (cols, rows).
+    pub(crate) async fn fetch(
+        &self,
+        env: &RuntimeEnv,
+        location: &str,
+        expect: (usize, usize),
+        window: Window,
+    ) -> Result<Fetched> {
+        let obj = object(env, location)?;
+        let layout = self.layout(&obj).await?;
+        if (layout.width, layout.height) != expect {
+            return Err(Error::Gdal(format!(
+                "'{location}' is {}x{} pixels but its STAC item's proj:shape says {}x{}",
+                layout.width, layout.height, expect.0, expect.1
+            )));
+        }
+        if window.width == 0
+            || window.height == 0
+            || window.x + window.width > layout.width
+            || window.y + window.height > layout.height
+        {
+            return Err(Error::Internal(format!(
+                "window {window:?} outside '{location}' ({}x{})",
+                layout.width, layout.height
+            )));
+        }
+        let (bx0, bx1) = (
+            window.x / layout.block_w,
+            (window.x + window.width - 1) / layout.block_w,
+        );
+        let (by0, by1) = (
+            window.y / layout.block_h,
+            (window.y + window.height - 1) / layout.block_h,
+        );
+        let key: Arc<str> = Arc::from(location);
+        let mut blocks = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.block_cache()?;
+            for by in by0..=by1 {
+                for bx in bx0..=bx1 {
+                    let i = by * layout.across + bx;
+                    let (off, n) = (layout.offsets[i], layout.counts[i]);
+                    let bytes = if off == 0 || n == 0 {
+                        None // sparse
+                    } else if let Some(b) = cache.get(&key, i) {
+                        Some(b)
+                    } else {
+                        missing.push((blocks.len(), i, off..off + n));
+                        Some(Bytes::new())
+                    };
+                    blocks.push((bx, by, bytes));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let ranges: Vec<Range<u64>> = missing.iter().map(|m| m.2.clone()).collect();
+            let got = obj
+                .store
+                .get_ranges(&obj.path, &ranges)
+                .await
+                .map_err(|e| store_err(location, e))?;
+            if got.len() != missing.len() {
+                return Err(Error::Internal(format!(
+                    "{} ranges asked of '{location}', {} returned",
+                    missing.len(),
+                    got.len()
+                )));
+            }
+            let mut cache = self.block_cache()?;
+            for ((slot, i, r), b) in missing.into_iter().zip(got) {
+                if b.len() as u64 != r.end - r.start {
+                    return Err(store_err(
+                        location,
+                        format!(
+                            "block {i}: {} bytes read of {} (truncated file?)",
+                            b.len(),
+                            r.end - r.start
+                        ),
+                    ));
+                }
+                cache.put(&key, i, b.clone());
+                blocks[slot].2 = Some(b);
+            }
+        }
+        Ok(Fetched {
+            layout,
+            window,
+            blocks,
+            location: location.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gdal::raster::{Buffer, RasterCreationOptions};
+    use gdal::DriverManager;
+
+    /// A GeoTIFF of `w`x`h` with pseudo-random runs, written by GDAL with
+    /// the given creation options.
+    fn write(path: &std::path::Path, w: usize, h: usize, opts: &[&str]) -> Vec<u8> {
+        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
+        let o = RasterCreationOptions::from_iter(opts.iter().copied());
+        let mut ds = drv
+            .create_with_band_type_with_options::<u8, _>(path, w, h, 1, &o)
+            .unwrap();
+        let v: Vec<u8> = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                [0u8, 1, 255][(x / 7 + y / 5 + (x * y) % 3) % 3]
+            })
+            .collect();
+        ds.rasterband(1)
+            .unwrap()
+            .write((0, 0), (w, h), &mut Buffer::new((w, h), v.clone()))
+            .unwrap();
+        ds.flush_cache().unwrap();
+        v
+    }
+
+    fn window(x: usize, y: usize, width: usize, height: usize) -> Window {
+        Window {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    #[tokio::test]
+    async fn decodes_like_gdal_for_every_codec_and_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = RuntimeEnv::default();
+        let reader = CogReader::default();
+        let cases: &[&[&str]] = &[
+            &[
+                "TILED=YES",
+                "BLOCKXSIZE=32",
+                "BLOCKYSIZE=16",
+                "COMPRESS=DEFLATE",
+            ],
+            &[
+                "TILED=YES",
+                "BLOCKXSIZE=32",
+                "BLOCKYSIZE=32",
+                "COMPRESS=DEFLATE",
+                "PREDICTOR=2",
+            ],
+            &["TILED=YES", "COMPRESS=LZW", "PREDICTOR=2"],
+            &[
+                "TILED=YES",
+                "BLOCKXSIZE=16",
+                "BLOCKYSIZE=16",
+                "COMPRESS=ZSTD",
+            ],
+            &["COMPRESS=DEFLATE", "ROWSPERSTRIP=7"],
+            &["COMPRESS=NONE"],
+        ];
+        let (w, h) = (101, 77);
+        for (k, opts) in cases.iter().enumerate() {
+            let p = dir.path().join(format!("{k}.tif"));
+            let truth = write(&p, w, h, opts);
+            let loc = p.display().to_string();
+            for win in [
+                window(0, 0, w, h),
+                window(3, 5, 40, 30),
+                window(90, 70, 11, 7),
+            ] {
+                let got = reader
+                    .fetch(&env, &loc, (w, h), win)
+                    .await
+                    .unwrap()
+                    .decode()
+                    .unwrap();
+                let want: Vec<u8> = (win.y..win.y + win.height)
+                    .flat_map(|y| truth[y * w + win.x..y * w + win.x + win.width].to_vec())
+                    .collect();
+                assert_eq!(got, want, "{opts:?} {win:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_wrong_sizes_and_missing_or_corrupt_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = RuntimeEnv::default();
+        let reader = CogReader::default();
+        let p = dir.path().join("a.tif");
+        write(&p, 20, 10, &["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"]);
+        let loc = p.display().to_string();
+        let e = reader
+            .fetch(&env, &loc, (21, 10), window(0, 0, 1, 1))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("20x10") && e.contains("21x10"), "{e}");
+        let missing = dir.path().join("none.tif").display().to_string();
+        let e = reader
+            .fetch(&env, &missing, (1, 1), window(0, 0, 1, 1))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("none.tif"), "{e}");
+        let junk = dir.path().join("junk.tif");
+        std::fs::write(&junk, b"this is not a tiff at all").unwrap();
+        let e = reader
+            .fetch(
+                &env,
+                &junk.display().to_string(),
+                (1, 1),
+                window(0, 0, 1, 1),
+            )
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("junk.tif"), "{e}");
+        for bad in ["ftp://host/x.tif", "relative/x.tif", "s3:///nobucket.tif"] {
+            let e = reader
+                .fetch(&env, bad, (1, 1), window(0, 0, 1, 1))
+                .await
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+"""A static file server that honours HTTP Range requests (one range per
+request, as object stores do) and can add a fixed delay to every response:
+a stand-in for a remote object store's latency.
+
+    python range_server.py ROOT PORT [DELAY_MS]
+
+Counts requests and bytes sent (GET /__stats as JSON) so tests can check how
+reads were made.
+"""
+import json
+import os
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STATS = {"requests": 0, "range_requests": 0, "bytes": 0}
+LOCK = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    root = "."
+    delay = 0.0
+
+    def log_message(self, *a):
+        pass
+
+    def _file(self):
+        rel = self.path.split("?", 1)[0].lstrip("/")
+        p = os.path.realpath(os.path.join(self.root, rel))
+        if not p.startswith(os.path.realpath(self.root) + os.sep) or not os.path.isfile(p):
+            return None
+        return p
+
+    def _send(self, code, body=b"", headers=()):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        if self.delay:
+            time.sleep(self.delay)
+        if self.path == "/__stats":
+            with LOCK:
+                return self._send(200, json.dumps(STATS).encode(), [("Content-Type", "application/json")])
+        p = self._file()
+        if p is None:
+            return self._send(404, b"not found")
+        size = os.path.getsize(p)
+        rng = self.headers.get("Range")
+        with LOCK:
+            STATS["requests"] += 1
+        if rng:
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+            if not m or (not m.group(1) and not m.group(2)):
+                return self._send(416, headers=[("Content-Range", f"bytes */{size}")])
+            if m.group(1):
+                start = int(m.group(1))
+                end = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+            else:
+                start, end = max(size - int(m.group(2)), 0), size - 1
+            if start >= size or start > end:
+                return self._send(416, headers=[("Content-Range", f"bytes */{size}")])
+            with open(p, "rb") as f:
+                f.seek(start)
+                body = f.read(end - start + 1)
+            with LOCK:
+                STATS["range_requests"] += 1
+                STATS["bytes"] += len(body)
+            return self._send(206, body, [("Content-Range", f"bytes {start}-{end}/{size}"),
+                                          ("Accept-Ranges", "bytes"),
+                                          ("Content-Type", "image/tiff")])
+        with open(p, "rb") as f:
+            body = f.read()
+        with LOCK:
+            STATS["bytes"] += len(body)
+        self._send(200, body, [("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")])
+
+
+def main():
+    root, port = sys.argv[1], int(sys.argv[2])
+    Handler.root = root
+    Handler.delay = (float(sys.argv[3]) / 1000.0) if len(sys.argv) > 3 else 0.0
+    srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    srv.daemon_threads = True
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
