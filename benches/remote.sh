@@ -59,17 +59,17 @@ measure() { # name, command...: prints "name median_s peak_mb"
   echo "$name $med $((mem / 1024))"
 }
 
-ours() { "$BIN" --quiet extent --stac-url "$1" --collection GFM --bbox "$BBOX" --datetime "$DT" --out "$2" "${@:3}"; }
+OURS=("$BIN" --quiet extent --collection GFM --bbox "$BBOX" --datetime "$DT")
 
 {
-  measure local_native ours "$DIR/items.json" "$OUT/local.tif"
-  measure local_gdal ours "$DIR/items.json" "$OUT/local_gdal.tif" --set floodsql.reader=gdal
+  measure local_native "${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local.tif"
+  measure local_gdal "${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local_gdal.tif" --set floodsql.reader=gdal
   for d in $DELAYS; do
     RP=$(free_port); "$PY" tests/py/range_server.py "$DIR/cogs" "$RP" "$d" & PIDS="$PIDS $!"
     wait_url "http://127.0.0.1:$RP/__stats"
     rewrite "$DIR/items.json" "$OUT/items_$d.json" "http://127.0.0.1:$RP"
-    measure "http${d}ms_native" ours "$OUT/items_$d.json" "$OUT/http_${d}_native.tif"
-    measure "http${d}ms_gdal" ours "$OUT/items_$d.json" "$OUT/http_${d}_gdal.tif" --set floodsql.reader=gdal
+    measure "http${d}ms_native" "${OURS[@]}" --stac-url "$OUT/items_$d.json" --out "$OUT/http_${d}_native.tif"
+    measure "http${d}ms_gdal" "${OURS[@]}" --stac-url "$OUT/items_$d.json" --out "$OUT/http_${d}_gdal.tif" --set floodsql.reader=gdal
     if [[ " $PEER_DELAYS " == *" $d "* ]]; then
       AP=$(free_port)
       "$VENV/bin/rustac" serve --addr "127.0.0.1:$AP" --create-collections "$DIR/collection.json" "$OUT/items_$d.json" >/dev/null 2>&1 & PIDS="$PIDS $!"

@@ -16,7 +16,10 @@ pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 /// Default `floodsql.chunk_size`: output chunk side in pixels.
 pub(crate) const DEFAULT_CHUNK_SIZE: usize = 1000;
 /// Default `floodsql.read_concurrency`: windows in flight per scan partition.
-pub(crate) const DEFAULT_READ_CONCURRENCY: usize = 2;
+/// Their fetches overlap, which hides an object store's latency (20 ms per
+/// response: 3.4 s with 2, 1.15 s with 16, 0.8 s on local files — medium
+/// scene); each holds at most one chunk of pixels.
+pub(crate) const DEFAULT_READ_CONCURRENCY: usize = 16;
 /// Default `floodsql.http_timeout`: seconds a STAC request may take (each
 /// attempt; with the retries a silent server is reported in under a minute).
 pub(crate) const DEFAULT_HTTP_TIMEOUT_SECS: usize = 15;
@@ -86,7 +89,7 @@ const DOCS: [(&str, &str); 7] = [
     ),
     (
         "read_concurrency",
-        "Windows read concurrently per scan partition.",
+        "(slice, chunk) windows in flight per scan partition (their reads overlap; each holds one chunk).",
     ),
     (
         "http_timeout",

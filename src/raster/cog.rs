@@ -36,6 +36,7 @@ use async_tiff::tags::{Compression, PhotometricInterpretation, PlanarConfigurati
 use async_tiff::ImageFileDirectory;
 use bytes::Bytes;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use url::Url;
@@ -49,7 +50,7 @@ const CACHED_LAYOUTS: usize = 4096;
 
 /// Compressed bytes of blocks a [`CogReader`] keeps, so that a block read for
 /// one chunk is not fetched again for its neighbour (oldest dropped first).
-const BLOCK_CACHE_BYTES: usize = 64 << 20;
+const BLOCK_CACHE_BYTES: usize = 16 << 20;
 
 /// Seconds one request to an object store may take, and the retry budget.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -411,22 +412,48 @@ impl Fetched {
     }
 }
 
+fn lock_blocks(m: &Mutex<BlockCache>) -> Result<std::sync::MutexGuard<'_, BlockCache>> {
+    m.lock()
+        .map_err(|_| Error::Internal("COG block cache poisoned by a panic".into()))
+}
+
 /// Native COG reader: layouts cached per location, windows fetched on the
 /// runtime and decoded by the caller on a blocking thread. One per scan.
 #[derive(Debug, Default)]
 pub(crate) struct CogReader {
-    layouts: Mutex<LayoutCache>,
-    blocks: Mutex<BlockCache>,
+    layouts: Arc<Mutex<LayoutCache>>,
+    blocks: Arc<Mutex<BlockCache>>,
 }
 
 /// Compressed blocks by (location, block index), at most
 /// [`BLOCK_CACHE_BYTES`], oldest dropped first.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct BlockCache {
     map: HashMap<(Arc<str>, usize), Bytes>,
     order: VecDeque<(Arc<str>, usize)>,
     bytes: usize,
+    /// Blocks being fetched by a spawned task: other windows wait for that
+    /// task instead of asking the store again. Waiting is safe because the
+    /// task runs on its own, whoever started it (a partition's stream that
+    /// stops being polled does not hold the others up).
+    in_flight: HashMap<(Arc<str>, usize), PendingBlock>,
 }
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("blocks", &self.map.len())
+            .field("bytes", &self.bytes)
+            .field("in_flight", &self.in_flight.len())
+            .finish()
+    }
+}
+
+/// The blocks of one spawned fetch.
+type PendingFetch = Shared<BoxFuture<'static, std::result::Result<Arc<Vec<Bytes>>, Arc<str>>>>;
+
+/// A block some spawned task is fetching (the error as text: shared).
+type PendingBlock = Shared<BoxFuture<'static, std::result::Result<Bytes, Arc<str>>>>;
 
 impl BlockCache {
     fn get(&self, location: &Arc<str>, i: usize) -> Option<Bytes> {
@@ -455,57 +482,60 @@ impl BlockCache {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct LayoutCache {
     map: HashMap<String, Arc<Layout>>,
     order: VecDeque<String>,
+    /// Headers being read by a spawned task (see [`BlockCache::in_flight`]).
+    in_flight: HashMap<String, PendingLayout>,
 }
+
+impl std::fmt::Debug for LayoutCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayoutCache")
+            .field("layouts", &self.map.len())
+            .field("in_flight", &self.in_flight.len())
+            .finish()
+    }
+}
+
+type PendingLayout = Shared<BoxFuture<'static, std::result::Result<Arc<Layout>, Arc<str>>>>;
 
 impl CogReader {
     fn layout_cache(&self) -> Result<std::sync::MutexGuard<'_, LayoutCache>> {
-        self.layouts
-            .lock()
-            .map_err(|_| Error::Internal("COG layout cache poisoned by a panic".into()))
+        lock_layouts(&self.layouts)
     }
 
     fn block_cache(&self) -> Result<std::sync::MutexGuard<'_, BlockCache>> {
-        self.blocks
-            .lock()
-            .map_err(|_| Error::Internal("COG block cache poisoned by a panic".into()))
+        lock_blocks(&self.blocks)
     }
 
-    /// The layout of `obj`, read from its header once and kept.
-    ///
-    /// Two partitions asking for the same header at the same moment may both
-    /// read it: nobody waits on another's read in progress. (A shared
-    /// in-progress read deadlocks: its owner is a partition's stream, which
-    /// DataFusion may stop polling while it waits for the partition that is
-    /// waiting for that read.)
+    /// The layout of `obj`, read from its header once and kept. Concurrent
+    /// callers share one read, run by a spawned task.
     async fn layout(&self, obj: &Object) -> Result<Arc<Layout>> {
-        if let Some(l) = self.layout_cache()?.map.get(&obj.location) {
-            return Ok(l.clone());
-        }
-        let cache = ReadaheadMetadataCache::new(RangeReader(obj.clone()));
-        let mut meta = TiffMetadataReader::try_open(&cache)
-            .await
-            .map_err(|e| store_err(&obj.location, e))?;
-        let ifd = meta
-            .read_next_ifd(&cache)
-            .await
-            .map_err(|e| store_err(&obj.location, e))?
-            .ok_or_else(|| store_err(&obj.location, "the TIFF has no image"))?;
-        let layout = Arc::new(Layout::from_ifd(&ifd, &obj.location)?);
-        let mut c = self.layout_cache()?;
-        if !c.map.contains_key(&obj.location) {
-            c.map.insert(obj.location.clone(), layout.clone());
-            c.order.push_back(obj.location.clone());
-            while c.order.len() > CACHED_LAYOUTS {
-                if let Some(old) = c.order.pop_front() {
-                    c.map.remove(&old);
+        let pending = {
+            let mut c = self.layout_cache()?;
+            if let Some(l) = c.map.get(&obj.location) {
+                return Ok(l.clone());
+            }
+            match c.in_flight.get(&obj.location) {
+                Some(p) => p.clone(),
+                None => {
+                    let task = tokio::spawn(read_layout(obj.clone(), self.layouts.clone()));
+                    let p: PendingLayout = async move {
+                        match task.await {
+                            Ok(r) => r,
+                            Err(e) => Err(Arc::from(format!("header read task failed: {e}"))),
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    c.in_flight.insert(obj.location.clone(), p.clone());
+                    p
                 }
             }
-        }
-        Ok(layout)
+        };
+        pending.await.map_err(|e| Error::Gdal(e.to_string()))
     }
 
     /// Fetches the blocks of `window` (file pixels) of the COG at `location`,
@@ -544,10 +574,12 @@ impl CogReader {
             (window.y + window.height - 1) / layout.block_h,
         );
         let key: Arc<str> = Arc::from(location);
+        // each block: cached bytes, a fetch in flight, sparse, or to fetch
         let mut blocks = Vec::new();
-        let mut missing = Vec::new();
+        let mut waits: Vec<(usize, PendingBlock)> = Vec::new();
+        let mut missing: Vec<(usize, usize, Range<u64>)> = Vec::new();
         {
-            let cache = self.block_cache()?;
+            let mut cache = self.block_cache()?;
             for by in by0..=by1 {
                 for bx in bx0..=bx1 {
                     let i = by * layout.across + bx;
@@ -556,6 +588,9 @@ impl CogReader {
                         None // sparse
                     } else if let Some(b) = cache.get(&key, i) {
                         Some(b)
+                    } else if let Some(p) = cache.in_flight.get(&(key.clone(), i)) {
+                        waits.push((blocks.len(), p.clone()));
+                        Some(Bytes::new())
                     } else {
                         missing.push((blocks.len(), i, off..off + n));
                         Some(Bytes::new())
@@ -563,36 +598,40 @@ impl CogReader {
                     blocks.push((bx, by, bytes));
                 }
             }
-        }
-        if !missing.is_empty() {
-            let ranges: Vec<Range<u64>> = missing.iter().map(|m| m.2.clone()).collect();
-            let got = obj
-                .store
-                .get_ranges(&obj.path, &ranges)
-                .await
-                .map_err(|e| store_err(location, e))?;
-            if got.len() != missing.len() {
-                return Err(Error::Internal(format!(
-                    "{} ranges asked of '{location}', {} returned",
-                    missing.len(),
-                    got.len()
-                )));
-            }
-            let mut cache = self.block_cache()?;
-            for ((slot, i, r), b) in missing.into_iter().zip(got) {
-                if b.len() as u64 != r.end - r.start {
-                    return Err(store_err(
-                        location,
-                        format!(
-                            "block {i}: {} bytes read of {} (truncated file?)",
-                            b.len(),
-                            r.end - r.start
-                        ),
-                    ));
+            if !missing.is_empty() {
+                // one spawned task fetches them all (one get_ranges: merged,
+                // concurrent requests) and files them in the cache
+                let ranges: Vec<Range<u64>> = missing.iter().map(|m| m.2.clone()).collect();
+                let ids: Vec<usize> = missing.iter().map(|m| m.1).collect();
+                let task = tokio::spawn(fetch_blocks(
+                    obj.clone(),
+                    ranges,
+                    ids.clone(),
+                    key.clone(),
+                    self.blocks.clone(),
+                ));
+                let all: PendingFetch = async move {
+                    match task.await {
+                        Ok(r) => r,
+                        Err(e) => Err(Arc::from(format!("block fetch task failed: {e}"))),
+                    }
                 }
-                cache.put(&key, i, b.clone());
-                blocks[slot].2 = Some(b);
+                .boxed()
+                .shared();
+                for (k, (slot, i, _)) in missing.iter().enumerate() {
+                    let one: PendingBlock = all
+                        .clone()
+                        .map(move |r| r.map(|v| v[k].clone()))
+                        .boxed()
+                        .shared();
+                    cache.in_flight.insert((key.clone(), *i), one.clone());
+                    waits.push((*slot, one));
+                }
             }
+        }
+        for (slot, pending) in waits {
+            let b = pending.await.map_err(|e| store_err(location, e))?;
+            blocks[slot].2 = Some(b);
         }
         Ok(Fetched {
             layout,
@@ -601,6 +640,89 @@ impl CogReader {
             location: location.to_string(),
         })
     }
+}
+
+fn lock_layouts(m: &Mutex<LayoutCache>) -> Result<std::sync::MutexGuard<'_, LayoutCache>> {
+    m.lock()
+        .map_err(|_| Error::Internal("COG layout cache poisoned by a panic".into()))
+}
+
+/// Reads the layout of `obj` from its header and files it in `cache`
+/// (clearing its in-flight entry either way).
+async fn read_layout(
+    obj: Object,
+    cache: Arc<Mutex<LayoutCache>>,
+) -> std::result::Result<Arc<Layout>, Arc<str>> {
+    let r = async {
+        let ra = ReadaheadMetadataCache::new(RangeReader(obj.clone()));
+        let mut meta = TiffMetadataReader::try_open(&ra)
+            .await
+            .map_err(|e| store_err(&obj.location, e))?;
+        let ifd = meta
+            .read_next_ifd(&ra)
+            .await
+            .map_err(|e| store_err(&obj.location, e))?
+            .ok_or_else(|| store_err(&obj.location, "the TIFF has no image"))?;
+        Layout::from_ifd(&ifd, &obj.location).map(Arc::new)
+    }
+    .await;
+    if let Ok(mut c) = lock_layouts(&cache) {
+        c.in_flight.remove(&obj.location);
+        if let Ok(l) = &r {
+            c.map.insert(obj.location.clone(), l.clone());
+            c.order.push_back(obj.location.clone());
+            while c.order.len() > CACHED_LAYOUTS {
+                if let Some(old) = c.order.pop_front() {
+                    c.map.remove(&old);
+                }
+            }
+        }
+    }
+    r.map_err(|e| Arc::from(e.to_string()))
+}
+
+/// Fetches blocks `ids` of `obj` (byte `ranges`), files them in `cache` and
+/// clears their in-flight entries, whether or not anyone still waits.
+async fn fetch_blocks(
+    obj: Object,
+    ranges: Vec<Range<u64>>,
+    ids: Vec<usize>,
+    key: Arc<str>,
+    cache: Arc<Mutex<BlockCache>>,
+) -> std::result::Result<Arc<Vec<Bytes>>, Arc<str>> {
+    let got = obj
+        .store
+        .get_ranges(&obj.path, &ranges)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|got| {
+            if got.len() != ranges.len() {
+                return Err(format!(
+                    "{} ranges asked, {} returned",
+                    ranges.len(),
+                    got.len()
+                ));
+            }
+            for ((r, i), b) in ranges.iter().zip(&ids).zip(&got) {
+                if b.len() as u64 != r.end - r.start {
+                    return Err(format!(
+                        "block {i}: {} bytes read of {} (truncated file?)",
+                        b.len(),
+                        r.end - r.start
+                    ));
+                }
+            }
+            Ok(got)
+        });
+    if let Ok(mut c) = lock_blocks(&cache) {
+        for (k, i) in ids.iter().enumerate() {
+            c.in_flight.remove(&(key.clone(), *i));
+            if let Ok(got) = &got {
+                c.put(&key, *i, got[k].clone());
+            }
+        }
+    }
+    got.map(Arc::new).map_err(Arc::from)
 }
 
 #[cfg(test)]

@@ -88,12 +88,13 @@ def test_http_range_reads_give_the_same_bytes(tiny, local_out, tmp_path, reader)
         if reader == "native":
             assert st["requests"] == st["range_requests"], st
             # each file's header read once (a 32 KiB read-ahead: the whole of
-            # these small COGs) and each block about once (the block cache;
-            # two windows in flight at the same moment may both fetch a block
-            # they share): under three times the bytes of the files. Without
+            # these small COGs) and each block once (windows in flight share
+            # header reads and block fetches, later ones take the block cache):
+            # at most twice the bytes of the files. Without the sharing and
             # the cache, 200 px chunks over 500 px COGs fetch over 4 times.
             total = sum(f.stat().st_size for f in (tiny.path / "cogs").iterdir())
-            assert st["bytes"] < 3 * total, (st, total)
+            assert st["bytes"] <= 2 * total, (st, total)
+            print("range server:", st, "files:", total)
     finally:
         srv.stop()
 
