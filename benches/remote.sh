@@ -11,28 +11,12 @@
 #   RUNS=3  PROFILE=release|dev  DELAYS="0 20 100"  PEER_DELAYS="20"  FLOODSQL_VENV=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCALE=${1:-medium}
-RUNS=${RUNS:-3}
-PROFILE=${PROFILE:-release}
 DELAYS=${DELAYS:-0 20 100}
 PEER_DELAYS=${PEER_DELAYS:-20}
-VENV=${FLOODSQL_VENV:-$HOME/.cache/floodsql/venv}
-DIR=${BENCH_DIR:-/tmp/floodsql-bench}/$SCALE
-PY=$VENV/bin/python
-[ -x "$PY" ] || { echo "no venv at $VENV: run tests/run.sh once (or set FLOODSQL_VENV)" >&2; exit 1; }
-command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
-
-if [ "$PROFILE" = release ]; then cargo build --release --locked -q; else cargo build --locked -q; fi
-TARGET=$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN=$TARGET/$([ "$PROFILE" = release ] && echo release || echo debug)/floodsql
-
-mkdir -p "$DIR"; if [ ! -f "$DIR/items.json" ]; then "$BIN" --quiet synth --scale "$SCALE" --out "$DIR" > "$DIR.synth.txt"; fi
-BBOX=$(grep '^bbox:' "$DIR.synth.txt" | cut -d' ' -f2)
+source benches/common.sh "$@"
 DT=2022-09-01T00:00:00Z/2022-10-01T00:00:00Z
-OUT=$(mktemp -d)
 PIDS=""
 trap 'kill $PIDS 2>/dev/null' EXIT
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_url() { for _ in $(seq 150); do curl -sf "$1" >/dev/null && return; sleep 0.2; done; echo "$1 did not come up" >&2; exit 1; }
 
 # items whose hrefs point at the range server (the STAC API itself answers at once)
@@ -48,16 +32,6 @@ json.dump(d, open(sys.argv[2], "w"))
 PYEOF
 }
 
-measure() { # name, command...: prints "name median_s peak_mb"
-  local name=$1; shift
-  local ts=() mem=0
-  for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f "%e %M" -o "$OUT/t" "$@" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
-    read -r t m < "$OUT/t"; ts+=("$t"); [ "$m" -gt "$mem" ] && mem=$m
-  done
-  local med; med=$(printf '%s\n' "${ts[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$name $med $((mem / 1024))"
-}
 
 OURS=("$BIN" --quiet extent --collection GFM --bbox "$BBOX" --datetime "$DT")
 

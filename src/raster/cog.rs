@@ -521,15 +521,10 @@ impl CogReader {
             match c.in_flight.get(&obj.location) {
                 Some(p) => p.clone(),
                 None => {
-                    let task = tokio::spawn(read_layout(obj.clone(), self.layouts.clone()));
-                    let p: PendingLayout = async move {
-                        match task.await {
-                            Ok(r) => r,
-                            Err(e) => Err(Arc::from(format!("header read task failed: {e}"))),
-                        }
-                    }
-                    .boxed()
-                    .shared();
+                    let p: PendingLayout = spawn_shared(
+                        "header read",
+                        read_layout(obj.clone(), self.layouts.clone()),
+                    );
                     c.in_flight.insert(obj.location.clone(), p.clone());
                     p
                 }
@@ -603,21 +598,16 @@ impl CogReader {
                 // concurrent requests) and files them in the cache
                 let ranges: Vec<Range<u64>> = missing.iter().map(|m| m.2.clone()).collect();
                 let ids: Vec<usize> = missing.iter().map(|m| m.1).collect();
-                let task = tokio::spawn(fetch_blocks(
-                    obj.clone(),
-                    ranges,
-                    ids.clone(),
-                    key.clone(),
-                    self.blocks.clone(),
-                ));
-                let all: PendingFetch = async move {
-                    match task.await {
-                        Ok(r) => r,
-                        Err(e) => Err(Arc::from(format!("block fetch task failed: {e}"))),
-                    }
-                }
-                .boxed()
-                .shared();
+                let all: PendingFetch = spawn_shared(
+                    "block fetch",
+                    fetch_blocks(
+                        obj.clone(),
+                        ranges,
+                        ids.clone(),
+                        key.clone(),
+                        self.blocks.clone(),
+                    ),
+                );
                 for (k, (slot, i, _)) in missing.iter().enumerate() {
                     let one: PendingBlock = all
                         .clone()
@@ -640,6 +630,23 @@ impl CogReader {
             location: location.to_string(),
         })
     }
+}
+
+/// Runs `fut` as its own task and returns its result as a future any number
+/// of windows can wait for.
+fn spawn_shared<T: Clone + Send + Sync + 'static>(
+    what: &'static str,
+    fut: impl std::future::Future<Output = std::result::Result<T, Arc<str>>> + Send + 'static,
+) -> Shared<BoxFuture<'static, std::result::Result<T, Arc<str>>>> {
+    let task = tokio::spawn(fut);
+    async move {
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(Arc::from(format!("{what} task failed: {e}"))),
+        }
+    }
+    .boxed()
+    .shared()
 }
 
 fn lock_layouts(m: &Mutex<LayoutCache>) -> Result<std::sync::MutexGuard<'_, LayoutCache>> {
