@@ -83,8 +83,20 @@ fn retry() -> RetryConfig {
     }
 }
 
+/// An error reading `location`, with any credentials of the URL (`user:password@`)
+/// masked wherever they appear in the message.
 fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
-    Error::Gdal(format!("cannot read '{location}': {e}"))
+    let msg = format!("cannot read '{location}': {e}");
+    Error::Gdal(match Url::parse(location) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            let userinfo = match u.password() {
+                Some(p) => format!("{}:{p}@", u.username()),
+                None => format!("{}@", u.username()),
+            };
+            msg.replace(&userinfo, "***@")
+        }
+        _ => msg,
+    })
 }
 
 /// The store key of a location (scheme and authority) and the object's path.
@@ -859,6 +871,22 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("junk.tif"), "{e}");
+        // credentials in a URL never reach a message
+        let e = reader
+            .fetch(
+                &env,
+                "http://alice:s3cret@127.0.0.1:9/x.tif",
+                (1, 1),
+                window(0, 0, 1, 1),
+            )
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            !e.contains("s3cret") && !e.contains("alice") && e.contains("***@127.0.0.1:9/x.tif"),
+            "{e}"
+        );
         for bad in ["ftp://host/x.tif", "relative/x.tif", "s3:///nobucket.tif"] {
             let e = reader
                 .fetch(&env, bad, (1, 1), window(0, 0, 1, 1))
