@@ -480,6 +480,9 @@ impl BlockCache {
         if self.map.contains_key(&key) {
             return;
         }
+        // a copy: `b` may be a slice of a larger merged read, which the cache
+        // would otherwise keep whole without counting it
+        let b = Bytes::copy_from_slice(&b);
         self.bytes += b.len();
         self.map.insert(key.clone(), b);
         self.order.push_back(key);
