@@ -83,20 +83,24 @@ fn retry() -> RetryConfig {
     }
 }
 
-/// An error reading `location`, with any credentials of the URL (`user:password@`)
-/// masked wherever they appear in the message.
-fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
-    let msg = format!("cannot read '{location}': {e}");
-    Error::Gdal(match Url::parse(location) {
+/// `text` with any credentials of `location`'s URL (`user:password@`)
+/// masked wherever they appear.
+pub(crate) fn redact(location: &str, text: String) -> String {
+    match Url::parse(location) {
         Ok(u) if !u.username().is_empty() || u.password().is_some() => {
             let userinfo = match u.password() {
                 Some(p) => format!("{}:{p}@", u.username()),
                 None => format!("{}@", u.username()),
             };
-            msg.replace(&userinfo, "***@")
+            text.replace(&userinfo, "***@")
         }
-        _ => msg,
-    })
+        _ => text,
+    }
+}
+
+/// An error reading `location` (credentials masked).
+fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
+    Error::Gdal(redact(location, format!("cannot read '{location}': {e}")))
 }
 
 /// The store key of a location (scheme and authority) and the object's path.

@@ -157,7 +157,11 @@ pub(crate) fn read_window(
     expect: (usize, usize),
     window: Window,
 ) -> Result<Vec<u8>> {
-    read_with(&POOL, &gdal_path(location), expect, window)
+    read_with(&POOL, &gdal_path(location), expect, window).map_err(|e| match e {
+        // credentials in the URL never reach a message
+        Error::Gdal(m) => Error::Gdal(super::cog::redact(location, m)),
+        other => other,
+    })
 }
 
 fn read_with(
@@ -242,6 +246,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("cannot open") && e.contains("none.tif"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_a_url_never_reach_a_message() {
+        let e = read_window(
+            "http://alice:s3cret@127.0.0.1:9/x.tif",
+            (1, 1),
+            win(0, 0, 1, 1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("s3cret") && !e.contains("alice"), "{e}");
+        assert!(e.contains("***@127.0.0.1:9/x.tif"), "{e}");
     }
 
     #[test]
