@@ -841,66 +841,41 @@ mod tests {
         }
     }
 
+    /// The error of reading one pixel of `location`, declared `expect` in size.
+    async fn fetch_err(reader: &CogReader, location: &str, expect: (usize, usize)) -> String {
+        let env = RuntimeEnv::default();
+        match reader
+            .fetch(&env, location, expect, window(0, 0, 1, 1))
+            .await
+        {
+            Ok(_) => panic!("reading '{location}' succeeded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[tokio::test]
     async fn refuses_wrong_sizes_and_missing_or_corrupt_files() {
         let dir = tempfile::tempdir().unwrap();
-        let env = RuntimeEnv::default();
         let reader = CogReader::default();
         let p = dir.path().join("a.tif");
         write(&p, 20, 10, &["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"]);
-        let loc = p.display().to_string();
-        let e = reader
-            .fetch(&env, &loc, (21, 10), window(0, 0, 1, 1))
-            .await
-            .err()
-            .unwrap()
-            .to_string();
+        let e = fetch_err(&reader, &p.display().to_string(), (21, 10)).await;
         assert!(e.contains("20x10") && e.contains("21x10"), "{e}");
         let missing = dir.path().join("none.tif").display().to_string();
-        let e = reader
-            .fetch(&env, &missing, (1, 1), window(0, 0, 1, 1))
-            .await
-            .err()
-            .unwrap()
-            .to_string();
+        let e = fetch_err(&reader, &missing, (1, 1)).await;
         assert!(e.contains("none.tif"), "{e}");
         let junk = dir.path().join("junk.tif");
         std::fs::write(&junk, b"this is not a tiff at all").unwrap();
-        let e = reader
-            .fetch(
-                &env,
-                &junk.display().to_string(),
-                (1, 1),
-                window(0, 0, 1, 1),
-            )
-            .await
-            .err()
-            .unwrap()
-            .to_string();
+        let e = fetch_err(&reader, &junk.display().to_string(), (1, 1)).await;
         assert!(e.contains("junk.tif"), "{e}");
         // credentials in a URL never reach a message
-        let e = reader
-            .fetch(
-                &env,
-                "http://alice:s3cret@127.0.0.1:9/x.tif",
-                (1, 1),
-                window(0, 0, 1, 1),
-            )
-            .await
-            .err()
-            .unwrap()
-            .to_string();
+        let e = fetch_err(&reader, "http://alice:s3cret@127.0.0.1:9/x.tif", (1, 1)).await;
         assert!(
             !e.contains("s3cret") && !e.contains("alice") && e.contains("***@127.0.0.1:9/x.tif"),
             "{e}"
         );
         for bad in ["ftp://host/x.tif", "relative/x.tif", "s3:///nobucket.tif"] {
-            let e = reader
-                .fetch(&env, bad, (1, 1), window(0, 0, 1, 1))
-                .await
-                .err()
-                .unwrap()
-                .to_string();
+            let e = fetch_err(&reader, bad, (1, 1)).await;
             assert!(e.contains(bad), "{e}");
         }
     }
