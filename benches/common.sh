@@ -1,12 +1,14 @@
 # Shared by the bench scripts (sourced, from the repository root): settings,
-# the build, the synthetic scene, and a timing helper.
+# the build, the synthetic scenes, a timing helper and a local cluster.
 #   SCALE (first argument)  RUNS=3  PROFILE=release|dev  FLOODSQL_VENV=...  BENCH_DIR=/tmp/floodsql-bench
 SCALE=${1:-medium}
 RUNS=${RUNS:-3}
 PROFILE=${PROFILE:-release}
 VENV=${FLOODSQL_VENV:-$HOME/.cache/floodsql/venv}
-DIR=${BENCH_DIR:-/tmp/floodsql-bench}/$SCALE
+ROOT=${BENCH_DIR:-/tmp/floodsql-bench}
+DIR=$ROOT/$SCALE
 PY=$VENV/bin/python
+DT=2022-09-01T00:00:00Z/2022-10-01T00:00:00Z
 [ -x "$PY" ] || { echo "no venv at $VENV: run tests/run.sh once (or set FLOODSQL_VENV)" >&2; exit 1; }
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 
@@ -14,11 +16,26 @@ if [ "$PROFILE" = release ]; then cargo build --release --locked -q; else cargo 
 TARGET=$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 BIN=$TARGET/$([ "$PROFILE" = release ] && echo release || echo debug)/floodsql
 
-mkdir -p "$DIR"; if [ ! -f "$DIR/items.json" ]; then "$BIN" --quiet synth --scale "$SCALE" --out "$DIR" > "$DIR.synth.txt"; fi
-BBOX=$(grep '^bbox:' "$DIR.synth.txt" | cut -d' ' -f2)
+# scene NAME [synth options]: generates $ROOT/NAME once (kept between runs)
+# and prints its directory; its AOI is on the "bbox:" line of NAME.synth.txt.
+scene() {
+  local name=$1; shift
+  mkdir -p "$ROOT/$name"
+  if [ ! -f "$ROOT/$name/items.json" ]; then
+    "$BIN" --quiet synth "$@" --out "$ROOT/$name" > "$ROOT/$name.synth.txt"
+  fi
+  echo "$ROOT/$name"
+}
+scene_bbox() { grep '^bbox:' "$ROOT/$1.synth.txt" | cut -d' ' -f2; }
+
+scene "$SCALE" --scale "$SCALE" >/dev/null
+BBOX=$(scene_bbox "$SCALE")
 OUT=$(mktemp -d)
+PIDS=""
+trap 'kill $PIDS 2>/dev/null; rm -rf "$OUT"' EXIT
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_url() { for _ in $(seq 150); do curl -sf "$1" >/dev/null && return; sleep 0.2; done; echo "$1 did not come up" >&2; exit 1; }
 
 measure() { # name, command...: prints "name median_s peak_mb"
   local name=$1; shift
@@ -29,4 +46,28 @@ measure() { # name, command...: prints "name median_s peak_mb"
   done
   local med; med=$(printf '%s\n' "${ts[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
   echo "$name $med $((mem / 1024))"
+}
+
+# start_cluster: a scheduler and 2 executors on this machine; sets SCHED
+# (df://host:port) and EXECUTORS (their pids, for executor_peaks).
+start_cluster() {
+  local sp; sp=$(free_port)
+  "$BIN" scheduler --bind "127.0.0.1:$sp" > "$OUT/scheduler.log" 2>&1 & PIDS="$PIDS $!"
+  wait_url "http://127.0.0.1:$sp/healthz"
+  EXECUTORS=""
+  for i in 1 2; do
+    "$BIN" executor --scheduler "127.0.0.1:$sp" --bind "127.0.0.1:$(free_port)" --grpc-port "$(free_port)" \
+      --work-dir "$OUT/work$i" > "$OUT/executor$i.log" 2>&1 & PIDS="$PIDS $!"; EXECUTORS="$EXECUTORS $!"
+  done
+  for _ in $(seq 100); do
+    [ "$(curl -sf "http://127.0.0.1:$sp/api/executors" | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2 ] && break
+    sleep 0.2
+  done
+  SCHED=df://127.0.0.1:$sp
+}
+# executor_peaks: each executor's peak RSS so far, in MB ("410 299")
+executor_peaks() {
+  local p out=""
+  for p in $EXECUTORS; do out="$out $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$p/status")"; done
+  echo "${out# }"
 }

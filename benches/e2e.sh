@@ -6,43 +6,29 @@
 # cluster row, peak MB is the client's only (executors are separate processes).
 #
 #   benches/e2e.sh [tiny|small|medium|tutorial]      (default: medium)
-#   RUNS=3  PROFILE=release|dev  FLOODSQL_VENV=...   BENCH_DIR=/tmp/floodsql-bench  CLUSTER=1
+#   RUNS=3  PEER_RUNS=1 (the Python stack)  PROFILE=release|dev  FLOODSQL_VENV=...
+#   BENCH_DIR=/tmp/floodsql-bench  CLUSTER=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/common.sh "$@"
 PORT=$(free_port)
 "$VENV/bin/rustac" serve --addr "127.0.0.1:$PORT" --create-collections "$DIR/collection.json" "$DIR/items.json" >/dev/null 2>&1 &
-SERVER=$!
-PIDS=$SERVER
-trap 'kill $PIDS 2>/dev/null' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.2; done
+PIDS="$PIDS $!"
 API=http://127.0.0.1:$PORT
-
-if [ "${CLUSTER:-1}" != 0 ]; then
-  SP=$(free_port)
-  "$BIN" scheduler --bind "127.0.0.1:$SP" > "$OUT/scheduler.log" 2>&1 & PIDS="$PIDS $!"
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SP/healthz" >/dev/null && break; sleep 0.2; done
-  for i in 1 2; do
-    "$BIN" executor --scheduler "127.0.0.1:$SP" --bind "127.0.0.1:$(free_port)" --grpc-port "$(free_port)" \
-      --work-dir "$OUT/work$i" > "$OUT/executor$i.log" 2>&1 & PIDS="$PIDS $!"
-  done
-  for _ in $(seq 100); do
-    [ "$(curl -sf "http://127.0.0.1:$SP/api/executors" | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2 ] && break
-    sleep 0.2
-  done
-fi
-
+wait_url "$API/"
+[ "${CLUSTER:-1}" != 0 ] && start_cluster
 
 {
-  measure python_peer "$PY" tests/py/peer_tutorial.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 "$OUT/peer.tif"
+  RUNS=${PEER_RUNS:-1} measure python_peer "$PY" tests/py/peer_tutorial.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 "$OUT/peer.tif"
   measure floodsql "$BIN" --quiet extent --stac-url "$API" --collection GFM --bbox "$BBOX" \
       --datetime 2022-09-01T00:00:00Z/2022-10-01T00:00:00Z --out "$OUT/ours.tif"
   if [ "${CLUSTER:-1}" != 0 ]; then
     measure floodsql_cluster "$BIN" --quiet extent --stac-url "$API" --collection GFM --bbox "$BBOX" \
-        --datetime 2022-09-01T00:00:00Z/2022-10-01T00:00:00Z --out "$OUT/cluster.tif" --cluster "df://127.0.0.1:$SP"
+        --datetime 2022-09-01T00:00:00Z/2022-10-01T00:00:00Z --out "$OUT/cluster.tif" --cluster "$SCHED"
   fi
   measure decode_floor "$PY" benches/decode_floor.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 2
 } > "$OUT/results"
+[ "${CLUSTER:-1}" != 0 ] && echo "executors' peak RSS MB: $(executor_peaks)"
 
 "$PY" - "$OUT/results" "$OUT/ours.tif" "$OUT/peer.tif" "$SCALE" "$PROFILE" "$OUT/cluster.tif" <<'PYEOF'
 import os, sys

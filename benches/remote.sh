@@ -14,10 +14,6 @@ cd "$(dirname "$0")/.."
 DELAYS=${DELAYS:-0 20 100}
 PEER_DELAYS=${PEER_DELAYS:-20}
 source benches/common.sh "$@"
-DT=2022-09-01T00:00:00Z/2022-10-01T00:00:00Z
-PIDS=""
-trap 'kill $PIDS 2>/dev/null' EXIT
-wait_url() { for _ in $(seq 150); do curl -sf "$1" >/dev/null && return; sleep 0.2; done; echo "$1 did not come up" >&2; exit 1; }
 
 # items whose hrefs point at the range server (the STAC API itself answers at once)
 rewrite() { # items.json out.json base_url

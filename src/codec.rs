@@ -50,8 +50,8 @@ struct Envelope {
 #[serde(tag = "kind")]
 enum Node {
     FloodChunksTable {
-        spec: FloodChunksSpec,
-        plan: Option<ScanPlan>,
+        spec: Box<FloodChunksSpec>,
+        plan: Option<Box<ScanPlan>>,
     },
     StacItemsTable {
         params: SearchParams,
@@ -59,7 +59,7 @@ enum Node {
     /// Its input (the chunk assignment, an in-memory source) travels as a
     /// plan child, so that Ballista can restrict it to a task's partitions.
     FloodChunksExec {
-        plan: ScanPlan,
+        plan: Box<ScanPlan>,
         concurrency: usize,
         projection: Option<Vec<usize>>,
     },
@@ -136,8 +136,8 @@ impl LogicalExtensionCodec for FloodsqlLogicalCodec {
             Some("the scheduler refuses a table planned by the client"),
         )? {
             Some(Node::FloodChunksTable { spec, plan }) => Ok(Arc::new(match plan {
-                Some(p) => FloodChunksTable::with_plan(spec, Arc::new(p)),
-                None => FloodChunksTable::new(spec),
+                Some(p) => FloodChunksTable::with_plan(*spec, Arc::new(*p)),
+                None => FloodChunksTable::new(*spec),
             })),
             Some(Node::StacItemsTable { params }) => Ok(Arc::new(StacItemsTable { params })),
             Some(other) => internal_err!("floodsql codec: {other:?} is not a table"),
@@ -157,8 +157,8 @@ impl LogicalExtensionCodec for FloodsqlLogicalCodec {
         if let Some(t) = any.downcast_ref::<FloodChunksTable>() {
             return encode(
                 Node::FloodChunksTable {
-                    spec: t.spec.clone(),
-                    plan: t.resolved().map(|p| (*p).clone()),
+                    spec: Box::new(t.spec.clone()),
+                    plan: t.resolved().map(|p| Box::new((*p).clone())),
                 },
                 buf,
             );
@@ -212,7 +212,7 @@ impl PhysicalExtensionCodec for FloodsqlPhysicalCodec {
                 projection,
             }) => match inputs {
                 [input] => Ok(Arc::new(FloodChunksExec::with_input(
-                    Arc::new(plan),
+                    Arc::new(*plan),
                     input.clone(),
                     concurrency,
                     projection,
@@ -234,7 +234,7 @@ impl PhysicalExtensionCodec for FloodsqlPhysicalCodec {
         if let Some(s) = any.downcast_ref::<FloodChunksExec>() {
             return encode(
                 Node::FloodChunksExec {
-                    plan: (**s.scan_plan()).clone(),
+                    plan: Box::new((**s.scan_plan()).clone()),
                     concurrency: s.concurrency(),
                     projection: s.projection().cloned(),
                 },

@@ -84,6 +84,12 @@ pub enum Error {
     /// GDAL refused (open, read, CRS, write).
     #[error("GDAL: {0}")]
     Gdal(String),
+    /// An asset the native COG reader cannot read (the message names it).
+    #[error("{0}")]
+    Read(String),
+    /// A location the read policy does not allow (`access`).
+    #[error("{0}")]
+    Refused(String),
     /// A file could not be read or written.
     #[error("I/O error on {path}")]
     Io {
@@ -146,6 +152,8 @@ impl Error {
             | Error::BadItem { .. }
             | Error::MissingAsset { .. }
             | Error::Gdal(_)
+            | Error::Refused(_)
+            | Error::Read(_)
             | Error::Io { .. }
             | Error::Output { .. }
             | Error::Cluster { .. } => ErrorKind::Data,
@@ -214,9 +222,50 @@ pub fn join_err(what: &str) -> impl FnOnce(tokio::task::JoinError) -> Error + '_
     move |e| Error::Internal(format!("{what} task failed: {e}"))
 }
 
+/// `text` with the credentials of every URL in it (`scheme://user:pass@host`)
+/// masked as `scheme://***@host`: for every message that may quote a URL.
+pub(crate) fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // the authority ends at the path, query, fragment, a quote or a space
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '\'' | '"' | '`' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***@");
+                out.push_str(&authority[at + 1..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_masked() {
+        assert_eq!(
+            redact_urls("cannot read 'https://me:s3cret@h:8/a.tif?x=1' (GET http://u@h2/b)"),
+            "cannot read 'https://***@h:8/a.tif?x=1' (GET http://***@h2/b)"
+        );
+        assert_eq!(redact_urls("no url: a@b, x://"), "no url: a@b, x://");
+        assert_eq!(
+            redact_urls("/vsicurl/http://a:b@h/x"),
+            "/vsicurl/http://***@h/x"
+        );
+    }
 
     #[test]
     fn kinds_map_to_datafusion_kinds() {

@@ -11,7 +11,7 @@
 //! | layer | modules | what |
 //! |---|---|---|
 //! | 0 | [`error`] | errors by kind |
-//! | 1 | `geo`, `datetime` | lon/lat boxes, pixel windows; STAC time intervals |
+//! | 1 | `geo`, `datetime`, `access` | lon/lat boxes, pixel windows; STAC time intervals; what a catalogue may make floodsql read |
 //! | 2 | `options`, `context`, `sqlargs`, `template` | session options; per-query state; SQL argument and template helpers |
 //! | 3 | `stac` | search, items → Arrow, `stac_items(...)` |
 //! | 4 | `raster` | grid, GDAL reads, fusing, the scan, `flood_chunks(...)` |
@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub(crate) mod access;
 pub mod cli;
 pub(crate) mod cluster;
 pub(crate) mod codec;
@@ -67,6 +68,7 @@ mod layering {
         ("error", 0),
         ("geo", 1),
         ("datetime", 1),
+        ("access", 1),
         ("options", 2),
         ("context", 2),
         ("sqlargs", 2),

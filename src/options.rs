@@ -28,6 +28,9 @@ pub(crate) const DEFAULT_READER: &str = "native";
 /// Values `floodsql.reader` takes.
 pub(crate) const READERS: [&str; 2] = ["native", "gdal"];
 
+/// `floodsql.nodata` when the catalogue decides (the default).
+pub(crate) const NODATA_FROM_CATALOGUE: &str = "catalogue";
+
 /// floodsql's session options.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FloodsqlOptions {
@@ -43,6 +46,15 @@ pub(crate) struct FloodsqlOptions {
     pub(crate) http_timeout: usize,
     /// COG reader: `native` (object_store + async-tiff) or `gdal`.
     pub(crate) reader: String,
+    /// Nodata of every item's asset, overriding what the catalogue declares
+    /// (`None`: the items' `raster:bands[0].nodata`, which must agree).
+    pub(crate) nodata: Option<u8>,
+    /// Hosts and buckets assets may be read from besides the catalogue's own
+    /// host (comma-separated; see `access`).
+    pub(crate) allowed_hosts: String,
+    /// Directories local assets may be read from besides a local
+    /// catalogue's own (comma-separated).
+    pub(crate) allowed_paths: String,
     /// Version tag of the process that made this session (set by the
     /// session factory; schedulers and executors refuse other versions).
     pub(crate) version: String,
@@ -57,6 +69,9 @@ impl Default for FloodsqlOptions {
             read_concurrency: DEFAULT_READ_CONCURRENCY,
             http_timeout: DEFAULT_HTTP_TIMEOUT_SECS,
             reader: DEFAULT_READER.to_string(),
+            nodata: None,
+            allowed_hosts: crate::access::DEFAULT_ALLOWED_HOSTS.to_string(),
+            allowed_paths: String::new(),
             version: String::new(),
         }
     }
@@ -77,7 +92,7 @@ impl ConfigExtension for FloodsqlOptions {
     const PREFIX: &'static str = "floodsql";
 }
 
-const DOCS: [(&str, &str); 7] = [
+const DOCS: [(&str, &str); 10] = [
     ("page_size", "Items per page asked of a STAC API (`limit`)."),
     (
         "max_items",
@@ -98,6 +113,18 @@ const DOCS: [(&str, &str); 7] = [
     (
         "reader",
         "COG reader: 'native' (object_store range reads, concurrent and coalesced; async-tiff decoders) or 'gdal'.",
+    ),
+    (
+        "nodata",
+        "Nodata of every item's asset: 'catalogue' (the items' raster:bands nodata, which must agree; 255 when none is declared) or 0..=255 (ignores what the items declare).",
+    ),
+    (
+        "allowed_hosts",
+        "Hosts ('host' or 'host:port') and buckets ('s3://b', 'gs://b', 'az://c') assets may be read from, besides the catalogue's own host (comma-separated; '*' allows any).",
+    ),
+    (
+        "allowed_paths",
+        "Directories local assets may be read from, besides a local catalogue's own directory (comma-separated).",
     ),
     (
         "version",
@@ -143,6 +170,23 @@ impl ExtensionOptions for FloodsqlOptions {
                 }
                 self.reader = v
             }
+            "nodata" => {
+                let v = value.trim();
+                self.nodata = if v.eq_ignore_ascii_case(NODATA_FROM_CATALOGUE) {
+                    None
+                } else {
+                    match v.parse::<u8>() {
+                        Ok(n) => Some(n),
+                        Err(_) => {
+                            return config_err!(
+                            "floodsql.nodata must be '{NODATA_FROM_CATALOGUE}' or an integer 0..=255, got '{value}'"
+                        )
+                        }
+                    }
+                }
+            }
+            "allowed_hosts" => self.allowed_hosts = value.trim().to_string(),
+            "allowed_paths" => self.allowed_paths = value.trim().to_string(),
             "version" => self.version = value.to_string(),
             _ => return config_err!("unknown option floodsql.{key}"),
         }
@@ -157,6 +201,10 @@ impl ExtensionOptions for FloodsqlOptions {
             self.read_concurrency.to_string(),
             self.http_timeout.to_string(),
             self.reader.clone(),
+            self.nodata
+                .map_or(NODATA_FROM_CATALOGUE.to_string(), |n| n.to_string()),
+            self.allowed_hosts.clone(),
+            self.allowed_paths.clone(),
             self.version.clone(),
         ];
         DOCS.iter()
@@ -181,6 +229,8 @@ mod tests {
         a.set("version", "x").unwrap();
         a.set("reader", "GDAL").unwrap();
         assert_eq!(a.reader, "gdal");
+        a.set("nodata", "0").unwrap();
+        assert_eq!(a.nodata, Some(0));
         let mut b = FloodsqlOptions::default();
         for e in a.entries() {
             assert!(e.key.starts_with("floodsql."), "{}", e.key);
@@ -194,5 +244,9 @@ mod tests {
         assert!(a.set("page_size", "-1").is_err());
         assert!(a.set("nope", "1").is_err());
         assert!(a.set("reader", "rasterio").is_err());
+        assert!(a.set("nodata", "256").is_err());
+        assert!(a.set("nodata", "nan").is_err());
+        a.set("nodata", "Catalogue").unwrap();
+        assert_eq!(a.nodata, None);
     }
 }

@@ -94,8 +94,14 @@ pub(crate) fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Environment variables that set session options (before any `--set`).
+pub(crate) const ENV_OPTIONS: [(&str, &str); 2] = [
+    ("FLOODSQL_ALLOWED_HOSTS", "floodsql.allowed_hosts"),
+    ("FLOODSQL_ALLOWED_PATHS", "floodsql.allowed_paths"),
+];
+
 /// A local session, or one connected to `--cluster df://HOST:PORT`, with
-/// the `--set KEY=VALUE` options applied.
+/// the options of [`ENV_OPTIONS`] and `--set KEY=VALUE` applied.
 pub(crate) async fn context(
     cluster: Option<&str>,
     partitions: Option<usize>,
@@ -108,7 +114,13 @@ pub(crate) async fn context(
             connect(&url, partitions).await?
         }
     };
-    for kv in sets {
+    // the read policy's allow-lists may come from the environment (a
+    // deployment's standing choice); --set still wins
+    let from_env: Vec<String> = ENV_OPTIONS
+        .iter()
+        .filter_map(|(var, key)| Some(format!("{key}={}", std::env::var(var).ok()?)))
+        .collect();
+    for kv in from_env.iter().chain(sets) {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("--set expects KEY=VALUE, got '{kv}'");
         };

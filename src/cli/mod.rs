@@ -98,7 +98,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// One line per error: the messages along the chain, each said once; a
 /// DataFusion error is replaced by its root cause (found by walking its
 /// chain), without DataFusion's "Error during planning:"-style prefixes.
+/// Credentials in any URL quoted are masked.
 pub fn report(e: &anyhow::Error) -> String {
+    crate::error::redact_urls(&chain_report(e))
+}
+
+fn chain_report(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let (msg, root) = match cause.downcast_ref::<DataFusionError>() {

@@ -21,6 +21,9 @@ use crate::error::{io_err, Error, Result};
 use crate::output::atomic::{commit, temp_path};
 use crate::raster::grid::OutputGrid;
 
+/// Encoded bytes of a row group before it goes to the file.
+const ROW_GROUP_BYTES: usize = 32 << 20;
+
 /// A Parquet file being written to a temp path beside its target.
 pub(crate) struct ParquetSink {
     target: PathBuf,
@@ -60,6 +63,10 @@ impl ParquetSink {
             let kv = |k: &str, v: String| KeyValue::new(format!("floodsql:{k}"), v);
             let props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                // a row group is held in memory until it is flushed: bound it
+                // by bytes (a grid of 10^4 chunks is still one row group by
+                // the default row count)
+                .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
                 .set_key_value_metadata(Some(vec![
                     kv("crs", g.crs.clone()),
                     kv(

@@ -41,6 +41,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use url::Url;
 
+use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::Window;
 
@@ -57,8 +58,29 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RETRIES: usize = 3;
 const RETRY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Redirects followed per request (each checked against the read policy).
+const MAX_REDIRECTS: usize = 10;
 
 static DECODERS: LazyLock<DecoderRegistry> = LazyLock::new(DecoderRegistry::default);
+
+/// The process's decode threads, one per core (see [`CogReader::decode`]).
+static DECODE_POOL: LazyLock<std::result::Result<rayon::ThreadPool, String>> =
+    LazyLock::new(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("floodsql-decode-{i}"))
+            // a panicking job drops its result sender: the waiting window gets
+            // an internal error instead of the process aborting
+            .panic_handler(|_| {})
+            .build()
+            .map_err(|e| e.to_string())
+    });
+
+fn decode_pool() -> Result<&'static rayon::ThreadPool> {
+    DECODE_POOL
+        .as_ref()
+        .map_err(|e| Error::Internal(format!("cannot start the COG decode threads: {e}")))
+}
 
 /// Where a location's bytes live: the store and the object's path in it.
 #[derive(Debug, Clone)]
@@ -100,7 +122,24 @@ pub(crate) fn redact(location: &str, text: String) -> String {
 
 /// An error reading `location` (credentials masked).
 fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
-    Error::Gdal(redact(location, format!("cannot read '{location}': {e}")))
+    Error::Read(redact(location, format!("cannot read '{location}': {e}")))
+}
+
+/// [`store_err`] with the whole cause chain (object_store and reqwest keep
+/// the reason, e.g. a refused redirect, in their sources).
+fn chain_err(location: &str, e: &dyn std::error::Error) -> Error {
+    store_err(location, crate::error::chain_message(e))
+}
+
+/// An error opening `location` as a TIFF: a file that is no TIFF at all (a
+/// VRT, an HTML page) said plainly.
+fn open_err(location: &str, e: &dyn std::error::Error) -> Error {
+    let m = crate::error::chain_message(e);
+    if m.contains("magic bytes") {
+        store_err(location, format!("not a TIFF file ({m})"))
+    } else {
+        store_err(location, m)
+    }
 }
 
 /// The store key of a location (scheme and authority) and the object's path.
@@ -131,9 +170,42 @@ fn split(location: &str) -> Result<(Url, ObjectPath)> {
     Ok((key, path))
 }
 
+/// object_store's HTTP client for one scan's reads: redirects are followed
+/// only to locations the scan's read policy allows (a catalogue's host must
+/// not bounce a read to an internal address).
+#[derive(Debug)]
+struct PolicyConnector(Arc<ReadPolicy>);
+
+impl object_store::client::HttpConnector for PolicyConnector {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
+        let policy = self.0.clone();
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::custom(move |a| {
+                if a.previous().len() >= MAX_REDIRECTS {
+                    return a.error(format!("more than {MAX_REDIRECTS} redirects"));
+                }
+                match policy.check_url(a.url()) {
+                    Ok(()) => a.follow(),
+                    Err(e) => a.error(format!("redirect refused: {e}")),
+                }
+            }))
+            .build()
+            .map_err(|e| object_store::Error::Generic {
+                store: "HTTP",
+                source: Box::new(e),
+            })?;
+        Ok(object_store::client::HttpClient::new(client))
+    }
+}
+
 /// A new store for `key` (scheme://authority), configured from the
-/// environment for the cloud stores.
-fn build_store(key: &Url) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
+/// environment for the cloud stores; HTTP stores follow `policy` on redirects.
+fn build_store(
+    key: &Url,
+    policy: &Arc<ReadPolicy>,
+) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
     let url = key.as_str().trim_end_matches('/');
     Ok(match key.scheme() {
         "http" | "https" => Arc::new(
@@ -141,6 +213,7 @@ fn build_store(key: &Url) -> std::result::Result<Arc<dyn ObjectStore>, object_st
                 .with_url(url)
                 .with_client_options(client_options())
                 .with_retry(retry())
+                .with_http_connector(PolicyConnector(policy.clone()))
                 .build()?,
         ),
         "s3" | "s3a" => Arc::new(
@@ -164,25 +237,6 @@ fn build_store(key: &Url) -> std::result::Result<Arc<dyn ObjectStore>, object_st
                 .with_retry(retry())
                 .build()?,
         ),
-    })
-}
-
-/// The object at `location`, its store taken from (or added to) the
-/// runtime's object store registry.
-pub(crate) fn object(env: &RuntimeEnv, location: &str) -> Result<Object> {
-    let (key, path) = split(location)?;
-    let store = match env.object_store_registry.get_store(&key) {
-        Ok(s) => s,
-        Err(_) => {
-            let s = build_store(&key).map_err(|e| store_err(location, e))?;
-            env.register_object_store(&key, s.clone());
-            s
-        }
-    };
-    Ok(Object {
-        store,
-        path,
-        location: location.to_string(),
     })
 }
 
@@ -351,11 +405,11 @@ impl Layout {
                 8,
                 None,
             )
-            .map_err(|e| Error::Gdal(format!("decoding block {i}: {e}")))?;
+            .map_err(|e| Error::Read(format!("decoding block {i}: {e}")))?;
         let stride = self.block_w * self.samples;
         let need = self.rows_in(by) * stride;
         if v.len() < need {
-            return Err(Error::Gdal(format!(
+            return Err(Error::Read(format!(
                 "block {i} decodes to {} bytes, {need} expected (corrupt file?)",
                 v.len()
             )));
@@ -435,10 +489,68 @@ fn lock_blocks(m: &Mutex<BlockCache>) -> Result<std::sync::MutexGuard<'_, BlockC
 
 /// Native COG reader: layouts cached per location, windows fetched on the
 /// runtime and decoded by the caller on a blocking thread. One per scan.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CogReader {
     layouts: Arc<Mutex<LayoutCache>>,
     blocks: Arc<Mutex<BlockCache>>,
+    /// The scan's read policy: checked before every read, and by the HTTP
+    /// stores on every redirect.
+    policy: Arc<ReadPolicy>,
+    /// HTTP stores of this reader (their redirect rule is this scan's
+    /// policy, so they are not shared through the runtime's registry).
+    http_stores: Mutex<HashMap<Url, Arc<dyn ObjectStore>>>,
+}
+
+impl CogReader {
+    /// A reader that reads only what `policy` allows.
+    pub(crate) fn new(policy: ReadPolicy) -> Self {
+        CogReader {
+            layouts: Arc::default(),
+            blocks: Arc::default(),
+            policy: Arc::new(policy),
+            http_stores: Mutex::default(),
+        }
+    }
+
+    /// The object at `location` (after the read policy's check): HTTP stores
+    /// are this reader's own, the others are taken from (or added to) the
+    /// runtime's object store registry.
+    fn object(&self, env: &RuntimeEnv, location: &str) -> Result<Object> {
+        self.policy
+            .check(location)
+            .map_err(|e| Error::Refused(format!("asset refused by the read policy: {e}")))?;
+        let (key, path) = split(location)?;
+        let store = if matches!(key.scheme(), "http" | "https") {
+            let mut stores = self
+                .http_stores
+                .lock()
+                .map_err(|_| Error::Internal("HTTP store map poisoned by a panic".into()))?;
+            match stores.get(&key) {
+                Some(s) => s.clone(),
+                None => {
+                    let s =
+                        build_store(&key, &self.policy).map_err(|e| chain_err(location, &e))?;
+                    stores.insert(key, s.clone());
+                    s
+                }
+            }
+        } else {
+            match env.object_store_registry.get_store(&key) {
+                Ok(s) => s,
+                Err(_) => {
+                    let s =
+                        build_store(&key, &self.policy).map_err(|e| chain_err(location, &e))?;
+                    env.register_object_store(&key, s.clone());
+                    s
+                }
+            }
+        };
+        Ok(Object {
+            store,
+            path,
+            location: location.to_string(),
+        })
+    }
 }
 
 /// Compressed blocks by (location, block index), at most
@@ -521,6 +633,24 @@ impl std::fmt::Debug for LayoutCache {
 type PendingLayout = Shared<BoxFuture<'static, std::result::Result<Arc<Layout>, Arc<str>>>>;
 
 impl CogReader {
+    /// Runs `decode` on the decode pool and waits for its result. The pool
+    /// has one thread per core: many windows wait on the network at once
+    /// (`floodsql.read_concurrency` per partition), but only these threads
+    /// hold decoded pixels, and they are the only threads whose allocator
+    /// arenas hold them. Jobs queue without waiting for a free thread, so a
+    /// partition whose stream is not being polled never holds up another.
+    pub(crate) async fn decode<T: Send + 'static>(
+        &self,
+        decode: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        decode_pool()?.spawn(move || {
+            let _ = tx.send(decode());
+        });
+        rx.await
+            .map_err(|_| Error::Internal("a COG decode panicked".into()))
+    }
+
     fn layout_cache(&self) -> Result<std::sync::MutexGuard<'_, LayoutCache>> {
         lock_layouts(&self.layouts)
     }
@@ -549,7 +679,7 @@ impl CogReader {
                 }
             }
         };
-        pending.await.map_err(|e| Error::Gdal(e.to_string()))
+        pending.await.map_err(|e| Error::Read(e.to_string()))
     }
 
     /// Fetches the blocks of `window` (file pixels) of the COG at `location`,
@@ -561,10 +691,10 @@ impl CogReader {
         expect: (usize, usize),
         window: Window,
     ) -> Result<Fetched> {
-        let obj = object(env, location)?;
+        let obj = self.object(env, location)?;
         let layout = self.layout(&obj).await?;
         if (layout.width, layout.height) != expect {
-            return Err(Error::Gdal(format!(
+            return Err(Error::Read(format!(
                 "'{location}' is {}x{} pixels but its STAC item's proj:shape says {}x{}",
                 layout.width, layout.height, expect.0, expect.1
             )));
@@ -683,11 +813,11 @@ async fn read_layout(
         let ra = ReadaheadMetadataCache::new(RangeReader(obj.clone()));
         let mut meta = TiffMetadataReader::try_open(&ra)
             .await
-            .map_err(|e| store_err(&obj.location, e))?;
+            .map_err(|e| open_err(&obj.location, &e))?;
         let ifd = meta
             .read_next_ifd(&ra)
             .await
-            .map_err(|e| store_err(&obj.location, e))?
+            .map_err(|e| open_err(&obj.location, &e))?
             .ok_or_else(|| store_err(&obj.location, "the TIFF has no image"))?;
         Layout::from_ifd(&ifd, &obj.location).map(Arc::new)
     }
@@ -720,7 +850,7 @@ async fn fetch_blocks(
         .store
         .get_ranges(&obj.path, &ranges)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| crate::error::chain_message(&e))
         .and_then(|got| {
             if got.len() != ranges.len() {
                 return Err(format!(
@@ -792,7 +922,7 @@ mod tests {
     async fn decodes_like_gdal_for_every_codec_and_layout() {
         let dir = tempfile::tempdir().unwrap();
         let env = RuntimeEnv::default();
-        let reader = CogReader::default();
+        let reader = CogReader::new(ReadPolicy::allow_all());
         let cases: &[&[&str]] = &[
             &[
                 "TILED=YES",
@@ -856,7 +986,7 @@ mod tests {
     #[tokio::test]
     async fn refuses_wrong_sizes_and_missing_or_corrupt_files() {
         let dir = tempfile::tempdir().unwrap();
-        let reader = CogReader::default();
+        let reader = CogReader::new(ReadPolicy::allow_all());
         let p = dir.path().join("a.tif");
         write(&p, 20, 10, &["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"]);
         let e = fetch_err(&reader, &p.display().to_string(), (21, 10)).await;

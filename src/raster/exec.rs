@@ -379,6 +379,7 @@ impl FloodChunksExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
+        let plan_policy = plan.policy.clone();
         Ok(Self {
             plan,
             input,
@@ -387,7 +388,7 @@ impl FloodChunksExec {
             schema,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
-            reader: Arc::new(CogReader::default()),
+            reader: Arc::new(CogReader::new(plan_policy)),
         })
     }
 
@@ -583,17 +584,20 @@ impl ExecutionPlan for FloodChunksExec {
             _ => ReaderKind::Native,
         };
         let (reader, env) = (self.reader.clone(), ctx.runtime_env());
+        // every source's nodata and the fill of pixels none covers
+        let nodata = self.plan.nodata;
+        let policy = Arc::new(self.plan.policy.clone());
         let schema = self.schema.clone();
         let out_schema = schema.clone();
         let stream = units
             .map_ok(move |u| {
                 let (columns, schema) = (columns.clone(), schema.clone());
                 let (metrics, progress) = (metrics.clone(), progress.clone());
-                let (reader, env) = (reader.clone(), env.clone());
+                let (reader, env, policy) = (reader.clone(), env.clone(), policy.clone());
                 async move {
                     let pixels = if need_pixels {
                         let (window, sources) = (u.window, u.sources.clone());
-                        let fill = sources[0].nodata;
+                        let fill = nodata;
                         let timer = metrics.read_time.timer();
                         let (px, stats) = match kind {
                             ReaderKind::Native => {
@@ -601,8 +605,9 @@ impl ExecutionPlan for FloodChunksExec {
                             }
                             ReaderKind::Gdal => {
                                 let windows = sources.len();
+                                let policy = policy.clone();
                                 let px = tokio::task::spawn_blocking(move || {
-                                    fuse_window(window, &sources, fill)
+                                    fuse_window(window, &sources, fill, &policy)
                                 })
                                 .await
                                 .map_err(join_err("raster read"))??;
@@ -687,7 +692,6 @@ mod tests {
             row_off,
             width,
             height,
-            nodata: 255,
         }
     }
 
@@ -706,6 +710,8 @@ mod tests {
             },
             chunk: 100,
             asset: "a".into(),
+            nodata: 255,
+            policy: crate::access::ReadPolicy::allow_all(),
             slices: vec![
                 TimeSlice {
                     datetime_us: 2,

@@ -1,10 +1,13 @@
 //! Fusing one time slice over one output chunk: odc-stac's rule. Pixels start
 //! as nodata; items are pasted in (datetime, id) order and a pixel takes the
 //! first value that is not nodata (later items only fill pixels still nodata).
+//! One nodata for every source and for the fill: the scan's
+//! (`raster::plan::scan_nodata`).
 
 use datafusion::execution::runtime_env::RuntimeEnv;
 
-use crate::error::{join_err, Error, Result};
+use crate::access::ReadPolicy;
+use crate::error::{Error, Result};
 use crate::geo::{Overlap, Window};
 use crate::raster::cog::CogReader;
 use crate::raster::plan::Source;
@@ -35,34 +38,47 @@ fn item_err(src: &Source, e: Error) -> Error {
     }
 }
 
-/// Pastes `buf` (the window `o.src` of `src`'s file) into `out` (the output
-/// `window`), taking only pixels still `fill`.
-fn paste(out: &mut [u8], window: Window, o: &Overlap, buf: &[u8], fill: u8, src: &Source) {
+/// Pastes `buf` (the window `o.src` of a source's file) into `out` (the
+/// output `window`), filling only pixels still `nodata`.
+fn paste(out: &mut [u8], window: Window, o: &Overlap, buf: &[u8], nodata: u8) {
     let w = o.src.width;
     for r in 0..o.src.height {
         let dst = &mut out[(o.dst_y + r) * window.width + o.dst_x..][..w];
-        paste_row(dst, &buf[r * w..][..w], fill, src.nodata);
+        paste_row(dst, &buf[r * w..][..w], nodata);
     }
 }
 
 /// Fuses `sources` (already in fusing order) over the output `window` with
-/// GDAL reads. Blocking: call from a blocking thread.
-pub(crate) fn fuse_window(window: Window, sources: &[Source], fill: u8) -> Result<Vec<u8>> {
+/// GDAL reads, each location checked against `policy` first. Blocking: call
+/// from a blocking thread.
+pub(crate) fn fuse_window(
+    window: Window,
+    sources: &[Source],
+    fill: u8,
+    policy: &ReadPolicy,
+) -> Result<Vec<u8>> {
     let mut out = vec![fill; window.area()];
     for src in sources {
         let Some(o) = src.overlap(window) else {
             continue;
         };
+        policy.check_for_gdal(&src.path).map_err(|e| {
+            item_err(
+                src,
+                Error::Refused(format!("asset refused by the read policy: {e}")),
+            )
+        })?;
         let buf =
             read_window(&src.path, (src.width, src.height), o.src).map_err(|e| item_err(src, e))?;
-        paste(&mut out, window, &o, &buf, fill, src);
+        paste(&mut out, window, &o, &buf, fill);
     }
     Ok(out)
 }
 
 /// Fuses `sources` over `window` with the native reader: every source's
 /// blocks fetched concurrently on the runtime, then decoded and pasted in
-/// fusing order on one blocking thread.
+/// fusing order on the reader's decode pool (one thread per core: windows
+/// waiting on the network hold only compressed bytes).
 pub(crate) async fn fuse_window_native(
     reader: &CogReader,
     env: &RuntimeEnv,
@@ -85,29 +101,25 @@ pub(crate) async fn fuse_window_native(
         windows: parts.len(),
         fetched_bytes: fetched.iter().map(|f| f.bytes()).sum(),
     };
-    let out = tokio::task::spawn_blocking(move || {
-        let mut out = vec![fill; window.area()];
-        for ((src, o), f) in parts.iter().zip(fetched) {
-            let buf = f.decode().map_err(|e| item_err(src, e))?;
-            paste(&mut out, window, o, &buf, fill, src);
-        }
-        Ok::<_, Error>(out)
-    })
-    .await
-    .map_err(join_err("raster decode"))??;
+    let out = reader
+        .decode(move || {
+            let mut out = vec![fill; window.area()];
+            for ((src, o), f) in parts.iter().zip(fetched) {
+                let buf = f.decode().map_err(|e| item_err(src, e))?;
+                paste(&mut out, window, o, &buf, fill);
+            }
+            Ok::<_, Error>(out)
+        })
+        .await??;
     Ok((out, stats))
 }
 
-/// dst = src where dst is still `fill` and src is not the source's nodata.
+/// dst = src where dst is still `nodata` (a nodata src leaves it nodata).
 /// A select, not a branch: vectorises.
 #[inline]
-pub(crate) fn paste_row(dst: &mut [u8], src: &[u8], fill: u8, src_nodata: u8) {
+pub(crate) fn paste_row(dst: &mut [u8], src: &[u8], nodata: u8) {
     for (d, &s) in dst.iter_mut().zip(src) {
-        *d = if (*d == fill) & (s != src_nodata) {
-            s
-        } else {
-            *d
-        };
+        *d = if *d == nodata { s } else { *d };
     }
 }
 
@@ -118,7 +130,7 @@ mod tests {
     #[test]
     fn first_valid_wins() {
         let mut d = vec![255, 255, 1, 0];
-        paste_row(&mut d, &[0, 255, 0, 1], 255, 255);
+        paste_row(&mut d, &[0, 255, 0, 1], 255);
         assert_eq!(d, vec![0, 255, 1, 0]);
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use floodsql_udfs::DEFAULT_NODATA;
 
+use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::{overlap, Bbox, Overlap, Window};
 use crate::raster::grid::{output_grid, OutputGrid};
@@ -26,7 +27,6 @@ pub(crate) struct Source {
     pub(crate) row_off: i64,
     pub(crate) width: usize,
     pub(crate) height: usize,
-    pub(crate) nodata: u8,
 }
 
 impl Source {
@@ -50,6 +50,12 @@ pub struct ScanPlan {
     pub(crate) grid: OutputGrid,
     pub(crate) chunk: usize,
     pub(crate) asset: String,
+    /// Nodata of every source and fill of the pixels no source covers: one
+    /// value for the whole scan (see [`scan_nodata`]).
+    pub(crate) nodata: u8,
+    /// What the scan may read: every source passed it at planning, and the
+    /// reader (client or executor) checks it again.
+    pub(crate) policy: ReadPolicy,
     pub(crate) slices: Vec<TimeSlice>,
     /// The chunk index, built once per plan (planning, the chunk assignment,
     /// every scan partition and the progress total all read it); not part of
@@ -137,12 +143,67 @@ pub(crate) const MIN_CHUNK: usize = 16;
 /// Largest chunk side: one chunk's pixels stay far below 2 GiB.
 pub(crate) const MAX_CHUNK: usize = 16384;
 
+/// The one nodata of a scan: `forced` (`floodsql.nodata`) when given, else
+/// the value the items declare for `asset` (`raster:bands[0].nodata`), which
+/// must be a uint8 value and the same on every item that declares one;
+/// [`DEFAULT_NODATA`] (GFM's 255) when none does.
+///
+/// Items that disagree are refused rather than fused with the first item's
+/// value (odc-stac's rule: the first item of the search sets the fill, so
+/// one item declaring nodata 1 turns every pixel no item covers into
+/// "flood"); `SET floodsql.nodata = N` reads such a catalogue with N.
+pub(crate) fn scan_nodata(items: &[StacItem], asset: &str, forced: Option<u8>) -> Result<u8> {
+    if let Some(n) = forced {
+        return Ok(n);
+    }
+    let mut seen: Option<(u8, &str)> = None;
+    for it in items {
+        let v = match it.asset_nodata(asset) {
+            None => continue,
+            Some(Ok(v)) if (0.0..=255.0).contains(&v) && v.fract() == 0.0 => v as u8,
+            Some(Ok(v)) => {
+                return Err(Error::BadItem {
+                    item: it.id.clone(),
+                    message: format!(
+                        "nodata {v} of asset '{asset}' is not a uint8 value \
+                         (SET floodsql.nodata = N to read it with nodata N)"
+                    ),
+                })
+            }
+            Some(Err(text)) => {
+                return Err(Error::BadItem {
+                    item: it.id.clone(),
+                    message: format!("nodata {text} of asset '{asset}' is not a number"),
+                })
+            }
+        };
+        match seen {
+            None => seen = Some((v, &it.id)),
+            Some((w, first)) if w != v => {
+                return Err(Error::BadItem {
+                    item: it.id.clone(),
+                    message: format!(
+                        "it declares nodata {v} for asset '{asset}' but item '{first}' declares \
+                         {w}: a scan fuses with one nodata (SET floodsql.nodata = N to read \
+                         every item with nodata N)"
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(seen.map_or(DEFAULT_NODATA, |(v, _)| v))
+}
+
 /// Builds the scan plan; GDAL (CRS maths) is used, so call it off the runtime.
+/// `nodata`: `floodsql.nodata` (see [`scan_nodata`]).
 pub(crate) fn plan_scan(
     items: &[StacItem],
     bbox: &Bbox,
     asset: &str,
     chunk: usize,
+    nodata: Option<u8>,
+    policy: ReadPolicy,
 ) -> Result<ScanPlan> {
     if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk) {
         return Err(Error::invalid(
@@ -167,6 +228,7 @@ pub(crate) fn plan_scan(
             message: "no positive 'gsd' property".into(),
         })?;
     let grid = output_grid(bbox, &crs, res)?;
+    let nodata = scan_nodata(items, asset, nodata)?;
     let (gx, gy) = (grid.col0 as f64 * res, grid.row0 as f64 * res);
 
     let mut by_time: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
@@ -181,6 +243,9 @@ pub(crate) fn plan_scan(
             .datetime
             .ok_or_else(|| bad("no 'datetime' (ranges are not supported)".into()))?;
         let path = it.asset_location(asset)?;
+        policy
+            .check(&path)
+            .map_err(|e| bad(format!("asset refused by the read policy: {e}")))?;
         let icrs = it.crs(Some(asset)).ok_or_else(|| bad("no CRS".into()))?;
         if icrs != crs && !same_crs(&icrs, &crs)? {
             return Err(bad(format!(
@@ -210,11 +275,6 @@ pub(crate) fn plan_scan(
                  (offset {cf:.4}, {rf:.4} px): resampling is not supported"
             )));
         }
-        let nodata = match it.asset_nodata(asset) {
-            None => DEFAULT_NODATA,
-            Some(v) if (0.0..=255.0).contains(&v) && v.fract() == 0.0 => v as u8,
-            Some(v) => return Err(bad(format!("nodata {v} is not a uint8 value"))),
-        };
         let src = Source {
             item_id: it.id.clone(),
             path,
@@ -222,7 +282,6 @@ pub(crate) fn plan_scan(
             row_off: rf.round() as i64,
             width: cols,
             height: rows,
-            nodata,
         };
         // items outside the output grid never contribute
         if src.overlap(grid.window()).is_none() {
@@ -235,6 +294,8 @@ pub(crate) fn plan_scan(
         grid,
         chunk,
         asset: asset.to_string(),
+        nodata,
+        policy,
         slices: by_time
             .into_iter()
             .map(|(datetime_us, sources)| TimeSlice {
@@ -285,7 +346,6 @@ pub(crate) mod tests {
                 row_off: next(1200) as i64 - 300,
                 width: 1 + next(400) as usize,
                 height: 1 + next(400) as usize,
-                nodata: 255,
             });
         }
         ScanPlan {
@@ -300,6 +360,8 @@ pub(crate) mod tests {
             },
             chunk,
             asset: "a".into(),
+            nodata: 255,
+            policy: ReadPolicy::allow_all(),
             slices,
         }
     }
@@ -344,5 +406,70 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    fn item(id: &str, nodata: Option<serde_json::Value>) -> StacItem {
+        let mut band = serde_json::json!({"data_type": "uint8"});
+        if let Some(n) = nodata {
+            band["nodata"] = n;
+        }
+        let v = serde_json::json!({
+            "type": "Feature", "id": id, "properties": {"datetime": "2022-09-01T00:00:00Z"},
+            "geometry": null,
+            "assets": {"a": {"href": "/x.tif", "raster:bands": [band]}},
+        });
+        StacItem::from_json(v, None).unwrap()
+    }
+
+    #[test]
+    fn one_nodata_per_scan() {
+        use serde_json::json;
+        let n = |items: &[StacItem], forced| scan_nodata(items, "a", forced);
+        // none declared: GFM's 255; the first declaration that exists wins
+        // only when every other one agrees
+        assert_eq!(n(&[item("i", None)], None).unwrap(), 255);
+        assert_eq!(
+            n(&[item("i", None), item("j", Some(json!(0)))], None).unwrap(),
+            0
+        );
+        assert_eq!(
+            n(
+                &[item("i", Some(json!(7.0))), item("j", Some(json!(7)))],
+                None
+            )
+            .unwrap(),
+            7
+        );
+        let e = n(
+            &[item("i", Some(json!(255))), item("j", Some(json!(1)))],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'j'") && e.contains("'i' declares 255"), "{e}");
+        assert!(e.contains("floodsql.nodata"), "{e}");
+        for bad in [
+            json!("nan"),
+            json!(-1),
+            json!(256),
+            json!(1.5),
+            json!("x"),
+            json!([1]),
+        ] {
+            let e = n(&[item("i", Some(bad.clone()))], None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("'i'") && e.contains("nodata"), "{bad}: {e}");
+        }
+        // null is "not declared"; an override ignores every declaration
+        assert_eq!(n(&[item("i", Some(json!(null)))], None).unwrap(), 255);
+        assert_eq!(
+            n(
+                &[item("i", Some(json!("nan"))), item("j", Some(json!(1)))],
+                Some(255)
+            )
+            .unwrap(),
+            255
+        );
     }
 }

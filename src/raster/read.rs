@@ -92,7 +92,15 @@ fn pooled(
         return Ok(h);
     }
     // open outside the pool lock (opening over http can be slow)
-    let ds = Dataset::open(path).map_err(|e| Error::Gdal(format!("cannot open '{path}': {e}")))?;
+    // only the GeoTIFF driver: a catalogue must not hand GDAL a VRT (or any
+    // format that references other files) in place of a COG
+    let options = gdal::DatasetOptions {
+        open_flags: gdal::GdalOpenFlags::GDAL_OF_RASTER | gdal::GdalOpenFlags::GDAL_OF_READONLY,
+        allowed_drivers: Some(&["GTiff"]),
+        ..Default::default()
+    };
+    let ds = Dataset::open_ex(path, options)
+        .map_err(|e| Error::Gdal(format!("cannot open '{path}' as a GeoTIFF: {e}")))?;
     if ds.raster_size() != expect {
         return Err(Error::Gdal(format!(
             "'{path}' is {}x{} pixels but its STAC item's proj:shape says {}x{}",
@@ -113,7 +121,7 @@ pub(crate) fn configure_gdal() {
         // reported once, with the item), warnings are shown.
         gdal::config::set_error_handler(|class, _no, msg| {
             if class == gdal::errors::CplErrType::Warning {
-                eprintln!("GDAL warning: {msg}");
+                eprintln!("GDAL warning: {}", crate::error::redact_urls(msg));
             }
         });
         let set = |k: &str, v: &str| {

@@ -18,6 +18,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+use crate::access::{list, ReadPolicy};
 use crate::context::QueryProgress;
 use crate::error::{join_err, Error};
 use crate::options::FloodsqlOptions;
@@ -46,11 +47,18 @@ impl TableFunctionImpl for FloodChunksFunction {
         let asset = req_str(F, "asset", a, 4)?;
         let opts = FloodsqlOptions::from_config(args.session().config_options());
         let chunk = opt_usize(F, "chunk_size", a, 5)?.unwrap_or(opts.chunk_size);
+        let policy = ReadPolicy::new(
+            &search.source,
+            &list(&opts.allowed_hosts),
+            &list(&opts.allowed_paths),
+        );
         Ok(Arc::new(FloodChunksTable::new(FloodChunksSpec {
             search,
             asset,
             chunk,
             concurrency: opts.read_concurrency,
+            nodata: opts.nodata,
+            policy,
         })))
     }
 }
@@ -64,6 +72,12 @@ pub(crate) struct FloodChunksSpec {
     pub(crate) chunk: usize,
     /// Windows read concurrently per scan partition.
     pub(crate) concurrency: usize,
+    /// Nodata of every item's asset (`floodsql.nodata`); `None`: as declared.
+    #[serde(default)]
+    pub(crate) nodata: Option<u8>,
+    /// What the catalogue may make the scan read.
+    #[serde(default)]
+    pub(crate) policy: ReadPolicy,
 }
 
 /// One `flood_chunks(...)` table: its spec and, once made, its scan plan.
@@ -108,11 +122,13 @@ impl FloodChunksTable {
                 let bbox = s.search.bbox.ok_or_else(|| {
                     internal_datafusion_err!("flood_chunks without a bbox (checked at planning)")
                 })?;
-                let (asset, chunk) = (s.asset.clone(), s.chunk);
-                let plan =
-                    tokio::task::spawn_blocking(move || plan_scan(&items, &bbox, &asset, chunk))
-                        .await
-                        .map_err(join_err("scan planning"))??;
+                let (asset, chunk, nodata) = (s.asset.clone(), s.chunk, s.nodata);
+                let policy = s.policy.clone();
+                let plan = tokio::task::spawn_blocking(move || {
+                    plan_scan(&items, &bbox, &asset, chunk, nodata, policy)
+                })
+                .await
+                .map_err(join_err("scan planning"))??;
                 Ok(Arc::new(plan))
             })
             .await

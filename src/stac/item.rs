@@ -172,15 +172,23 @@ impl StacItem {
     }
 
     /// The asset's nodata from `raster:bands[0].nodata` (STAC metadata, not the
-    /// COG header), if declared.
-    pub(crate) fn asset_nodata(&self, asset: &str) -> Option<f64> {
-        self.assets
+    /// COG header), if declared: a number, or one of the strings the raster
+    /// extension allows ("nan", "inf", "-inf"); anything else is an `Err`
+    /// with the value as written.
+    pub(crate) fn asset_nodata(&self, asset: &str) -> Option<std::result::Result<f64, String>> {
+        let v = self
+            .assets
             .get(asset)?
             .get("raster:bands")?
             .as_array()?
             .first()?
-            .get("nodata")?
-            .as_f64()
+            .get("nodata")?;
+        match v {
+            Value::Null => None,
+            Value::Number(n) => Some(n.as_f64().ok_or_else(|| n.to_string())),
+            Value::String(s) => Some(s.trim().parse::<f64>().map_err(|_| format!("'{s}'"))),
+            other => Some(Err(other.to_string())),
+        }
     }
 
     /// The asset's href resolved to a location (see [`resolve_href`]).

@@ -55,6 +55,38 @@ def make_scene(dest, *args):
     return Scene(dest, {"bbox": bbox})
 
 
+def wait_http(url, proc, what):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited")
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} did not start in 60 s")
+
+
+class RangeServer:
+    """tests/py/range_server.py: files under `root` by HTTP Range requests,
+    on `host` (any loopback address), counting requests."""
+
+    def __init__(self, root, delay_ms=0, host="127.0.0.1"):
+        self.port = free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.proc = subprocess.Popen([PY, str(HERE / "range_server.py"), str(root), str(self.port),
+                                      str(delay_ms), host])
+        wait_http(self.url + "/__stats", self.proc, "range server")
+
+    def stats(self):
+        return json.loads(urllib.request.urlopen(self.url + "/__stats").read())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 class StacServer:
     def __init__(self, scene, tmp):
         self.port = free_port()
@@ -83,6 +115,17 @@ class StacServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def allow_scene_files(tmp_path_factory):
+    """The scenes' COGs live in pytest's temp dirs and the STAC API serves
+    their file:// hrefs: floodsql's read policy allows local files below a
+    local catalogue only, so the tests allow that directory the way a user
+    would (test_access.py checks the refusals, without it)."""
+    os.environ["FLOODSQL_ALLOWED_PATHS"] = str(tmp_path_factory.getbasetemp())
+    yield
+    os.environ.pop("FLOODSQL_ALLOWED_PATHS", None)
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,12 @@
 request, as object stores do) and can add a fixed delay to every response:
 a stand-in for a remote object store's latency.
 
-    python range_server.py ROOT PORT [DELAY_MS]
+    python range_server.py ROOT PORT [DELAY_MS [HOST]]
 
-Counts requests and bytes sent (GET /__stats as JSON) so tests can check how
-reads were made.
+Counts requests (every one but /__stats, found or not) and bytes sent (GET
+/__stats as JSON) so tests can check how reads were made — or that none was.
+GET /__redirect/HOST:PORT/PATH answers 302 to http://HOST:PORT/PATH (a host
+bouncing a read elsewhere; a path, since object stores drop query strings).
 """
 import json
 import os
@@ -58,13 +60,15 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/__stats":
             with LOCK:
                 return self._send(200, json.dumps(STATS).encode(), [("Content-Type", "application/json")])
+        with LOCK:
+            STATS["requests"] += 1
+        if self.path.startswith("/__redirect/"):
+            return self._send(302, headers=[("Location", "http://" + self.path[len("/__redirect/"):])])
         p = self._file()
         if p is None:
             return self._send(404, b"not found")
         size = os.path.getsize(p)
         rng = self.headers.get("Range")
-        with LOCK:
-            STATS["requests"] += 1
         if rng:
             m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
             if not m or (not m.group(1) and not m.group(2)):
@@ -96,7 +100,8 @@ def main():
     root, port = sys.argv[1], int(sys.argv[2])
     Handler.root = root
     Handler.delay = (float(sys.argv[3]) / 1000.0) if len(sys.argv) > 3 else 0.0
-    srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
+    srv = ThreadingHTTPServer((host, port), Handler)
     srv.daemon_threads = True
     srv.serve_forever()
 

@@ -7,41 +7,10 @@ import json
 import os
 import shutil
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import HERE, PY, extent, free_port
-
-
-def _wait(url, proc, what):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{what} exited")
-            time.sleep(0.2)
-    raise RuntimeError(f"{what} did not start in 60 s")
-
-
-class RangeServer:
-    def __init__(self, root, delay_ms=0):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([PY, str(HERE / "range_server.py"), str(root), str(self.port),
-                                      str(delay_ms)])
-        _wait(self.url + "/__stats", self.proc, "range server")
-
-    def stats(self):
-        return json.loads(urllib.request.urlopen(self.url + "/__stats").read())
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+from conftest import PY, RangeServer, extent, free_port, wait_http
 
 
 def with_hrefs(scene, dest, href_of):
@@ -80,7 +49,8 @@ def test_http_range_reads_give_the_same_bytes(tiny, local_out, tmp_path, reader)
     try:
         items = with_hrefs(tiny, tmp_path / "items.json", lambda n: f"{srv.url}/{n}")
         out = tmp_path / "http.tif"
-        extent(items, tiny.bbox, out, "--chunk", "200", "--set", f"floodsql.reader={reader}")
+        extent(items, tiny.bbox, out, "--chunk", "200", "--set", f"floodsql.reader={reader}",
+               "--set", "floodsql.allowed_hosts=127.0.0.1")
         assert out.read_bytes() == local_out
         st = srv.stats()
         # only byte ranges were asked for
@@ -111,7 +81,7 @@ def test_a_missing_remote_cog_is_named(tiny, tmp_path):
                 it["assets"]["ensemble_flood_extent"]["href"] = f"{srv.url}/gone.tif"
         f.write_text(json.dumps(items))
         out = tmp_path / "x.tif"
-        p = extent(f, tiny.bbox, out, check=False)
+        p = extent(f, tiny.bbox, out, "--set", "floodsql.allowed_hosts=127.0.0.1", check=False)
         assert p.returncode != 0, p.stderr
         assert victim["id"] in p.stderr and "gone.tif" in p.stderr, p.stderr
         assert "panicked" not in p.stderr
@@ -128,7 +98,7 @@ def s3(tmp_path_factory):
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
     proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    _wait(url + "/moto-api/", proc, "moto_server")
+    wait_http(url + "/moto-api/", proc, "moto_server")
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": url, "AWS_ALLOW_HTTP": "true"}
     yield url, env
@@ -150,13 +120,14 @@ def test_s3_reads_give_the_same_bytes(tiny, local_out, s3, tmp_path):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        extent(items, tiny.bbox, out, "--chunk", "200")
+        allow = ("--set", "floodsql.allowed_hosts=s3://gfm,s3://no-such-bucket")
+        extent(items, tiny.bbox, out, "--chunk", "200", *allow)
         assert out.read_bytes() == local_out
         # wrong credentials: a clear error naming the object, no output
         os.environ["AWS_SECRET_ACCESS_KEY"] = "wrong"
         bad = with_hrefs(tiny, tmp_path / "bad.json", lambda n: f"s3://no-such-bucket/cogs/{n}")
         out2 = tmp_path / "s3b.tif"
-        p = extent(bad, tiny.bbox, out2, check=False)
+        p = extent(bad, tiny.bbox, out2, *allow, check=False)
         assert p.returncode != 0 and "s3://no-such-bucket/cogs/" in p.stderr, p.stderr
         assert "panicked" not in p.stderr and not out2.exists()
     finally:
