@@ -28,6 +28,9 @@ scene() {
 }
 scene_bbox() { grep '^bbox:' "$ROOT/$1.synth.txt" | cut -d' ' -f2; }
 
+# the scenes' COGs are local files served by a local STAC API (file:// hrefs)
+# or by a local HTTP server: the read policy's allowances a user would give
+export FLOODSQL_ALLOWED_PATHS=$ROOT FLOODSQL_ALLOWED_HOSTS=127.0.0.1
 scene "$SCALE" --scale "$SCALE" >/dev/null
 BBOX=$(scene_bbox "$SCALE")
 OUT=$(mktemp -d)
