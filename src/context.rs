@@ -6,11 +6,15 @@
 //! - [`QueryProgress`]: where a query reports search and scan progress (the
 //!   CLI's bars; hidden when absent). Two queries in one process each carry
 //!   their own.
+//! - [`Cancel`]: a query's cancellation (SIGINT/SIGTERM in the CLI): the flag
+//!   the writers check before an output becomes final, and the cluster job to
+//!   cancel on the scheduler.
 //! - [`ProcessLabel`]: names the process in scan logs ("executor
 //!   127.0.0.1:50051"); set by the executor role's config producer, which
 //!   Ballista calls for every task.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use datafusion::prelude::SessionConfig;
 use indicatif::ProgressBar;
@@ -22,6 +26,8 @@ pub struct QueryProgress {
     pub search: ProgressBar,
     /// (time slice, chunk) rows scanned locally; tasks done on a cluster.
     pub scan: ProgressBar,
+    /// The query's cancellation.
+    pub cancel: Cancel,
 }
 
 impl Default for QueryProgress {
@@ -29,7 +35,43 @@ impl Default for QueryProgress {
         Self {
             search: ProgressBar::hidden(),
             scan: ProgressBar::hidden(),
+            cancel: Cancel::default(),
         }
+    }
+}
+
+/// A query's cancellation, shared by whoever stops it and whoever must
+/// notice: the writers (which remove this run's files instead of finishing)
+/// and the cluster client (which records its job, so that it can be
+/// cancelled on the scheduler).
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    /// (scheduler REST URL, job id) of the query's cluster job.
+    job: Arc<Mutex<Option<(String, String)>>>,
+}
+
+impl Cancel {
+    /// Marks the query cancelled.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the query was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Records the query's cluster job.
+    pub(crate) fn set_job(&self, rest: &str, id: &str) {
+        if let Ok(mut j) = self.job.lock() {
+            *j = Some((rest.to_string(), id.to_string()));
+        }
+    }
+
+    /// The query's cluster job: (scheduler REST URL, job id).
+    pub fn job(&self) -> Option<(String, String)> {
+        self.job.lock().ok().and_then(|j| j.clone())
     }
 }
 

@@ -116,6 +116,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The query was cancelled (a signal): nothing of the run is kept.
+    #[error("cancelled: the query was stopped and this run's files removed")]
+    Cancelled,
+
     // ---- our bugs -----------------------------------------------------
     /// Something floodsql itself got wrong.
     #[error("internal error (a floodsql bug): {0}")]
@@ -156,7 +160,8 @@ impl Error {
             | Error::Read(_)
             | Error::Io { .. }
             | Error::Output { .. }
-            | Error::Cluster { .. } => ErrorKind::Data,
+            | Error::Cluster { .. }
+            | Error::Cancelled => ErrorKind::Data,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

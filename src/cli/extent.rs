@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::context::Cancel;
 use crate::geo::Bbox;
 use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE};
 use crate::pipeline::{run_to_outputs, Outputs};
@@ -108,13 +109,14 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
         png: a.png.clone(),
     };
     let rt = super::runtime()?;
-    let summary = rt.block_on(async {
+    let cancel = Cancel::default();
+    let summary = rt.block_on(super::until_signal(&cancel, async {
         let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions, &a.set).await?;
-        let progress = super::query_progress(quiet, a.cluster.is_some());
+        let progress = super::query_progress(quiet, a.cluster.is_some(), &cancel);
         let r = run_to_outputs(&ctx, &sql, &outputs, "MAXIMUM FLOOD EXTENT", &progress).await;
         progress.search.finish_and_clear();
         anyhow::Ok(r?)
-    })?;
+    }))?;
     eprintln!("{}", summary.describe());
     Ok(())
 }

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use datafusion::error::DataFusionError;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::context::QueryProgress;
+use crate::context::{Cancel, QueryProgress};
 
 /// The floodsql command line.
 #[derive(Debug, Parser)]
@@ -62,7 +62,7 @@ fn progress_bar(quiet: bool, template: &str) -> ProgressBar {
 
 /// A query's progress bars: a search spinner, and scanned (slice, chunk)
 /// rows locally or tasks on a cluster.
-fn query_progress(quiet: bool, on_cluster: bool) -> QueryProgress {
+fn query_progress(quiet: bool, on_cluster: bool, cancel: &Cancel) -> QueryProgress {
     QueryProgress {
         search: progress_bar(quiet, "{spinner} searching STAC: {pos} items"),
         scan: progress_bar(
@@ -73,7 +73,55 @@ fn query_progress(quiet: bool, on_cluster: bool) -> QueryProgress {
                 "{bar:40} {pos}/{len} (slice, chunk) rows {elapsed}"
             },
         ),
+        cancel: cancel.clone(),
     }
+}
+
+/// A run stopped by a signal; the process exits with `code` (128 + the
+/// signal's number, as shells report it).
+#[derive(Debug)]
+pub(crate) struct Interrupted {
+    signal: &'static str,
+    code: u8,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted by {}: the query was cancelled and this run's files removed",
+            self.signal
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Runs `job` until it ends or SIGINT/SIGTERM arrives. On a signal: `cancel`
+/// is set (writers in their last steps take back what they renamed), `job`
+/// is dropped (the query stops; its writers remove their temp files — the
+/// runtime waits for them when it is dropped), the query's cluster job is
+/// cancelled on the scheduler, and the error is [`Interrupted`].
+pub(crate) async fn until_signal<T>(
+    cancel: &Cancel,
+    job: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let stopped = tokio::select! {
+        r = job => return r,
+        _ = int.recv() => Interrupted { signal: "SIGINT", code: 130 },
+        _ = term.recv() => Interrupted { signal: "SIGTERM", code: 143 },
+    };
+    cancel.cancel();
+    if let Some((rest, id)) = cancel.job() {
+        match crate::cluster::client::cancel_job(&rest, &id).await {
+            Ok(()) => eprintln!("cancelled cluster job {id}"),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+    Err(stopped.into())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -140,14 +188,18 @@ fn root_message(e: &DataFusionError) -> String {
     }
 }
 
-/// Parses the process arguments and runs; errors print as `error: …` with exit 1.
+/// Parses the process arguments and runs; errors print as `error: …` with
+/// exit 1 (130 / 143 when SIGINT / SIGTERM stopped the run).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", report(&e));
-            ExitCode::FAILURE
+            match e.downcast_ref::<Interrupted>() {
+                Some(i) => ExitCode::from(i.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

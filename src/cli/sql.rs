@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use clap::Args;
 use datafusion::execution::context::SessionContext;
 
+use crate::context::Cancel;
 use crate::pipeline::{run_statement, run_to_outputs, split_statements, Outputs};
 use crate::template::{bind, Param};
 
@@ -88,9 +89,10 @@ async fn run_text(
     sql: &str,
     quiet: bool,
     on_cluster: bool,
+    cancel: &Cancel,
 ) -> anyhow::Result<()> {
     for stmt in split_statements(sql)? {
-        let progress = super::query_progress(quiet, on_cluster);
+        let progress = super::query_progress(quiet, on_cluster, cancel);
         let out = run_statement(ctx, stmt, &progress).await;
         progress.search.finish_and_clear();
         progress.scan.finish_and_clear();
@@ -129,7 +131,13 @@ fn interactive(
                 buf.push('\n');
                 if line.trim_end().ends_with(';') {
                     let _ = rl.add_history_entry(buf.trim());
-                    if let Err(e) = rt.block_on(run_text(ctx, &buf, quiet, on_cluster)) {
+                    // Ctrl-C while a query runs cancels it, not the prompt
+                    let cancel = Cancel::default();
+                    let run = super::until_signal(
+                        &cancel,
+                        run_text(ctx, &buf, quiet, on_cluster, &cancel),
+                    );
+                    if let Err(e) = rt.block_on(run) {
                         eprintln!("error: {}", super::report(&e));
                     }
                     buf.clear();
@@ -175,15 +183,16 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
         return interactive(&rt, &ctx, quiet, on_cluster);
     };
     let sql = bind(&text, &params)?;
-    rt.block_on(async {
+    let cancel = Cancel::default();
+    rt.block_on(super::until_signal(&cancel, async {
         if outputs.any() {
-            let progress = super::query_progress(quiet, on_cluster);
+            let progress = super::query_progress(quiet, on_cluster, &cancel);
             let s = run_to_outputs(&ctx, &sql, &outputs, "FLOODSQL RESULT", &progress).await;
             progress.search.finish_and_clear();
             eprintln!("{}", s?.describe());
             Ok(())
         } else {
-            run_text(&ctx, &sql, quiet, on_cluster).await
+            run_text(&ctx, &sql, quiet, on_cluster, &cancel).await
         }
-    })
+    }))
 }

@@ -13,6 +13,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::protobuf::LogicalPlanNode;
 use indicatif::ProgressBar;
 
+use crate::context::Cancel;
 use crate::error::{chain_message, Error, Result};
 use crate::session::{cluster_session_config, register_all};
 
@@ -115,13 +116,16 @@ impl JobProgress {
     pub(crate) fn follow(
         plan: &Arc<dyn ExecutionPlan>,
         url: &ClusterUrl,
+        job_name: &str,
         progress: &ProgressBar,
+        cancel: &Cancel,
     ) -> Option<Self> {
         let any: &dyn std::any::Any = plan.as_ref();
         let exec = any
             .downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()?
             .clone();
-        let (rest, pb) = (url.rest(), progress.clone());
+        let (rest, pb, cancel) = (url.rest(), progress.clone(), cancel.clone());
+        let name = job_name.to_string();
         let handle = tokio::spawn(async move {
             let client = match reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -133,8 +137,17 @@ impl JobProgress {
             let mut announced = false;
             loop {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                let Some(job) = exec.job_id() else { continue };
+                // Ballista knows the id once the job is accepted (pull mode)
+                // or only at its end (push mode): else find it by its name
+                let job = match exec.job_id() {
+                    Some(j) => j.to_string(),
+                    None => match find_job(&client, &rest, &name).await {
+                        Some(j) => j,
+                        None => continue,
+                    },
+                };
                 if !announced {
+                    cancel.set_job(&rest, &job.to_string());
                     tracing::info!("job {job} submitted");
                     pb.set_message(format!("job {job}"));
                     announced = true;
@@ -153,6 +166,48 @@ impl JobProgress {
             }
         });
         Some(Self { handle })
+    }
+}
+
+/// The id of the job named `name` on the scheduler (REST API at `rest`).
+async fn find_job(client: &reqwest::Client, rest: &str, name: &str) -> Option<String> {
+    let jobs: serde_json::Value = client
+        .get(format!("{rest}/api/jobs"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    jobs.as_array()?
+        .iter()
+        .find(|j| j.get("job_name").and_then(|n| n.as_str()) == Some(name))?
+        .get("job_id")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Asks the scheduler (its REST API at `rest`) to cancel job `id`: the
+/// client of a stopped query does not leave its job running.
+pub(crate) async fn cancel_job(rest: &str, id: &str) -> Result<()> {
+    let url = format!("{rest}/api/job/{id}");
+    let failed = |m: String| Error::Cluster {
+        url: rest.to_string(),
+        message: format!("cancelling job {id}: {m}"),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let resp = client
+        .patch(&url)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(failed(format!("the scheduler answered {}", resp.status())))
     }
 }
 

@@ -33,6 +33,30 @@ pub(crate) fn temp_path(target: &Path, suffix: &str) -> Result<PathBuf> {
     Ok(dir_of(target).join(format!(".{name}.tmp-{}{suffix}", std::process::id())))
 }
 
+/// Removes the temp files a run that no longer exists left beside `target`
+/// (killed, crashed): `.NAME.tmp-PID…` whose process is gone. Temp files of
+/// runs still going are kept.
+pub(crate) fn remove_stale_temps(target: &Path) {
+    let Some(name) = target.file_name() else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir_of(target)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let gone = !pid.is_empty() && !Path::new("/proc").join(&pid).exists();
+        if gone && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Renames a finished temp file onto its target.
 pub(crate) fn commit(tmp: &Path, target: &Path) -> Result<()> {
     std::fs::rename(tmp, target).map_err(io_err(target))

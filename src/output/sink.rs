@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 
-use crate::error::Result;
+use crate::context::Cancel;
+use crate::error::{Error, Result};
 use crate::output::assemble::ChunkReader;
 use crate::output::cog::TiledTiff;
 use crate::output::parquet::ParquetSink;
@@ -39,12 +40,19 @@ pub(crate) struct RasterSink {
     ones: u64,
     /// Temp files to remove unless the run finishes.
     temps: Vec<PathBuf>,
+    /// When set, the sink stops and removes this run's files, finished
+    /// outputs included.
+    cancel: Cancel,
 }
 
 impl RasterSink {
-    /// A sink for results on `grid`; fails when an output's directory is missing.
+    /// A sink for results on `grid`; fails when an output's directory is
+    /// missing. Temp files that killed runs left beside the outputs go.
     pub(crate) fn new(grid: &OutputGrid, outputs: &Outputs, title: &str) -> Result<Self> {
         outputs.check_dirs()?;
+        outputs
+            .paths()
+            .for_each(|p| crate::output::atomic::remove_stale_temps(p));
         let parquet = match &outputs.parquet {
             Some(p) => Some(ParquetSink::new(p, grid)?),
             None => None,
@@ -60,7 +68,23 @@ impl RasterSink {
             quicklook: Quicklook::new(grid.width, grid.height),
             ones: 0,
             temps,
+            cancel: Cancel::default(),
         })
+    }
+
+    /// The sink with the query's cancellation: once it is set, writing fails
+    /// and finishing removes the outputs already in place.
+    pub(crate) fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// The GeoTIFF being built, created with the first chunk's pixel size.
@@ -83,6 +107,7 @@ impl RasterSink {
 
     /// Writes one batch of result rows.
     pub(crate) fn write(&mut self, b: &RecordBatch) -> Result<()> {
+        self.check_cancel()?;
         let RasterSink {
             grid,
             outputs,
@@ -110,8 +135,8 @@ impl RasterSink {
         Ok(())
     }
 
-    /// Finishes every output: Parquet, PNG, then the COG; when one fails,
-    /// those already in place are removed.
+    /// Finishes every output: Parquet, PNG, then the COG; when one fails, or
+    /// the query is cancelled meanwhile, those already in place are removed.
     pub(crate) fn finish(mut self) -> Result<Written> {
         let bytes_per_pixel = self.reader.bytes_per_pixel().unwrap_or(1);
         // an all-0 result still makes a GeoTIFF
@@ -123,19 +148,32 @@ impl RasterSink {
             bytes_per_pixel,
         )?;
         let mut done: Vec<PathBuf> = Vec::new();
+        let cancel = self.cancel.clone();
+        let stop = || {
+            if cancel.is_cancelled() {
+                Err(Error::Cancelled)
+            } else {
+                Ok(())
+            }
+        };
         let result = (|| -> Result<()> {
+            stop()?;
             if let (Some(p), Some(target)) = (self.parquet.take(), &self.outputs.parquet) {
                 p.finish(bytes_per_pixel)?;
                 done.push(target.clone());
             }
+            stop()?;
             if let Some(target) = &self.outputs.png {
                 write_png(&self.quicklook, &self.title, target)?;
                 done.push(target.clone());
             }
+            stop()?;
             if let (Some(t), Some(target)) = (self.tiff.take(), &self.outputs.tif) {
                 t.into_cog(target)?;
+                done.push(target.clone());
             }
-            Ok(())
+            // a signal during the last step still takes the run back
+            stop()
         })();
         if let Err(e) = result {
             for p in done {

@@ -63,8 +63,9 @@ pub async fn run_to_outputs(
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(2);
     let (grid, outputs, title) = (scan.grid.clone(), outputs.clone(), title.to_string());
+    let cancel = progress.cancel.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<Option<(Written, usize)>> {
-        let mut sink = RasterSink::new(&grid, &outputs, &title)?;
+        let mut sink = RasterSink::new(&grid, &outputs, &title)?.with_cancel(cancel);
         let mut rows = 0;
         loop {
             match rx.blocking_recv() {

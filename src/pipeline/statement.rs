@@ -69,9 +69,21 @@ pub(crate) async fn stream_statement(
         })
         .collect();
     let cluster = state.config().get_extension::<ClusterUrl>();
-    let job = match &cluster {
-        Some(url) => JobProgress::follow(&physical, url, &progress.scan),
-        None => {
+    // a name of its own, so that the client can find its job on the scheduler
+    // before Ballista tells it the id (in push mode: only at the end)
+    let job_name = cluster.as_ref().map(|_| unique_job_name());
+    if let Some(name) = &job_name {
+        state
+            .config_mut()
+            .options_mut()
+            .set("ballista.job.name", name)?;
+    }
+    let job = match (&cluster, job_name) {
+        (Some(url), Some(name)) => {
+            JobProgress::follow(&physical, url, &name, &progress.scan, &progress.cancel)
+        }
+        (Some(_), None) => None,
+        (None, _) => {
             let rows: usize = scans.iter().map(|(_, n)| n).sum();
             if rows > 0 {
                 progress.scan.set_length(rows as u64);
@@ -87,6 +99,16 @@ pub(crate) async fn stream_statement(
         scans,
         job,
     })
+}
+
+/// A job name no other query shares: `floodsql-PID-NANOS-N`.
+fn unique_job_name() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("floodsql-{}-{nanos}-{n}", std::process::id())
 }
 
 fn tidy(

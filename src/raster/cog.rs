@@ -528,8 +528,7 @@ impl CogReader {
             match stores.get(&key) {
                 Some(s) => s.clone(),
                 None => {
-                    let s =
-                        build_store(&key, &self.policy).map_err(|e| chain_err(location, &e))?;
+                    let s = build_store(&key, &self.policy).map_err(|e| chain_err(location, &e))?;
                     stores.insert(key, s.clone());
                     s
                 }
@@ -538,8 +537,7 @@ impl CogReader {
             match env.object_store_registry.get_store(&key) {
                 Ok(s) => s,
                 Err(_) => {
-                    let s =
-                        build_store(&key, &self.policy).map_err(|e| chain_err(location, &e))?;
+                    let s = build_store(&key, &self.policy).map_err(|e| chain_err(location, &e))?;
                     env.register_object_store(&key, s.clone());
                     s
                 }

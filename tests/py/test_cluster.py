@@ -216,3 +216,41 @@ def test_losing_an_executor_mid_query_still_gives_the_right_answer(medium, mediu
         assert not list(tmp_path.glob(".*.tmp*"))
     finally:
         c.stop()
+
+
+def test_a_signal_on_the_client_cancels_its_cluster_job(cluster, medium, medium_api, tmp_path):
+    """Ctrl-C on the client: exit 130, nothing written, and the job is
+    cancelled on the scheduler rather than left running."""
+    before = {j["job_id"] for j in _get(cluster.rest + "/api/jobs")}
+    out = tmp_path / "out"
+    out.mkdir()
+    client = subprocess.Popen(
+        [floodsql_bin(), "--quiet", "extent", "--stac-url", medium_api, "--collection", "GFM",
+         "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out / "x.tif"), "--chunk", "300",
+         "--cluster", cluster.url, "--partitions", "32"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job, deadline = None, time.time() + 60
+    while job is None and time.time() < deadline and client.poll() is None:
+        running = [j for j in _get(cluster.rest + "/api/jobs")
+                   if j["job_id"] not in before and j["status"] == "Running"]
+        job = running[0]["job_id"] if running else None
+        time.sleep(0.05)
+    assert job is not None, "the job never ran"
+    time.sleep(0.5)  # the client has polled the job's id by now
+    client.send_signal(signal.SIGINT)
+    _, err = client.communicate(timeout=60)
+    assert client.returncode == 130, err
+    assert f"cancelled cluster job {job}" in err, (err, open(cluster.logs[0]).read()[-3000:])
+    assert os.listdir(out) == []
+    deadline = time.time() + 30
+    status = None
+    while time.time() < deadline:
+        status = next(j for j in _get(cluster.rest + "/api/jobs") if j["job_id"] == job)
+        if status["status"] not in ("Queued", "Running"):
+            break
+        time.sleep(0.2)
+    assert status["status"] == "Failed", status
+    # the cluster still works after a cancelled job
+    res = run(["extent", "--stac-url", medium_api, "--collection", "GFM", "--bbox", medium.bbox,
+               "--datetime", DT_RFC, "--out", str(tmp_path / "after.tif"), "--cluster", cluster.url])
+    assert res.returncode == 0
