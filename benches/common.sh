@@ -35,7 +35,7 @@ scene "$SCALE" --scale "$SCALE" >/dev/null
 BBOX=$(scene_bbox "$SCALE")
 OUT=$(mktemp -d)
 PIDS=""
-trap 'kill $PIDS 2>/dev/null; rm -rf "$OUT"' EXIT
+trap 'kill $PIDS 2>/dev/null || true; rm -rf "$OUT"' EXIT
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_url() { for _ in $(seq 150); do curl -sf "$1" >/dev/null && return; sleep 0.2; done; echo "$1 did not come up" >&2; exit 1; }

@@ -16,10 +16,10 @@ source benches/common.sh tiny
 C_BBOX=64.4627,24.1442,71.9627,29.6442
 C_DIR=$(scene country --scale tutorial --bbox "$C_BBOX" --acquisitions 3)
 start_cluster
-run() { "$BIN" --quiet extent --collection GFM --stac-url "$C_DIR/items.json" --bbox "$C_BBOX" --datetime "$DT" "$@"; }
+RUN=("$BIN" --quiet extent --collection GFM --stac-url "$C_DIR/items.json" --bbox "$C_BBOX" --datetime "$DT")
 {
-  measure local run --out "$OUT/local.tif"
-  measure cluster run --out "$OUT/cluster.tif" --cluster "$SCHED"
+  measure local "${RUN[@]}" --out "$OUT/local.tif"
+  measure cluster "${RUN[@]}" --out "$OUT/cluster.tif" --cluster "$SCHED"
 } > "$OUT/results"
 PEAKS=$(executor_peaks)
 

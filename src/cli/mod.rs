@@ -124,14 +124,37 @@ pub(crate) async fn until_signal<T>(
     Err(stopped.into())
 }
 
+/// The CLI's runtime. Blocking threads are capped (object_store's local
+/// reads each take one; tokio's default of 512 let a scan spawn dozens, each
+/// a glibc allocator arena holding freed pixels): reads queue instead, and
+/// the writer thread always finds room.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads((4 * cores).max(8))
         .enable_all()
         .build()?)
 }
 
+/// Caps glibc's malloc arenas at 2 unless `MALLOC_ARENA_MAX` says otherwise:
+/// with one arena per thread (up to 8 per core) freed pixel buffers stay
+/// spread over arenas and peak RSS runs well above the live heap; measured
+/// on the tutorial-sized scene, 2 arenas give ~10% less RSS and no slower
+/// runs (see BENCHMARKS.md). mimalloc, datafusion-cli's choice, was measured
+/// too and raised RSS here.
+fn cap_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called once,
+        // before the runtime's threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    cap_malloc_arenas();
     crate::raster::read::configure_gdal();
     match cli.command {
         Command::Extent(a) => extent::run(a, cli.quiet),

@@ -392,21 +392,33 @@ impl Layout {
 
     /// Decodes block `i` (bytes of one block) into its samples, predictor undone.
     fn decode_block(&self, i: usize, by: usize, bytes: Bytes) -> Result<Vec<u8>> {
-        let decoder = DECODERS
-            .as_ref()
-            .get(&self.compression)
-            .ok_or_else(|| Error::Internal("decoder vanished from the registry".into()))?;
-        let mut v = decoder
-            .decode_tile(
-                bytes,
-                self.photometric,
-                self.jpeg_tables.as_deref(),
-                self.samples as u16,
-                8,
-                None,
-            )
-            .map_err(|e| Error::Read(format!("decoding block {i}: {e}")))?;
         let stride = self.block_w * self.samples;
+        let mut v = if matches!(self.compression, Compression::Deflate) {
+            // GFM's codec, decoded into a buffer of the block's size (the
+            // generic decoder grows its output from empty, one reallocation
+            // after another, for every block)
+            use std::io::Read;
+            let mut v = Vec::with_capacity(self.block_h * stride);
+            flate2::read::ZlibDecoder::new(&bytes[..])
+                .read_to_end(&mut v)
+                .map_err(|e| Error::Read(format!("decoding block {i}: {e}")))?;
+            v
+        } else {
+            let decoder = DECODERS
+                .as_ref()
+                .get(&self.compression)
+                .ok_or_else(|| Error::Internal("decoder vanished from the registry".into()))?;
+            decoder
+                .decode_tile(
+                    bytes,
+                    self.photometric,
+                    self.jpeg_tables.as_deref(),
+                    self.samples as u16,
+                    8,
+                    None,
+                )
+                .map_err(|e| Error::Read(format!("decoding block {i}: {e}")))?
+        };
         let need = self.rows_in(by) * stride;
         if v.len() < need {
             return Err(Error::Read(format!(
