@@ -38,10 +38,59 @@ impl Outputs {
         [&self.tif, &self.parquet, &self.png].into_iter().flatten()
     }
 
-    /// Fails unless every output's directory exists (checked before a query
-    /// runs, so that a long run does not end in a refusal).
+    /// Fails unless every output's directory exists and no two outputs are
+    /// the same file (checked before a query runs, so that a long run does
+    /// not end in a refusal).
     pub(crate) fn check_dirs(&self) -> Result<()> {
-        self.paths().try_for_each(|p| atomic::check_dir(p))
+        self.paths().try_for_each(|p| atomic::check_dir(p))?;
+        let all: Vec<&PathBuf> = self.paths().collect();
+        for (i, a) in all.iter().enumerate() {
+            if all[..i].iter().any(|b| same_file(a, b)) {
+                return Err(crate::error::Error::invalid(
+                    "output path",
+                    a.display().to_string(),
+                    "given for two outputs (--out, --parquet and --png need distinct files)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails when an output would overwrite one of the query's inputs
+    /// (`locations`: the COGs it reads).
+    pub(crate) fn check_not_inputs(&self, locations: &[&str]) -> Result<()> {
+        for p in self.paths() {
+            if let Some(input) = locations
+                .iter()
+                .find(|l| l.starts_with('/') && same_file(p, std::path::Path::new(l)))
+            {
+                return Err(crate::error::Error::invalid(
+                    "output path",
+                    p.display().to_string(),
+                    format!("it is an input of the query ('{input}'); choose another file"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether two paths name the same file: the same canonical directory and
+/// file name (the file itself need not exist yet).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let key = |p: &std::path::Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        (
+            std::fs::canonicalize(&dir).unwrap_or(dir),
+            p.file_name().map(|n| n.to_os_string()),
+        )
+    };
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => key(a) == key(b),
     }
 }
 

@@ -53,6 +53,12 @@ pub async fn run_to_outputs(
     } = stream_statement(ctx, last, progress).await?;
     let scanned_rows = scans.iter().map(|(_, n)| n).sum();
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
+    let inputs: Vec<&str> = scan
+        .slices
+        .iter()
+        .flat_map(|s| s.sources.iter().map(|src| src.path.as_str()))
+        .collect();
+    outputs.check_not_inputs(&inputs)?;
     // the writers run on a blocking thread, fed batch by batch; a bounded
     // channel keeps the query from running ahead of them. They finish only
     // on `Done`: a failed or cancelled query (the channel closes without it)
