@@ -195,6 +195,12 @@ pub(crate) fn scan_nodata(items: &[StacItem], asset: &str, forced: Option<u8>) -
     Ok(seen.map_or(DEFAULT_NODATA, |(v, _)| v))
 }
 
+/// Largest side of a source raster (TIFF and GDAL sizes are 32-bit).
+const MAX_SOURCE_SIDE: usize = i32::MAX as usize;
+/// Largest distance (pixels) of a source's origin from the output grid's:
+/// beyond it the asset grid is nonsense (and pixel arithmetic would overflow).
+const MAX_OFFSET: f64 = (1u64 << 40) as f64;
+
 /// Builds the scan plan; GDAL (CRS maths) is used, so call it off the runtime.
 /// `nodata`: `floodsql.nodata` (see [`scan_nodata`]).
 pub(crate) fn plan_scan(
@@ -256,9 +262,19 @@ pub(crate) fn plan_scan(
         let (rows, cols) = it
             .proj_shape(Some(asset))
             .ok_or_else(|| bad("no proj:shape".into()))?;
+        if !(1..=MAX_SOURCE_SIDE).contains(&rows) || !(1..=MAX_SOURCE_SIDE).contains(&cols) {
+            return Err(bad(format!(
+                "proj:shape [{rows}, {cols}] is not a raster size (1..={MAX_SOURCE_SIDE} per side)"
+            )));
+        }
         let t = it
             .proj_transform(Some(asset))
             .ok_or_else(|| bad("no proj:transform".into()))?;
+        if t.iter().any(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "proj:transform {t:?} has a non-finite coefficient"
+            )));
+        }
         let [a, b, c, d, e, f] = t;
         let eps = 1e-9 * res.max(1.0);
         if b.abs() > eps || d.abs() > eps || (a - res).abs() > eps || (e + res).abs() > eps {
@@ -269,6 +285,12 @@ pub(crate) fn plan_scan(
         }
         let cf = (c - gx) / res;
         let rf = (gy - f) / res;
+        if cf.abs() > MAX_OFFSET || rf.abs() > MAX_OFFSET {
+            return Err(bad(format!(
+                "asset origin ({c}, {f}) is {cf:.0}, {rf:.0} px from the output grid: not a \
+                 position on Earth at {res} m"
+            )));
+        }
         if (cf - cf.round()).abs() > 1e-6 || (rf - rf.round()).abs() > 1e-6 {
             return Err(bad(format!(
                 "asset origin ({c}, {f}) is not on the output's {res} m lattice \

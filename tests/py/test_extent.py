@@ -272,6 +272,24 @@ def test_off_lattice_item_is_refused(tiny, tmp_path):
     _fails((p, out), victim["id"], "lattice")
 
 
+@pytest.mark.parametrize("field,value,needle", [
+    ("proj:shape", [18446744073709551000, 500], "proj:shape"),
+    ("proj:shape", [0, 500], "proj:shape"),
+    ("proj:transform", [20.0, 0.0, 1e300, 0.0, -20.0, 3.0e6], "not a position"),
+])
+def test_absurd_asset_grids_are_refused(field, value, needle, tiny, tmp_path):
+    """Before: a proj:shape near u64::MAX wrapped in the pixel arithmetic and
+    the item was silently dropped (exit 0)."""
+    items = json.loads(tiny.items_file.read_text())
+    victim = next(it for it in items["features"] if "DECOY" not in it["id"])
+    victim["properties"][field] = value
+    f = tmp_path / "items.json"
+    f.write_text(json.dumps(items))
+    out = tmp_path / "x.tif"
+    p = extent(f, tiny.bbox, out, check=False)
+    _fails((p, out), victim["id"], needle)
+
+
 def test_server_errors_are_reported_after_retries(tiny, tmp_path):
     """A STAC API answering 500: bounded retries, then a clear error."""
     import http.server
