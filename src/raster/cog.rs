@@ -524,13 +524,18 @@ impl CogReader {
         }
     }
 
-    /// The object at `location` (after the read policy's check): HTTP stores
+    /// The object at `location` (after the read policy's check, while its
+    /// header is not cached): HTTP stores
     /// are this reader's own, the others are taken from (or added to) the
     /// runtime's object store registry.
     fn object(&self, env: &RuntimeEnv, location: &str) -> Result<Object> {
-        self.policy
-            .check(location)
-            .map_err(|e| Error::Refused(format!("asset refused by the read policy: {e}")))?;
+        // checked when the header is read, i.e. once per location per scan
+        // (not per window: for a local file the check resolves the path)
+        if !self.layout_cache()?.map.contains_key(location) {
+            self.policy
+                .check(location)
+                .map_err(|e| Error::Refused(format!("asset refused by the read policy: {e}")))?;
+        }
         let (key, path) = split(location)?;
         let store = if matches!(key.scheme(), "http" | "https") {
             let mut stores = self

@@ -379,7 +379,7 @@ impl FloodChunksExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        let plan_policy = plan.policy.clone();
+        let reader = Arc::new(CogReader::new(plan.policy.clone()));
         Ok(Self {
             plan,
             input,
@@ -388,7 +388,7 @@ impl FloodChunksExec {
             schema,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
-            reader: Arc::new(CogReader::new(plan_policy)),
+            reader,
         })
     }
 
@@ -597,17 +597,15 @@ impl ExecutionPlan for FloodChunksExec {
                 async move {
                     let pixels = if need_pixels {
                         let (window, sources) = (u.window, u.sources.clone());
-                        let fill = nodata;
                         let timer = metrics.read_time.timer();
                         let (px, stats) = match kind {
                             ReaderKind::Native => {
-                                fuse_window_native(&reader, &env, window, &sources, fill).await?
+                                fuse_window_native(&reader, &env, window, &sources, nodata).await?
                             }
                             ReaderKind::Gdal => {
                                 let windows = sources.len();
-                                let policy = policy.clone();
                                 let px = tokio::task::spawn_blocking(move || {
-                                    fuse_window(window, &sources, fill, &policy)
+                                    fuse_window(window, &sources, nodata, &policy)
                                 })
                                 .await
                                 .map_err(join_err("raster read"))??;
