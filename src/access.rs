@@ -104,14 +104,8 @@ impl ReadPolicy {
         let Ok(u) = url::Url::parse(location) else {
             return Ok(());
         };
-        let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
-        let with_port = u.port().map(|p| format!("{host}:{p}"));
-        if matches!(u.scheme(), "http" | "https")
-            && !self
-                .hosts
-                .iter()
-                .any(|h| h == "*" || *h == host || Some(h) == with_port.as_ref())
-        {
+        if matches!(u.scheme(), "http" | "https") && !self.named(&u) {
+            let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
             return Err(format!(
                 "'{}': the gdal reader follows redirects unchecked, so it reads only hosts \
                  allowed by name (SET floodsql.allowed_hosts = '...,{host}'), not the \
@@ -120,6 +114,16 @@ impl ReadPolicy {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the user's allow-list names `u`'s host (`host` for any port,
+    /// `host:port`, or `*`).
+    fn named(&self, u: &url::Url) -> bool {
+        let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
+        let with_port = u.port().map(|p| format!("{host}:{p}"));
+        self.hosts
+            .iter()
+            .any(|h| h == "*" || *h == host || Some(h) == with_port.as_ref())
     }
 
     /// The URL rule (also applied to every redirect).
@@ -131,15 +135,13 @@ impl ReadPolicy {
         let shown = crate::error::redact_urls(u.as_str());
         match u.scheme() {
             "http" | "https" => {
+                if self.catalogue_host.as_deref() == Some(host.as_str()) || self.named(u) {
+                    return Ok(());
+                }
                 let with_port = match u.port() {
                     Some(p) => format!("{host}:{p}"),
                     None => host.clone(),
                 };
-                if self.catalogue_host.as_deref() == Some(host.as_str())
-                    || self.hosts.iter().any(|h| *h == host || *h == with_port)
-                {
-                    return Ok(());
-                }
                 let own = match &self.catalogue_host {
                     Some(c) => format!("the catalogue's host '{c}' and "),
                     None => String::new(),
