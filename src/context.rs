@@ -20,7 +20,7 @@ use datafusion::prelude::SessionConfig;
 use indicatif::ProgressBar;
 
 /// Progress sinks of one query (hidden bars by default).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QueryProgress {
     /// Items found by STAC searches.
     pub search: ProgressBar,
@@ -28,6 +28,32 @@ pub struct QueryProgress {
     pub scan: ProgressBar,
     /// The query's cancellation.
     pub cancel: Cancel,
+    /// Where one-line notes go (the plan's estimate before a run reads);
+    /// dropped when `None`.
+    pub notes: Option<Notes>,
+}
+
+/// A sink for one-line notes to the user (the CLI: standard error).
+pub(crate) type Notes = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl std::fmt::Debug for QueryProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryProgress")
+            .field("search", &self.search)
+            .field("scan", &self.scan)
+            .field("cancel", &self.cancel)
+            .field("notes", &self.notes.is_some())
+            .finish()
+    }
+}
+
+impl QueryProgress {
+    /// Tells the user `line` (when the query has a notes sink).
+    pub fn note(&self, line: &str) {
+        if let Some(n) = &self.notes {
+            self.search.suspend(|| n(line));
+        }
+    }
 }
 
 impl Default for QueryProgress {
@@ -36,6 +62,7 @@ impl Default for QueryProgress {
             search: ProgressBar::hidden(),
             scan: ProgressBar::hidden(),
             cancel: Cancel::default(),
+            notes: None,
         }
     }
 }

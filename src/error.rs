@@ -43,6 +43,9 @@ pub enum Error {
     /// The search found no item.
     #[error("no STAC items found for {0}")]
     NoItems(String),
+    /// A scan over a limit (`floodsql.max_grid_pixels`, `…max_read_bytes`).
+    #[error("query too large: {0}")]
+    TooLarge(String),
     /// Client, scheduler and executors are not the same floodsql build.
     #[error("floodsql version mismatch: {what}: peer is floodsql {peer}, this process is floodsql {ours} (run the same floodsql build on client, scheduler and executors)")]
     VersionMismatch {
@@ -151,6 +154,7 @@ impl Error {
             | Error::Sql(_)
             | Error::NotRasterisable(_)
             | Error::NoItems(_)
+            | Error::TooLarge(_)
             | Error::VersionMismatch { .. } => ErrorKind::User,
             Error::Http { .. }
             | Error::BadItem { .. }

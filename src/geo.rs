@@ -16,6 +16,12 @@ pub(crate) struct Bbox {
     pub(crate) maxy: f64,
 }
 
+impl std::fmt::Display for Bbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{},{},{}", self.minx, self.miny, self.maxx, self.maxy)
+    }
+}
+
 impl Bbox {
     /// Parses `MINX,MINY,MAXX,MAXY` (degrees).
     pub(crate) fn parse(s: &str) -> Result<Bbox> {

@@ -28,6 +28,14 @@ pub(crate) const DEFAULT_READER: &str = "native";
 /// Values `floodsql.reader` takes.
 pub(crate) const READERS: [&str; 2] = ["native", "gdal"];
 
+/// Default `floodsql.max_grid_pixels`: 10 Gpx (a 2000 km square at 20 m;
+/// 10 GB per uint8 band uncompressed). The scan streams, so memory does not
+/// grow with the grid; time and disk do.
+pub(crate) const DEFAULT_MAX_GRID_PIXELS: u64 = 10_000_000_000;
+/// Default `floodsql.max_read_bytes`: 1 TB of decoded pixels (some 4 400
+/// full 15 000 px Equi7 tiles).
+pub(crate) const DEFAULT_MAX_READ_BYTES: u64 = 1_000_000_000_000;
+
 /// `floodsql.nodata` when the catalogue decides (the default).
 pub(crate) const NODATA_FROM_CATALOGUE: &str = "catalogue";
 
@@ -55,6 +63,10 @@ pub(crate) struct FloodsqlOptions {
     /// Directories local assets may be read from besides a local
     /// catalogue's own (comma-separated).
     pub(crate) allowed_paths: String,
+    /// Largest output grid a scan may plan, pixels (0 = no limit).
+    pub(crate) max_grid_pixels: u64,
+    /// Largest volume of decoded pixels a scan may plan to read, bytes (0 = no limit).
+    pub(crate) max_read_bytes: u64,
     /// Version tag of the process that made this session (set by the
     /// session factory; schedulers and executors refuse other versions).
     pub(crate) version: String,
@@ -72,6 +84,8 @@ impl Default for FloodsqlOptions {
             nodata: None,
             allowed_hosts: crate::access::DEFAULT_ALLOWED_HOSTS.to_string(),
             allowed_paths: String::new(),
+            max_grid_pixels: DEFAULT_MAX_GRID_PIXELS,
+            max_read_bytes: DEFAULT_MAX_READ_BYTES,
             version: String::new(),
         }
     }
@@ -92,7 +106,7 @@ impl ConfigExtension for FloodsqlOptions {
     const PREFIX: &'static str = "floodsql";
 }
 
-const DOCS: [(&str, &str); 10] = [
+const DOCS: [(&str, &str); 12] = [
     ("page_size", "Items per page asked of a STAC API (`limit`)."),
     (
         "max_items",
@@ -127,10 +141,45 @@ const DOCS: [(&str, &str); 10] = [
         "Directories local assets may be read from, besides a local catalogue's own directory (comma-separated).",
     ),
     (
+        "max_grid_pixels",
+        "Largest output grid a scan may plan, in pixels (suffixes k, M, G, T = 10^3..10^12; 0 = no limit).",
+    ),
+    (
+        "max_read_bytes",
+        "Largest volume of decoded source pixels a scan may plan to read, in bytes (suffixes k, M, G, T; 0 = no limit).",
+    ),
+    (
         "version",
         "floodsql version tag of the session's client (checked by schedulers and executors).",
     ),
 ];
+
+/// An integer with an optional decimal suffix: `10G` = 10^10.
+fn parse_count(key: &str, value: &str) -> Result<u64> {
+    let v = value.trim();
+    let (digits, mult) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1_000,
+                'M' => 1_000_000,
+                'G' => 1_000_000_000,
+                'T' => 1_000_000_000_000,
+                _ => 0,
+            };
+            (&v[..i], m)
+        }
+        _ => (v, 1),
+    };
+    match digits.trim().parse::<u64>().ok().filter(|_| mult > 0) {
+        Some(n) => n.checked_mul(mult).map_or_else(
+            || config_err!("floodsql.{key} = '{value}' is too large"),
+            Ok,
+        ),
+        None => config_err!(
+            "floodsql.{key} must be a non-negative integer, optionally with a suffix k, M, G or T, got '{value}'"
+        ),
+    }
+}
 
 fn parse_usize(key: &str, value: &str) -> Result<usize> {
     value
@@ -187,6 +236,8 @@ impl ExtensionOptions for FloodsqlOptions {
             }
             "allowed_hosts" => self.allowed_hosts = value.trim().to_string(),
             "allowed_paths" => self.allowed_paths = value.trim().to_string(),
+            "max_grid_pixels" => self.max_grid_pixels = parse_count(key, value)?,
+            "max_read_bytes" => self.max_read_bytes = parse_count(key, value)?,
             "version" => self.version = value.to_string(),
             _ => return config_err!("unknown option floodsql.{key}"),
         }
@@ -205,6 +256,8 @@ impl ExtensionOptions for FloodsqlOptions {
                 .map_or(NODATA_FROM_CATALOGUE.to_string(), |n| n.to_string()),
             self.allowed_hosts.clone(),
             self.allowed_paths.clone(),
+            self.max_grid_pixels.to_string(),
+            self.max_read_bytes.to_string(),
             self.version.clone(),
         ];
         DOCS.iter()
@@ -248,5 +301,14 @@ mod tests {
         assert!(a.set("nodata", "nan").is_err());
         a.set("nodata", "Catalogue").unwrap();
         assert_eq!(a.nodata, None);
+        a.set("max_grid_pixels", "10G").unwrap();
+        assert_eq!(a.max_grid_pixels, 10_000_000_000);
+        a.set("max_read_bytes", " 7k ").unwrap();
+        assert_eq!(a.max_read_bytes, 7_000);
+        a.set("max_read_bytes", "0").unwrap();
+        assert_eq!(a.max_read_bytes, 0);
+        for bad in ["10X", "G", "-1", "1.5G", "99999999999T"] {
+            assert!(a.set("max_grid_pixels", bad).is_err(), "{bad}");
+        }
     }
 }

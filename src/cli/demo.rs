@@ -42,6 +42,7 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         set: Vec::new(),
         cluster: None,
         print_sql: false,
+        dry_run: false,
     };
     eprintln!(
         "floodsql demo: synthetic GFM scene with {} items in {}",

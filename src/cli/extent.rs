@@ -63,6 +63,10 @@ pub(crate) struct ExtentArgs {
     /// Print the SQL that runs, then run it.
     #[arg(long)]
     pub(crate) print_sql: bool,
+    /// Search and plan only: print the estimate (items, slices, grid, bytes
+    /// to read, output size) and exit without reading a pixel or writing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 impl ExtentArgs {
@@ -110,6 +114,13 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let rt = super::runtime()?;
     let cancel = Cancel::default();
+    if a.dry_run {
+        return rt.block_on(super::until_signal(&cancel, async {
+            let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions, &a.set).await?;
+            let progress = super::query_progress(quiet, a.cluster.is_some(), &cancel);
+            super::print_plan(&ctx, &sql, &progress).await
+        }));
+    }
     let summary = rt.block_on(super::until_signal(&cancel, async {
         let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions, &a.set).await?;
         let progress = super::query_progress(quiet, a.cluster.is_some(), &cancel);

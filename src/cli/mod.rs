@@ -62,6 +62,29 @@ fn progress_bar(quiet: bool, template: &str) -> ProgressBar {
 
 /// A query's progress bars: a search spinner, and scanned (slice, chunk)
 /// rows locally or tasks on a cluster.
+/// `--dry-run`: searches and plans `sql`, prints every scan's estimate.
+async fn print_plan(
+    ctx: &datafusion::execution::context::SessionContext,
+    sql: &str,
+    progress: &QueryProgress,
+) -> anyhow::Result<()> {
+    let scans = crate::pipeline::plan_only(ctx, sql, progress).await;
+    progress.search.finish_and_clear();
+    let scans = scans?;
+    if scans.is_empty() {
+        println!("no flood_chunks scan: nothing to read");
+    }
+    for (i, s) in scans.iter().enumerate() {
+        println!(
+            "scan {} of {} (dry run: nothing read)\n{}",
+            i + 1,
+            scans.len(),
+            s.estimate()
+        );
+    }
+    Ok(())
+}
+
 fn query_progress(quiet: bool, on_cluster: bool, cancel: &Cancel) -> QueryProgress {
     QueryProgress {
         search: progress_bar(quiet, "{spinner} searching STAC: {pos} items"),
@@ -74,6 +97,8 @@ fn query_progress(quiet: bool, on_cluster: bool, cancel: &Cancel) -> QueryProgre
             },
         ),
         cancel: cancel.clone(),
+        // like the summary, the plan's one line is printed even with --quiet
+        notes: Some(std::sync::Arc::new(|l: &str| eprintln!("{l}"))),
     }
 }
 

@@ -46,6 +46,10 @@ pub(crate) struct SqlArgs {
     /// or `--set datafusion.runtime.memory_limit=1G` (repeatable; as SQL `SET`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) set: Vec<String>,
+    /// Search and plan only: print each scan's estimate (items, slices,
+    /// grid, bytes to read, output size) and exit without reading a pixel.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -177,6 +181,9 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
         &a.set,
     ))?;
     let Some(text) = text else {
+        if a.dry_run {
+            anyhow::bail!("--dry-run needs a SQL file or -c");
+        }
         if outputs.any() {
             anyhow::bail!("--out/--parquet/--png need a SQL file or -c");
         }
@@ -185,7 +192,10 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
     let sql = bind(&text, &params)?;
     let cancel = Cancel::default();
     rt.block_on(super::until_signal(&cancel, async {
-        if outputs.any() {
+        if a.dry_run {
+            let progress = super::query_progress(quiet, on_cluster, &cancel);
+            super::print_plan(&ctx, &sql, &progress).await
+        } else if outputs.any() {
             let progress = super::query_progress(quiet, on_cluster, &cancel);
             let s = run_to_outputs(&ctx, &sql, &outputs, "FLOODSQL RESULT", &progress).await;
             progress.search.finish_and_clear();

@@ -14,7 +14,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use futures::StreamExt;
 
-pub use statement::{run_statement, split_statements, StatementOutput};
+pub use statement::{plan_only, run_statement, split_statements, StatementOutput};
 pub use summary::Summary;
 
 pub use crate::output::Outputs;
@@ -53,6 +53,7 @@ pub async fn run_to_outputs(
     } = stream_statement(ctx, last, progress).await?;
     let scanned_rows = scans.iter().map(|(_, n)| n).sum();
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
+    progress.note(&format!("plan: {}", scan.estimate().one_line()));
     let inputs: Vec<&str> = scan
         .slices
         .iter()

@@ -16,7 +16,6 @@ use futures::TryStreamExt;
 use crate::cluster::client::{cluster_error, ClusterUrl, JobProgress};
 use crate::context::QueryProgress;
 use crate::error::{Error, Result};
-use crate::raster::exec::scan_rows;
 use crate::raster::plan::ScanPlan;
 use crate::raster::resolve::{find_scans, resolve_scans};
 
@@ -64,7 +63,7 @@ pub(crate) async fn stream_statement(
     let scans: Vec<(Arc<ScanPlan>, usize)> = scans
         .into_iter()
         .map(|s| {
-            let n = scan_rows(&s);
+            let n = s.rows();
             (s, n)
         })
         .collect();
@@ -119,6 +118,36 @@ fn tidy(
         Some(url) => cluster_error(e, url),
         None => e,
     }
+}
+
+/// Plans SQL text without running it (`--dry-run`): `SET` and `CREATE
+/// VIEW`/`DROP VIEW` statements act on the context (they read nothing); every
+/// other statement's `flood_chunks` scans are searched and planned — limits
+/// checked, no pixel read, nothing written. Returns the scans in order.
+pub async fn plan_only(
+    ctx: &SessionContext,
+    sql: &str,
+    progress: &QueryProgress,
+) -> datafusion::error::Result<Vec<Arc<ScanPlan>>> {
+    use datafusion::logical_expr::{DdlStatement, LogicalPlan, Statement as Stmt};
+    let mut out: Vec<Arc<ScanPlan>> = Vec::new();
+    for stmt in split_statements(sql)? {
+        let logical = ctx.state().statement_to_plan(stmt).await?;
+        match &logical {
+            LogicalPlan::Statement(Stmt::SetVariable(_))
+            | LogicalPlan::Ddl(DdlStatement::CreateView(_) | DdlStatement::DropView(_)) => {
+                ctx.execute_logical_plan(logical).await?;
+            }
+            _ => {
+                for s in resolve_scans(&logical, &progress.search).await? {
+                    if !out.iter().any(|q| Arc::ptr_eq(q, &s)) {
+                        out.push(s);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Plans one statement and runs it to batches; see [`stream_statement`].

@@ -431,15 +431,6 @@ fn scan_units(p: &ScanPlan, index: &ChunkIndex, chunks: &[(usize, usize)]) -> Ve
     out
 }
 
-/// (slice, chunk) rows a scan of `plan` produces, however it is partitioned.
-pub(crate) fn scan_rows(plan: &ScanPlan) -> usize {
-    let index = plan.chunk_index();
-    index
-        .chunks()
-        .map(|(c, r)| index.sources(c, r).chunk_by(|a, b| a.0 == b.0).count())
-        .sum()
-}
-
 /// The chunks listed in a partition of the chunk assignment.
 fn assigned_chunks(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>> {
     let mut out = Vec::new();
@@ -825,7 +816,7 @@ mod tests {
             .map(|u| (u.col, u.row, u.datetime_us))
             .collect();
         assert_eq!(got, [(0, 0, 1), (1, 0, 1), (1, 1, 2), (2, 1, 2)]);
-        assert_eq!(scan_rows(&p), 4);
+        assert_eq!(p.rows(), 4);
         // a unit carries only the sources touching its window
         let last = units.last().unwrap();
         assert_eq!(
@@ -873,7 +864,7 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(got, want, "seed {seed} chunk {chunk}");
-                assert_eq!(scan_rows(&p), want.len());
+                assert_eq!(p.rows(), want.len());
             }
         }
     }

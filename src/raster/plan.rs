@@ -75,6 +75,45 @@ impl PartialEq for IndexCache {
 }
 
 impl ScanPlan {
+    /// What this scan will do (see [`ScanEstimate`]).
+    pub fn estimate(&self) -> ScanEstimate {
+        let index = self.chunk_index();
+        let (cols, rows) = self.grid.chunks(self.chunk);
+        ScanEstimate {
+            items: self.n_items(),
+            slices: self.slices.len(),
+            width: self.grid.width,
+            height: self.grid.height,
+            res: self.grid.res,
+            chunk: self.chunk,
+            chunks: cols * rows,
+            chunks_with_data: index.chunks().count(),
+            rows: self.rows(),
+            read_bytes: self
+                .slices
+                .iter()
+                .flat_map(|s| &s.sources)
+                .map(|s| self.read_bytes(s))
+                .sum(),
+        }
+    }
+
+    /// The (slice, chunk) rows the scan produces: per chunk, the slices
+    /// with a source on it.
+    pub(crate) fn rows(&self) -> usize {
+        let index = self.chunk_index();
+        index
+            .chunks()
+            .map(|(c, r)| index.sources(c, r).chunk_by(|a, b| a.0 == b.0).count())
+            .sum()
+    }
+
+    /// Pixels of `src` on the grid.
+    fn read_bytes(&self, src: &Source) -> u64 {
+        src.overlap(self.grid.window())
+            .map_or(0, |o| o.src.width as u64 * o.src.height as u64)
+    }
+
     /// Items (sources) in total.
     pub(crate) fn n_items(&self) -> usize {
         self.slices.iter().map(|s| s.sources.len()).sum()
@@ -195,6 +234,133 @@ pub(crate) fn scan_nodata(items: &[StacItem], asset: &str, forced: Option<u8>) -
     Ok(seen.map_or(DEFAULT_NODATA, |(v, _)| v))
 }
 
+/// Bounds on one scan, checked while it is planned, before any pixel is
+/// read (`floodsql.max_grid_pixels`, `floodsql.max_read_bytes`; 0 = none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ScanLimits {
+    /// Largest output grid, in pixels.
+    pub(crate) max_grid_pixels: u64,
+    /// Largest volume of decoded source pixels (bytes: the assets are uint8).
+    pub(crate) max_read_bytes: u64,
+}
+
+impl ScanLimits {
+    fn check(
+        &self,
+        what: &str,
+        value: u64,
+        unit: &str,
+        limit: u64,
+        key: &str,
+        hint: &str,
+    ) -> Result<()> {
+        if limit == 0 || value <= limit {
+            return Ok(());
+        }
+        Err(Error::TooLarge(format!(
+            "{what} is {}{unit} ({value}), over floodsql.{key} = {limit}: {hint}, or \
+             `SET floodsql.{key} = N` (0 = no limit); `--dry-run` prints the estimate \
+             without reading",
+            si(value as f64),
+        )))
+    }
+}
+
+/// A number with a decimal SI prefix: 1.83 G, 99.7 M, 512.
+pub(crate) fn si(v: f64) -> String {
+    const P: [(f64, &str); 4] = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")];
+    for (f, p) in P {
+        if v >= f {
+            return format!("{:.3} {p}", v / f)
+                .replace(".000 ", " ")
+                .trim_end()
+                .to_string();
+        }
+    }
+    format!("{v}")
+}
+
+/// What a scan will do, known once it is planned (before any pixel is read):
+/// `floodsql --dry-run` prints it, and a run prints it before reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanEstimate {
+    /// Items (sources) on the grid.
+    pub items: usize,
+    /// Time slices.
+    pub slices: usize,
+    /// Output grid size, pixels.
+    pub width: usize,
+    /// Output grid size, pixels.
+    pub height: usize,
+    /// Output resolution, CRS units.
+    pub res: f64,
+    /// Chunk side, pixels.
+    pub chunk: usize,
+    /// Chunks on the grid.
+    pub chunks: usize,
+    /// Chunks at least one item covers.
+    pub chunks_with_data: usize,
+    /// (slice, chunk) rows the scan produces.
+    pub rows: usize,
+    /// Source pixels decoded (bytes; uint8 assets): each item's overlap with
+    /// the grid, before compression.
+    pub read_bytes: u64,
+}
+
+impl ScanEstimate {
+    /// The estimate in one line, as a run prints it before reading.
+    pub fn one_line(&self) -> String {
+        format!(
+            "{} items in {} slices; grid {} x {} px ({}px); {}B of pixels to read",
+            self.items,
+            self.slices,
+            self.width,
+            self.height,
+            si(self.grid_pixels() as f64),
+            si(self.read_bytes as f64)
+        )
+    }
+
+    /// Output grid pixels.
+    pub fn grid_pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+}
+
+impl std::fmt::Display for ScanEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let px = self.grid_pixels();
+        writeln!(
+            f,
+            "items             {} in {} time slices",
+            self.items, self.slices
+        )?;
+        writeln!(
+            f,
+            "output grid       {} x {} px = {}px at resolution {}",
+            self.width,
+            self.height,
+            si(px as f64),
+            self.res
+        )?;
+        writeln!(
+            f,
+            "chunks            {} of {} px, {} with data; {} (slice, chunk) rows",
+            self.chunks, self.chunk, self.chunks_with_data, self.rows
+        )?;
+        writeln!(
+            f,
+            "to read           {}B of decoded pixels",
+            si(self.read_bytes as f64)
+        )?;
+        write!(
+            f,
+            "raster output     {}B per band uncompressed (uint8; x2 for uint16 counts)",
+            si(px as f64)
+        )
+    }
+}
+
 /// Largest side of a source raster (TIFF and GDAL sizes are 32-bit).
 const MAX_SOURCE_SIDE: usize = i32::MAX as usize;
 /// Largest distance (pixels) of a source's origin from the output grid's:
@@ -202,7 +368,8 @@ const MAX_SOURCE_SIDE: usize = i32::MAX as usize;
 const MAX_OFFSET: f64 = (1u64 << 40) as f64;
 
 /// Builds the scan plan; GDAL (CRS maths) is used, so call it off the runtime.
-/// `nodata`: `floodsql.nodata` (see [`scan_nodata`]).
+/// `nodata`: `floodsql.nodata` (see [`scan_nodata`]). A grid or read volume
+/// over `limits` is refused here, before anything is allocated or read.
 pub(crate) fn plan_scan(
     items: &[StacItem],
     bbox: &Bbox,
@@ -210,6 +377,7 @@ pub(crate) fn plan_scan(
     chunk: usize,
     nodata: Option<u8>,
     policy: ReadPolicy,
+    limits: ScanLimits,
 ) -> Result<ScanPlan> {
     if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk) {
         return Err(Error::invalid(
@@ -234,6 +402,17 @@ pub(crate) fn plan_scan(
             message: "no positive 'gsd' property".into(),
         })?;
     let grid = output_grid(bbox, &crs, res)?;
+    limits.check(
+        &format!(
+            "the output grid of bbox {bbox} ({} x {} px at resolution {res})",
+            grid.width, grid.height
+        ),
+        (grid.width as u64).saturating_mul(grid.height as u64),
+        "px",
+        limits.max_grid_pixels,
+        "max_grid_pixels",
+        "narrow the bbox",
+    )?;
     let nodata = scan_nodata(items, asset, nodata)?;
     let (gx, gy) = (grid.col0 as f64 * res, grid.row0 as f64 * res);
 
@@ -311,7 +490,7 @@ pub(crate) fn plan_scan(
         }
         by_time.entry(dt.timestamp_micros()).or_default().push(src);
     }
-    Ok(ScanPlan {
+    let plan = ScanPlan {
         index: IndexCache::default(),
         grid,
         chunk,
@@ -325,7 +504,22 @@ pub(crate) fn plan_scan(
                 sources,
             })
             .collect(),
-    })
+    };
+    let read: u64 = plan
+        .slices
+        .iter()
+        .flat_map(|s| &s.sources)
+        .map(|s| plan.read_bytes(s))
+        .sum();
+    limits.check(
+        &format!("the volume to read ({} items)", plan.n_items()),
+        read,
+        "B of decoded pixels",
+        limits.max_read_bytes,
+        "max_read_bytes",
+        "narrow the bbox or the datetime range",
+    )?;
+    Ok(plan)
 }
 
 fn same_crs(a: &str, b: &str) -> Result<bool> {

@@ -23,7 +23,7 @@ use crate::context::QueryProgress;
 use crate::error::{join_err, Error};
 use crate::options::FloodsqlOptions;
 use crate::raster::exec::{chunk_schema, FloodChunksExec};
-use crate::raster::plan::{plan_scan, ScanPlan};
+use crate::raster::plan::{plan_scan, ScanLimits, ScanPlan};
 use crate::sqlargs::{check_arity, opt_usize, req_str};
 use crate::stac::search::{search, SearchParams};
 use crate::stac::table::search_params;
@@ -59,6 +59,10 @@ impl TableFunctionImpl for FloodChunksFunction {
             concurrency: opts.read_concurrency,
             nodata: opts.nodata,
             policy,
+            limits: ScanLimits {
+                max_grid_pixels: opts.max_grid_pixels,
+                max_read_bytes: opts.max_read_bytes,
+            },
         })))
     }
 }
@@ -78,6 +82,9 @@ pub(crate) struct FloodChunksSpec {
     /// What the catalogue may make the scan read.
     #[serde(default)]
     pub(crate) policy: ReadPolicy,
+    /// Bounds checked when the scan is planned.
+    #[serde(default)]
+    pub(crate) limits: ScanLimits,
 }
 
 /// One `flood_chunks(...)` table: its spec and, once made, its scan plan.
@@ -123,9 +130,9 @@ impl FloodChunksTable {
                     internal_datafusion_err!("flood_chunks without a bbox (checked at planning)")
                 })?;
                 let (asset, chunk, nodata) = (s.asset.clone(), s.chunk, s.nodata);
-                let policy = s.policy.clone();
+                let (policy, limits) = (s.policy.clone(), s.limits);
                 let plan = tokio::task::spawn_blocking(move || {
-                    plan_scan(&items, &bbox, &asset, chunk, nodata, policy)
+                    plan_scan(&items, &bbox, &asset, chunk, nodata, policy, limits)
                 })
                 .await
                 .map_err(join_err("scan planning"))??;
