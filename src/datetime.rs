@@ -19,6 +19,20 @@ impl Interval {
         self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
     }
 
+    /// Whether an item's `[start, end]` range (open where `None`) meets this
+    /// interval: how STAC APIs match items that have a range.
+    pub(crate) fn meets(&self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> bool {
+        let after_start = match (end, self.start) {
+            (Some(e), Some(s)) => e >= s,
+            _ => true,
+        };
+        let before_end = match (start, self.end) {
+            (Some(s), Some(e)) => s <= e,
+            _ => true,
+        };
+        after_start && before_end
+    }
+
     /// The STAC API `datetime` parameter (`None` when both ends are open).
     pub(crate) fn to_stac(self) -> Option<String> {
         if self.start.is_none() && self.end.is_none() {

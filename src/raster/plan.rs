@@ -418,15 +418,16 @@ pub(crate) fn plan_scan(
 
     let mut by_time: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
     let mut sorted: Vec<&StacItem> = items.iter().collect();
-    sorted.sort_by(|a, b| (a.datetime, &a.id).cmp(&(b.datetime, &b.id)));
+    sorted.sort_by(|a, b| (a.nominal_datetime(), &a.id).cmp(&(b.nominal_datetime(), &b.id)));
     for it in sorted {
         let bad = |m: String| Error::BadItem {
             item: it.id.clone(),
             message: m,
         };
-        let dt = it
-            .datetime
-            .ok_or_else(|| bad("no 'datetime' (ranges are not supported)".into()))?;
+        // like the tutorial's stack: datetime, else start_datetime, else end_datetime
+        let dt = it.nominal_datetime().ok_or_else(|| {
+            bad("no 'datetime', 'start_datetime' or 'end_datetime': no time to place it at".into())
+        })?;
         let path = it.asset_location(asset)?;
         policy
             .check(&path)

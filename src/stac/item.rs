@@ -14,6 +14,10 @@ pub(crate) struct StacItem {
     pub id: String,
     pub collection: Option<String>,
     pub datetime: Option<DateTime<Utc>>,
+    /// `start_datetime` / `end_datetime`: the item's time range, used when
+    /// `datetime` is null.
+    pub start_datetime: Option<DateTime<Utc>>,
+    pub end_datetime: Option<DateTime<Utc>>,
     pub bbox: Option<[f64; 4]>,
     pub geometry: Option<Value>,
     pub properties: Map<String, Value>,
@@ -52,14 +56,16 @@ impl StacItem {
             Some(Value::Object(p)) => p,
             _ => return Err(bad("missing 'properties' object".into())),
         };
-        let datetime = match properties.get("datetime") {
-            Some(Value::String(s)) => Some(
-                DateTime::parse_from_rfc3339(s)
-                    .map_err(|e| bad(format!("bad datetime '{s}': {e}")))?
-                    .with_timezone(&Utc),
-            ),
-            _ => None,
+        let time = |key: &str| match properties.get(key) {
+            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|e| bad(format!("bad {key} '{s}': {e}"))),
+            Some(Value::Null) | None => Ok(None),
+            Some(v) => Err(bad(format!("{key} {v} is not an RFC 3339 string"))),
         };
+        let datetime = time("datetime")?;
+        let start_datetime = time("start_datetime")?;
+        let end_datetime = time("end_datetime")?;
         let bbox = match o.get("bbox") {
             Some(Value::Array(a)) if a.len() == 4 || a.len() == 6 => {
                 let n: Vec<f64> = a.iter().filter_map(Value::as_f64).collect();
@@ -92,12 +98,32 @@ impl StacItem {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             datetime,
+            start_datetime,
+            end_datetime,
             bbox,
             geometry: o.remove("geometry").filter(|g| !g.is_null()),
             properties,
             assets,
             base: self_link.or_else(|| base.map(str::to_string)),
         })
+    }
+
+    /// The item's time as the tutorial's stack takes it (odc-stac's
+    /// `nominal_datetime`): `datetime`, else `start_datetime`, else
+    /// `end_datetime`.
+    pub(crate) fn nominal_datetime(&self) -> Option<DateTime<Utc>> {
+        self.datetime.or(self.start_datetime).or(self.end_datetime)
+    }
+
+    /// Whether the item is in a search's time interval: its `datetime`, or
+    /// else its range meeting the interval (as STAC APIs match); an item
+    /// with neither is kept (and refused when planned).
+    pub(crate) fn in_interval(&self, q: &crate::datetime::Interval) -> bool {
+        match (self.datetime, self.start_datetime, self.end_datetime) {
+            (Some(t), ..) => q.contains(t),
+            (None, None, None) => true,
+            (None, s, e) => q.meets(s, e),
+        }
     }
 
     fn bad(&self, m: impl Into<String>) -> Error {

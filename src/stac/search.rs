@@ -372,7 +372,7 @@ fn filter_static(p: &SearchParams, items: Vec<StacItem>) -> Vec<StacItem> {
                     .is_some_and(|c| p.collections.contains(c)))
                 && p.bbox
                     .is_none_or(|b| it.lonlat_bbox().is_some_and(|ib| b.intersects(&ib)))
-                && it.datetime.is_none_or(|t| p.datetime.contains(t))
+                && it.in_interval(&p.datetime)
         })
         .collect();
     if let Some(m) = p.max_items {
@@ -384,6 +384,68 @@ fn filter_static(p: &SearchParams, items: Vec<StacItem>) -> Vec<StacItem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Items with a time range and a null datetime are matched by their
+    /// range, as STAC APIs do (once: refused even outside the query).
+    #[test]
+    fn static_filter_matches_time_ranges() {
+        let item = |id: &str, props: Value| {
+            StacItem::from_json(
+                json!({"type": "Feature", "id": id, "collection": "GFM", "properties": props, "assets": {}}),
+                None,
+            )
+            .unwrap()
+        };
+        let items = vec![
+            item("instant-in", json!({"datetime": "2022-09-10T00:00:00Z"})),
+            item("instant-out", json!({"datetime": "2022-08-10T00:00:00Z"})),
+            item(
+                "range-overlaps-start",
+                json!({"datetime": null,
+                "start_datetime": "2022-08-20T00:00:00Z", "end_datetime": "2022-09-02T00:00:00Z"}),
+            ),
+            item(
+                "range-before",
+                json!({"datetime": null,
+                "start_datetime": "2022-07-01T00:00:00Z", "end_datetime": "2022-08-31T23:59:59Z"}),
+            ),
+            item(
+                "range-after",
+                json!({"datetime": null,
+                "start_datetime": "2022-10-01T00:00:01Z", "end_datetime": "2022-11-01T00:00:00Z"}),
+            ),
+            item(
+                "range-open-end",
+                json!({"datetime": null, "start_datetime": "2022-09-30T00:00:00Z"}),
+            ),
+            item("no-time", json!({"datetime": null})),
+        ];
+        let p = SearchParams {
+            datetime: crate::datetime::parse_interval("2022-09-01T00:00:00Z/2022-10-01T00:00:00Z")
+                .unwrap(),
+            bbox: None,
+            ..params("x".into(), 10, None)
+        };
+        let kept: Vec<String> = filter_static(&p, items).into_iter().map(|i| i.id).collect();
+        assert_eq!(
+            kept,
+            [
+                "instant-in",
+                "range-overlaps-start",
+                "range-open-end",
+                "no-time"
+            ]
+        );
+        let bad = StacItem::from_json(
+            json!({"type": "Feature", "id": "b", "properties": {"datetime": null,
+                "start_datetime": "yesterday"}}),
+            None,
+        );
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("bad start_datetime 'yesterday'"));
+    }
 
     #[test]
     fn next_link_merge() {
