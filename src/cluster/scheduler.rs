@@ -45,7 +45,9 @@ pub(crate) fn scheduler_config(o: &SchedulerOptions) -> SchedulerConfig {
     cfg.override_physical_codec = Some(physical_codec());
     cfg.bind_host = o.bind.ip().to_string();
     cfg.executor_timeout_seconds = timeout;
-    cfg.expire_dead_executor_interval_seconds = (timeout / 3).max(1);
+    // checked every timeout/6 s: a lost executor is found at most 7/6 of the
+    // timeout after its last heartbeat (35 s by default)
+    cfg.expire_dead_executor_interval_seconds = (timeout / 6).max(1);
     cfg.no_executors_grace_period_seconds = timeout;
     cfg.grpc_server_max_decoding_message_size = MAX_MESSAGE_BYTES;
     cfg.grpc_server_max_encoding_message_size = MAX_MESSAGE_BYTES;

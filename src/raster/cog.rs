@@ -53,11 +53,13 @@ const CACHED_LAYOUTS: usize = 4096;
 /// one chunk is not fetched again for its neighbour (oldest dropped first).
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
 
-/// Seconds one request to an object store may take, and the retry budget.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Seconds one request to an object store may take, and the retry budget:
+/// no retry starts after `RETRY_TIMEOUT`, so a silent store is reported
+/// within about 50 s. A request is one coalesced range of a few MB at most.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RETRIES: usize = 3;
-const RETRY_TIMEOUT: Duration = Duration::from_secs(120);
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Redirects followed per request (each checked against the read policy).
 const MAX_REDIRECTS: usize = 10;
 
@@ -122,7 +124,20 @@ pub(crate) fn redact(location: &str, text: String) -> String {
 
 /// An error reading `location` (credentials masked).
 fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
-    Error::Read(redact(location, format!("cannot read '{location}': {e}")))
+    let e = e.to_string();
+    let why = if e.contains("timed out") {
+        format!(
+            "no answer within the {} s request timeout (retried until {} s had passed): ",
+            REQUEST_TIMEOUT.as_secs(),
+            RETRY_TIMEOUT.as_secs()
+        )
+    } else {
+        String::new()
+    };
+    Error::Read(redact(
+        location,
+        format!("cannot read '{location}': {why}{e}"),
+    ))
 }
 
 /// [`store_err`] with the whole cause chain (object_store and reqwest keep

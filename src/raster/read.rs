@@ -99,8 +99,21 @@ fn pooled(
         allowed_drivers: Some(&["GTiff"]),
         ..Default::default()
     };
-    let ds = Dataset::open_ex(path, options)
-        .map_err(|e| Error::Gdal(format!("cannot open '{path}' as a GeoTIFF: {e}")))?;
+    let ds = Dataset::open_ex(path, options).map_err(|e| {
+        let e = e.to_string();
+        // curl's "no HTTP status": the server never answered (or refused)
+        let why = if e.contains("HTTP response code") && e.trim_end_matches('\'').ends_with(": 0") {
+            format!(
+                " (no HTTP answer: the connection failed or timed out; GDAL_HTTP_TIMEOUT = {} s, \
+                 {} retries)",
+                gdal::config::get_config_option("GDAL_HTTP_TIMEOUT", "?").unwrap_or_default(),
+                gdal::config::get_config_option("GDAL_HTTP_MAX_RETRY", "?").unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
+        Error::Gdal(format!("cannot open '{path}' as a GeoTIFF: {e}{why}"))
+    })?;
     if ds.raster_size() != expect {
         return Err(Error::Gdal(format!(
             "'{path}' is {}x{} pixels but its STAC item's proj:shape says {}x{}",
@@ -132,9 +145,11 @@ pub(crate) fn configure_gdal() {
         set("GDAL_CACHEMAX", "32");
         set("GDAL_PAM_ENABLED", "NO");
         set("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR");
-        set("GDAL_HTTP_MAX_RETRY", "3");
+        // a silent server is reported in under a minute: 3 attempts of 15 s
+        set("GDAL_HTTP_MAX_RETRY", "2");
         set("GDAL_HTTP_RETRY_DELAY", "1");
-        set("GDAL_HTTP_TIMEOUT", "60");
+        set("GDAL_HTTP_TIMEOUT", "15");
+        set("GDAL_HTTP_CONNECTTIMEOUT", "10");
         set("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif,.tiff,.TIF,.TIFF");
     });
 }

@@ -66,3 +66,68 @@ def test_credentials_are_never_printed(tiny, tmp_path):
         assert "error:" in p.stderr
         assert SECRET not in p.stdout + p.stderr, p.stderr
     assert not list(tmp_path.glob("*.tif"))
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.stop = False
+
+        def serve():
+            while not self.stop:
+                try:
+                    c, _ = self.sock.accept()
+                    self.held.append(c)
+                except OSError:
+                    return
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def test_a_silent_cog_server_is_reported_within_a_minute(tiny, tmp_path):
+    """A host that accepts connections and never answers: both readers stop
+    with an error naming the asset and the timeout, in under 60 s, with the
+    default settings; nothing written."""
+    import time
+    srv = SilentServer()
+    try:
+        d = json.loads(tiny.items_file.read_text())
+        for it in d["features"]:
+            a = it["assets"]["ensemble_flood_extent"]
+            a["href"] = f"http://127.0.0.1:{srv.port}/cogs/" + os.path.basename(a["href"])
+        items = tmp_path / "items.json"
+        items.write_text(json.dumps(d))
+        def run(reader):
+            out = tmp_path / reader / "x.tif"
+            out.parent.mkdir()
+            t0 = time.time()
+            p = extent(items, tiny.bbox, out, "--set", f"floodsql.reader={reader}",
+                       "--set", "floodsql.allowed_hosts=127.0.0.1", check=False)
+            return p, time.time() - t0, out.parent
+
+        # both readers at once (each waits out its timeouts)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(2) as pool:
+            runs = dict(zip(("native", "gdal"), pool.map(run, ("native", "gdal"))))
+        for reader, (p, took, out_dir) in runs.items():
+            last = p.stderr.strip().splitlines()[-1]
+            print(f"{reader}: {took:.1f} s: {last}")
+            assert p.returncode == 1, p.stderr
+            assert took < 60, (reader, took, last)
+            assert f"127.0.0.1:{srv.port}/cogs/" in last and "timed out" in last, last
+            assert os.listdir(out_dir) == []
+    finally:
+        srv.close()
