@@ -258,3 +258,72 @@ def test_a_signal_on_the_client_cancels_its_cluster_job(cluster, medium, medium_
     res = run(["extent", "--stac-url", medium_api, "--collection", "GFM", "--bbox", medium.bbox,
                "--datetime", DT_RFC, "--out", str(tmp_path / "after.tif"), "--cluster", cluster.url])
     assert res.returncode == 0
+
+
+def test_credentials_never_reach_cluster_logs_or_messages(tmp_path_factory, tiny):
+    """Asset hrefs carrying a password (served by a range server that ignores
+    it, and missing ones): the run on a cluster succeeds and the failing one
+    fails clearly, and neither the client's output nor any scheduler or
+    executor log shows the password."""
+    from conftest import RangeServer
+    secret = "pl4nted-clust3r-s3cret"
+    tmp = tmp_path_factory.mktemp("secret")
+    c = Cluster(tmp)
+    srv = RangeServer(tiny.path)
+    try:
+        d = json.loads(tiny.items_file.read_text())
+        good, bad = json.loads(json.dumps(d)), json.loads(json.dumps(d))
+        for g, b in zip(good["features"], bad["features"]):
+            name = os.path.basename(g["assets"]["ensemble_flood_extent"]["href"])
+            g["assets"]["ensemble_flood_extent"]["href"] = \
+                f"http://user:{secret}@127.0.0.1:{srv.port}/cogs/{name}"
+            b["assets"]["ensemble_flood_extent"]["href"] = \
+                f"http://user:{secret}@127.0.0.1:{srv.port}/missing/{name}"
+        (tmp / "good.json").write_text(json.dumps(good))
+        (tmp / "bad.json").write_text(json.dumps(bad))
+        runs = []
+        for name in ("good", "bad"):
+            runs.append(extent(tmp / f"{name}.json", tiny.bbox, tmp / f"{name}.tif", "--cluster", c.url,
+                               "--set", "floodsql.allowed_hosts=127.0.0.1", check=False))
+        assert runs[0].returncode == 0, runs[0].stderr
+        assert runs[1].returncode == 1 and "/missing/" in runs[1].stderr, runs[1].stderr
+        assert srv.stats()["requests"] > 0
+    finally:
+        srv.stop()
+        c.stop()
+    texts = [r.stdout + r.stderr for r in runs] + [Path(l).read_text() for l in c.logs]
+    assert all(secret not in t for t in texts), [t[t.find(secret) - 200:][:400] for t in texts if secret in t]
+    # the logs did record the work (the check above is not vacuous)
+    assert any("Finished task" in Path(l).read_text() for l in c.logs)
+
+
+def test_losing_the_scheduler_mid_query_fails_clearly(medium, medium_api, tmp_path):
+    """The scheduler killed while a job runs: the client stops with an error
+    naming the cluster, within a minute, and writes nothing."""
+    c = Cluster(tmp_path, executors=1, slots=1)
+    try:
+        out = tmp_path / "out"
+        out.mkdir()
+        client = subprocess.Popen(
+            [floodsql_bin(), "--quiet", "extent", "--stac-url", medium_api, "--collection", "GFM",
+             "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out / "x.tif"), "--chunk", "300",
+             "--cluster", c.url, "--partitions", "32"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = c.executors[0][1]
+        deadline = time.time() + 60
+        while "Finished task" not in log.read_text() and time.time() < deadline and client.poll() is None:
+            time.sleep(0.05)
+        assert client.poll() is None, "the query ended before the scheduler could be lost"
+        c.scheduler.send_signal(signal.SIGKILL)
+        try:
+            _, err = client.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            pytest.fail("client still running 60 s after the scheduler was killed")
+        last = err.strip().splitlines()[-1]
+        print(last)
+        assert client.returncode == 1, err
+        assert c.url in last, last
+        assert os.listdir(out) == []
+    finally:
+        c.stop()
