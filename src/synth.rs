@@ -465,12 +465,30 @@ pub fn generate(
     )?;
     let nd: String = features.iter().map(|f| f.to_string() + "\n").collect();
     write_text(&dir.join("items.ndjson"), &nd)?;
+    // the collection's extent is the scene's: union of the item bboxes,
+    // first and last datetime (RFC 3339 UTC strings sort as times)
+    let mut ext = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+    for b in features.iter().filter_map(|f| f["bbox"].as_array()) {
+        let v: Vec<f64> = b.iter().filter_map(Value::as_f64).collect();
+        if let [x0, y0, x1, y1] = v[..] {
+            ext = [
+                ext[0].min(x0),
+                ext[1].min(y0),
+                ext[2].max(x1),
+                ext[3].max(y1),
+            ];
+        }
+    }
+    let times: Vec<&str> = features
+        .iter()
+        .filter_map(|f| f["properties"]["datetime"].as_str())
+        .collect();
     let collection = json!({
         "type": "Collection", "stac_version": "1.0.0", "id": COLLECTION,
         "description": "Synthetic GFM (Global Flood Monitoring) data made by floodsql synth",
         "license": "proprietary", "links": [],
-        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                   "temporal": {"interval": [["2022-08-01T00:00:00Z", "2022-11-30T00:00:00Z"]]}}
+        "extent": {"spatial": {"bbox": [ext]},
+                   "temporal": {"interval": [[times.iter().min(), times.iter().max()]]}}
     });
     write_text(
         &dir.join("collection.json"),

@@ -34,8 +34,33 @@ impl Param {
     }
 }
 
-/// Replaces every `${name}`; an unbound name is an error naming it.
+/// Replaces every `${name}`; an unbound name is an error naming it, and so
+/// is a parameter the text never uses (a misspelt `--param`).
 pub(crate) fn bind(sql: &str, params: &BTreeMap<String, Param>) -> Result<String> {
+    let (out, used) = bind_some(sql, params)?;
+    if let Some(unused) = params.keys().find(|k| !used.contains(k.as_str())) {
+        return Err(Error::Sql(format!(
+            "--param {unused} is given but the SQL has no ${{{unused}}} (its parameters: {})",
+            if used.is_empty() {
+                "none".to_string()
+            } else {
+                used.iter()
+                    .map(|u| format!("${{{u}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )));
+    }
+    Ok(out)
+}
+
+/// [`bind`] without the unused-parameter check (the prompt binds each
+/// statement with every `--param`); returns the names used.
+pub(crate) fn bind_some(
+    sql: &str,
+    params: &BTreeMap<String, Param>,
+) -> Result<(String, std::collections::BTreeSet<String>)> {
+    let mut used = std::collections::BTreeSet::new();
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
     while let Some(i) = rest.find("${") {
@@ -51,10 +76,11 @@ pub(crate) fn bind(sql: &str, params: &BTreeMap<String, Param>) -> Result<String
             ))
         })?;
         out.push_str(&v.sql());
+        used.insert(name.to_string());
         rest = &after[j + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, used))
 }
 
 #[cfg(test)]
@@ -71,5 +97,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("${b}"));
+        let e = bind("f(${a})", &p).unwrap_err().to_string();
+        assert!(
+            e.contains("--param n is given") && e.contains("${a}"),
+            "{e}"
+        );
+        assert_eq!(bind_some("f(${a})", &p).unwrap().0, "f('it''s')");
     }
 }

@@ -10,20 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-missing=()
-dpkg -s libgdal-dev >/dev/null 2>&1 || missing+=(libgdal-dev)
-command -v gdalinfo >/dev/null 2>&1 || missing+=(gdal-bin)
-command -v cc >/dev/null 2>&1 || missing+=(build-essential)
-command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+# Debian packages (GDAL, toolchain) and python3-venv when missing
+venv_pkg=()
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || venv_pkg=(python3-venv)
+bash "$ROOT/deploy/install-deps.sh" "${venv_pkg[@]}"
 
 VENV="${FLOODSQL_VENV:-$HOME/.cache/floodsql/venv}"
 REQ="$ROOT/tests/py/requirements.txt"

@@ -45,17 +45,63 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         dry_run: false,
     };
     eprintln!(
-        "floodsql demo: synthetic GFM scene with {} items in {}",
+        "floodsql demo: a synthetic GFM scene ({} items, decoys included) in {}\n\
+         searching  catalogue {}\n\
+         \x20          collection {COLLECTION}, bbox {} (lon/lat), datetime {}",
         scene.n_items,
-        scene.dir.display()
+        scene.dir.display(),
+        args.stac_url,
+        args.bbox,
+        scene.datetime
     );
+    let again = rerun_commands(&args);
     let (tif, pq, png) = (args.out.clone(), args.parquet.clone(), args.png.clone());
     super::extent::run(args, quiet)?;
     eprintln!(
-        "wrote {}\n      {}\n      {}",
+        "wrote {}\n      {}\n      {}\n\n{again}",
         tif.display(),
         pq.map(|p| p.display().to_string()).unwrap_or_default(),
         png.map(|p| p.display().to_string()).unwrap_or_default()
     );
     Ok(())
+}
+
+/// The same job by hand: `floodsql extent …` and `floodsql sql -c …` on the
+/// demo's catalogue, ready to paste into a POSIX shell.
+fn rerun_commands(a: &ExtentArgs) -> String {
+    // a shell word: bare when plain, else in double quotes when that is
+    // safe, else in single quotes (each ' written as '\'')
+    let sh = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._,:-+=@".contains(c))
+        {
+            s.to_string()
+        } else if !s.contains(['"', '$', '`', '\\', '!']) {
+            format!("\"{s}\"")
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    // a SQL string literal
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let dt = a.datetime.clone().unwrap_or_default();
+    let sql = format!(
+        "SELECT datetime, count(*) AS chunks, sum(items) AS items \
+         FROM flood_chunks({}, {}, {}, {}, {}) GROUP BY datetime ORDER BY datetime",
+        lit(&a.stac_url),
+        lit(COLLECTION),
+        lit(&a.bbox),
+        lit(&dt),
+        lit(ASSET)
+    );
+    format!(
+        "the same by hand:\n  floodsql extent --stac-url {} --collection {COLLECTION} \\\n    \
+         --bbox {} --datetime {} --out my_extent.tif --png my_extent.png\n  \
+         floodsql sql -c {}",
+        sh(&a.stac_url),
+        sh(&a.bbox),
+        sh(&dt),
+        sh(&sql)
+    )
 }

@@ -1,0 +1,61 @@
+"""A newcomer's first hour: the demo says what it searched and prints the
+same job as commands to paste, which reproduce its output; its collection's
+extent is the scene's; misspelt --param names are refused."""
+import json
+import os
+import shlex
+import subprocess
+
+import rasterio
+from conftest import floodsql_bin, run
+
+
+def test_demo_prints_commands_that_reproduce_it(tmp_path):
+    demo = tmp_path / "demo"
+    p = run(["demo", "--out", demo])
+    err = p.stderr
+    assert "searching  catalogue " + str(demo / "catalog" / "items.json") in err, err
+    lines = err.splitlines()
+    i = lines.index("the same by hand:")
+    extent_cmd = (lines[i + 1].rstrip("\\") + lines[i + 2]).strip()
+    sql_cmd = lines[i + 3].strip()
+    assert extent_cmd.startswith("floodsql extent ") and sql_cmd.startswith("floodsql sql -c "), err
+    # the extent command, run from another directory, gives the demo's bytes
+    work = tmp_path / "work"
+    work.mkdir()
+    args = shlex.split(extent_cmd)[1:]
+    q = subprocess.run([floodsql_bin(), "--quiet", *args], cwd=work, capture_output=True, text=True)
+    assert q.returncode == 0, q.stderr
+    with rasterio.open(work / "my_extent.tif") as a, rasterio.open(demo / "max_flood_extent.tif") as b:
+        assert a.transform == b.transform and a.crs == b.crs
+        assert (a.read(1) == b.read(1)).all()
+    assert (work / "my_extent.png").stat().st_size > 0
+    # the SQL command lists the slices the demo fused: as many as it reported
+    q = subprocess.run([floodsql_bin(), "--quiet", *shlex.split(sql_cmd)[1:]], cwd=work,
+                       capture_output=True, text=True)
+    assert q.returncode == 0, q.stderr
+    slices = int(next(l for l in lines if l.startswith("time slices: ")).split()[-1])
+    items = int(next(l for l in lines if l.startswith("items: ")).split()[-1])
+    rows = [l for l in q.stdout.splitlines() if l.startswith("| 2022-")]
+    assert len(rows) == slices, q.stdout
+    # the collection's extent covers every item and no more
+    coll = json.loads((demo / "catalog" / "collection.json").read_text())
+    feats = json.loads((demo / "catalog" / "items.json").read_text())["features"]
+    bb = coll["extent"]["spatial"]["bbox"][0]
+    assert bb == [min(f["bbox"][0] for f in feats), min(f["bbox"][1] for f in feats),
+                  max(f["bbox"][2] for f in feats), max(f["bbox"][3] for f in feats)]
+    t = coll["extent"]["temporal"]["interval"][0]
+    assert t == [min(f["properties"]["datetime"] for f in feats),
+                 max(f["properties"]["datetime"] for f in feats)]
+    assert items > 0
+
+
+def test_a_misspelt_param_is_refused(tmp_path):
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT ${answer} AS a")
+    p = run(["sql", sql, "--param", "answer=42"])
+    assert "42" in p.stdout
+    p = run(["sql", sql, "--param", "answer=42", "--param", "anwser=41"], check=False)
+    assert p.returncode == 1 and "--param anwser is given but the SQL has no ${anwser}" in p.stderr, p.stderr
+    p = run(["sql", sql], check=False)
+    assert p.returncode == 1 and "${answer} is not bound" in p.stderr, p.stderr
