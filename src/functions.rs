@@ -21,6 +21,58 @@ pub(crate) fn table_functions() -> [(&'static str, Arc<dyn TableFunctionImpl>); 
     ]
 }
 
+/// One floodsql function as `\\df` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FunctionDoc {
+    /// "table", "aggregate" or "scalar".
+    pub(crate) kind: &'static str,
+    pub(crate) name: String,
+    /// How it is called.
+    pub(crate) syntax: String,
+    /// What it does, from the function's own `documentation()`.
+    pub(crate) description: String,
+}
+
+/// Every floodsql function with its syntax and description, by kind then name.
+pub(crate) fn documented() -> Vec<FunctionDoc> {
+    let mut out = vec![
+        FunctionDoc {
+            kind: "table",
+            name: crate::stac::table::NAME.into(),
+            syntax: format!("{}(source [, collection [, bbox [, datetime]]])", crate::stac::table::NAME),
+            description: "One row per STAC item of a search (an API or a static catalogue): id, collection, datetime, bbox, geometry, CRS, asset grid, assets, properties.".into(),
+        },
+        FunctionDoc {
+            kind: "table",
+            name: crate::raster::table::NAME.into(),
+            syntax: format!("{}({})", crate::raster::table::NAME, crate::raster::table::SIGNATURE),
+            description: "One row per (time slice, output chunk) of a STAC search's asset on the odc-stac grid: datetime, chunk position and size, items, the slice's fused uint8 pixels.".into(),
+        },
+    ];
+    let doc = |d: Option<&datafusion::logical_expr::Documentation>| {
+        d.map(|d| (d.syntax_example.clone(), d.description.clone()))
+    };
+    for f in floodsql_udfs::all_udafs() {
+        let (syntax, description) = doc(f.documentation()).unwrap_or_default();
+        out.push(FunctionDoc {
+            kind: "aggregate",
+            name: f.name().into(),
+            syntax,
+            description,
+        });
+    }
+    for f in floodsql_udfs::all_udfs() {
+        let (syntax, description) = doc(f.documentation()).unwrap_or_default();
+        out.push(FunctionDoc {
+            kind: "scalar",
+            name: f.name().into(),
+            syntax,
+            description,
+        });
+    }
+    out
+}
+
 /// Registers every floodsql function (scalar, aggregate, table) on `ctx`.
 pub(crate) fn register_all(ctx: &SessionContext) -> Result<()> {
     floodsql_udfs::register_all(&mut ctx.clone())?;

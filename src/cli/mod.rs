@@ -5,6 +5,7 @@
 mod cluster;
 mod demo;
 mod extent;
+mod prompt;
 mod sql;
 mod synth;
 

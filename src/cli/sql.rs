@@ -88,7 +88,7 @@ fn printable(b: &RecordBatch) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
-async fn run_text(
+pub(super) async fn run_text(
     ctx: &SessionContext,
     sql: &str,
     quiet: bool,
@@ -110,48 +110,6 @@ async fn run_text(
         }
     }
     Ok(())
-}
-
-fn interactive(
-    rt: &tokio::runtime::Runtime,
-    ctx: &SessionContext,
-    quiet: bool,
-    on_cluster: bool,
-) -> anyhow::Result<()> {
-    let mut rl = rustyline::DefaultEditor::new()?;
-    let mut buf = String::new();
-    loop {
-        let prompt = if buf.is_empty() {
-            "floodsql> "
-        } else {
-            "      ...> "
-        };
-        match rl.readline(prompt) {
-            Ok(line) => {
-                if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
-                    return Ok(());
-                }
-                buf.push_str(&line);
-                buf.push('\n');
-                if line.trim_end().ends_with(';') {
-                    let _ = rl.add_history_entry(buf.trim());
-                    // Ctrl-C while a query runs cancels it, not the prompt
-                    let cancel = Cancel::default();
-                    let run = super::until_signal(
-                        &cancel,
-                        run_text(ctx, &buf, quiet, on_cluster, &cancel),
-                    );
-                    if let Err(e) = rt.block_on(run) {
-                        eprintln!("error: {}", super::report(&e));
-                    }
-                    buf.clear();
-                }
-            }
-            Err(rustyline::error::ReadlineError::Interrupted) => buf.clear(),
-            Err(rustyline::error::ReadlineError::Eof) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
@@ -187,7 +145,15 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
         if outputs.any() {
             anyhow::bail!("--out/--parquet/--png need a SQL file or -c");
         }
-        return interactive(&rt, &ctx, quiet, on_cluster);
+        return super::prompt::run(
+            &rt,
+            &ctx,
+            super::prompt::PromptOptions {
+                quiet,
+                on_cluster,
+                params,
+            },
+        );
     };
     let sql = bind(&text, &params)?;
     let cancel = Cancel::default();

@@ -10,6 +10,9 @@ pub struct FloodCountKernel;
 impl PixelKernel for FloodCountKernel {
     type Cell = u16;
     const NAME: &'static str = "flood_count";
+    const DESCRIPTION: &'static str =
+        "How many slices saw the pixel flooded (neither 0 nor nodata); saturates at 65535.";
+    const OUTPUT: &'static str = "uint16 count (little-endian)";
 
     #[inline]
     fn update(cells: &mut [u16], pixels: &[u8], nodata: u8) {

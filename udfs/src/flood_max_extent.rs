@@ -14,6 +14,8 @@ pub struct MaxExtentKernel;
 impl PixelKernel for MaxExtentKernel {
     type Cell = u8;
     const NAME: &'static str = "flood_max_extent";
+    const DESCRIPTION: &'static str = "The maximum flood extent (the tutorial): 1 where any slice is flooded (neither 0 nor nodata), else 0 (dry, excluded and never observed alike).";
+    const OUTPUT: &'static str = "uint8 0/1";
 
     #[inline]
     fn update(cells: &mut [u8], pixels: &[u8], nodata: u8) {

@@ -22,7 +22,8 @@ use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDFImpl, DocSection, Documentation, EmitTo, GroupsAccumulator, Signature,
+    Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
 
@@ -85,6 +86,10 @@ pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
     type Cell: Cell;
     /// SQL name of the function.
     const NAME: &'static str;
+    /// What it computes per pixel, one sentence (its `documentation()`).
+    const DESCRIPTION: &'static str;
+    /// Output cell type as SQL users see it ("uint8 0/1", "uint16 count").
+    const OUTPUT: &'static str;
     /// Fold one time slice's pixels into the cells (`cells.len() == pixels.len()`).
     fn update(cells: &mut [Self::Cell], pixels: &[u8], nodata: u8);
 }
@@ -94,13 +99,31 @@ pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
 #[derive(Debug)]
 pub struct PixelAggregate<K: PixelKernel> {
     signature: Signature,
+    doc: Documentation,
     _kernel: PhantomData<K>,
 }
 
 impl<K: PixelKernel> Default for PixelAggregate<K> {
     fn default() -> Self {
+        let doc = Documentation::builder(
+            DocSection {
+                include: true,
+                label: "floodsql pixel aggregates",
+                description: Some("Per-pixel folds of the time slices of a chunk"),
+            },
+            format!("{} Output: LargeBinary, one {} per pixel, row-major over the chunk.", K::DESCRIPTION, K::OUTPUT),
+            format!("{}(pixels [, nodata])", K::NAME),
+        )
+        .with_argument("pixels", "a time slice's fused uint8 pixels (flood_chunks.pixels)")
+        .with_argument("nodata", "integer constant, default 255: pixels with this value are not observed")
+        .with_sql_example(format!(
+            "SELECT chunk_row, chunk_col, {}(pixels) FROM flood_chunks(...) GROUP BY chunk_row, chunk_col",
+            K::NAME
+        ))
+        .build();
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
+            doc,
             _kernel: PhantomData,
         }
     }
@@ -186,6 +209,10 @@ impl<K: PixelKernel> AggregateUDFImpl for PixelAggregate<K> {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&self.doc)
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {

@@ -9,7 +9,8 @@ use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 use crate::pixel_agg::for_each_binary;
@@ -17,12 +18,28 @@ use crate::pixel_agg::for_each_binary;
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PixelCount {
     signature: Signature,
+    doc: Documentation,
 }
 
 impl Default for PixelCount {
     fn default() -> Self {
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
+            doc: Documentation::builder(
+                DocSection {
+                    include: true,
+                    label: "floodsql pixel functions",
+                    description: None,
+                },
+                "The number of pixels (bytes) of a uint8 pixel buffer, or of those equal to value.",
+                "pixel_count(pixels [, value])",
+            )
+            .with_argument("pixels", "a uint8 pixel buffer (Binary)")
+            .with_argument("value", "integer constant 0..=255: count only pixels equal to it")
+            .with_sql_example(
+                "SELECT sum(pixel_count(extent, 1)) * 400 / 1e6 AS km2 FROM (SELECT flood_max_extent(pixels) AS extent FROM flood_chunks(...) GROUP BY chunk_row, chunk_col)",
+            )
+            .build(),
         }
     }
 }
@@ -34,6 +51,10 @@ impl ScalarUDFImpl for PixelCount {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&self.doc)
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {

@@ -11,6 +11,9 @@ pub struct ValidCountKernel;
 impl PixelKernel for ValidCountKernel {
     type Cell = u16;
     const NAME: &'static str = "valid_count";
+    const DESCRIPTION: &'static str =
+        "How many slices observed the pixel (a value other than nodata); saturates at 65535.";
+    const OUTPUT: &'static str = "uint16 count (little-endian)";
 
     #[inline]
     fn update(cells: &mut [u16], pixels: &[u8], nodata: u8) {

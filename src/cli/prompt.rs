@@ -1,0 +1,415 @@
+//! The interactive prompt of `floodsql sql` (no file, no `-c`), in the manner
+//! of datafusion-cli and the duckdb CLI: statements end with `;`, Ctrl-C
+//! cancels the running query (or the line being typed) and keeps the
+//! session, Ctrl-D or `\q` leaves. History is kept across runs, keywords,
+//! functions and tables complete with Tab, and backslash commands inspect
+//! the session (`\?` lists them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::execution::context::SessionContext;
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{Editor, Helper};
+
+use crate::context::Cancel;
+use crate::pipeline::{run_to_outputs, Outputs};
+use crate::template::{bind_some, Param};
+
+/// What the prompt needs from the command line.
+pub(crate) struct PromptOptions {
+    pub(crate) quiet: bool,
+    pub(crate) on_cluster: bool,
+    /// `--param` values, bound into every statement that uses them.
+    pub(crate) params: BTreeMap<String, Param>,
+}
+
+const HELP: &str = "\
+statements end with ';' and may span lines; Ctrl-C cancels the running query
+(or clears the line), Ctrl-D or \\q leaves.
+
+  \\?  help  \\h        this help
+  \\q  quit  exit      leave the prompt
+  \\d                  list tables and views
+  \\d NAME             describe a table or view (its columns)
+  \\df                 floodsql's functions: syntax and description
+  \\timing             print each statement's wall time (toggle)
+  \\out FILE...        write the next query's result as raster outputs, by
+                      extension: .tif (COG), .parquet, .png (as `sql --out`)
+
+Tab completes keywords, functions and tables. SET floodsql.<option> = value
+changes a session option (SHOW ALL lists them). History: ~/.floodsql_history
+(FLOODSQL_HISTORY overrides).";
+
+/// SQL words offered by Tab besides the session's functions and tables.
+const KEYWORDS: &[&str] = &[
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP BY",
+    "ORDER BY",
+    "HAVING",
+    "LIMIT",
+    "OFFSET",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "NULL",
+    "IS",
+    "IN",
+    "BETWEEN",
+    "LIKE",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "JOIN",
+    "LEFT",
+    "RIGHT",
+    "INNER",
+    "OUTER",
+    "ON",
+    "USING",
+    "UNION",
+    "ALL",
+    "DISTINCT",
+    "WITH",
+    "CREATE",
+    "VIEW",
+    "TABLE",
+    "EXTERNAL",
+    "DROP",
+    "INSERT",
+    "INTO",
+    "VALUES",
+    "COPY",
+    "TO",
+    "STORED",
+    "LOCATION",
+    "EXPLAIN",
+    "ANALYZE",
+    "DESCRIBE",
+    "SHOW",
+    "SET",
+    "TABLES",
+    "FUNCTIONS",
+    "ASC",
+    "DESC",
+    "CAST",
+    "COUNT",
+    "SUM",
+    "MIN",
+    "MAX",
+    "AVG",
+];
+
+const COMMANDS: &[&str] = &["\\?", "\\h", "\\q", "\\d", "\\df", "\\timing", "\\out"];
+
+/// Tab completion over keywords, backslash commands and the session's
+/// functions and tables (read when Tab is pressed, so new views complete).
+struct SqlHelper {
+    ctx: SessionContext,
+}
+
+impl SqlHelper {
+    fn words(&self) -> Vec<String> {
+        let state = self.ctx.state();
+        let mut w: Vec<String> = KEYWORDS.iter().map(|k| k.to_string()).collect();
+        w.extend(state.scalar_functions().keys().cloned());
+        w.extend(state.aggregate_functions().keys().cloned());
+        w.extend(state.window_functions().keys().cloned());
+        w.extend(state.table_functions().keys().cloned());
+        for c in self.ctx.catalog_names() {
+            if let Some(cat) = self.ctx.catalog(&c) {
+                for s in cat.schema_names() {
+                    if let Some(schema) = cat.schema(&s) {
+                        w.extend(schema.table_names());
+                    }
+                }
+            }
+        }
+        w.sort();
+        w.dedup();
+        w
+    }
+}
+
+impl Completer for SqlHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let head = &line[..pos];
+        let start = head
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\\'))
+            .map_or(0, |i| i + 1);
+        let word = &head[start..];
+        if word.is_empty() {
+            return Ok((pos, Vec::new()));
+        }
+        let pool: Vec<String> = if word.starts_with('\\') {
+            COMMANDS.iter().map(|c| c.to_string()).collect()
+        } else {
+            self.words()
+        };
+        let lower = word.to_lowercase();
+        let upper_typed = word.chars().any(char::is_uppercase);
+        let found = pool
+            .into_iter()
+            .filter(|w| w.to_lowercase().starts_with(&lower))
+            .map(|w| {
+                // keywords follow the case the user types
+                let shown = if KEYWORDS.contains(&w.as_str()) && !upper_typed {
+                    w.to_lowercase()
+                } else {
+                    w
+                };
+                Pair {
+                    display: shown.clone(),
+                    replacement: shown,
+                }
+            })
+            .collect();
+        Ok((start, found))
+    }
+}
+
+impl Hinter for SqlHelper {
+    type Hint = String;
+}
+impl Highlighter for SqlHelper {}
+impl Validator for SqlHelper {}
+impl Helper for SqlHelper {}
+
+/// Where the history lives: `FLOODSQL_HISTORY`, else `~/.floodsql_history`.
+fn history_path() -> Option<PathBuf> {
+    std::env::var_os("FLOODSQL_HISTORY")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".floodsql_history")))
+}
+
+/// State the backslash commands change.
+#[derive(Default)]
+struct Session {
+    timing: bool,
+    /// Raster outputs for the next query (`\out`).
+    next_outputs: Option<Outputs>,
+}
+
+/// `\out FILE...`: outputs by extension.
+fn parse_outputs(args: &str) -> anyhow::Result<Option<Outputs>> {
+    let mut o = Outputs::default();
+    for f in args.split_whitespace() {
+        let p = PathBuf::from(f);
+        let ext = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let slot = match ext.as_deref() {
+            Some("tif" | "tiff") => &mut o.tif,
+            Some("parquet") => &mut o.parquet,
+            Some("png") => &mut o.png,
+            _ => anyhow::bail!("\\out: '{f}' is not a .tif, .parquet or .png file"),
+        };
+        if slot.replace(p).is_some() {
+            anyhow::bail!("\\out: two files of the kind of '{f}'");
+        }
+    }
+    Ok(o.any().then_some(o))
+}
+
+/// A table of strings, printed like query results.
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+    let fields: Vec<Field> = headers
+        .iter()
+        .map(|h| Field::new(*h, DataType::Utf8, false))
+        .collect();
+    let cols = (0..headers.len())
+        .map(|i| {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r[i])))
+                as arrow::array::ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+    println!("{}", arrow::util::pretty::pretty_format_batches(&[batch])?);
+    Ok(())
+}
+
+/// Runs the prompt until `\q` or Ctrl-D.
+pub(crate) fn run(
+    rt: &tokio::runtime::Runtime,
+    ctx: &SessionContext,
+    o: PromptOptions,
+) -> anyhow::Result<()> {
+    let mut rl: Editor<SqlHelper, FileHistory> = Editor::new()?;
+    rl.set_helper(Some(SqlHelper { ctx: ctx.clone() }));
+    let history = history_path();
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    if !o.quiet {
+        eprintln!(
+            "floodsql {} — SQL over flood data{}. \\? for help, \\df for floodsql's functions, \\q to quit.",
+            env!("CARGO_PKG_VERSION"),
+            if o.on_cluster { " (on a cluster)" } else { "" }
+        );
+    }
+    let mut session = Session::default();
+    let mut buf = String::new();
+    loop {
+        let prompt = if buf.is_empty() {
+            "floodsql> "
+        } else {
+            "      ...> "
+        };
+        let line = match rl.readline(prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => {
+                buf.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let trimmed = line.trim();
+        if buf.is_empty() && is_command(trimmed) {
+            let _ = rl.add_history_entry(trimmed);
+            save(&mut rl, &history);
+            match command(rt, ctx, &o, &mut session, trimmed) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    eprintln!("error: {}", super::report(&e));
+                    continue;
+                }
+            }
+        }
+        buf.push_str(&line);
+        buf.push('\n');
+        if !trimmed.ends_with(';') {
+            continue;
+        }
+        let _ = rl.add_history_entry(buf.trim());
+        save(&mut rl, &history);
+        let text = std::mem::take(&mut buf);
+        let t0 = Instant::now();
+        if let Err(e) = statement(rt, ctx, &o, &mut session, &text) {
+            eprintln!("error: {}", super::report(&e));
+        }
+        if session.timing {
+            eprintln!("Elapsed {:.3} s", t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
+fn save(rl: &mut Editor<SqlHelper, FileHistory>, history: &Option<PathBuf>) {
+    if let Some(h) = history {
+        let _ = rl.append_history(h);
+    }
+}
+
+fn is_command(line: &str) -> bool {
+    line.starts_with('\\') || matches!(line, "help" | "quit" | "exit")
+}
+
+/// Runs one backslash command; `Ok(false)` leaves the prompt.
+fn command(
+    rt: &tokio::runtime::Runtime,
+    ctx: &SessionContext,
+    o: &PromptOptions,
+    session: &mut Session,
+    line: &str,
+) -> anyhow::Result<bool> {
+    let (cmd, args) = line
+        .split_once(char::is_whitespace)
+        .map_or((line, ""), |(c, a)| (c, a.trim()));
+    match cmd {
+        "\\q" | "quit" | "exit" => return Ok(false),
+        "\\?" | "\\h" | "help" => println!("{HELP}"),
+        "\\timing" => {
+            session.timing = !session.timing;
+            println!("Timing is {}.", if session.timing { "on" } else { "off" });
+        }
+        "\\df" => print_table(
+            &["kind", "name", "syntax", "description"],
+            crate::functions::documented()
+                .into_iter()
+                .map(|f| vec![f.kind.to_string(), f.name, f.syntax, f.description])
+                .collect(),
+        )?,
+        "\\d" if args.is_empty() => statement(
+            rt,
+            ctx,
+            o,
+            session,
+            "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+             WHERE table_schema <> 'information_schema' ORDER BY table_schema, table_name;",
+        )?,
+        "\\d" => {
+            if !args
+                .chars()
+                .all(|c| c.is_alphanumeric() || "_.\"".contains(c))
+            {
+                anyhow::bail!("\\d: '{args}' is not a table name");
+            }
+            statement(rt, ctx, o, session, &format!("DESCRIBE {args};"))?
+        }
+        "\\out" => {
+            session.next_outputs = parse_outputs(args)?;
+            match &session.next_outputs {
+                Some(out) => println!(
+                    "the next query's result goes to {}",
+                    out.paths()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => println!("\\out cleared: results are printed"),
+            }
+        }
+        _ => anyhow::bail!("unknown command {cmd}: \\? lists the commands"),
+    }
+    Ok(true)
+}
+
+/// Runs statement text (Ctrl-C cancels it and keeps the prompt): printed,
+/// or rasterised when `\out` named outputs for it.
+fn statement(
+    rt: &tokio::runtime::Runtime,
+    ctx: &SessionContext,
+    o: &PromptOptions,
+    session: &mut Session,
+    text: &str,
+) -> anyhow::Result<()> {
+    let (sql, _) = bind_some(text, &o.params)?;
+    let cancel = Cancel::default();
+    let outputs = session.next_outputs.take();
+    rt.block_on(super::until_signal(&cancel, async {
+        match outputs {
+            Some(outputs) => {
+                let progress = super::query_progress(o.quiet, o.on_cluster, &cancel);
+                let s = run_to_outputs(ctx, &sql, &outputs, "FLOODSQL RESULT", &progress).await;
+                progress.search.finish_and_clear();
+                eprintln!("{}", s?.describe());
+                Ok(())
+            }
+            None => super::sql::run_text(ctx, &sql, o.quiet, o.on_cluster, &cancel).await,
+        }
+    }))
+}
