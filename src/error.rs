@@ -41,7 +41,7 @@ pub enum Error {
     #[error("cannot rasterise the query result: {0}")]
     NotRasterisable(String),
     /// The search found no item.
-    #[error("no STAC items found for {0}")]
+    #[error("no STAC items found: {0}")]
     NoItems(String),
     /// A scan over a limit (`floodsql.max_grid_pixels`, `…max_read_bytes`).
     #[error("query too large: {0}")]

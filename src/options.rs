@@ -11,6 +11,10 @@ use std::any::Any;
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ConfigOptions, ExtensionOptions};
 use datafusion::common::{config_err, Result};
 
+/// Default catalogue of `floodsql extent`: EODC's STAC API, home of GFM.
+pub(crate) const DEFAULT_STAC_URL: &str = "https://stac.eodc.eu/api/v1";
+/// Default collection of `floodsql extent`.
+pub(crate) const DEFAULT_COLLECTION: &str = "GFM";
 /// Default `floodsql.page_size`: items per page asked of a STAC API.
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 /// Default `floodsql.chunk_size`: output chunk side in pixels.

@@ -32,7 +32,7 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         bbox: format!("{},{},{},{}", b[0], b[1], b[2], b[3]),
         datetime: Some(scene.datetime.clone()),
         asset: ASSET.into(),
-        out: dir.join("max_flood_extent.tif"),
+        out: Some(dir.join("max_flood_extent.tif")),
         parquet: Some(dir.join("max_flood_extent.parquet")),
         png: Some(dir.join("max_flood_extent.png")),
         chunk: DEFAULT_CHUNK_SIZE,
@@ -55,7 +55,11 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         scene.datetime
     );
     let again = rerun_commands(&args);
-    let (tif, pq, png) = (args.out.clone(), args.parquet.clone(), args.png.clone());
+    let (tif, pq, png) = (
+        args.out.clone().unwrap_or_default(),
+        args.parquet.clone(),
+        args.png.clone(),
+    );
     super::extent::run(args, quiet)?;
     eprintln!(
         "wrote {}\n      {}\n      {}\n\n{again}",

@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::context::Cancel;
 use crate::geo::Bbox;
-use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE};
+use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_COLLECTION, DEFAULT_PAGE_SIZE, DEFAULT_STAC_URL};
 use crate::pipeline::{run_to_outputs, Outputs};
 use crate::template::{bind, Param};
 
@@ -18,10 +18,10 @@ use crate::template::{bind, Param};
 pub(crate) struct ExtentArgs {
     /// STAC API URL (root or /search), or a static catalogue: ItemCollection /
     /// NDJSON file, directory of item files, or their http(s) URL.
-    #[arg(long, visible_alias = "source")]
+    #[arg(long, visible_alias = "source", default_value = DEFAULT_STAC_URL)]
     pub(crate) stac_url: String,
-    /// Collection id(s), comma-separated.
-    #[arg(long)]
+    /// Collection id(s), comma-separated ('' = any collection).
+    #[arg(long, default_value = DEFAULT_COLLECTION)]
     pub(crate) collection: Option<String>,
     /// Area of interest, degrees: MINX,MINY,MAXX,MAXY.
     #[arg(long, allow_hyphen_values = true)]
@@ -32,9 +32,9 @@ pub(crate) struct ExtentArgs {
     /// Asset to read.
     #[arg(long, default_value = "ensemble_flood_extent")]
     pub(crate) asset: String,
-    /// Output COG.
-    #[arg(long)]
-    pub(crate) out: PathBuf,
+    /// Output COG (not needed with --dry-run).
+    #[arg(long, required_unless_present = "dry_run")]
+    pub(crate) out: Option<PathBuf>,
     /// Also write the chunk table as Parquet.
     #[arg(long)]
     pub(crate) parquet: Option<PathBuf>,
@@ -108,7 +108,7 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
         println!("{sql}");
     }
     let outputs = Outputs {
-        tif: Some(a.out.clone()),
+        tif: a.out.clone(),
         parquet: a.parquet.clone(),
         png: a.png.clone(),
     };

@@ -26,6 +26,10 @@ pub(crate) struct Written {
     pub(crate) bytes_per_pixel: usize,
     /// Pixels equal to 1 in a 1-byte raster (flooded, for a mask).
     pub(crate) ones: u64,
+    /// Pixels other than 0.
+    pub(crate) nonzero: u64,
+    /// Largest pixel value.
+    pub(crate) max: u64,
 }
 
 /// Writes a stream of result batches to the outputs asked for.
@@ -38,6 +42,8 @@ pub(crate) struct RasterSink {
     parquet: Option<ParquetSink>,
     quicklook: Quicklook,
     ones: u64,
+    nonzero: u64,
+    max: u64,
     /// Temp files to remove unless the run finishes.
     temps: Vec<PathBuf>,
     /// When set, the sink stops and removes this run's files, finished
@@ -67,6 +73,8 @@ impl RasterSink {
             parquet,
             quicklook: Quicklook::new(grid.width, grid.height),
             ones: 0,
+            nonzero: 0,
+            max: 0,
             temps,
             cancel: Cancel::default(),
         })
@@ -116,6 +124,8 @@ impl RasterSink {
             parquet,
             quicklook,
             ones,
+            nonzero,
+            max,
             temps,
             ..
         } = self;
@@ -126,6 +136,14 @@ impl RasterSink {
             quicklook.add(w.x, w.y, w.width, px, k);
             if k == 1 {
                 *ones += px.iter().filter(|&&v| v == 1).count() as u64;
+                *nonzero += px.iter().filter(|&&v| v != 0).count() as u64;
+                *max = (*max).max(px.iter().copied().max().unwrap_or(0) as u64);
+            } else if k == 2 {
+                for c in px.chunks_exact(2) {
+                    let v = u16::from_le_bytes([c[0], c[1]]);
+                    *nonzero += (v != 0) as u64;
+                    *max = (*max).max(v as u64);
+                }
             }
             Ok(())
         })?;
@@ -185,6 +203,8 @@ impl RasterSink {
         Ok(Written {
             bytes_per_pixel,
             ones: self.ones,
+            nonzero: self.nonzero,
+            max: self.max,
         })
     }
 }

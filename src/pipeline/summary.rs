@@ -30,14 +30,32 @@ impl Summary {
         }
     }
 
+    /// Whether the result is a 0/1 mask (an extent), not counts or classes.
+    pub fn is_mask(&self) -> bool {
+        self.written.bytes_per_pixel == 1 && self.written.max <= 1
+    }
+
     /// The summary, one fact per line.
     pub fn describe(&self) -> String {
         let g = &self.grid;
-        let px = self.flooded_pixels();
         let gt = g.geotransform();
+        let km2 = |n: u64| n as f64 * g.res * g.res / 1e6;
+        let result = if self.is_mask() {
+            let px = self.flooded_pixels() as u64;
+            format!("flooded pixels: {px} ({:.3} km²)", km2(px))
+        } else {
+            let w = &self.written;
+            format!(
+                "pixels above 0: {} ({:.3} km²); largest value: {} ({}-bit values, not a 0/1 mask)",
+                w.nonzero,
+                km2(w.nonzero),
+                w.max,
+                8 * w.bytes_per_pixel
+            )
+        };
         format!(
             "items: {}\ntime slices: {}\n(slice, chunk) rows scanned: {}\nchunks in result: {}\n\
-             grid: {} x {} px at {} m, origin ({}, {})\nflooded pixels: {} ({:.3} km²)\nwall time: {:.2} s",
+             grid: {} x {} px at {} m, origin ({}, {})\n{result}\nwall time: {:.2} s",
             self.items,
             self.slices,
             self.scanned_rows,
@@ -47,8 +65,6 @@ impl Summary {
             g.res,
             gt[0],
             gt[3],
-            px,
-            px as f64 * g.res * g.res / 1e6,
             self.seconds
         )
     }

@@ -124,7 +124,8 @@ impl FloodChunksTable {
                 let s = &self.spec;
                 let items = search(&s.search, progress).await?;
                 if items.is_empty() {
-                    return Err(Error::NoItems(s.search.describe()).into());
+                    let hints = s.search.no_items_hints().await;
+                    return Err(Error::NoItems(format!("{}{hints}", s.search.describe())).into());
                 }
                 let bbox = s.search.bbox.ok_or_else(|| {
                     internal_datafusion_err!("flood_chunks without a bbox (checked at planning)")

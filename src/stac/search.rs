@@ -42,15 +42,94 @@ fn default_timeout() -> u64 {
 }
 
 impl SearchParams {
+    /// The search in plain words (credentials masked), for messages.
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "source={} collections={:?} bbox={:?} datetime={}",
-            self.source,
-            self.collections,
-            self.bbox.map(Bbox::to_array),
-            self.datetime.to_stac().unwrap_or_else(|| "..".into())
-        )
+        let collections = match self.collections.as_slice() {
+            [] => "any collection".to_string(),
+            [c] => format!("collection {c}"),
+            cs => format!("collections {}", cs.join(", ")),
+        };
+        let bbox = self.bbox.map_or("any place".to_string(), |b| {
+            format!("bbox {b} (degrees: west,south,east,north)")
+        });
+        let datetime = self
+            .datetime
+            .to_stac()
+            .map_or("any time".to_string(), |d| format!("datetime {d}"));
+        crate::error::redact_urls(&format!(
+            "source {}, {collections}, {bbox}, {datetime}",
+            self.source
+        ))
     }
+
+    /// Why a search may have found nothing, as hints: the catalogue's
+    /// collections when the search named others, and the bbox in lon/lat
+    /// order when it looks given as lat/lon.
+    pub(crate) async fn no_items_hints(&self) -> String {
+        let mut hints = String::new();
+        if let Some(cs) = catalogue_collections(self).await {
+            if !cs.is_empty() && !self.collections.iter().all(|c| cs.contains(c)) {
+                hints.push_str(&format!(
+                    "; the catalogue's collections: {}",
+                    cs.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        // a lat,lon bbox read as lon,lat: the same search with the axes
+        // swapped finds items
+        if let Some(b) = self.bbox {
+            let swapped = format!("{},{},{},{}", b.miny, b.minx, b.maxy, b.maxx);
+            if let Ok(sb) = Bbox::parse(&swapped) {
+                let q = SearchParams {
+                    bbox: Some(sb),
+                    max_items: Some(1),
+                    page_size: 1,
+                    ..self.clone()
+                };
+                let hidden = ProgressBar::hidden();
+                if matches!(Box::pin(search(&q, &hidden)).await, Ok(v) if !v.is_empty()) {
+                    hints.push_str(&format!(
+                        "; the bbox looks given as lat,lon: in lon,lat order ({swapped}) \
+                         the search finds items"
+                    ));
+                }
+            }
+        }
+        hints
+    }
+}
+
+/// The collection ids of a catalogue, best effort: an API's `/collections`,
+/// or the collections of a static catalogue's items.
+async fn catalogue_collections(p: &SearchParams) -> Option<Vec<String>> {
+    let mut ids: Vec<String> =
+        if p.source.starts_with("http://") || p.source.starts_with("https://") {
+            let root = p.source.trim_end_matches('/').trim_end_matches("/search");
+            let url = format!("{root}/collections");
+            let client = http_client(p.timeout_secs.min(5)).ok()?;
+            let v = send_json(client.get(&url), &url, p.timeout_secs.min(5))
+                .await
+                .ok()?;
+            v.get("collections")?
+                .as_array()?
+                .iter()
+                .filter_map(|c| c.get("id")?.as_str().map(str::to_string))
+                .collect()
+        } else {
+            let path = p
+                .source
+                .strip_prefix("file://")
+                .unwrap_or(&p.source)
+                .to_string();
+            let items = tokio::task::spawn_blocking(move || read_static(Path::new(&path)))
+                .await
+                .ok()?
+                .ok()?;
+            items.into_iter().filter_map(|i| i.collection).collect()
+        };
+    ids.sort();
+    ids.dedup();
+    Some(ids)
 }
 
 /// Retries after a failed request (a transient error or a timeout).

@@ -98,11 +98,15 @@ def test_counts_match_reference(tiny, tiny_api, tmp_path):
         sql = (f"SELECT x_off, y_off, width, height, {fn}(pixels) AS pixels "
                f"FROM flood_chunks('{tiny_api}', 'GFM', '{tiny.bbox}', '{DT_RFC}', 'ensemble_flood_extent', 256) "
                f"GROUP BY x_off, y_off, width, height")
-        run(["sql", "-c", sql, "--out", o])
+        p = run(["sql", "-c", sql, "--out", o])
         px = read(o)[0]
         assert px.dtype == np.uint16
         assert np.array_equal(px, ref[key]), fn
         assert px.max() > 1
+        # the summary speaks of counts, not of "flooded pixels: 0"
+        want = f"pixels above 0: {int((ref[key] > 0).sum())} "
+        assert want in p.stderr and f"largest value: {int(ref[key].max())} (16-bit" in p.stderr, p.stderr
+        assert "flooded pixels" not in p.stderr
 
 
 def test_parquet_and_png(tiny, tiny_api, tmp_path):
@@ -230,6 +234,18 @@ def test_no_items_found(tiny, tiny_api, tmp_path):
     out = tmp_path / "x.tif"
     p = extent(tiny_api, tiny.bbox, out, check=False, datetime="2010-01-01/2010-02-01")
     _fails((p, out), "no STAC items")
+    last = p.stderr.strip().splitlines()[-1]
+    assert f"bbox {tiny.bbox} (degrees: west,south,east,north), datetime 2010-01-01T00:00:00Z/" in last, last
+    assert "Some(" not in last and "lat,lon" not in last and "collections:" not in last, last
+    # a bbox written lat,lon: the message says so, with the lon,lat order
+    w, s, e, n = tiny.bbox.split(",")
+    p = extent(tiny_api, f"{s},{w},{n},{e}", out, check=False)
+    _fails((p, out), "no STAC items", f"in lon,lat order ({w},{s},{e},{n}) the search finds items")
+    # an unknown collection: the catalogue's are listed (API and static file)
+    for src in (tiny_api, tiny.items_file):
+        p = run(["extent", "--stac-url", src, "--collection", "GFN", "--bbox", tiny.bbox,
+                 "--out", out], check=False)
+        _fails((p, out), "collection GFN", "the catalogue's collections: GFM")
 
 
 def test_unknown_asset(tiny, tiny_api, tmp_path):

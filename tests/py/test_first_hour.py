@@ -59,3 +59,21 @@ def test_a_misspelt_param_is_refused(tmp_path):
     assert p.returncode == 1 and "--param anwser is given but the SQL has no ${anwser}" in p.stderr, p.stderr
     p = run(["sql", sql], check=False)
     assert p.returncode == 1 and "${answer} is not bound" in p.stderr, p.stderr
+
+
+def test_extent_defaults_to_eodc_and_gfm(tiny, tmp_path):
+    """No --stac-url: EODC's STAC API is asked (no network here: the error
+    names it); no --collection: GFM is searched (a catalogue of another
+    collection finds nothing, and the message lists what it has)."""
+    p = run(["extent", "--bbox", tiny.bbox, "--dry-run", "--set", "floodsql.http_timeout=2"], check=False)
+    assert p.returncode == 1 and "https://stac.eodc.eu/api/v1" in p.stderr, p.stderr
+    d = json.loads(tiny.items_file.read_text())
+    for f in d["features"]:
+        f["collection"] = "OTHER"
+    items = tmp_path / "items.json"
+    items.write_text(json.dumps(d))
+    p = run(["extent", "--stac-url", items, "--bbox", tiny.bbox, "--dry-run"], check=False)
+    assert p.returncode == 1, p.stderr
+    assert "collection GFM" in p.stderr and "the catalogue's collections: OTHER" in p.stderr, p.stderr
+    p = run(["extent", "--stac-url", items, "--collection", "", "--bbox", tiny.bbox, "--dry-run"])
+    assert "items " in p.stdout
