@@ -124,7 +124,7 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     let summary = rt.block_on(super::until_signal(&cancel, async {
         let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions, &a.set).await?;
         let progress = super::query_progress(quiet, a.cluster.is_some(), &cancel);
-        let r = run_to_outputs(&ctx, &sql, &outputs, "MAXIMUM FLOOD EXTENT", &progress).await;
+        let r = run_to_outputs(&ctx, &sql, &outputs, "Maximum flood extent", &progress).await;
         progress.search.finish_and_clear();
         anyhow::Ok(r?)
     }))?;

@@ -404,7 +404,7 @@ fn statement(
         match outputs {
             Some(outputs) => {
                 let progress = super::query_progress(o.quiet, o.on_cluster, &cancel);
-                let s = run_to_outputs(ctx, &sql, &outputs, "FLOODSQL RESULT", &progress).await;
+                let s = run_to_outputs(ctx, &sql, &outputs, "floodsql result", &progress).await;
                 progress.search.finish_and_clear();
                 eprintln!("{}", s?.describe());
                 Ok(())

@@ -163,7 +163,7 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
             super::print_plan(&ctx, &sql, &progress).await
         } else if outputs.any() {
             let progress = super::query_progress(quiet, on_cluster, &cancel);
-            let s = run_to_outputs(&ctx, &sql, &outputs, "FLOODSQL RESULT", &progress).await;
+            let s = run_to_outputs(&ctx, &sql, &outputs, "floodsql result", &progress).await;
             progress.search.finish_and_clear();
             eprintln!("{}", s?.describe());
             Ok(())

@@ -37,12 +37,14 @@ impl ChunkReader {
         self.bytes_per_pixel
     }
 
-    /// Calls `f(window, pixels, bytes_per_pixel)` for every row of `b` with
-    /// pixels (a NULL leaves its chunk 0), after checking it.
+    /// Calls `f(window, pixels, bytes_per_pixel, observed)` for every row
+    /// of `b` with pixels (a NULL leaves its chunk 0), after checking it.
+    /// `observed`: the row's `observed` column (one 0/1 byte per pixel, as
+    /// `flood_observed` makes) when the result has one.
     pub(crate) fn read(
         &mut self,
         b: &RecordBatch,
-        mut f: impl FnMut(Window, &[u8], usize) -> Result<()>,
+        mut f: impl FnMut(Window, &[u8], usize, Option<&[u8]>) -> Result<()>,
     ) -> Result<()> {
         if b.num_rows() == 0 {
             return Ok(());
@@ -57,6 +59,22 @@ impl ChunkReader {
         let px = arrow::compute::cast(px, &DataType::LargeBinary)
             .map_err(|e| Error::Internal(format!("binary column to LargeBinary: {e}")))?;
         let px = px.as_binary::<i64>();
+        let observed = match b.column_by_name("observed") {
+            Some(c)
+                if matches!(
+                    c.data_type(),
+                    DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+                ) =>
+            {
+                Some(
+                    arrow::compute::cast(c, &DataType::LargeBinary).map_err(|e| {
+                        Error::Internal(format!("binary column to LargeBinary: {e}"))
+                    })?,
+                )
+            }
+            _ => None,
+        };
+        let observed = observed.as_ref().map(|c| c.as_binary::<i64>());
         for i in 0..b.num_rows() {
             let (x, y, w, h) = (xs[i], ys[i], ws[i], hs[i]);
             if x < 0
@@ -99,7 +117,10 @@ impl ChunkReader {
                     "chunks differ in bytes per pixel".into(),
                 ));
             }
-            f(window, v, k)?;
+            let obs = observed
+                .filter(|o| o.is_valid(i) && o.value(i).len() == area)
+                .map(|o| o.value(i));
+            f(window, v, k, obs)?;
         }
         Ok(())
     }
@@ -157,7 +178,7 @@ pub(crate) fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<(us
     let mut reader = ChunkReader::new(grid);
     let mut data: Vec<u8> = Vec::new();
     for b in batches {
-        reader.read(b, |w, px, k| {
+        reader.read(b, |w, px, k, _| {
             if data.is_empty() {
                 data = vec![0u8; grid.width * grid.height * k];
             }

@@ -7,11 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use gdal::raster::{Buffer, RasterCreationOptions};
-use gdal::{Dataset, DriverManager};
+use gdal::raster::{ColorEntry, ColorInterpretation, ColorTable, PaletteInterpretation};
+use gdal::{Dataset, DriverManager, Metadata};
 
 use crate::error::{Error, Result};
 use crate::geo::Window;
 use crate::output::atomic::{temp_path, write_atomic};
+use crate::output::Provenance;
 use crate::raster::grid::{spatial_ref, OutputGrid};
 
 /// The GeoTIFF being built: a tiled, sparse GTiff on disk (a temp file
@@ -88,10 +90,13 @@ impl TiledTiff {
     }
 
     /// Closes the GTiff and copies it into a COG at `target` (atomically);
-    /// the temp GTiff is removed.
-    pub(crate) fn into_cog(self, target: &Path) -> Result<()> {
+    /// the temp GTiff is removed. The COG carries `provenance` as metadata
+    /// (what QGIS shows under the layer's properties), a band description,
+    /// and for a 0/1 `mask` a colour table (0 light beige, 1 flood blue).
+    pub(crate) fn into_cog(self, target: &Path, provenance: &Provenance, mask: bool) -> Result<()> {
         let TiledTiff { path, mut ds, .. } = self;
         let result = (|| {
+            describe(&mut ds, provenance, mask)?;
             ds.flush_cache()?;
             drop(ds);
             let src = Dataset::open(&path)?;
@@ -114,4 +119,52 @@ impl TiledTiff {
         let _ = std::fs::remove_file(&path);
         result
     }
+}
+
+/// Metadata items (dataset level) of a floodsql COG.
+pub(crate) fn metadata_items(p: &Provenance) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        ("TIFFTAG_IMAGEDESCRIPTION", p.title.clone()),
+        (
+            "TIFFTAG_SOFTWARE",
+            format!("floodsql {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("FLOODSQL_SOURCE", p.source.clone()),
+        ("FLOODSQL_ASSET", p.asset.clone()),
+        ("FLOODSQL_ITEMS", p.items.to_string()),
+        ("FLOODSQL_QUERY", p.query.clone()),
+    ];
+    if let Some((a, b)) = &p.time_range {
+        v.push(("FLOODSQL_TIME_START", a.clone()));
+        v.push(("FLOODSQL_TIME_END", b.clone()));
+    }
+    v.retain(|(_, val)| !val.is_empty());
+    v
+}
+
+fn describe(ds: &mut Dataset, p: &Provenance, mask: bool) -> Result<()> {
+    for (k, v) in metadata_items(p) {
+        ds.set_metadata_item(k, &v, "")?;
+    }
+    let mut band = ds.rasterband(1)?;
+    let what = if p.title.is_empty() {
+        "floodsql result"
+    } else {
+        p.title.as_str()
+    };
+    band.set_description(&if mask {
+        format!("{what}: 1 = flooded, 0 = not flooded or not observed")
+    } else {
+        format!("{what} (values per pixel)")
+    })?;
+    if mask {
+        let mut ct = ColorTable::new(PaletteInterpretation::Rgba);
+        let rgba = |r, g, b, a| ColorEntry::rgba(r, g, b, a);
+        // TIFF palettes are RGB (no alpha): 0 is drawn light, as in the PNG
+        ct.set_color_entry(0, &rgba(236, 232, 214, 255));
+        ct.set_color_entry(1, &rgba(20, 90, 200, 255));
+        band.set_color_table(&ct);
+        band.set_color_interpretation(ColorInterpretation::PaletteIndex)?;
+    }
+    Ok(())
 }

@@ -7,7 +7,6 @@
 pub(crate) mod assemble;
 pub(crate) mod atomic;
 pub(crate) mod cog;
-pub(crate) mod font;
 pub(crate) mod parquet;
 pub(crate) mod png;
 pub(crate) mod sink;
@@ -15,6 +14,33 @@ pub(crate) mod sink;
 use std::path::PathBuf;
 
 use crate::error::Result;
+
+/// Where a result comes from, recorded in the outputs (GeoTIFF metadata, the
+/// quicklook's caption) so that a file shown to a colleague says what it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    /// What the result is, e.g. "Maximum flood extent".
+    pub title: String,
+    /// The catalogue and collections searched (credentials masked).
+    pub source: String,
+    /// The asset read.
+    pub asset: String,
+    /// First and last time slice fused (RFC 3339 UTC), when known.
+    pub time_range: Option<(String, String)>,
+    /// Items read.
+    pub items: usize,
+    /// The SQL that made the result (credentials masked).
+    pub query: String,
+}
+
+impl Provenance {
+    /// "2022-09-01 .. 2022-09-29" (dates of the first and last slice).
+    pub(crate) fn dates(&self) -> Option<String> {
+        self.time_range
+            .as_ref()
+            .map(|(a, b)| format!("{} .. {}", &a[..a.len().min(10)], &b[..b.len().min(10)]))
+    }
+}
 
 /// Where to write a raster result.
 #[derive(Debug, Clone, Default)]
@@ -112,7 +138,11 @@ mod tests {
         outputs: &Outputs,
         title: &str,
     ) -> Result<Written> {
-        let mut sink = RasterSink::new(grid, outputs, title)?;
+        let p = Provenance {
+            title: title.into(),
+            ..Default::default()
+        };
+        let mut sink = RasterSink::new(grid, outputs, &p)?;
         for b in &batches {
             sink.write(b)?;
         }
@@ -243,7 +273,7 @@ mod tests {
         assert_eq!(left, ["x.tif"], "only the directory in the way");
         // a sink dropped mid-stream (a failed or cancelled query) leaves nothing
         std::fs::remove_dir(dir.path().join("x.tif")).unwrap();
-        let mut sink = RasterSink::new(&grid(), &out, "T").unwrap();
+        let mut sink = RasterSink::new(&grid(), &out, &Provenance::default()).unwrap();
         sink.write(&batches[0]).unwrap();
         assert!(
             std::fs::read_dir(dir.path()).unwrap().count() > 0,

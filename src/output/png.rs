@@ -1,23 +1,34 @@
-//! PNG quicklook with a legend. Large rasters are downsampled to at most
-//! 1024 px on the long side, each output pixel the maximum of its block (a
-//! small flood stays visible); the block maxima are folded chunk by chunk as
-//! the result streams in ([`Quicklook`]), so the raster is never held whole.
-//! 0/1 masks: flooded blue, the rest light grey; counts: a blue ramp up to
-//! the maximum. Blocking (GDAL).
+//! PNG quicklook, a map a flood analyst can show: the raster framed with
+//! projected coordinates, a scale bar, a legend, title and date range, the
+//! flooded area, the source catalogue and the corners in lon/lat. Drawn
+//! with `plotters` (text in DejaVu Sans from the `dejavu` crate, so no
+//! system font is needed) on an RGB buffer, encoded by GDAL's PNG driver.
+//!
+//! Large rasters are downsampled to at most 1024 px on the long side, each
+//! output pixel the maximum of its block (a small flood stays visible); the
+//! block maxima are folded chunk by chunk as the result streams in
+//! ([`Quicklook`]), so the raster is never held whole. 0/1 masks: flooded
+//! blue; with an `observed` column (the extent query has one) pixels never
+//! observed are grey and set apart from observed dry land; counts: a blue
+//! ramp up to the maximum. Blocking (GDAL).
 
 use std::path::Path;
+use std::sync::Once;
 
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::DriverManager;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
 
 use crate::error::{Error, Result};
 use crate::output::atomic::write_atomic;
-use crate::output::font::{draw_text, text_width};
+use crate::output::Provenance;
+use crate::raster::grid::OutputGrid;
 
 const MAX_SIDE: usize = 1024;
-const DRY: [u8; 3] = [235, 235, 230];
+const DRY: [u8; 3] = [236, 232, 214];
 const WET: [u8; 3] = [20, 90, 200];
-const INK: [u8; 3] = [20, 20, 20];
+const UNSEEN: [u8; 3] = [175, 175, 175];
 const PAPER: [u8; 3] = [255, 255, 255];
 
 fn ramp(v: u32, max: u32) -> [u8; 3] {
@@ -37,6 +48,8 @@ pub(crate) struct Quicklook {
     qw: usize,
     qh: usize,
     q: Vec<u32>,
+    /// Block maxima of the `observed` column, when the result has one.
+    observed: Option<Vec<u8>>,
     /// Bytes per pixel of the raster (1 or 2).
     bytes_per_pixel: usize,
 }
@@ -51,6 +64,7 @@ impl Quicklook {
             qw,
             qh,
             q: vec![0; qw * qh],
+            observed: None,
             bytes_per_pixel: 1,
         }
     }
@@ -73,73 +87,279 @@ impl Quicklook {
             }
         }
     }
+
+    /// Folds in a chunk's `observed` bytes (0/1 per pixel) at (x, y).
+    pub(crate) fn add_observed(&mut self, x: usize, y: usize, w: usize, obs: &[u8]) {
+        let (k, qw, qh) = (self.k, self.qw, self.qh);
+        let o = self.observed.get_or_insert_with(|| vec![0; qw * qh]);
+        for (r, row) in obs.chunks_exact(w).enumerate() {
+            let orow = &mut o[((y + r) / k) * qw..][..qw];
+            for (c, &v) in row.iter().enumerate() {
+                let cell = &mut orow[(x + c) / k];
+                *cell = (*cell).max(v);
+            }
+        }
+    }
+}
+
+/// What the caption says besides the provenance.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Figures {
+    /// Pixels equal to 1 (flooded, for a mask).
+    pub(crate) ones: u64,
+}
+
+/// A text style in the bundled font.
+fn font(size: f64) -> TextStyle<'static> {
+    static FONT: Once = Once::new();
+    FONT.call_once(|| {
+        let _ = register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
+    });
+    ("sans-serif", size).into_font().color(&BLACK)
+}
+
+fn bold(size: f64) -> TextStyle<'static> {
+    font(size);
+    ("sans-serif", size, FontStyle::Bold)
+        .into_font()
+        .color(&BLACK)
+}
+
+fn rgb(c: [u8; 3]) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
+}
+
+/// A "nice" length (1, 2 or 5 x 10^n) of about `target`.
+fn nice(target: f64) -> f64 {
+    if target <= 0.0 || !target.is_finite() {
+        return 1.0;
+    }
+    let p = 10f64.powf(target.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .take_while(|v| *v <= target)
+        .last()
+        .unwrap_or(p)
+}
+
+/// A distance in metres as the scale bar and ticks print it.
+fn metres(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format!("{} km", v / 1000.0)
+    } else {
+        format!("{v} m")
+    }
+}
+
+/// The corners of `grid` in lon/lat ("NW 68.01°E 27.06°N, SE …"), when the
+/// CRS can be transformed.
+fn corners_lonlat(grid: &OutputGrid) -> Option<String> {
+    use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+    let mut src = crate::raster::grid::spatial_ref(&grid.crs).ok()?;
+    let mut dst = SpatialRef::from_epsg(4326).ok()?;
+    dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let t = CoordTransform::new(&src, &dst).ok()?;
+    let gt = grid.geotransform();
+    let (x0, y0) = (gt[0], gt[3]);
+    let (x1, y1) = (
+        x0 + grid.width as f64 * gt[1],
+        y0 + grid.height as f64 * gt[5],
+    );
+    let mut xs = [x0, x1];
+    let mut ys = [y0, y1];
+    t.transform_coords(&mut xs, &mut ys, &mut []).ok()?;
+    let ll = |lon: f64, lat: f64| {
+        format!(
+            "{:.3}°{} {:.3}°{}",
+            lon.abs(),
+            if lon < 0.0 { "W" } else { "E" },
+            lat.abs(),
+            if lat < 0.0 { "S" } else { "N" }
+        )
+    };
+    Some(format!("NW {}, SE {}", ll(xs[0], ys[0]), ll(xs[1], ys[1])))
 }
 
 /// The quicklook image: (rgb, width, height).
-pub(crate) fn render(ql: &Quicklook, title: &str) -> (Vec<u8>, usize, usize) {
+pub(crate) fn render(
+    ql: &Quicklook,
+    prov: &Provenance,
+    grid: &OutputGrid,
+    figures: Figures,
+) -> Result<(Vec<u8>, usize, usize)> {
     let (qw, qh, q) = (ql.qw, ql.qh, &ql.q);
     let max = q.iter().copied().max().unwrap_or(0);
-    let scale = 2;
-    let legend_h = 7 * scale * 3 + 16;
     let mask = ql.bytes_per_pixel == 1 && max <= 1;
-    let labels: Vec<(String, [u8; 3])> = if mask {
-        vec![
-            ("1 FLOODED".into(), WET),
-            ("0 NOT FLOODED OR NO DATA".into(), DRY),
-        ]
-    } else {
-        vec![(format!("MAX {max}"), ramp(max, max)), ("0".into(), DRY)]
-    };
-    let text_w = 16
-        + labels
-            .iter()
-            .map(|(t, _)| 24 + text_width(t, scale) + 24)
-            .sum::<usize>();
-    let w = qw.max(text_w).max(text_width(title, scale) + 16);
-    let h = qh + legend_h;
-    let mut rgb = vec![0u8; w * h * 3];
-    for px in rgb.chunks_exact_mut(3) {
+    let (ml, mt, mr) = (80usize, 64usize, 24usize);
+    let mb = 128usize;
+    let w = (ml + qw + mr).max(760);
+    let h = mt + qh + mb;
+    let mut buf = vec![0u8; w * h * 3];
+    for px in buf.chunks_exact_mut(3) {
         px.copy_from_slice(&PAPER);
     }
+    // the map, pixel by pixel
     for y in 0..qh {
         for x in 0..qw {
             let v = q[y * qw + x];
+            let seen = ql.observed.as_ref().is_none_or(|o| o[y * qw + x] > 0);
             let c = if mask {
-                if v > 0 {
-                    WET
-                } else {
-                    DRY
+                match (v > 0, seen) {
+                    (true, _) => WET,
+                    (false, true) => DRY,
+                    (false, false) => UNSEEN,
                 }
+            } else if v == 0 && !seen {
+                UNSEEN
             } else {
                 ramp(v, max)
             };
-            rgb[(y * w + x) * 3..][..3].copy_from_slice(&c);
+            buf[((mt + y) * w + ml + x) * 3..][..3].copy_from_slice(&c);
         }
     }
-    // legend: title line, then swatches with labels
-    let y0 = qh + 6;
-    draw_text(&mut rgb, w, 8, y0, title, scale, INK);
-    let sy = y0 + 7 * scale + 6;
-    let mut x = 8;
-    for (label, colour) in &labels {
-        for yy in sy..(sy + 7 * scale).min(h) {
-            for xx in x..x + 16 {
-                if xx < w {
-                    let p = &mut rgb[(yy * w + xx) * 3..][..3];
-                    let edge = yy == sy || yy + 1 == sy + 7 * scale || xx == x || xx == x + 15;
-                    p.copy_from_slice(if edge { &INK } else { colour });
-                }
+    let err = |e: String| Error::Output {
+        path: "quicklook".into(),
+        message: e,
+    };
+    {
+        let area = BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)).into_drawing_area();
+        let d =
+            |r: std::result::Result<(), DrawingAreaErrorKind<_>>| r.map_err(|e| err(e.to_string()));
+        let (mlx, mty) = (ml as i32, mt as i32);
+        let (x1, y1) = ((ml + qw) as i32, (mt + qh) as i32);
+        // title and subtitle
+        let title = match prov.dates() {
+            Some(dates) => format!("{} — {dates}", prov.title),
+            None => prov.title.clone(),
+        };
+        d(area.draw_text(&title, &bold(20.0), (mlx, 10)))?;
+        let mut sub = Vec::new();
+        if !prov.source.is_empty() {
+            sub.push(prov.source.clone());
+        }
+        if !prov.asset.is_empty() {
+            sub.push(format!("asset {}", prov.asset));
+        }
+        if prov.items > 0 {
+            sub.push(format!("{} items", prov.items));
+        }
+        d(area.draw_text(&sub.join(" · "), &font(13.0), (mlx, 38)))?;
+        // frame and ticks in projected coordinates
+        d(area.draw(&Rectangle::new(
+            [(mlx - 1, mty - 1), (x1, y1)],
+            BLACK.stroke_width(1),
+        )))?;
+        let gt = grid.geotransform();
+        let px_m = gt[1] * ql.k as f64; // metres per quicklook pixel
+        let step = nice(qw.max(qh) as f64 * px_m / 5.0);
+        let small = font(11.0);
+        let mut t = (gt[0] / step).ceil() * step;
+        while t <= gt[0] + qw as f64 * px_m {
+            let x = mlx + ((t - gt[0]) / px_m) as i32;
+            d(area.draw(&PathElement::new([(x, y1), (x, y1 + 5)], BLACK)))?;
+            d(area.draw_text(&format!("{}", t / 1000.0), &small, (x - 18, y1 + 8)))?;
+            t += step;
+        }
+        let mut t = (gt[3] / step).floor() * step;
+        while t >= gt[3] - qh as f64 * px_m {
+            let y = mty + ((gt[3] - t) / px_m) as i32;
+            d(area.draw(&PathElement::new([(mlx - 6, y), (mlx - 1, y)], BLACK)))?;
+            d(area.draw_text(&format!("{}", t / 1000.0), &small, (4, y - 6)))?;
+            t -= step;
+        }
+        d(area.draw_text("km (map CRS)", &small, (4, y1 + 8)))?;
+        // scale bar, bottom left inside the map
+        let bar_m = nice(qw as f64 * px_m / 4.0);
+        let bar_px = (bar_m / px_m).round() as i32;
+        let (bx, by) = (mlx + 12, y1 - 18);
+        d(area.draw(&Rectangle::new(
+            [(bx - 4, by - 18), (bx + bar_px + 4, by + 8)],
+            WHITE.mix(0.8).filled(),
+        )))?;
+        d(area.draw(&Rectangle::new(
+            [(bx, by), (bx + bar_px, by + 5)],
+            BLACK.filled(),
+        )))?;
+        d(area.draw_text(&metres(bar_m), &small, (bx, by - 15)))?;
+        // legend
+        let ly = y1 + 30;
+        let mut lx = mlx;
+        let km2 = |n: u64| n as f64 * gt[1] * gt[1] / 1e6;
+        let entries: Vec<(RGBColor, String)> = if mask {
+            let mut v = vec![(rgb(WET), format!("flooded ({:.1} km²)", km2(figures.ones)))];
+            if ql.observed.is_some() {
+                v.push((rgb(DRY), "observed, not flooded".into()));
+                v.push((rgb(UNSEEN), "never observed".into()));
+            } else {
+                v.push((rgb(DRY), "not flooded or not observed".into()));
             }
+            v
+        } else {
+            vec![]
+        };
+        for (c, label) in &entries {
+            d(area.draw(&Rectangle::new([(lx, ly), (lx + 16, ly + 12)], c.filled())))?;
+            d(area.draw(&Rectangle::new(
+                [(lx, ly), (lx + 16, ly + 12)],
+                BLACK.stroke_width(1),
+            )))?;
+            d(area.draw_text(label, &font(13.0), (lx + 22, ly - 1)))?;
+            lx += 22 + (label.chars().count() as i32) * 7 + 24;
         }
-        draw_text(&mut rgb, w, x + 22, sy, label, scale, INK);
-        x += 24 + text_width(label, scale) + 24;
+        if !mask {
+            // a colour ramp with its range
+            let rw = 200;
+            for i in 0..rw {
+                let v = 1 + (i as u32 * max.saturating_sub(1)) / (rw as u32 - 1).max(1);
+                d(area.draw(&PathElement::new(
+                    [(lx + i, ly), (lx + i, ly + 12)],
+                    rgb(ramp(v, max)),
+                )))?;
+            }
+            d(area.draw(&Rectangle::new(
+                [(lx, ly), (lx + rw, ly + 12)],
+                BLACK.stroke_width(1),
+            )))?;
+            d(area.draw_text(
+                &format!(
+                    "1 .. {max}: value per pixel ({}-bit); 0 blank",
+                    8 * ql.bytes_per_pixel
+                ),
+                &font(13.0),
+                (lx + rw + 8, ly - 1),
+            ))?;
+        }
+        // caption: grid, corners, tool
+        let mut cap = format!("grid {} x {} px at {} m", grid.width, grid.height, gt[1]);
+        if ql.k > 1 {
+            cap.push_str(&format!(" (shown 1:{}, block maxima)", ql.k));
+        }
+        if let Some(c) = corners_lonlat(grid) {
+            cap.push_str(&format!(" · {c}"));
+        }
+        d(area.draw_text(&cap, &font(12.0), (mlx, ly + 26)))?;
+        d(area.draw_text(
+            &format!("made with floodsql {}", env!("CARGO_PKG_VERSION")),
+            &font(12.0),
+            (mlx, ly + 46),
+        ))?;
+        d(area.present())?;
     }
-    (rgb, w, h)
+    Ok((buf, w, h))
 }
 
 /// Writes the quicklook PNG (atomically).
-pub(crate) fn write_png(ql: &Quicklook, title: &str, path: &Path) -> Result<()> {
-    let (rgb, w, h) = render(ql, title);
+pub(crate) fn write_png(
+    ql: &Quicklook,
+    prov: &Provenance,
+    grid: &OutputGrid,
+    figures: Figures,
+    path: &Path,
+) -> Result<()> {
+    let (rgb, w, h) = render(ql, prov, grid, figures)?;
     let mem = DriverManager::get_driver_by_name("MEM")?;
     let ds = mem.create_with_band_type::<u8, _>("", w, h, 3)?;
     for b in 0..3 {
@@ -174,7 +394,15 @@ mod tests {
         let mut ql = Quicklook::new(4, 4);
         ql.add(2, 2, 2, &[1, 0, 9, 1, 0, 0, 3, 0], 2);
         assert_eq!(ql.q[2 * 4 + 3], 265);
-        let (rgb, w, h) = render(&ql, "T");
+        let grid = OutputGrid {
+            crs: "EPSG:32642".into(),
+            res: 20.0,
+            col0: 100,
+            row0: 2000,
+            width: 4,
+            height: 4,
+        };
+        let (rgb, w, h) = render(&ql, &Provenance::default(), &grid, Figures::default()).unwrap();
         assert_eq!(rgb.len(), w * h * 3);
     }
 }

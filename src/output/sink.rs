@@ -16,7 +16,7 @@ use crate::output::assemble::ChunkReader;
 use crate::output::cog::TiledTiff;
 use crate::output::parquet::ParquetSink;
 use crate::output::png::{write_png, Quicklook};
-use crate::output::Outputs;
+use crate::output::{Outputs, Provenance};
 use crate::raster::grid::OutputGrid;
 
 /// What was written.
@@ -36,7 +36,7 @@ pub(crate) struct Written {
 pub(crate) struct RasterSink {
     grid: OutputGrid,
     outputs: Outputs,
-    title: String,
+    provenance: Provenance,
     reader: ChunkReader,
     tiff: Option<TiledTiff>,
     parquet: Option<ParquetSink>,
@@ -54,7 +54,11 @@ pub(crate) struct RasterSink {
 impl RasterSink {
     /// A sink for results on `grid`; fails when an output's directory is
     /// missing. Temp files that killed runs left beside the outputs go.
-    pub(crate) fn new(grid: &OutputGrid, outputs: &Outputs, title: &str) -> Result<Self> {
+    pub(crate) fn new(
+        grid: &OutputGrid,
+        outputs: &Outputs,
+        provenance: &Provenance,
+    ) -> Result<Self> {
         outputs.check_dirs()?;
         outputs
             .paths()
@@ -67,7 +71,7 @@ impl RasterSink {
         Ok(Self {
             grid: grid.clone(),
             outputs: outputs.clone(),
-            title: title.to_string(),
+            provenance: provenance.clone(),
             reader: ChunkReader::new(grid),
             tiff: None,
             parquet,
@@ -129,11 +133,14 @@ impl RasterSink {
             temps,
             ..
         } = self;
-        reader.read(b, |w, px, k| {
+        reader.read(b, |w, px, k, observed| {
             if let Some(t) = Self::tiff(tiff, outputs, grid, temps, k)? {
                 t.write(w, px)?;
             }
             quicklook.add(w.x, w.y, w.width, px, k);
+            if let Some(o) = observed {
+                quicklook.add_observed(w.x, w.y, w.width, o);
+            }
             if k == 1 {
                 *ones += px.iter().filter(|&&v| v == 1).count() as u64;
                 *nonzero += px.iter().filter(|&&v| v != 0).count() as u64;
@@ -182,12 +189,20 @@ impl RasterSink {
             }
             stop()?;
             if let Some(target) = &self.outputs.png {
-                write_png(&self.quicklook, &self.title, target)?;
+                let figures = crate::output::png::Figures { ones: self.ones };
+                write_png(
+                    &self.quicklook,
+                    &self.provenance,
+                    &self.grid,
+                    figures,
+                    target,
+                )?;
                 done.push(target.clone());
             }
             stop()?;
             if let (Some(t), Some(target)) = (self.tiff.take(), &self.outputs.tif) {
-                t.into_cog(target)?;
+                let mask = bytes_per_pixel == 1 && self.max <= 1;
+                t.into_cog(target, &self.provenance, mask)?;
                 done.push(target.clone());
             }
             // a signal during the last step still takes the run back

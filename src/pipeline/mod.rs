@@ -17,7 +17,7 @@ use futures::StreamExt;
 pub use statement::{plan_only, run_statement, split_statements, StatementOutput};
 pub use summary::Summary;
 
-pub use crate::output::Outputs;
+pub use crate::output::{Outputs, Provenance};
 pub use crate::raster::resolve::{find_scans, resolve_scans};
 
 use datafusion::execution::context::SessionContext;
@@ -69,10 +69,11 @@ pub async fn run_to_outputs(
         Done,
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(2);
-    let (grid, outputs, title) = (scan.grid.clone(), outputs.clone(), title.to_string());
+    let provenance = provenance(&scan, sql, title);
+    let (grid, outputs) = (scan.grid.clone(), outputs.clone());
     let cancel = progress.cancel.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<Option<(Written, usize)>> {
-        let mut sink = RasterSink::new(&grid, &outputs, &title)?.with_cancel(cancel);
+        let mut sink = RasterSink::new(&grid, &outputs, &provenance)?.with_cancel(cancel);
         let mut rows = 0;
         loop {
             match rx.blocking_recv() {
@@ -122,6 +123,26 @@ pub async fn run_to_outputs(
         written,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// What the outputs record about where they come from.
+fn provenance(scan: &ScanPlan, sql: &str, title: &str) -> Provenance {
+    let time = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    Provenance {
+        title: title.to_string(),
+        source: scan.search.clone(),
+        asset: scan.asset.clone(),
+        time_range: match (scan.slices.first(), scan.slices.last()) {
+            (Some(a), Some(b)) => Some((time(a.datetime_us), time(b.datetime_us))),
+            _ => None,
+        },
+        items: scan.n_items(),
+        query: crate::error::redact_urls(sql.trim()),
+    }
 }
 
 /// The scan whose grid a result is rasterised onto: the query's only

@@ -688,6 +688,7 @@ mod tests {
     /// sources touch chunks (0,0), (1,0), (1,1) and (2,1) but not (2,0), (0,1).
     fn plan() -> ScanPlan {
         ScanPlan {
+            search: String::new(),
             index: Default::default(),
             grid: OutputGrid {
                 crs: "EPSG:3857".into(),

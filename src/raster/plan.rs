@@ -57,6 +57,10 @@ pub struct ScanPlan {
     /// reader (client or executor) checks it again.
     pub(crate) policy: ReadPolicy,
     pub(crate) slices: Vec<TimeSlice>,
+    /// The search that found the items, in words (catalogue and
+    /// collections, credentials masked): recorded in the outputs.
+    #[serde(default)]
+    pub(crate) search: String,
     /// The chunk index, built once per plan (planning, the chunk assignment,
     /// every scan partition and the progress total all read it); not part of
     /// the plan's value nor of its encoding.
@@ -492,6 +496,7 @@ pub(crate) fn plan_scan(
         by_time.entry(dt.timestamp_micros()).or_default().push(src);
     }
     let plan = ScanPlan {
+        search: String::new(),
         index: IndexCache::default(),
         grid,
         chunk,
@@ -566,6 +571,7 @@ pub(crate) mod tests {
             });
         }
         ScanPlan {
+            search: String::new(),
             index: IndexCache::default(),
             grid: OutputGrid {
                 crs: "EPSG:3857".into(),

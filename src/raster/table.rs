@@ -132,11 +132,12 @@ impl FloodChunksTable {
                 })?;
                 let (asset, chunk, nodata) = (s.asset.clone(), s.chunk, s.nodata);
                 let (policy, limits) = (s.policy.clone(), s.limits);
-                let plan = tokio::task::spawn_blocking(move || {
+                let mut plan = tokio::task::spawn_blocking(move || {
                     plan_scan(&items, &bbox, &asset, chunk, nodata, policy, limits)
                 })
                 .await
                 .map_err(join_err("scan planning"))??;
+                plan.search = s.search.source_and_collections();
                 Ok(Arc::new(plan))
             })
             .await

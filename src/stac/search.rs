@@ -62,6 +62,16 @@ impl SearchParams {
         ))
     }
 
+    /// The catalogue and collections, in words (credentials masked).
+    pub(crate) fn source_and_collections(&self) -> String {
+        let c = if self.collections.is_empty() {
+            String::new()
+        } else {
+            format!(", collection {}", self.collections.join(", "))
+        };
+        crate::error::redact_urls(&format!("{}{c}", self.source))
+    }
+
     /// Why a search may have found nothing, as hints: the catalogue's
     /// collections when the search named others, and the bbox in lon/lat
     /// order when it looks given as lat/lon.

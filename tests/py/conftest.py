@@ -173,3 +173,28 @@ def peer(api, bbox, out):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     return out
+
+
+PROVENANCE_TAGS = {"FLOODSQL_SOURCE", "FLOODSQL_QUERY", "TIFFTAG_IMAGEDESCRIPTION"}
+
+
+def same_raster(a, b):
+    """Two floodsql COGs hold the same raster: pixels (and every overview),
+    grid, CRS, layout, band description, colour table and metadata — all but
+    the provenance tags that name the catalogue and the query, which differ
+    when the same COGs are read through another source (a file, HTTP, S3)."""
+    import numpy as np
+    import rasterio
+    with rasterio.open(a) as x, rasterio.open(b) as y:
+        assert x.profile == y.profile, (x.profile, y.profile)
+        assert np.array_equal(x.read(1), y.read(1))
+        assert x.overviews(1) == y.overviews(1)
+        for f in x.overviews(1):
+            shape = (1, x.height // f, x.width // f)
+            assert np.array_equal(x.read(out_shape=shape), y.read(out_shape=shape)), f
+        assert x.descriptions == y.descriptions
+        assert x.colormap(1) == y.colormap(1)
+        ta = {k: v for k, v in x.tags().items() if k not in PROVENANCE_TAGS}
+        tb = {k: v for k, v in y.tags().items() if k not in PROVENANCE_TAGS}
+        assert ta == tb, (ta, tb)
+    return True

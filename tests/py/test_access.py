@@ -13,7 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import DT_RFC, RangeServer, StacServer, run
+from conftest import DT_RFC, RangeServer, StacServer, run, same_raster
 
 ASSET = "ensemble_flood_extent"
 READERS = ["native", "gdal"]
@@ -122,11 +122,11 @@ def test_the_catalogue_hosts_assets_are_read(tiny, servers, tmp_path):
         out = tmp_path / "native.tif"
         p = extent(api.url, tiny.bbox, out, "native")
         assert p.returncode == 0, p.stderr
-        assert out.read_bytes() == ref.read_bytes()
+        assert same_raster(out, ref)
         out = tmp_path / "gdal.tif"
         p = extent(api.url, tiny.bbox, out, "gdal", "--set", "floodsql.allowed_hosts=127.0.0.1")
         assert p.returncode == 0, p.stderr
-        assert out.read_bytes() == ref.read_bytes()
+        assert same_raster(out, ref)
     finally:
         api.stop()
     assert servers.internal.stats()["requests"] == 0

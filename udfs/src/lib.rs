@@ -5,6 +5,7 @@
 
 pub mod flood_count;
 pub mod flood_max_extent;
+pub mod flood_observed;
 pub mod pixel_agg;
 pub mod pixel_count;
 pub mod register;
@@ -12,6 +13,7 @@ pub mod valid_count;
 
 pub use flood_count::FloodCount;
 pub use flood_max_extent::FloodMaxExtent;
+pub use flood_observed::FloodObserved;
 pub use pixel_agg::{PixelAggregate, PixelKernel, DEFAULT_NODATA};
 pub use pixel_count::PixelCount;
 pub use register::{all_udafs, all_udfs, register_all};

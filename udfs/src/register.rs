@@ -6,7 +6,7 @@ use datafusion::common::Result;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use crate::{FloodCount, FloodMaxExtent, PixelCount, ValidCount};
+use crate::{FloodCount, FloodMaxExtent, FloodObserved, PixelCount, ValidCount};
 
 /// All floodsql UDAFs.
 pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
@@ -14,6 +14,7 @@ pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
         Arc::new(AggregateUDF::from(FloodMaxExtent::default())),
         Arc::new(AggregateUDF::from(FloodCount::default())),
         Arc::new(AggregateUDF::from(ValidCount::default())),
+        Arc::new(AggregateUDF::from(FloodObserved::default())),
     ]
 }
 
