@@ -98,7 +98,8 @@ async fn check(binary: DataType, nodata: u8) {
     let (ctx, parts) = ctx_with(3, binary);
     let sql = format!(
         "SELECT chunk, flood_max_extent(pixels, {nodata}) e, flood_count(pixels, {nodata}) c, \
-         valid_count(pixels, {nodata}) v FROM t GROUP BY chunk ORDER BY chunk"
+         valid_count(pixels, {nodata}) v, flood_observed(pixels, {nodata}) o \
+         FROM t GROUP BY chunk ORDER BY chunk"
     );
     let plan = ctx
         .sql(&format!("EXPLAIN {sql}"))
@@ -123,6 +124,9 @@ async fn check(binary: DataType, nodata: u8) {
             assert_eq!(b.column(1).as_binary::<i64>().value(r), e.as_slice());
             assert_eq!(u16s(b.column(2).as_binary::<i64>().value(r)), c);
             assert_eq!(u16s(b.column(3).as_binary::<i64>().value(r)), v);
+            // observed = valid_count > 0
+            let o: Vec<u8> = v.iter().map(|&n| (n > 0) as u8).collect();
+            assert_eq!(b.column(4).as_binary::<i64>().value(r), o.as_slice());
             seen += 1;
         }
     }

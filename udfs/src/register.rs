@@ -52,6 +52,7 @@ mod tests {
             [
                 "flood_count",
                 "flood_max_extent",
+                "flood_observed",
                 "pixel_count",
                 "valid_count"
             ]
