@@ -31,13 +31,20 @@ const WET: [u8; 3] = [20, 90, 200];
 const UNSEEN: [u8; 3] = [175, 175, 175];
 const PAPER: [u8; 3] = [255, 255, 255];
 
+/// Values 1..=max on a light-to-dark blue ramp (ColorBrewer "Blues" ends);
+/// 0 is drawn as dry land.
 fn ramp(v: u32, max: u32) -> [u8; 3] {
     if v == 0 || max == 0 {
         return DRY;
     }
-    let t = v as f32 / max as f32;
-    let lerp = |a: u8, b: u8| (a as f32 + (b as f32 - a as f32) * (0.25 + 0.75 * t)) as u8;
-    [lerp(DRY[0], 8), lerp(DRY[1], 40), lerp(DRY[2], 120)]
+    const LO: [f32; 3] = [158.0, 202.0, 225.0];
+    const HI: [f32; 3] = [8.0, 48.0, 107.0];
+    let t = if max <= 1 {
+        1.0
+    } else {
+        (v - 1) as f32 / (max - 1) as f32
+    };
+    [0, 1, 2].map(|i| (LO[i] + (HI[i] - LO[i]) * t) as u8)
 }
 
 /// The block maxima of a raster, folded chunk by chunk.
@@ -310,8 +317,8 @@ pub(crate) fn render(
             lx += 22 + (label.chars().count() as i32) * 7 + 24;
         }
         if !mask {
-            // a colour ramp with its range
-            let rw = 200;
+            // a colour ramp with its range, then the 0 and never-observed swatches
+            let rw = 160;
             for i in 0..rw {
                 let v = 1 + (i as u32 * max.saturating_sub(1)) / (rw as u32 - 1).max(1);
                 d(area.draw(&PathElement::new(
@@ -323,14 +330,22 @@ pub(crate) fn render(
                 [(lx, ly), (lx + rw, ly + 12)],
                 BLACK.stroke_width(1),
             )))?;
-            d(area.draw_text(
-                &format!(
-                    "1 .. {max}: value per pixel ({}-bit); 0 blank",
-                    8 * ql.bytes_per_pixel
-                ),
-                &font(13.0),
-                (lx + rw + 8, ly - 1),
-            ))?;
+            let label = format!("1 .. {max} (value per pixel)");
+            d(area.draw_text(&label, &font(13.0), (lx + rw + 8, ly - 1)))?;
+            lx += rw + 8 + (label.chars().count() as i32) * 7 + 24;
+            let mut rest = vec![(rgb(DRY), "0".to_string())];
+            if ql.observed.is_some() {
+                rest.push((rgb(UNSEEN), "never observed".into()));
+            }
+            for (c, label) in &rest {
+                d(area.draw(&Rectangle::new([(lx, ly), (lx + 16, ly + 12)], c.filled())))?;
+                d(area.draw(&Rectangle::new(
+                    [(lx, ly), (lx + 16, ly + 12)],
+                    BLACK.stroke_width(1),
+                )))?;
+                d(area.draw_text(label, &font(13.0), (lx + 22, ly - 1)))?;
+                lx += 22 + (label.chars().count() as i32) * 7 + 24;
+            }
         }
         // caption: grid, corners, tool
         let mut cap = format!("grid {} x {} px at {} m", grid.width, grid.height, gt[1]);
