@@ -9,6 +9,7 @@ pub(crate) mod atomic;
 pub(crate) mod cog;
 pub(crate) mod parquet;
 pub(crate) mod png;
+pub(crate) mod remote;
 pub(crate) mod sink;
 
 use std::path::PathBuf;
@@ -86,10 +87,10 @@ impl Outputs {
     /// (`locations`: the COGs it reads).
     pub(crate) fn check_not_inputs(&self, locations: &[&str]) -> Result<()> {
         for p in self.paths() {
-            if let Some(input) = locations
-                .iter()
-                .find(|l| l.starts_with('/') && same_file(p, std::path::Path::new(l)))
-            {
+            if let Some(input) = locations.iter().find(|l| {
+                (l.starts_with('/') && same_file(p, std::path::Path::new(l)))
+                    || p.to_str() == Some(**l)
+            }) {
                 return Err(crate::error::Error::invalid(
                     "output path",
                     p.display().to_string(),

@@ -24,6 +24,7 @@ use datafusion::execution::context::SessionContext;
 
 use crate::context::QueryProgress;
 use crate::error::{join_err, Error, Result};
+use crate::output::remote::Staging;
 use crate::output::sink::{RasterSink, Written};
 use crate::raster::plan::ScanPlan;
 use statement::{stream_statement, StatementStream};
@@ -38,7 +39,10 @@ pub async fn run_to_outputs(
     progress: &QueryProgress,
 ) -> datafusion::error::Result<Summary> {
     let t0 = Instant::now();
-    outputs.check_dirs()?;
+    // remote outputs (s3://, gs://, az://) are written to staging files,
+    // then uploaded once every output is complete
+    let (staging, local) = Staging::new(outputs)?;
+    local.check_dirs()?;
     let mut stmts = split_statements(sql)?;
     let last = stmts
         .pop()
@@ -70,7 +74,7 @@ pub async fn run_to_outputs(
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(2);
     let provenance = provenance(&scan, sql, title);
-    let (grid, outputs) = (scan.grid.clone(), outputs.clone());
+    let (grid, outputs) = (scan.grid.clone(), local);
     let cancel = progress.cancel.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<Option<(Written, usize)>> {
         let mut sink = RasterSink::new(&grid, &outputs, &provenance)?.with_cancel(cancel);
@@ -113,6 +117,11 @@ pub async fn run_to_outputs(
         }
     };
     drop(job);
+    staging.upload().await?;
+    if progress.cancel.is_cancelled() {
+        staging.remove_uploaded().await;
+        return Err(Error::Cancelled.into());
+    }
     progress.scan.finish_and_clear();
     Ok(Summary {
         items: scan.n_items(),

@@ -185,6 +185,25 @@ fn split(location: &str) -> Result<(Url, ObjectPath)> {
     Ok((key, path))
 }
 
+/// A cloud object store (s3, gs, az; configured from the environment like
+/// the readers' stores) and the object's path, for writing results.
+pub(crate) fn cloud_object(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    let (key, path) = split(url)?;
+    if !matches!(
+        key.scheme(),
+        "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure"
+    ) {
+        return Err(Error::invalid(
+            "output URL",
+            url,
+            "results go to local files or to s3://, gs://, az:// objects",
+        ));
+    }
+    let store =
+        build_store(&key, &Arc::new(ReadPolicy::default())).map_err(|e| chain_err(url, &e))?;
+    Ok((store, path))
+}
+
 /// object_store's HTTP client for one scan's reads: redirects are followed
 /// only to locations the scan's read policy allows (a catalogue's host must
 /// not bounce a read to an internal address).

@@ -162,3 +162,50 @@ def test_other_encodings_give_the_same_bytes(tiny, local_out, tmp_path, opts, wh
     out = tmp_path / "x.tif"
     extent(items, tiny.bbox, out, "--chunk", "200")
     assert same_raster(out, local_out), what
+
+
+def test_outputs_go_to_s3_all_or_nothing(tiny, local_out, s3, tmp_path):
+    """--out/--parquet/--png on s3:// (moto): the objects equal a local run's
+    files, read back with boto3; a bad bucket among the outputs fails the run
+    with an error naming it and leaves no object of the run behind."""
+    import boto3
+    url, env = s3
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket="results")
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        local = tmp_path / "local"
+        local.mkdir()
+        extent(tiny.items_file, tiny.bbox, local / "x.tif", "--chunk", "200", "--parquet",
+               local / "x.parquet", "--png", local / "x.png")
+        extent(tiny.items_file, tiny.bbox, "s3://results/run/x.tif", "--chunk", "200",
+               "--parquet", "s3://results/run/x.parquet", "--png", "s3://results/run/x.png")
+        got = tmp_path / "got"
+        got.mkdir()
+        for name in ("x.tif", "x.parquet", "x.png"):
+            client.download_file("results", f"run/{name}", str(got / name))
+        assert same_raster(got / "x.tif", local / "x.tif")
+        assert (got / "x.tif").read_bytes() == (local / "x.tif").read_bytes()
+        assert (got / "x.png").read_bytes() == (local / "x.png").read_bytes()
+        import pyarrow.parquet as pq
+        order = [("chunk_row", "ascending"), ("chunk_col", "ascending")]  # rows come in scan order
+        assert pq.read_table(got / "x.parquet").sort_by(order).equals(
+            pq.read_table(local / "x.parquet").sort_by(order))
+        # one output in a bucket that does not exist: nothing of the run stays
+        p = extent(tiny.items_file, tiny.bbox, "s3://results/run2/x.tif", "--png",
+                   "s3://no-such-bucket/x.png", check=False)
+        assert p.returncode == 1, p.stderr
+        assert "no-such-bucket" in p.stderr.strip().splitlines()[-1], p.stderr
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket="results").get("Contents", [])]
+        assert not [k for k in keys if k.startswith("run2/")], keys
+        # a URL scheme results cannot go to
+        p = extent(tiny.items_file, tiny.bbox, "ftp://host/x.tif", check=False)
+        assert p.returncode == 1 and "ftp://host/x.tif" in p.stderr, p.stderr
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
