@@ -32,6 +32,9 @@ pub(crate) struct ReadPolicy {
     catalogue_dir: Option<PathBuf>,
     /// Host of a remote catalogue (lower case, without port).
     catalogue_host: Option<String>,
+    /// Bucket of a catalogue on object storage (`s3://b`, lower case).
+    #[serde(default)]
+    catalogue_bucket: Option<String>,
     /// Hosts (`host` or `host:port`, lower case) and buckets (`s3://b`) the
     /// user allows.
     hosts: Vec<String>,
@@ -53,10 +56,21 @@ impl ReadPolicy {
     /// The policy for a catalogue at `source` (a path, or an http(s) URL),
     /// with the user's allowed hosts and directories.
     pub(crate) fn new(source: &str, hosts: &[String], paths: &[String]) -> Self {
-        let (mut catalogue_dir, mut catalogue_host) = (None, None);
+        let (mut catalogue_dir, mut catalogue_host, mut catalogue_bucket) = (None, None, None);
         match url::Url::parse(source) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
                 catalogue_host = u.host_str().map(str::to_ascii_lowercase);
+            }
+            Ok(u)
+                if matches!(
+                    u.scheme(),
+                    "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure"
+                ) =>
+            {
+                // a catalogue on object storage: its own bucket
+                catalogue_bucket = u
+                    .host_str()
+                    .map(|h| format!("{}://{}", u.scheme(), h).to_ascii_lowercase());
             }
             _ => {
                 let p = Path::new(source.strip_prefix("file://").unwrap_or(source));
@@ -71,6 +85,7 @@ impl ReadPolicy {
         ReadPolicy {
             catalogue_dir,
             catalogue_host,
+            catalogue_bucket,
             hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             paths: paths.iter().map(|p| canonical(Path::new(p))).collect(),
         }
@@ -154,7 +169,9 @@ impl ReadPolicy {
             }
             scheme => {
                 let bucket = format!("{scheme}://{host}");
-                if self.hosts.contains(&bucket) {
+                if self.hosts.contains(&bucket)
+                    || self.catalogue_bucket.as_deref() == Some(bucket.as_str())
+                {
                     return Ok(());
                 }
                 Err(format!(

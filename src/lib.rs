@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | 0 | [`error`] | errors by kind |
 //! | 1 | `geo`, `datetime`, `access` | lon/lat boxes, pixel windows; STAC time intervals; what a catalogue may make floodsql read |
-//! | 2 | `options`, `context`, `sqlargs`, `template` | session options; per-query state; SQL argument and template helpers |
+//! | 2 | `options`, `context`, `sqlargs`, `template`, `store` | session options; per-query state; SQL argument and template helpers; object stores (every remote byte) |
 //! | 3 | `stac` | search, items → Arrow, `stac_items(...)` |
 //! | 4 | `raster` | grid, GDAL reads, fusing, the scan, `flood_chunks(...)` |
 //! | 5 | `output` | assembling, COG / Parquet / PNG writers |
@@ -44,6 +44,7 @@ pub(crate) mod raster;
 pub mod session;
 pub(crate) mod sqlargs;
 pub(crate) mod stac;
+pub(crate) mod store;
 pub mod synth;
 pub(crate) mod template;
 pub mod version;
@@ -73,6 +74,7 @@ mod layering {
         ("context", 2),
         ("sqlargs", 2),
         ("template", 2),
+        ("store", 2),
         ("stac", 3),
         ("raster", 4),
         ("output", 5),

@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result};
 use crate::output::Outputs;
-use crate::raster::cog::cloud_object;
+use crate::store::cloud_object;
 
 /// Upload part size (S3's minimum part is 5 MiB).
 const PART: usize = 8 << 20;

@@ -26,7 +26,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 use async_tiff::decoder::DecoderRegistry;
 use async_tiff::metadata::cache::ReadaheadMetadataCache;
@@ -38,12 +37,13 @@ use bytes::Bytes;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::Window;
+use crate::store::{build_store, split, REQUEST_TIMEOUT, RETRY_TIMEOUT};
 
 /// Layouts a [`CogReader`] keeps (oldest dropped first). A layout is its
 /// block index: ~16 bytes per block.
@@ -52,16 +52,6 @@ const CACHED_LAYOUTS: usize = 4096;
 /// Compressed bytes of blocks a [`CogReader`] keeps, so that a block read for
 /// one chunk is not fetched again for its neighbour (oldest dropped first).
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
-
-/// Seconds one request to an object store may take, and the retry budget:
-/// no retry starts after `RETRY_TIMEOUT`, so a silent store is reported
-/// within about 50 s. A request is one coalesced range of a few MB at most.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_RETRIES: usize = 3;
-const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Redirects followed per request (each checked against the read policy).
-const MAX_REDIRECTS: usize = 10;
 
 static DECODERS: LazyLock<DecoderRegistry> = LazyLock::new(DecoderRegistry::default);
 
@@ -90,21 +80,6 @@ pub(crate) struct Object {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     location: String,
-}
-
-fn client_options() -> ClientOptions {
-    ClientOptions::new()
-        .with_timeout(REQUEST_TIMEOUT)
-        .with_connect_timeout(CONNECT_TIMEOUT)
-        .with_allow_http(true)
-}
-
-fn retry() -> RetryConfig {
-    RetryConfig {
-        max_retries: MAX_RETRIES,
-        retry_timeout: RETRY_TIMEOUT,
-        ..Default::default()
-    }
 }
 
 /// `text` with any credentials of `location`'s URL (`user:password@`)
@@ -155,123 +130,6 @@ fn open_err(location: &str, e: &dyn std::error::Error) -> Error {
     } else {
         store_err(location, m)
     }
-}
-
-/// The store key of a location (scheme and authority) and the object's path.
-fn split(location: &str) -> Result<(Url, ObjectPath)> {
-    if location.starts_with('/') {
-        let path = ObjectPath::from_absolute_path(location).map_err(|e| store_err(location, e))?;
-        let key = Url::parse("file:///").map_err(|e| store_err(location, e))?;
-        return Ok((key, path));
-    }
-    let url = Url::parse(location).map_err(|e| store_err(location, e))?;
-    match url.scheme() {
-        "http" | "https" | "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure" => {}
-        other => {
-            return Err(store_err(
-                location,
-                format!("unsupported URL scheme '{other}' (local paths, http(s), s3, gs, az)"),
-            ))
-        }
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(store_err(location, "the URL names no host or bucket"));
-    }
-    let path = ObjectPath::from_url_path(url.path()).map_err(|e| store_err(location, e))?;
-    let mut key = url.clone();
-    key.set_path("");
-    key.set_query(None);
-    key.set_fragment(None);
-    Ok((key, path))
-}
-
-/// A cloud object store (s3, gs, az; configured from the environment like
-/// the readers' stores) and the object's path, for writing results.
-pub(crate) fn cloud_object(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
-    let (key, path) = split(url)?;
-    if !matches!(
-        key.scheme(),
-        "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure"
-    ) {
-        return Err(Error::invalid(
-            "output URL",
-            url,
-            "results go to local files or to s3://, gs://, az:// objects",
-        ));
-    }
-    let store =
-        build_store(&key, &Arc::new(ReadPolicy::default())).map_err(|e| chain_err(url, &e))?;
-    Ok((store, path))
-}
-
-/// object_store's HTTP client for one scan's reads: redirects are followed
-/// only to locations the scan's read policy allows (a catalogue's host must
-/// not bounce a read to an internal address).
-#[derive(Debug)]
-struct PolicyConnector(Arc<ReadPolicy>);
-
-impl object_store::client::HttpConnector for PolicyConnector {
-    fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
-        let policy = self.0.clone();
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::custom(move |a| {
-                if a.previous().len() >= MAX_REDIRECTS {
-                    return a.error(format!("more than {MAX_REDIRECTS} redirects"));
-                }
-                match policy.check_url(a.url()) {
-                    Ok(()) => a.follow(),
-                    Err(e) => a.error(format!("redirect refused: {e}")),
-                }
-            }))
-            .build()
-            .map_err(|e| object_store::Error::Generic {
-                store: "HTTP",
-                source: Box::new(e),
-            })?;
-        Ok(object_store::client::HttpClient::new(client))
-    }
-}
-
-/// A new store for `key` (scheme://authority), configured from the
-/// environment for the cloud stores; HTTP stores follow `policy` on redirects.
-fn build_store(
-    key: &Url,
-    policy: &Arc<ReadPolicy>,
-) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
-    let url = key.as_str().trim_end_matches('/');
-    Ok(match key.scheme() {
-        "http" | "https" => Arc::new(
-            object_store::http::HttpBuilder::new()
-                .with_url(url)
-                .with_client_options(client_options())
-                .with_retry(retry())
-                .with_http_connector(PolicyConnector(policy.clone()))
-                .build()?,
-        ),
-        "s3" | "s3a" => Arc::new(
-            object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url)
-                .with_client_options(client_options())
-                .with_retry(retry())
-                .build()?,
-        ),
-        "gs" => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .with_client_options(client_options())
-                .with_retry(retry())
-                .build()?,
-        ),
-        _ => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .with_client_options(client_options())
-                .with_retry(retry())
-                .build()?,
-        ),
-    })
 }
 
 fn tiff_err(e: object_store::Error) -> async_tiff::error::AsyncTiffError {

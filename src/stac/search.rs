@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
+use object_store::ObjectStoreExt;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
 use serde::{Deserialize, Serialize};
@@ -227,6 +228,23 @@ pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<V
                 }
             }
         }
+    } else if crate::store::is_cloud(&p.source) {
+        // a static catalogue file on object storage
+        let (store, path) = crate::store::cloud_object(&p.source)?;
+        let failed = |e: object_store::Error| Error::Http {
+            url: crate::error::redact_urls(&p.source),
+            message: crate::error::chain_message(&e),
+        };
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(failed)?
+            .bytes()
+            .await
+            .map_err(failed)?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|e| Error::BadSource(p.source.clone(), format!("not UTF-8 text: {e}")))?;
+        filter_static(p, items_from_text(&text, &p.source)?)
     } else {
         let path = p
             .source
@@ -405,7 +423,14 @@ pub(crate) fn read_static(path: &Path) -> Result<Vec<StacItem>> {
         ));
     }
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    match serde_json::from_str::<Value>(&text) {
+    items_from_text(&text, &shown)
+}
+
+/// The items of a static catalogue file's text (`shown`: where it was
+/// read, the base of relative hrefs): an ItemCollection, an Item or NDJSON.
+fn items_from_text(text: &str, shown: &str) -> Result<Vec<StacItem>> {
+    let shown = shown.to_string();
+    match serde_json::from_str::<Value>(text) {
         Ok(v) => {
             let items = items_from_value(v, Some(&shown))?;
             if items.is_empty() {

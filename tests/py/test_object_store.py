@@ -209,3 +209,37 @@ def test_outputs_go_to_s3_all_or_nothing(tiny, local_out, s3, tmp_path):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_a_static_catalogue_on_s3(tiny, local_out, s3, tmp_path):
+    """An ItemCollection on s3:// whose hrefs are relative (../cogs/NAME):
+    resolved against the catalogue's own bucket, read without naming that
+    bucket in floodsql.allowed_hosts; same raster as the local run. Assets in
+    another bucket are refused by the read policy."""
+    import boto3
+    url, env = s3
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket="stac")
+    for f in (tiny.path / "cogs").iterdir():
+        client.upload_file(str(f), "stac", f"cogs/{f.name}")
+    rel = with_hrefs(tiny, tmp_path / "rel.json", lambda n: f"../cogs/{n}")
+    client.upload_file(str(rel), "stac", "catalog/items.json")
+    other = with_hrefs(tiny, tmp_path / "other.json", lambda n: f"s3://gfm/cogs/{n}")
+    client.upload_file(str(other), "stac", "catalog/other.json")
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        out = tmp_path / "s3cat.tif"
+        extent("s3://stac/catalog/items.json", tiny.bbox, out, "--chunk", "200")
+        assert same_raster(out, local_out)
+        p = extent("s3://stac/catalog/other.json", tiny.bbox, tmp_path / "o.tif", check=False)
+        assert p.returncode == 1 and "bucket 's3://gfm'" in p.stderr, p.stderr
+        p = extent("s3://stac/catalog/missing.json", tiny.bbox, tmp_path / "m.tif", check=False)
+        assert p.returncode == 1 and "s3://stac/catalog/missing.json" in p.stderr, p.stderr
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

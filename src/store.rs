@@ -1,0 +1,172 @@
+//! Object stores: where every remote byte floodsql reads or writes goes
+//! through (`object_store`): COG reads (`raster::cog`), results on object
+//! storage (`output::remote`), static catalogues on s3/gs/az
+//! (`stac::search`). Stores are configured from the environment (the
+//! `AWS_*`, `GOOGLE_*`, `AZURE_*` variables object_store reads), with
+//! timeouts and bounded retries; HTTP stores follow redirects only where a
+//! [`ReadPolicy`] allows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use url::Url;
+
+use crate::access::ReadPolicy;
+use crate::error::{Error, Result};
+
+/// Seconds one request to an object store may take, and the retry budget:
+/// no retry starts after `RETRY_TIMEOUT`, so a silent store is reported
+/// within about 50 s. A request is one coalesced range of a few MB at most.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_RETRIES: usize = 3;
+pub(crate) const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Redirects followed per request (each checked against the read policy).
+const MAX_REDIRECTS: usize = 10;
+
+/// The cloud schemes (object storage with buckets or containers).
+pub(crate) const CLOUD_SCHEMES: [&str; 7] = ["s3", "s3a", "gs", "az", "abfs", "abfss", "azure"];
+
+/// Whether `location` names an object in a cloud store.
+pub(crate) fn is_cloud(location: &str) -> bool {
+    location
+        .split_once("://")
+        .is_some_and(|(s, _)| CLOUD_SCHEMES.contains(&s.to_ascii_lowercase().as_str()))
+}
+
+fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
+    Error::Read(crate::error::redact_urls(&format!(
+        "cannot read '{location}': {e}"
+    )))
+}
+
+pub(crate) fn client_options() -> ClientOptions {
+    ClientOptions::new()
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_allow_http(true)
+}
+
+pub(crate) fn retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: MAX_RETRIES,
+        retry_timeout: RETRY_TIMEOUT,
+        ..Default::default()
+    }
+}
+
+/// The store key of a location (scheme and authority) and the object's path.
+pub(crate) fn split(location: &str) -> Result<(Url, ObjectPath)> {
+    if location.starts_with('/') {
+        let path = ObjectPath::from_absolute_path(location).map_err(|e| store_err(location, e))?;
+        let key = Url::parse("file:///").map_err(|e| store_err(location, e))?;
+        return Ok((key, path));
+    }
+    let url = Url::parse(location).map_err(|e| store_err(location, e))?;
+    match url.scheme() {
+        "http" | "https" | "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure" => {}
+        other => {
+            return Err(store_err(
+                location,
+                format!("unsupported URL scheme '{other}' (local paths, http(s), s3, gs, az)"),
+            ))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(store_err(location, "the URL names no host or bucket"));
+    }
+    let path = ObjectPath::from_url_path(url.path()).map_err(|e| store_err(location, e))?;
+    let mut key = url.clone();
+    key.set_path("");
+    key.set_query(None);
+    key.set_fragment(None);
+    Ok((key, path))
+}
+
+/// A cloud object store (s3, gs, az; configured from the environment like
+/// the readers' stores) and the object's path, for results and static catalogues.
+pub(crate) fn cloud_object(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    let (key, path) = split(url)?;
+    if !CLOUD_SCHEMES.contains(&key.scheme()) {
+        return Err(Error::invalid(
+            "object URL",
+            url,
+            "expected an s3://, gs:// or az:// object",
+        ));
+    }
+    let store = build_store(&key, &Arc::new(ReadPolicy::default()))
+        .map_err(|e| store_err(url, crate::error::chain_message(&e)))?;
+    Ok((store, path))
+}
+
+/// object_store's HTTP client for one scan's reads: redirects are followed
+/// only to locations the scan's read policy allows (a catalogue's host must
+/// not bounce a read to an internal address).
+#[derive(Debug)]
+struct PolicyConnector(Arc<ReadPolicy>);
+
+impl object_store::client::HttpConnector for PolicyConnector {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
+        let policy = self.0.clone();
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::custom(move |a| {
+                if a.previous().len() >= MAX_REDIRECTS {
+                    return a.error(format!("more than {MAX_REDIRECTS} redirects"));
+                }
+                match policy.check_url(a.url()) {
+                    Ok(()) => a.follow(),
+                    Err(e) => a.error(format!("redirect refused: {e}")),
+                }
+            }))
+            .build()
+            .map_err(|e| object_store::Error::Generic {
+                store: "HTTP",
+                source: Box::new(e),
+            })?;
+        Ok(object_store::client::HttpClient::new(client))
+    }
+}
+
+/// A new store for `key` (scheme://authority), configured from the
+/// environment for the cloud stores; HTTP stores follow `policy` on redirects.
+pub(crate) fn build_store(
+    key: &Url,
+    policy: &Arc<ReadPolicy>,
+) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
+    let url = key.as_str().trim_end_matches('/');
+    Ok(match key.scheme() {
+        "http" | "https" => Arc::new(
+            object_store::http::HttpBuilder::new()
+                .with_url(url)
+                .with_client_options(client_options())
+                .with_retry(retry())
+                .with_http_connector(PolicyConnector(policy.clone()))
+                .build()?,
+        ),
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url)
+                .with_client_options(client_options())
+                .with_retry(retry())
+                .build()?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .with_client_options(client_options())
+                .with_retry(retry())
+                .build()?,
+        ),
+        _ => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .with_client_options(client_options())
+                .with_retry(retry())
+                .build()?,
+        ),
+    })
+}
