@@ -277,7 +277,7 @@ pub(crate) fn render(
             d(area.draw_text(&format!("{}", t / 1000.0), &small, (4, y - 6)))?;
             t -= step;
         }
-        d(area.draw_text("km (map CRS)", &small, (4, y1 + 8)))?;
+        d(area.draw_text("km (map CRS)", &small, (4, mty - 16)))?;
         // scale bar, bottom left inside the map
         let bar_m = nice(qw as f64 * px_m / 4.0);
         let bar_px = (bar_m / px_m).round() as i32;
@@ -295,29 +295,16 @@ pub(crate) fn render(
         let ly = y1 + 30;
         let mut lx = mlx;
         let km2 = |n: u64| n as f64 * gt[1] * gt[1] / 1e6;
-        let entries: Vec<(RGBColor, String)> = if mask {
-            let mut v = vec![(rgb(WET), format!("flooded ({:.1} km²)", km2(figures.ones)))];
+        let mut entries: Vec<(RGBColor, String)> = Vec::new();
+        if mask {
+            entries.push((rgb(WET), format!("flooded ({:.1} km²)", km2(figures.ones))));
             if ql.observed.is_some() {
-                v.push((rgb(DRY), "observed, not flooded".into()));
-                v.push((rgb(UNSEEN), "never observed".into()));
+                entries.push((rgb(DRY), "observed, not flooded".into()));
             } else {
-                v.push((rgb(DRY), "not flooded or not observed".into()));
+                entries.push((rgb(DRY), "not flooded or not observed".into()));
             }
-            v
         } else {
-            vec![]
-        };
-        for (c, label) in &entries {
-            d(area.draw(&Rectangle::new([(lx, ly), (lx + 16, ly + 12)], c.filled())))?;
-            d(area.draw(&Rectangle::new(
-                [(lx, ly), (lx + 16, ly + 12)],
-                BLACK.stroke_width(1),
-            )))?;
-            d(area.draw_text(label, &font(13.0), (lx + 22, ly - 1)))?;
-            lx += 22 + (label.chars().count() as i32) * 7 + 24;
-        }
-        if !mask {
-            // a colour ramp with its range, then the 0 and never-observed swatches
+            // a colour ramp with its range, then swatches for 0 (and the unseen)
             let rw = 160;
             for i in 0..rw {
                 let v = 1 + (i as u32 * max.saturating_sub(1)) / (rw as u32 - 1).max(1);
@@ -333,19 +320,19 @@ pub(crate) fn render(
             let label = format!("1 .. {max} (value per pixel)");
             d(area.draw_text(&label, &font(13.0), (lx + rw + 8, ly - 1)))?;
             lx += rw + 8 + (label.chars().count() as i32) * 7 + 24;
-            let mut rest = vec![(rgb(DRY), "0".to_string())];
-            if ql.observed.is_some() {
-                rest.push((rgb(UNSEEN), "never observed".into()));
-            }
-            for (c, label) in &rest {
-                d(area.draw(&Rectangle::new([(lx, ly), (lx + 16, ly + 12)], c.filled())))?;
-                d(area.draw(&Rectangle::new(
-                    [(lx, ly), (lx + 16, ly + 12)],
-                    BLACK.stroke_width(1),
-                )))?;
-                d(area.draw_text(label, &font(13.0), (lx + 22, ly - 1)))?;
-                lx += 22 + (label.chars().count() as i32) * 7 + 24;
-            }
+            entries.push((rgb(DRY), "0".into()));
+        }
+        if ql.observed.is_some() {
+            entries.push((rgb(UNSEEN), "never observed".into()));
+        }
+        for (c, label) in &entries {
+            d(area.draw(&Rectangle::new([(lx, ly), (lx + 16, ly + 12)], c.filled())))?;
+            d(area.draw(&Rectangle::new(
+                [(lx, ly), (lx + 16, ly + 12)],
+                BLACK.stroke_width(1),
+            )))?;
+            d(area.draw_text(label, &font(13.0), (lx + 22, ly - 1)))?;
+            lx += 22 + (label.chars().count() as i32) * 7 + 24;
         }
         // caption: grid, corners, tool
         let mut cap = format!("grid {} x {} px at {} m", grid.width, grid.height, gt[1]);

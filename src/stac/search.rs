@@ -127,15 +127,7 @@ async fn catalogue_collections(p: &SearchParams) -> Option<Vec<String>> {
                 .filter_map(|c| c.get("id")?.as_str().map(str::to_string))
                 .collect()
         } else {
-            let path = p
-                .source
-                .strip_prefix("file://")
-                .unwrap_or(&p.source)
-                .to_string();
-            let items = tokio::task::spawn_blocking(move || read_static(Path::new(&path)))
-                .await
-                .ok()?
-                .ok()?;
+            let items = read_local_static(&p.source).await.ok()?;
             items.into_iter().filter_map(|i| i.collection).collect()
         };
     ids.sort();
@@ -246,18 +238,18 @@ pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<V
             .map_err(|e| Error::BadSource(p.source.clone(), format!("not UTF-8 text: {e}")))?;
         filter_static(p, items_from_text(&text, &p.source)?)
     } else {
-        let path = p
-            .source
-            .strip_prefix("file://")
-            .unwrap_or(&p.source)
-            .to_string();
-        let items = tokio::task::spawn_blocking(move || read_static(Path::new(&path)))
-            .await
-            .map_err(join_err("reading the static catalogue"))??;
-        filter_static(p, items)
+        filter_static(p, read_local_static(&p.source).await?)
     };
     progress.set_position(items.len() as u64);
     Ok(items)
+}
+
+/// A local static catalogue (a path or file:// URL), read off the runtime.
+async fn read_local_static(source: &str) -> Result<Vec<StacItem>> {
+    let path = source.strip_prefix("file://").unwrap_or(source).to_string();
+    tokio::task::spawn_blocking(move || read_static(Path::new(&path)))
+        .await
+        .map_err(join_err("reading the static catalogue"))?
 }
 
 fn search_link(root: &Value) -> Option<String> {

@@ -81,6 +81,16 @@ class Cluster:
                 p.kill()
 
 
+def start_medium_extent(cluster_url, medium, medium_api, out):
+    """The medium scene's extent on a cluster, in 300 px chunks over 32
+    partitions (long enough to be interrupted), as a running client process."""
+    return subprocess.Popen(
+        [floodsql_bin(), "--quiet", "extent", "--stac-url", medium_api, "--collection", "GFM",
+         "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out), "--chunk", "300",
+         "--cluster", cluster_url, "--partitions", "32"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("cluster"))
@@ -194,10 +204,7 @@ def test_losing_an_executor_mid_query_still_gives_the_right_answer(medium, mediu
     c = Cluster(tmp_path, executors=2, slots=1, default_timeouts=True)
     try:
         out = tmp_path / "cluster.tif"
-        args = [floodsql_bin(), "--quiet", "extent", "--stac-url", medium_api, "--collection", "GFM",
-                "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out), "--chunk", "300",
-                "--cluster", c.url, "--partitions", "32"]
-        client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = start_medium_extent(c.url, medium, medium_api, out)
         victim, log, _ = c.executors[1]
         deadline = time.time() + 60
         while "Finished task" not in log.read_text() and time.time() < deadline and client.poll() is None:
@@ -228,11 +235,7 @@ def test_a_signal_on_the_client_cancels_its_cluster_job(cluster, medium, medium_
     before = {j["job_id"] for j in _get(cluster.rest + "/api/jobs")}
     out = tmp_path / "out"
     out.mkdir()
-    client = subprocess.Popen(
-        [floodsql_bin(), "--quiet", "extent", "--stac-url", medium_api, "--collection", "GFM",
-         "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out / "x.tif"), "--chunk", "300",
-         "--cluster", cluster.url, "--partitions", "32"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = start_medium_extent(cluster.url, medium, medium_api, out / "x.tif")
     job, deadline = None, time.time() + 60
     while job is None and time.time() < deadline and client.poll() is None:
         running = [j for j in _get(cluster.rest + "/api/jobs")
@@ -304,11 +307,7 @@ def test_losing_the_scheduler_mid_query_fails_clearly(medium, medium_api, tmp_pa
     try:
         out = tmp_path / "out"
         out.mkdir()
-        client = subprocess.Popen(
-            [floodsql_bin(), "--quiet", "extent", "--stac-url", medium_api, "--collection", "GFM",
-             "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out / "x.tif"), "--chunk", "300",
-             "--cluster", c.url, "--partitions", "32"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = start_medium_extent(c.url, medium, medium_api, out / "x.tif")
         log = c.executors[0][1]
         deadline = time.time() + 60
         while "Finished task" not in log.read_text() and time.time() < deadline and client.poll() is None:

@@ -3,6 +3,7 @@ requests, and an S3-compatible server (moto's standalone server), with the
 native reader (the default) and GDAL's, and COGs re-encoded with other codecs,
 predictors, block sizes and overviews. Every variant must give the bytes of
 the plain local run."""
+import contextlib
 import json
 import os
 import shutil
@@ -90,6 +91,27 @@ def test_a_missing_remote_cog_is_named(tiny, tmp_path):
         srv.stop()
 
 
+@contextlib.contextmanager
+def environ(env):
+    """os.environ with `env` set, restored afterwards."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def s3_client(url):
+    import boto3
+    return boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """moto's standalone S3-compatible server with the tiny scene's COGs in a bucket."""
@@ -108,18 +130,14 @@ def s3(tmp_path_factory):
 
 
 def test_s3_reads_give_the_same_bytes(tiny, local_out, s3, tmp_path):
-    import boto3
     url, env = s3
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = s3_client(url)
     client.create_bucket(Bucket="gfm")
     for f in (tiny.path / "cogs").iterdir():
         client.upload_file(str(f), "gfm", f"cogs/{f.name}")
     items = with_hrefs(tiny, tmp_path / "items.json", lambda n: f"s3://gfm/cogs/{n}")
     out = tmp_path / "s3.tif"
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environ(env):
         allow = ("--set", "floodsql.allowed_hosts=s3://gfm,s3://no-such-bucket")
         extent(items, tiny.bbox, out, "--chunk", "200", *allow)
         assert same_raster(out, local_out)
@@ -130,12 +148,6 @@ def test_s3_reads_give_the_same_bytes(tiny, local_out, s3, tmp_path):
         p = extent(bad, tiny.bbox, out2, *allow, check=False)
         assert p.returncode != 0 and "s3://no-such-bucket/cogs/" in p.stderr, p.stderr
         assert "panicked" not in p.stderr and not out2.exists()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # (codec options, what it exercises)
@@ -168,14 +180,10 @@ def test_outputs_go_to_s3_all_or_nothing(tiny, local_out, s3, tmp_path):
     """--out/--parquet/--png on s3:// (moto): the objects equal a local run's
     files, read back with boto3; a bad bucket among the outputs fails the run
     with an error naming it and leaves no object of the run behind."""
-    import boto3
     url, env = s3
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = s3_client(url)
     client.create_bucket(Bucket="results")
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environ(env):
         local = tmp_path / "local"
         local.mkdir()
         extent(tiny.items_file, tiny.bbox, local / "x.tif", "--chunk", "200", "--parquet",
@@ -203,12 +211,6 @@ def test_outputs_go_to_s3_all_or_nothing(tiny, local_out, s3, tmp_path):
         # a URL scheme results cannot go to
         p = extent(tiny.items_file, tiny.bbox, "ftp://host/x.tif", check=False)
         assert p.returncode == 1 and "ftp://host/x.tif" in p.stderr, p.stderr
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_a_static_catalogue_on_s3(tiny, local_out, s3, tmp_path):
@@ -216,10 +218,8 @@ def test_a_static_catalogue_on_s3(tiny, local_out, s3, tmp_path):
     resolved against the catalogue's own bucket, read without naming that
     bucket in floodsql.allowed_hosts; same raster as the local run. Assets in
     another bucket are refused by the read policy."""
-    import boto3
     url, env = s3
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = s3_client(url)
     client.create_bucket(Bucket="stac")
     for f in (tiny.path / "cogs").iterdir():
         client.upload_file(str(f), "stac", f"cogs/{f.name}")
@@ -227,9 +227,7 @@ def test_a_static_catalogue_on_s3(tiny, local_out, s3, tmp_path):
     client.upload_file(str(rel), "stac", "catalog/items.json")
     other = with_hrefs(tiny, tmp_path / "other.json", lambda n: f"s3://gfm/cogs/{n}")
     client.upload_file(str(other), "stac", "catalog/other.json")
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environ(env):
         out = tmp_path / "s3cat.tif"
         extent("s3://stac/catalog/items.json", tiny.bbox, out, "--chunk", "200")
         assert same_raster(out, local_out)
@@ -237,9 +235,3 @@ def test_a_static_catalogue_on_s3(tiny, local_out, s3, tmp_path):
         assert p.returncode == 1 and "bucket 's3://gfm'" in p.stderr, p.stderr
         p = extent("s3://stac/catalog/missing.json", tiny.bbox, tmp_path / "m.tif", check=False)
         assert p.returncode == 1 and "s3://stac/catalog/missing.json" in p.stderr, p.stderr
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
