@@ -51,6 +51,7 @@ pub(crate) async fn stream_statement(
     stmt: Statement,
     progress: &QueryProgress,
 ) -> datafusion::error::Result<StatementStream> {
+    register_stores(ctx, &stmt)?;
     let logical = ctx.state().statement_to_plan(stmt).await?;
     let mut scans = resolve_scans(&logical, &progress.search).await?;
     // SET, CREATE VIEW, ... act on the context; queries come back as a plan
@@ -98,6 +99,27 @@ pub(crate) async fn stream_statement(
         scans,
         job,
     })
+}
+
+/// Makes the object stores a statement names reachable: `COPY … TO
+/// 's3://…'` and `CREATE EXTERNAL TABLE … LOCATION 's3://…'` (also gs://,
+/// az://) get a store for their bucket, configured from the environment
+/// like every other store (`store::cloud_object`), as datafusion-cli does.
+fn register_stores(ctx: &SessionContext, stmt: &Statement) -> Result<()> {
+    let locations: Vec<&str> = match stmt {
+        Statement::CopyTo(c) => vec![c.target.as_str()],
+        Statement::CreateExternalTable(t) => t.locations.iter().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for loc in locations.into_iter().filter(|l| crate::store::is_cloud(l)) {
+        let (store, _) = crate::store::cloud_object(loc)?;
+        let mut root =
+            url::Url::parse(loc).map_err(|e| Error::invalid("object URL", loc, e.to_string()))?;
+        root.set_path("");
+        root.set_query(None);
+        ctx.register_object_store(&root, store);
+    }
+    Ok(())
 }
 
 /// A job name no other query shares: `floodsql-PID-NANOS-N`.

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PY, RangeServer, extent, free_port, wait_http, same_raster
+from conftest import PY, RangeServer, extent, free_port, run, same_raster, wait_http
 
 
 def with_hrefs(scene, dest, href_of):
@@ -235,3 +235,19 @@ def test_a_static_catalogue_on_s3(tiny, local_out, s3, tmp_path):
         assert p.returncode == 1 and "bucket 's3://gfm'" in p.stderr, p.stderr
         p = extent("s3://stac/catalog/missing.json", tiny.bbox, tmp_path / "m.tif", check=False)
         assert p.returncode == 1 and "s3://stac/catalog/missing.json" in p.stderr, p.stderr
+
+
+def test_copy_to_and_external_tables_on_s3(s3, tmp_path):
+    """DataFusion's own COPY TO and CREATE EXTERNAL TABLE on s3:// (moto):
+    floodsql registers the bucket's store from the environment."""
+    import pyarrow.parquet as pq
+    url, env = s3
+    client = s3_client(url)
+    client.create_bucket(Bucket="tables")
+    with environ(env):
+        run(["sql", "-c", "COPY (SELECT 7 AS a, 'x' AS b) TO 's3://tables/copy/t.parquet' STORED AS PARQUET"])
+        client.download_file("tables", "copy/t.parquet", str(tmp_path / "t.parquet"))
+        assert pq.read_table(tmp_path / "t.parquet").to_pylist() == [{"a": 7, "b": "x"}]
+        p = run(["sql", "-c", "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://tables/copy/t.parquet'; "
+                              "SELECT a * 6 AS answer FROM t"])
+        assert "| 42 " in p.stdout, p.stdout
