@@ -112,6 +112,15 @@ def s3_client(url):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+def bucket_with_cogs(url, bucket, scene):
+    """A new bucket holding the scene's COGs under cogs/; its client."""
+    client = s3_client(url)
+    client.create_bucket(Bucket=bucket)
+    for f in (scene.path / "cogs").iterdir():
+        client.upload_file(str(f), bucket, f"cogs/{f.name}")
+    return client
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """moto's standalone S3-compatible server with the tiny scene's COGs in a bucket."""
@@ -131,10 +140,7 @@ def s3(tmp_path_factory):
 
 def test_s3_reads_give_the_same_bytes(tiny, local_out, s3, tmp_path):
     url, env = s3
-    client = s3_client(url)
-    client.create_bucket(Bucket="gfm")
-    for f in (tiny.path / "cogs").iterdir():
-        client.upload_file(str(f), "gfm", f"cogs/{f.name}")
+    client = bucket_with_cogs(url, "gfm", tiny)
     items = with_hrefs(tiny, tmp_path / "items.json", lambda n: f"s3://gfm/cogs/{n}")
     out = tmp_path / "s3.tif"
     with environ(env):
@@ -219,10 +225,7 @@ def test_a_static_catalogue_on_s3(tiny, local_out, s3, tmp_path):
     bucket in floodsql.allowed_hosts; same raster as the local run. Assets in
     another bucket are refused by the read policy."""
     url, env = s3
-    client = s3_client(url)
-    client.create_bucket(Bucket="stac")
-    for f in (tiny.path / "cogs").iterdir():
-        client.upload_file(str(f), "stac", f"cogs/{f.name}")
+    client = bucket_with_cogs(url, "stac", tiny)
     rel = with_hrefs(tiny, tmp_path / "rel.json", lambda n: f"../cogs/{n}")
     client.upload_file(str(rel), "stac", "catalog/items.json")
     other = with_hrefs(tiny, tmp_path / "other.json", lambda n: f"s3://gfm/cogs/{n}")
