@@ -101,6 +101,24 @@ pub(crate) fn cloud_object(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPat
     Ok((store, path))
 }
 
+/// A store results can be written to — a cloud object store, or an HTTP(S)
+/// server that accepts `PUT` (WebDAV-like) — and the object's path.
+pub(crate) fn writable_object(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    let (key, path) = split(url)?;
+    if !CLOUD_SCHEMES.contains(&key.scheme()) && !matches!(key.scheme(), "http" | "https") {
+        return Err(Error::invalid(
+            "output URL",
+            url,
+            "results go to local files or to s3://, gs://, az://, http(s):// objects",
+        ));
+    }
+    // no read policy applies to where the user sends results; redirects of
+    // an HTTP target are not followed
+    let store = build_store(&key, &Arc::new(ReadPolicy::default()))
+        .map_err(|e| store_err(url, crate::error::chain_message(&e)))?;
+    Ok((store, path))
+}
+
 /// object_store's HTTP client for one scan's reads: redirects are followed
 /// only to locations the scan's read policy allows (a catalogue's host must
 /// not bounce a read to an internal address).

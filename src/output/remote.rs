@@ -1,5 +1,5 @@
 //! Results on object storage: `--out s3://bucket/extent.tif` (also gs://,
-//! az://). Each remote output is written by the same writers to a local
+//! az://, and http(s):// servers that accept PUT). Each remote output is written by the same writers to a local
 //! staging file (in a private temp directory), then uploaded with
 //! object_store — in parts for large files, so memory stays bounded. An
 //! object becomes visible only when its upload completes, so readers never
@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result};
 use crate::output::Outputs;
-use crate::store::cloud_object;
+use crate::store::{is_cloud, writable_object};
 
 /// Upload part size (S3's minimum part is 5 MiB).
 const PART: usize = 8 << 20;
@@ -50,7 +50,7 @@ impl Staging {
                 continue;
             };
             let url = p.to_string_lossy().to_string();
-            let (store, path) = cloud_object(&url)?;
+            let (store, path) = writable_object(&url)?;
             let name = path.filename().unwrap_or("output").to_string();
             if dir.is_none() {
                 dir = Some(
@@ -112,7 +112,9 @@ async fn upload_one(
         .await
         .map_err(|e| err(format!("reading the staged file: {e}")))?;
     let size = f.metadata().await.map(|m| m.len() as usize).unwrap_or(0);
-    if size <= PART {
+    // HTTP(S) targets take one PUT (object_store's HTTP store has no
+    // multipart upload); cloud stores take parts above PART
+    if size <= PART || !is_cloud(url) {
         let mut buf = Vec::with_capacity(size);
         f.read_to_end(&mut buf)
             .await
@@ -167,7 +169,9 @@ mod tests {
             let file = dir.path().join(name);
             std::fs::write(&file, &data).unwrap();
             let path = ObjectPath::from(format!("out/{name}"));
-            upload_one(&file, &store, &path, "mem://out").await.unwrap();
+            upload_one(&file, &store, &path, "s3://test/out")
+                .await
+                .unwrap();
             let got = store.get(&path).await.unwrap().bytes().await.unwrap();
             assert_eq!(got.len(), data.len(), "{name}");
             assert!(got == data, "{name}: bytes differ");

@@ -8,6 +8,8 @@ Counts requests (every one but /__stats, found or not) and bytes sent (GET
 /__stats as JSON) so tests can check how reads were made — or that none was.
 GET /__redirect/HOST:PORT/PATH answers 302 to http://HOST:PORT/PATH (a host
 bouncing a read elsewhere; a path, since object stores drop query strings).
+PUT and DELETE under /upload/ store and remove files below ROOT/upload (a
+WebDAV-like target for results written over HTTP); MKCOL makes directories.
 """
 import json
 import os
@@ -53,6 +55,37 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self.do_GET()
+
+    def _upload_path(self):
+        rel = self.path.split("?", 1)[0].lstrip("/")
+        base = os.path.realpath(os.path.join(self.root, "upload"))
+        p = os.path.realpath(os.path.join(self.root, rel))
+        return p if p.startswith(base + os.sep) else None
+
+    def do_PUT(self):
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n)
+        p = self._upload_path()
+        if p is None:
+            return self._send(403)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(body)
+        self._send(201)
+
+    def do_MKCOL(self):
+        p = self._upload_path()
+        if p is None:
+            return self._send(403)
+        os.makedirs(p, exist_ok=True)
+        self._send(201)
+
+    def do_DELETE(self):
+        p = self._upload_path()
+        if p is None or not os.path.isfile(p):
+            return self._send(404)
+        os.remove(p)
+        self._send(204)
 
     def do_GET(self):
         if self.delay:

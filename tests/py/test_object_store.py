@@ -254,3 +254,26 @@ def test_copy_to_and_external_tables_on_s3(s3, tmp_path):
         p = run(["sql", "-c", "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://tables/copy/t.parquet'; "
                               "SELECT a * 6 AS answer FROM t"])
         assert "| 42 " in p.stdout, p.stdout
+
+
+def test_outputs_go_to_an_http_server_that_accepts_put(tiny, local_out, tmp_path):
+    """--out/--png on http:// (the tests' range server takes PUT under
+    /upload/): the files it stores equal a local run's."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    srv = RangeServer(root)
+    try:
+        local = tmp_path / "local"
+        local.mkdir()
+        extent(tiny.items_file, tiny.bbox, local / "x.tif", "--chunk", "200", "--png", local / "x.png")
+        extent(tiny.items_file, tiny.bbox, f"{srv.url}/upload/run/x.tif", "--chunk", "200",
+               "--png", f"{srv.url}/upload/run/x.png")
+        assert (root / "upload/run/x.tif").read_bytes() == (local / "x.tif").read_bytes()
+        assert (root / "upload/run/x.png").read_bytes() == (local / "x.png").read_bytes()
+        # a target that refuses the upload: an error naming it, nothing kept
+        p = extent(tiny.items_file, tiny.bbox, f"{srv.url}/upload/run2/x.tif", "--png",
+                   f"{srv.url}/elsewhere/x.png", check=False)
+        assert p.returncode == 1 and "/elsewhere/x.png" in p.stderr, p.stderr
+        assert not (root / "upload/run2/x.tif").exists()
+    finally:
+        srv.stop()
