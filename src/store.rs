@@ -86,34 +86,40 @@ pub(crate) fn split(location: &str) -> Result<(Url, ObjectPath)> {
 }
 
 /// A cloud object store (s3, gs, az; configured from the environment like
-/// the readers' stores) and the object's path, for results and static catalogues.
+/// the readers' stores) and the object's path, for static catalogues.
 pub(crate) fn cloud_object(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
-    let (key, path) = split(url)?;
-    if !CLOUD_SCHEMES.contains(&key.scheme()) {
-        return Err(Error::invalid(
-            "object URL",
-            url,
-            "expected an s3://, gs:// or az:// object",
-        ));
-    }
-    let store = build_store(&key, &Arc::new(ReadPolicy::default()))
-        .map_err(|e| store_err(url, crate::error::chain_message(&e)))?;
-    Ok((store, path))
+    object_of(
+        url,
+        &CLOUD_SCHEMES,
+        "expected an s3://, gs:// or az:// object",
+    )
 }
 
 /// A store results can be written to — a cloud object store, or an HTTP(S)
 /// server that accepts `PUT` (WebDAV-like) — and the object's path.
 pub(crate) fn writable_object(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    const WRITABLE: [&str; 9] = [
+        "s3", "s3a", "gs", "az", "abfs", "abfss", "azure", "http", "https",
+    ];
+    object_of(
+        url,
+        &WRITABLE,
+        "results go to local files or to s3://, gs://, az://, http(s):// objects",
+    )
+}
+
+/// The store and path of `url`, when its scheme is one of `schemes`. No
+/// read policy applies (the user named the object); an HTTP store built
+/// here follows no redirect.
+fn object_of(
+    url: &str,
+    schemes: &[&str],
+    refusal: &str,
+) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
     let (key, path) = split(url)?;
-    if !CLOUD_SCHEMES.contains(&key.scheme()) && !matches!(key.scheme(), "http" | "https") {
-        return Err(Error::invalid(
-            "output URL",
-            url,
-            "results go to local files or to s3://, gs://, az://, http(s):// objects",
-        ));
+    if !schemes.contains(&key.scheme()) {
+        return Err(Error::invalid("object URL", url, refusal));
     }
-    // no read policy applies to where the user sends results; redirects of
-    // an HTTP target are not followed
     let store = build_store(&key, &Arc::new(ReadPolicy::default()))
         .map_err(|e| store_err(url, crate::error::chain_message(&e)))?;
     Ok((store, path))

@@ -24,7 +24,7 @@ use crate::raster::grid::OutputGrid;
 pub(crate) struct Written {
     /// Bytes per pixel of the raster (1 or 2).
     pub(crate) bytes_per_pixel: usize,
-    /// Pixels equal to 1 in a 1-byte raster (flooded, for a mask).
+    /// Pixels equal to 1 (flooded, for a mask).
     pub(crate) ones: u64,
     /// Pixels other than 0.
     pub(crate) nonzero: u64,
@@ -141,16 +141,17 @@ impl RasterSink {
             if let Some(o) = observed {
                 quicklook.add_observed(w.x, w.y, w.width, o);
             }
+            // one pass over the chunk: the summary's figures
+            let mut fold = |v: u64| {
+                *ones += (v == 1) as u64;
+                *nonzero += (v != 0) as u64;
+                *max = (*max).max(v);
+            };
             if k == 1 {
-                *ones += px.iter().filter(|&&v| v == 1).count() as u64;
-                *nonzero += px.iter().filter(|&&v| v != 0).count() as u64;
-                *max = (*max).max(px.iter().copied().max().unwrap_or(0) as u64);
-            } else if k == 2 {
-                for c in px.chunks_exact(2) {
-                    let v = u16::from_le_bytes([c[0], c[1]]);
-                    *nonzero += (v != 0) as u64;
-                    *max = (*max).max(v as u64);
-                }
+                px.iter().for_each(|&v| fold(v as u64));
+            } else {
+                px.chunks_exact(2)
+                    .for_each(|c| fold(u16::from_le_bytes([c[0], c[1]]) as u64));
             }
             Ok(())
         })?;
