@@ -39,7 +39,7 @@ pub(crate) fn documented() -> Vec<FunctionDoc> {
         FunctionDoc {
             kind: "table",
             name: crate::stac::table::NAME.into(),
-            syntax: format!("{}(source [, collection [, bbox [, datetime]]])", crate::stac::table::NAME),
+            syntax: format!("{}({})", crate::stac::table::NAME, crate::stac::table::SIGNATURE),
             description: "One row per STAC item of a search (an API or a static catalogue): id, collection, datetime, bbox, geometry, CRS, asset grid, assets, properties.".into(),
         },
         FunctionDoc {
@@ -49,26 +49,22 @@ pub(crate) fn documented() -> Vec<FunctionDoc> {
             description: "One row per (time slice, output chunk) of a STAC search's asset on the odc-stac grid: datetime, chunk position and size, items, the slice's fused uint8 pixels.".into(),
         },
     ];
-    let doc = |d: Option<&datafusion::logical_expr::Documentation>| {
-        d.map(|d| (d.syntax_example.clone(), d.description.clone()))
+    let mut add = |kind, name: &str, d: Option<&datafusion::logical_expr::Documentation>| {
+        let (syntax, description) = d
+            .map(|d| (d.syntax_example.clone(), d.description.clone()))
+            .unwrap_or_default();
+        out.push(FunctionDoc {
+            kind,
+            name: name.into(),
+            syntax,
+            description,
+        });
     };
     for f in floodsql_udfs::all_udafs() {
-        let (syntax, description) = doc(f.documentation()).unwrap_or_default();
-        out.push(FunctionDoc {
-            kind: "aggregate",
-            name: f.name().into(),
-            syntax,
-            description,
-        });
+        add("aggregate", f.name(), f.documentation());
     }
     for f in floodsql_udfs::all_udfs() {
-        let (syntax, description) = doc(f.documentation()).unwrap_or_default();
-        out.push(FunctionDoc {
-            kind: "scalar",
-            name: f.name().into(),
-            syntax,
-            description,
-        });
+        add("scalar", f.name(), f.documentation());
     }
     out
 }

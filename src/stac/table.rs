@@ -23,6 +23,9 @@ use datafusion::physical_plan::ExecutionPlan;
 /// The SQL name of the table function.
 pub(crate) const NAME: &str = "stac_items";
 
+/// Its arguments, as error messages and `\df` show them.
+pub(crate) const SIGNATURE: &str = "source [, collection [, bbox [, datetime]]]";
+
 /// Builds search parameters from the (source, collection, bbox, datetime)
 /// arguments at positions 0..4 and the session's options.
 pub(crate) fn search_params(
@@ -69,12 +72,7 @@ pub(crate) struct StacItemsFunction;
 impl TableFunctionImpl for StacItemsFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         const F: &str = NAME;
-        check_arity(
-            F,
-            "source [, collection [, bbox [, datetime]]]",
-            args.exprs(),
-            4,
-        )?;
+        check_arity(F, SIGNATURE, args.exprs(), 4)?;
         let params = search_params(F, args.exprs(), args.session(), false)?;
         Ok(Arc::new(StacItemsTable { params }))
     }
