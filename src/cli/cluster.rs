@@ -25,6 +25,11 @@ pub(crate) struct SchedulerArgs {
     /// (checked every sixth of it: a lost executor is found within 35 s by default).
     #[arg(long, default_value_t = 30)]
     pub(crate) executor_timeout: u64,
+    /// Serve result fetches through this scheduler's port (Ballista's embedded
+    /// Arrow Flight proxy), for clients that cannot reach the executors
+    /// themselves: a compose network, a Kubernetes cluster behind a port-forward.
+    #[arg(long)]
+    pub(crate) flight_proxy: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -62,6 +67,7 @@ pub(crate) fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
         bind: a.bind,
         external_host: a.external_host,
         executor_timeout: Duration::from_secs(a.executor_timeout),
+        flight_proxy: a.flight_proxy,
     }))?;
     Ok(())
 }

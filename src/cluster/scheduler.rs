@@ -27,6 +27,9 @@ pub(crate) struct SchedulerOptions {
     pub(crate) external_host: Option<String>,
     /// An executor silent for this long is considered lost (its tasks re-run).
     pub(crate) executor_timeout: Duration,
+    /// Result fetches go through the scheduler (Ballista's embedded Flight
+    /// proxy) instead of from the client to each executor.
+    pub(crate) flight_proxy: bool,
 }
 
 /// The Ballista scheduler configuration floodsql runs with.
@@ -40,7 +43,8 @@ pub(crate) fn scheduler_config(o: &SchedulerOptions) -> SchedulerConfig {
         )
         .with_port(o.bind.port())
         .with_override_config_producer(Arc::new(cluster_session_config))
-        .with_override_session_builder(Arc::new(scheduler_session_state));
+        .with_override_session_builder(Arc::new(scheduler_session_state))
+        .with_enable_embedded_flight_proxy(o.flight_proxy);
     cfg.override_logical_codec = Some(logical_codec());
     cfg.override_physical_codec = Some(physical_codec());
     cfg.bind_host = o.bind.ip().to_string();
@@ -58,10 +62,15 @@ pub(crate) fn scheduler_config(o: &SchedulerOptions) -> SchedulerConfig {
 /// Runs the scheduler until the process is stopped.
 pub(crate) async fn run(o: SchedulerOptions) -> crate::Result<()> {
     tracing::info!(
-        "floodsql {} scheduler on {} (REST API and health checks on the same port: /api/jobs, /healthz); executor timeout {} s",
+        "floodsql {} scheduler on {} (REST API and health checks on the same port: /api/jobs, /healthz); executor timeout {} s{}",
         version_tag(),
         o.bind,
-        o.executor_timeout.as_secs()
+        o.executor_timeout.as_secs(),
+        if o.flight_proxy {
+            "; results served through this port (flight proxy)"
+        } else {
+            ""
+        }
     );
     let config = scheduler_config(&o);
     let failed = |e: ballista_core::error::BallistaError| Error::Cluster {
