@@ -15,16 +15,7 @@ venv_pkg=()
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || venv_pkg=(python3-venv)
 bash "$ROOT/deploy/install-deps.sh" "${venv_pkg[@]}"
 
-VENV="${FLOODSQL_VENV:-$HOME/.cache/floodsql/venv}"
-REQ="$ROOT/tests/py/requirements.txt"
-STAMP="$VENV/.floodsql-req-$(sha256sum "$REQ" | cut -c1-16)"
-if [ ! -f "$STAMP" ]; then
-  echo "== Python venv at $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -r "$REQ"
-  touch "$STAMP"
-fi
+source "$ROOT/tests/venv.sh"
 
 echo "== cargo build"
 cargo build --locked --workspace --all-targets
@@ -36,4 +27,4 @@ cargo test --locked --workspace
 
 echo "== end-to-end tests (pytest)"
 cd "$ROOT/tests/py"
-PATH="$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q -p no:cacheprovider .
+PATH="$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider .

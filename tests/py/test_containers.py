@@ -44,7 +44,7 @@ def report(**figures):
     if not REPORT:
         return
     path = Path(REPORT)
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = json.loads(path.read_text() or "{}") if path.exists() else {}
     data.update(figures)
     path.write_text(json.dumps(data, indent=1))
 

@@ -46,7 +46,8 @@ def test_compose_runs_a_scheduler_and_two_healthy_executors():
     assert sched["command"][0] == "scheduler"
     assert flags(sched["command"]) <= help_flags("scheduler")
     sport = port_of(flag_value(sched["command"], "--bind"))
-    assert f"{sport}:{sport}" in sched["ports"]
+    assert [str(p).rsplit(":", 1)[1] for p in sched["ports"]] == [str(sport)]
+    assert "--flight-proxy" in sched["command"]       # clients outside the network
     assert any("/healthz" in str(t) and str(sport) in str(t) for t in sched["healthcheck"]["test"])
     execs = {k: v for k, v in svcs.items() if k.startswith("executor")}
     assert len(execs) == 2
@@ -66,14 +67,22 @@ def test_dockerfile_is_multistage_with_gdal_runtime_and_the_cli_ports():
     froms = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", d, re.M)
     assert len(froms) >= 2 and froms[0][1] == "build"
     assert "libgdal-dev" in d and "libgdal32" in d and "gdal-data" in d
-    assert "COPY --from=build" in d and "cargo build --release --locked" in d
+    assert "cargo build --release --locked" in d
+    # the binary: built in the image (default) or a host-built one; bases are arguments
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", d, re.M))
+    assert args["BINARY"] == "build" and "prebuilt) install" in d
+    assert args["RUST_IMAGE"].endswith("rust:1.95-bookworm")
+    assert args["RUNTIME_IMAGE"].endswith("debian:bookworm-slim")
+    assert "COPY --from=build" in d and re.search(r"^RUN floodsql --version", d, re.M)
+    assert re.search(r"^USER (?!root)\w+", d, re.M)
     assert re.search(r"^ENTRYPOINT \[\"/usr/local/bin/floodsql\"\]", d, re.M)
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.*)$", d, re.M) for p in line.split()}
     assert {50050, 50051, 50052} <= exposed
     # every path the build copies exists
     for src in re.findall(r"^COPY (?!--)(.+) \S+$", d, re.M):
         for p in src.split():
-            assert (REPO / p).exists(), p
+            # deploy/prebuilt/: put there by deploy/test-containers.sh
+            assert (REPO / p).exists() or p.startswith("deploy/prebuilt/"), p
 
 
 def test_kubernetes_manifests_match_the_cli():
@@ -89,6 +98,7 @@ def test_kubernetes_manifests_match_the_cli():
     assert sched["selector"]["matchLabels"].items() <= sched["template"]["metadata"]["labels"].items()
     c = sched["template"]["spec"]["containers"][0]
     assert c["args"][0] == "scheduler" and flags(c["args"]) <= help_flags("scheduler")
+    assert "--flight-proxy" in c["args"]       # the client behind a port-forward
     sport = port_of(flag_value(c["args"], "--bind"))
     assert [p["containerPort"] for p in c["ports"]] == [sport]
     assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": sport}
