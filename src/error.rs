@@ -84,6 +84,14 @@ pub enum Error {
         /// The assets the item has.
         available: String,
     },
+    /// A CRS the installed PROJ cannot use (named).
+    #[error("CRS {crs}: {message}")]
+    Crs {
+        /// The CRS's name (or code).
+        crs: String,
+        /// Why.
+        message: String,
+    },
     /// GDAL refused (open, read, CRS, write).
     #[error("GDAL: {0}")]
     Gdal(String),
@@ -159,6 +167,7 @@ impl Error {
             Error::Http { .. }
             | Error::BadItem { .. }
             | Error::MissingAsset { .. }
+            | Error::Crs { .. }
             | Error::Gdal(_)
             | Error::Refused(_)
             | Error::Read(_)

@@ -11,7 +11,7 @@
 //! | layer | modules | what |
 //! |---|---|---|
 //! | 0 | [`error`] | errors by kind |
-//! | 1 | `geo`, `datetime`, `access` | lon/lat boxes, pixel windows; STAC time intervals; what a catalogue may make floodsql read |
+//! | 1 | `geo`, `datetime`, `access`, `crs` | lon/lat boxes, pixel windows; STAC time intervals; what a catalogue may make floodsql read; CRSs the installed PROJ can use |
 //! | 2 | `options`, `context`, `sqlargs`, `template`, `store` | session options; per-query state; SQL argument and template helpers; object stores (every remote byte) |
 //! | 3 | `stac` | search, items → Arrow, `stac_items(...)` |
 //! | 4 | `raster` | grid, GDAL reads, fusing, the scan, `flood_chunks(...)` |
@@ -33,6 +33,7 @@ pub mod cli;
 pub(crate) mod cluster;
 pub(crate) mod codec;
 pub(crate) mod context;
+pub mod crs;
 pub(crate) mod datetime;
 pub mod error;
 pub(crate) mod functions;
@@ -70,6 +71,7 @@ mod layering {
         ("geo", 1),
         ("datetime", 1),
         ("access", 1),
+        ("crs", 1),
         ("options", 2),
         ("context", 2),
         ("sqlargs", 2),

@@ -19,7 +19,7 @@ use crate::output::atomic::write_atomic;
 use crate::raster::grid::spatial_ref;
 
 /// Equi7Grid AS as shipped by the equi7grid package up to v0.2 (no EPSG code).
-pub const EQUI7_AS_WKT: &str = r#"PROJCS["Azimuthal_Equidistant",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0],UNIT["Degree",0.0174532925199433]],PROJECTION["Azimuthal_Equidistant"],PARAMETER["latitude_of_center",47],PARAMETER["longitude_of_center",94],PARAMETER["false_easting",4340913.84808],PARAMETER["false_northing",4812712.92347],UNIT["metre",1,AUTHORITY["EPSG","9001"]],AXIS["Easting",EAST],AXIS["Northing",NORTH]]"#;
+pub const EQUI7_AS_WKT: &str = crate::crs::EQUI7_AS_LEGACY_WKT;
 
 /// Pixel size in metres (GFM's 20 m).
 pub const RES: f64 = 20.0;
@@ -41,6 +41,46 @@ pub enum Scale {
     Tutorial,
 }
 
+/// How a scene's items state their CRS (all of them Equi7Grid Asia).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrsForm {
+    /// `proj:wkt2` = the legacy WKT1 of GFM's production items, `proj:epsg: null`
+    #[default]
+    Legacy,
+    /// `proj:wkt2` = the WKT2 of EPSG:27703 (method 1125) and `proj:code`, as equi7grid >= 1.0 catalogues
+    Wkt2,
+    /// `proj:code` = "EPSG:27703" only
+    Code,
+    /// `proj:projjson` = the PROJJSON of EPSG:27703 only
+    Projjson,
+}
+
+impl CrsForm {
+    /// The `proj:*` CRS properties of an item.
+    fn properties(self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        match self {
+            CrsForm::Legacy => {
+                m.insert("proj:epsg".into(), Value::Null);
+                m.insert("proj:wkt2".into(), json!(EQUI7_AS_WKT));
+            }
+            CrsForm::Wkt2 => {
+                m.insert("proj:code".into(), json!("EPSG:27703"));
+                m.insert("proj:wkt2".into(), json!(crate::crs::EQUI7_AS_WKT2));
+            }
+            CrsForm::Code => {
+                m.insert("proj:code".into(), json!("EPSG:27703"));
+            }
+            CrsForm::Projjson => {
+                let pj: Value = serde_json::from_str(crate::crs::EQUI7_AS_PROJJSON)
+                    .expect("EQUI7_AS_PROJJSON is JSON");
+                m.insert("proj:projjson".into(), pj);
+            }
+        }
+        m
+    }
+}
+
 /// A generated scene's parameters.
 #[derive(Debug, Clone)]
 pub struct SynthSpec {
@@ -52,6 +92,8 @@ pub struct SynthSpec {
     pub acquisitions: usize,
     /// Seed of the pseudo-random layout.
     pub seed: u64,
+    /// How the items state their CRS.
+    pub crs_form: CrsForm,
 }
 
 impl SynthSpec {
@@ -67,6 +109,7 @@ impl SynthSpec {
                     tile_px: 15000,
                     acquisitions: 40,
                     seed,
+                    crs_form: CrsForm::Legacy,
                 }
             }
         };
@@ -82,6 +125,7 @@ impl SynthSpec {
             tile_px,
             acquisitions,
             seed,
+            crs_form: CrsForm::Legacy,
         }
     }
 }
@@ -386,7 +430,7 @@ pub fn generate(
                 )
             })?
             .to_string();
-        features.push(json!({
+        let mut feature = json!({
             "type": "Feature",
             "stac_version": "1.0.0",
             "stac_extensions": [
@@ -400,8 +444,6 @@ pub fn generate(
             "properties": {
                 "datetime": dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "gsd": RES,
-                "proj:epsg": null,
-                "proj:wkt2": EQUI7_AS_WKT,
                 "proj:shape": [tile_px, tile_px],
                 "proj:transform": [RES, 0.0, x0, 0.0, -RES, y1, 0.0, 0.0, 1.0],
                 "platform": "sentinel-1",
@@ -416,7 +458,11 @@ pub fn generate(
                     "raster:bands": [{"nodata": 255, "data_type": "uint8", "spatial_resolution": RES}]
                 }
             }
-        }));
+        });
+        if let Some(props) = feature["properties"].as_object_mut() {
+            props.extend(spec.crs_form.properties());
+        }
+        features.push(feature);
     }
 
     // COGs, two writer threads

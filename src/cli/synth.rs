@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::synth::{generate, Scale, SynthSpec};
+use crate::synth::{generate, CrsForm, Scale, SynthSpec};
 
 /// The synthetic catalogue's options.
 #[derive(Debug, Args, Clone)]
@@ -27,10 +27,14 @@ pub(crate) struct SynthArgs {
     /// Override the number of acquisitions (time slices).
     #[arg(long)]
     pub(crate) acquisitions: Option<usize>,
+    /// How the items state their CRS (Equi7Grid Asia in each form).
+    #[arg(long, value_enum, default_value = "legacy")]
+    pub(crate) crs_form: CrsForm,
 }
 
 pub(crate) fn run(a: SynthArgs, quiet: bool) -> anyhow::Result<()> {
     let mut spec = SynthSpec::preset(a.scale, a.seed);
+    spec.crs_form = a.crs_form;
     if let Some(b) = &a.bbox {
         spec.bbox = crate::geo::Bbox::parse(b)?.to_array();
     }

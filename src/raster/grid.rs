@@ -86,24 +86,10 @@ pub(crate) fn snap_outwards(lo: f64, hi: f64, res: f64) -> (i64, usize) {
     (a, (b - a).max(1) as usize)
 }
 
-/// A CRS from what the items give (WKT1/WKT2, or a user string such as `EPSG:27703`).
+/// A CRS from what the items give (WKT1/WKT2, PROJJSON, `EPSG:27703`), in
+/// traditional GIS axis order ([`crate::crs`]).
 pub(crate) fn spatial_ref(crs: &str) -> Result<SpatialRef> {
-    let mut srs = if crs
-        .trim_start()
-        .starts_with(|c: char| c.is_ascii_uppercase())
-        && crs.contains('[')
-    {
-        SpatialRef::from_wkt(crs)
-    } else {
-        SpatialRef::from_definition(crs)
-    }
-    .map_err(|e| Error::Gdal(format!("cannot parse the items' CRS ({e}): {}", short(crs))))?;
-    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    Ok(srs)
-}
-
-fn short(s: &str) -> String {
-    s.chars().take(80).collect()
+    crate::crs::spatial_ref(crs)
 }
 
 /// Projects the 4 corners of a lon/lat bbox into `crs`: (minx, miny, maxx, maxy).
@@ -115,8 +101,12 @@ pub(crate) fn project_bbox(b: &Bbox, crs: &str) -> Result<[f64; 4]> {
     let mut xs = [b.minx, b.minx, b.maxx, b.maxx];
     let mut ys = [b.miny, b.maxy, b.miny, b.maxy];
     let mut zs = [0.0; 4];
-    t.transform_coords(&mut xs, &mut ys, &mut zs)
-        .map_err(|e| Error::Gdal(format!("projecting the bbox corners: {e}")))?;
+    t.transform_coords(&mut xs, &mut ys, &mut zs).map_err(|e| {
+        Error::Gdal(format!(
+            "projecting the bbox corners into the CRS {}: {e}",
+            crate::crs::describe(crs)
+        ))
+    })?;
     if xs.iter().chain(ys.iter()).any(|v| !v.is_finite()) {
         return Err(Error::Gdal(
             "the bbox does not project into the items' CRS".into(),

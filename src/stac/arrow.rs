@@ -39,9 +39,10 @@ pub(crate) fn items_schema() -> SchemaRef {
 }
 
 /// Properties that have their own column.
-const PROMOTED: [&str; 7] = [
+const PROMOTED: [&str; 8] = [
     "datetime",
     "proj:wkt2",
+    "proj:projjson",
     "proj:code",
     "proj:epsg",
     "proj:shape",

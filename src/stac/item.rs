@@ -158,11 +158,15 @@ impl StacItem {
             .or_else(|| self.properties.get(key).filter(|v| !v.is_null()))
     }
 
-    /// The CRS as something GDAL's `SetFromUserInput` takes: `proj:wkt2`,
-    /// else `proj:code` (e.g. `EPSG:27703`), else `proj:epsg`. Never requires an EPSG code.
+    /// The CRS as [`crate::crs::spatial_ref`] takes it: `proj:wkt2`, else
+    /// `proj:projjson` (as JSON text), else `proj:code` (e.g. `EPSG:27703`),
+    /// else `proj:epsg`. Never requires an EPSG code.
     pub(crate) fn crs(&self, asset: Option<&str>) -> Option<String> {
         if let Some(Value::String(w)) = self.proj_field(asset, "proj:wkt2") {
             return Some(w.clone());
+        }
+        if let Some(j @ Value::Object(_)) = self.proj_field(asset, "proj:projjson") {
+            return Some(j.to_string());
         }
         if let Some(Value::String(c)) = self.proj_field(asset, "proj:code") {
             return Some(c.clone());

@@ -1,5 +1,6 @@
 """The EODC tutorial's code (docs/tutorial.md), unchanged but for the API URL, AOI
-and dates, run on a local Dask scheduler instead of Dask Gateway: the Python
+and dates (and a CRS read from proj:projjson or proj:code where an item has no
+proj:wkt2), run on a local Dask scheduler instead of Dask Gateway: the Python
 peer stack floodsql must match pixel for pixel.
 
 usage: peer_tutorial.py API_URL MINX,MINY,MAXX,MAXY START END OUT.tif
@@ -33,7 +34,9 @@ search = eodc_catalog.search(
 items = search.item_collection()
 print(f"found {len(items)} items", file=sys.stderr)
 
-crs = pyproj.CRS.from_wkt(items[0].properties["proj:wkt2"])
+p = items[0].properties
+# the tutorial reads proj:wkt2; catalogues without it give proj:projjson or proj:code
+crs = pyproj.CRS.from_user_input(p.get("proj:wkt2") or p.get("proj:projjson") or p["proj:code"])
 resolution = items[0].properties["gsd"]
 bands = ["ensemble_flood_extent"]
 xx = odc_stac.load(

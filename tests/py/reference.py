@@ -70,7 +70,8 @@ def main():
     asset = sys.argv[sys.argv.index("--asset") + 1] if "--asset" in sys.argv else "ensemble_flood_extent"
     bbox = [float(v) for v in bbox_s.split(",")]
     items = search(api, bbox, start, end)
-    crs = pyproj.CRS.from_wkt(items[0]["properties"]["proj:wkt2"])
+    p = items[0]["properties"]
+    crs = pyproj.CRS.from_user_input(p.get("proj:wkt2") or p.get("proj:projjson") or p["proj:code"])
     res = items[0]["properties"]["gsd"]
     left, top, w, h = grid(bbox, crs, res)
     slices = defaultdict(list)
