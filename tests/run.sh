@@ -10,10 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-# Debian packages (GDAL, toolchain) and python3-venv when missing
-venv_pkg=()
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || venv_pkg=(python3-venv)
-bash "$ROOT/deploy/install-deps.sh" "${venv_pkg[@]}"
+# Debian packages (GDAL, toolchain; PostgreSQL + PostGIS for the pgstac STAC
+# server) and python3-venv when missing
+extra=(postgresql-15 postgresql-15-postgis-3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || extra+=(python3-venv)
+bash "$ROOT/deploy/install-deps.sh" "${extra[@]}"
 
 source "$ROOT/tests/venv.sh"
 

@@ -117,6 +117,66 @@ class StacServer:
         self.log.close()
 
 
+class PgstacServer:
+    """stac-fastapi-pgstac, the server behind most public STAC APIs, on a
+    throwaway PostgreSQL + PostGIS cluster (Debian's) with the scene loaded by
+    pypgstac. It pages with tokens, returns items newest first and drops null
+    fields (`proj:epsg: null`)."""
+
+    def __init__(self, scene, tmp):
+        import glob
+        import tempfile
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            pytest.fail("PostgreSQL not installed (tests/run.sh installs postgresql-15 and postgresql-15-postgis-3)")
+        pg = Path(bins[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="floodsql-pgstac-"))
+        as_pg = []
+        if os.geteuid() == 0:       # PostgreSQL refuses to run as root
+            shutil.chown(self.dir, "postgres")
+            as_pg = ["runuser", "-u", "postgres", "--"]
+        self.pg_port = free_port()
+        self.log = open(Path(tmp) / f"pgstac-{self.pg_port}.log", "w")
+        data = self.dir / "data"
+        subprocess.run([*as_pg, str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                       check=True, stdout=self.log, stderr=subprocess.STDOUT)
+        subprocess.run([*as_pg, str(pg / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "pg.log"), "-w", "-o",
+                        f"-p {self.pg_port} -k {self.dir} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, stdout=self.log, stderr=subprocess.STDOUT)
+        self._pg = (as_pg, pg, data)
+        dsn = f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+        bin_dir = Path(PY).parent
+        for args in (["migrate"], ["load", "collections", str(scene.path / "collection.json")],
+                     ["load", "items", str(scene.path / "items.ndjson")]):
+            extra = ["--method", "upsert"] if args[0] == "load" else []
+            subprocess.run([str(bin_dir / "pypgstac"), *args, "--dsn", dsn, *extra], check=True,
+                           stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PGUSER="postgres", PGPASSWORD="unused", PGHOST="127.0.0.1",
+                   PGPORT=str(self.pg_port), PGDATABASE="postgres")
+        self.proc = subprocess.Popen(
+            [str(bin_dir / "uvicorn"), "stac_fastapi.pgstac.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(self.port)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_http(self.url + "/collections", self.proc, "stac-fastapi-pgstac")
+
+    def requests(self, method="POST", path="/search"):
+        """Requests the server logged (uvicorn's access log)."""
+        return Path(self.log.name).read_text().count(f'"{method} {path}')
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        as_pg, pg, data = self._pg
+        subprocess.run([*as_pg, str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       stdout=self.log, stderr=subprocess.STDOUT)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def allow_scene_files(tmp_path_factory):
     """The scenes' COGs live in pytest's temp dirs and the STAC API serves
