@@ -241,18 +241,18 @@ pub fn join_err(what: &str) -> impl FnOnce(tokio::task::JoinError) -> Error + '_
 }
 
 /// `text` with the credentials of every URL in it (`scheme://user:pass@host`)
-/// masked as `scheme://***@host`: for every message that may quote a URL.
+/// masked as `scheme://***@host`, and its query string (a signed URL's
+/// signature) as `?***`: for every message that may quote a URL.
 pub(crate) fn redact_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
+    let ends_url = |c: char| matches!(c, '\'' | '"' | '`' | '<' | '>') || c.is_whitespace();
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
         // the authority ends at the path, query, fragment, a quote or a space
         let end = tail
-            .find(|c: char| {
-                matches!(c, '/' | '?' | '#' | '\'' | '"' | '`' | '<' | '>') || c.is_whitespace()
-            })
+            .find(|c: char| matches!(c, '/' | '?' | '#') || ends_url(c))
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
@@ -262,7 +262,17 @@ pub(crate) fn redact_urls(text: &str) -> String {
             }
             None => out.push_str(authority),
         }
-        rest = &tail[end..];
+        // a query string may sign the URL (S3/Azure/GCS presigned URLs): masked
+        let tail = &tail[end..];
+        let url_end = tail.find(ends_url).unwrap_or(tail.len());
+        match tail[..url_end].find('?') {
+            Some(q) => {
+                out.push_str(&tail[..q]);
+                out.push_str("?***");
+            }
+            None => out.push_str(&tail[..url_end]),
+        }
+        rest = &tail[url_end..];
     }
     out.push_str(rest);
     out
@@ -276,7 +286,7 @@ mod tests {
     fn credentials_in_urls_are_masked() {
         assert_eq!(
             redact_urls("cannot read 'https://me:s3cret@h:8/a.tif?x=1' (GET http://u@h2/b)"),
-            "cannot read 'https://***@h:8/a.tif?x=1' (GET http://***@h2/b)"
+            "cannot read 'https://***@h:8/a.tif?***' (GET http://***@h2/b)"
         );
         assert_eq!(redact_urls("no url: a@b, x://"), "no url: a@b, x://");
         assert_eq!(

@@ -42,6 +42,87 @@ fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
     )))
 }
 
+/// `Name: value` headers from text: one per line, or separated by commas
+/// outside double quotes (GDAL's `GDAL_HTTP_HEADERS` form). `what` names the
+/// source in errors (never the values: they may be credentials).
+pub(crate) fn parse_headers(text: &str, what: &str) -> Result<Vec<(String, String)>> {
+    let mut entries = Vec::new();
+    let multi_line = text.contains('\n');
+    let (mut cur, mut quoted) = (String::new(), false);
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            '\r' => {}
+            '\n' => entries.push(std::mem::take(&mut cur)),
+            ',' if !quoted && !multi_line => entries.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    entries.push(cur);
+    entries
+        .into_iter()
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| parse_header(&e, what))
+        .collect()
+}
+
+/// One `Name: value` header (value unquoted).
+pub(crate) fn parse_header(entry: &str, what: &str) -> Result<(String, String)> {
+    let (name, value) = entry
+        .split_once(':')
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "HTTP header",
+            value: format!("in {what}"),
+            message: "expected 'Name: value'".into(),
+        })?;
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    Ok((name.trim().to_string(), value.to_string()))
+}
+
+/// Headers as a map, values marked sensitive; a name or value HTTP does not
+/// allow is refused naming the header (not its value).
+pub(crate) fn header_map(
+    pairs: &[(String, String)],
+    what: &str,
+) -> Result<reqwest::header::HeaderMap> {
+    use reqwest::header::{HeaderName, HeaderValue};
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in pairs {
+        let bad = |m: &str| Error::InvalidArgument {
+            what: "HTTP header",
+            value: format!("{name} (in {what})"),
+            message: m.into(),
+        };
+        let n =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("not a valid header name"))?;
+        let mut v =
+            HeaderValue::from_str(value).map_err(|_| bad("its value is not valid in HTTP"))?;
+        v.set_sensitive(true);
+        map.append(n, v);
+    }
+    Ok(map)
+}
+
+/// Headers for every asset read over http(s) by the native reader, from
+/// `GDAL_HTTP_HEADERS` (the GDAL reader's own convention, so that one
+/// setting serves both readers).
+pub(crate) fn asset_headers() -> Result<reqwest::header::HeaderMap> {
+    match std::env::var("GDAL_HTTP_HEADERS") {
+        Ok(text) => header_map(
+            &parse_headers(&text, "GDAL_HTTP_HEADERS")?,
+            "GDAL_HTTP_HEADERS",
+        ),
+        Err(_) => Ok(reqwest::header::HeaderMap::new()),
+    }
+}
+
 pub(crate) fn client_options() -> ClientOptions {
     ClientOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
@@ -80,8 +161,13 @@ pub(crate) fn split(location: &str) -> Result<(Url, ObjectPath)> {
     let path = ObjectPath::from_url_path(url.path()).map_err(|e| store_err(location, e))?;
     let mut key = url.clone();
     key.set_path("");
-    key.set_query(None);
     key.set_fragment(None);
+    // a signed http(s) URL keeps its query: object_store's HTTP store puts the
+    // object's path before its base URL's query, so a store per signature
+    // requests exactly the href (cloud URLs take no query)
+    if !matches!(url.scheme(), "http" | "https") {
+        key.set_query(None);
+    }
     Ok((key, path))
 }
 
@@ -134,7 +220,13 @@ struct PolicyConnector(Arc<ReadPolicy>);
 impl object_store::client::HttpConnector for PolicyConnector {
     fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
         let policy = self.0.clone();
+        let headers = asset_headers().map_err(|e| object_store::Error::Generic {
+            store: "HTTP",
+            source: Box::new(e),
+        })?;
+        // reqwest drops Authorization and cookies on a redirect to another host
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::custom(move |a| {
@@ -161,7 +253,12 @@ pub(crate) fn build_store(
     key: &Url,
     policy: &Arc<ReadPolicy>,
 ) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
-    let url = key.as_str().trim_end_matches('/');
+    let trimmed = key.as_str().trim_end_matches('/');
+    let url = if key.query().is_some() {
+        key.as_str()
+    } else {
+        trimmed
+    };
     Ok(match key.scheme() {
         "http" | "https" => Arc::new(
             object_store::http::HttpBuilder::new()

@@ -29,6 +29,11 @@ pub struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// An HTTP header for the STAC API, e.g. 'Authorization: Bearer …'
+    /// (repeatable; also FLOODSQL_STAC_HEADERS, one 'Name: value' per line).
+    /// Sent only to the catalogue's own origin, never printed.
+    #[arg(long = "header", global = true, value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -182,6 +187,13 @@ fn cap_malloc_arenas() {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     cap_malloc_arenas();
     crate::raster::read::configure_gdal();
+    let headers = cli
+        .headers
+        .iter()
+        .map(|h| crate::store::parse_header(h, "--header"))
+        .collect::<crate::error::Result<Vec<_>>>()?;
+    crate::store::header_map(&headers, "--header")?;
+    crate::stac::search::set_cli_headers(headers);
     match cli.command {
         Command::Extent(a) => extent::run(a, cli.quiet),
         Command::Sql(a) => sql::run(a, cli.quiet),

@@ -118,9 +118,9 @@ async fn catalogue_collections(p: &SearchParams) -> Option<Vec<String>> {
             let root = p.source.trim_end_matches('/').trim_end_matches("/search");
             let url = format!("{root}/collections");
             let client = http_client(p.timeout_secs.min(5)).ok()?;
-            let v = send_json(client.get(&url), &url, p.timeout_secs.min(5))
-                .await
-                .ok()?;
+            let headers = catalogue_headers().ok()?;
+            let req = authorised(client.get(&url), &url, p, &headers);
+            let v = send_json(req, &url, p.timeout_secs.min(5)).await.ok()?;
             v.get("collections")?
                 .as_array()?
                 .iter()
@@ -137,6 +137,45 @@ async fn catalogue_collections(p: &SearchParams) -> Option<Vec<String>> {
 
 /// Retries after a failed request (a transient error or a timeout).
 const MAX_RETRIES: u32 = 2;
+
+/// Headers for a private STAC API given on the command line (`--header`).
+static CLI_HEADERS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Environment variable with headers for the STAC API: `Name: value` lines.
+pub(crate) const HEADERS_ENV: &str = "FLOODSQL_STAC_HEADERS";
+
+/// Sets the command line's `--header`s for every STAC API request of this
+/// process (once; they come on top of [`HEADERS_ENV`]).
+pub(crate) fn set_cli_headers(headers: Vec<(String, String)>) {
+    let _ = CLI_HEADERS.set(headers);
+}
+
+/// The headers sent to the catalogue: `FLOODSQL_STAC_HEADERS`, then
+/// `--header`s; values are marked sensitive (never in `Debug` output).
+fn catalogue_headers() -> Result<reqwest::header::HeaderMap> {
+    let mut pairs = match std::env::var(HEADERS_ENV) {
+        Ok(text) => crate::store::parse_headers(&text, HEADERS_ENV)?,
+        Err(_) => Vec::new(),
+    };
+    pairs.extend(CLI_HEADERS.get().cloned().unwrap_or_default());
+    crate::store::header_map(&pairs, "--header")
+}
+
+/// `req` with the catalogue's headers when `url` is on the catalogue's own
+/// origin: a `next` or `search` link elsewhere never receives them.
+fn authorised(
+    req: reqwest_middleware::RequestBuilder,
+    url: &str,
+    p: &SearchParams,
+    headers: &reqwest::header::HeaderMap,
+) -> reqwest_middleware::RequestBuilder {
+    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+    if !headers.is_empty() && origin(url).is_some() && origin(url) == origin(&p.source) {
+        req.headers(headers.clone())
+    } else {
+        req
+    }
+}
 
 fn http_client(timeout_secs: u64) -> Result<ClientWithMiddleware> {
     let timeout = Duration::from_secs(timeout_secs.max(1));
@@ -205,10 +244,12 @@ async fn send_json(
 pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<Vec<StacItem>> {
     let items = if p.source.starts_with("http://") || p.source.starts_with("https://") {
         let client = http_client(p.timeout_secs)?;
+        let headers = catalogue_headers()?;
         if p.source.trim_end_matches('/').ends_with("/search") {
-            api_search(&client, p, p.source.clone(), progress).await?
+            api_search(&client, &headers, p, p.source.clone(), progress).await?
         } else {
-            let root = send_json(client.get(&p.source), &p.source, p.timeout_secs).await?;
+            let req = authorised(client.get(&p.source), &p.source, p, &headers);
+            let root = send_json(req, &p.source, p.timeout_secs).await?;
             match root.get("type").and_then(Value::as_str) {
                 Some("FeatureCollection") | Some("Feature") => {
                     filter_static(p, items_from_value(root, Some(&p.source))?)
@@ -216,7 +257,7 @@ pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<V
                 _ => {
                     let href = search_link(&root)
                         .unwrap_or_else(|| format!("{}/search", p.source.trim_end_matches('/')));
-                    api_search(&client, p, href, progress).await?
+                    api_search(&client, &headers, p, href, progress).await?
                 }
             }
         }
@@ -263,6 +304,7 @@ fn search_link(root: &Value) -> Option<String> {
 
 async fn api_search(
     client: &ClientWithMiddleware,
+    headers: &reqwest::header::HeaderMap,
     p: &SearchParams,
     url: String,
     progress: &ProgressBar,
@@ -303,6 +345,7 @@ async fn api_search(
             Some(b) => client.post(&href).json(b),
             None => client.get(&href),
         };
+        let req = authorised(req, &href, p, headers);
         let page = send_json(req, &href, p.timeout_secs).await?;
         let features = page
             .get("features")

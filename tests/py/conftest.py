@@ -72,11 +72,11 @@ class RangeServer:
     """tests/py/range_server.py: files under `root` by HTTP Range requests,
     on `host` (any loopback address), counting requests."""
 
-    def __init__(self, root, delay_ms=0, host="127.0.0.1"):
+    def __init__(self, root, delay_ms=0, host="127.0.0.1", env=None):
         self.port = free_port()
         self.url = f"http://{host}:{self.port}"
         self.proc = subprocess.Popen([PY, str(HERE / "range_server.py"), str(root), str(self.port),
-                                      str(delay_ms), host])
+                                      str(delay_ms), host], env=dict(os.environ, **(env or {})))
         wait_http(self.url + "/__stats", self.proc, "range server")
 
     def stats(self):

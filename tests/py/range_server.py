@@ -10,6 +10,11 @@ GET /__redirect/HOST:PORT/PATH answers 302 to http://HOST:PORT/PATH (a host
 bouncing a read elsewhere; a path, since object stores drop query strings).
 PUT and DELETE under /upload/ store and remove files below ROOT/upload (a
 WebDAV-like target for results written over HTTP); MKCOL makes directories.
+
+A private store: with RANGE_SERVER_REQUIRE_HEADER="Name: value" in the
+environment every file request without that header is answered 401; with
+RANGE_SERVER_REQUIRE_QUERY="k=v" (a signed URL's signature) every one whose
+query lacks it is answered 403; both are counted as "refused".
 """
 import json
 import os
@@ -19,7 +24,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATS = {"requests": 0, "range_requests": 0, "bytes": 0}
+STATS = {"requests": 0, "range_requests": 0, "bytes": 0, "refused": 0}
+REQUIRE_HEADER = os.environ.get("RANGE_SERVER_REQUIRE_HEADER")
+REQUIRE_QUERY = os.environ.get("RANGE_SERVER_REQUIRE_QUERY")
 LOCK = threading.Lock()
 
 
@@ -97,6 +104,18 @@ class Handler(BaseHTTPRequestHandler):
             STATS["requests"] += 1
         if self.path.startswith("/__redirect/"):
             return self._send(302, headers=[("Location", "http://" + self.path[len("/__redirect/"):])])
+        if REQUIRE_HEADER:
+            name, value = (v.strip() for v in REQUIRE_HEADER.split(":", 1))
+            if self.headers.get(name) != value:
+                with LOCK:
+                    STATS["refused"] += 1
+                return self._send(401, b"unauthorised")
+        if REQUIRE_QUERY:
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
+            if REQUIRE_QUERY not in query.split("&"):
+                with LOCK:
+                    STATS["refused"] += 1
+                return self._send(403, b"signature does not match")
         p = self._file()
         if p is None:
             return self._send(404, b"not found")
