@@ -672,6 +672,27 @@ mod tests {
                "properties": {"datetime": "2022-09-01T00:00:00Z"}, "assets": {}})
     }
 
+    #[test]
+    fn headers_go_to_the_catalogues_origin_only() {
+        use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+        let client = http_client(5).unwrap();
+        let p = params("http://127.0.0.1:9/api".into(), 10, None);
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        let built = |url: &str| {
+            authorised(client.get(url), url, &p, &h)
+                .build()
+                .unwrap()
+                .headers()
+                .contains_key(AUTHORIZATION)
+        };
+        assert!(built("http://127.0.0.1:9/api/search?token=2"));
+        // a next link on another host, port or scheme: no token
+        assert!(!built("http://127.0.0.2:9/api/search"));
+        assert!(!built("http://127.0.0.1:10/api/search"));
+        assert!(!built("https://127.0.0.1:9/api/search"));
+    }
+
     fn params(source: String, page_size: usize, max_items: Option<usize>) -> SearchParams {
         SearchParams {
             source,
