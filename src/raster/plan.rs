@@ -396,7 +396,7 @@ pub(crate) fn plan_scan(
     // the tutorial: CRS and resolution from the first item
     let crs = first.crs(Some(asset)).ok_or_else(|| Error::BadItem {
         item: first.id.clone(),
-        message: "no CRS (proj:wkt2, proj:code or proj:epsg)".into(),
+        message: "no CRS (proj:wkt2, proj:projjson, proj:code or proj:epsg)".into(),
     })?;
     let res = first
         .gsd()

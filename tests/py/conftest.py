@@ -55,6 +55,15 @@ def make_scene(dest, *args):
     return Scene(dest, {"bbox": bbox})
 
 
+def terminate(proc, grace=10):
+    """Stops a server process: SIGTERM, then SIGKILL after `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_http(url, proc, what):
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -109,11 +118,7 @@ class StacServer:
         raise RuntimeError("rustac serve did not start in 60 s")
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        terminate(self.proc)
         self.log.close()
 
 
@@ -165,11 +170,7 @@ class PgstacServer:
         return Path(self.log.name).read_text().count(f'"{method} {path}')
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        terminate(self.proc)
         as_pg, pg, data = self._pg
         subprocess.run([*as_pg, str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
                        stdout=self.log, stderr=subprocess.STDOUT)
