@@ -69,11 +69,29 @@ impl OutputGrid {
     }
 }
 
+/// `odc.geo.math.split_float`: (whole, fraction) with the fraction in
+/// [-0.5, 0.5]; an exact half rounds toward zero (C's `fmod`, as in Python).
+pub(crate) fn split_float(x: f64) -> (f64, f64) {
+    if !x.is_finite() {
+        return (x, 0.0);
+    }
+    let mut part = x % 1.0;
+    let mut whole = x - part;
+    if part > 0.5 {
+        part -= 1.0;
+        whole += 1.0;
+    } else if part < -0.5 {
+        part += 1.0;
+        whole -= 1.0;
+    }
+    (whole, part)
+}
+
 /// `odc.geo.math.maybe_int`: v rounded when within `tol` of an integer.
 fn maybe_int(v: f64, tol: f64) -> f64 {
-    let r = v.round();
-    if (v - r).abs() < tol {
-        r
+    let (whole, part) = split_float(v);
+    if part.abs() < tol {
+        whole
     } else {
         v
     }

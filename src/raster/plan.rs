@@ -3,7 +3,9 @@
 //! sits on the output lattice. Plain serialisable data, so that the plan node
 //! can later cross a process boundary (Ballista).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +14,7 @@ use floodsql_udfs::DEFAULT_NODATA;
 use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::{overlap, Bbox, Overlap, Window};
-use crate::raster::grid::{output_grid, OutputGrid};
+use crate::raster::grid::{output_grid, split_float, OutputGrid};
 use crate::stac::item::StacItem;
 
 /// One asset placed on the output lattice.
@@ -371,6 +373,10 @@ const MAX_SOURCE_SIDE: usize = i32::MAX as usize;
 /// beyond it the asset grid is nonsense (and pixel arithmetic would overflow).
 const MAX_OFFSET: f64 = (1u64 << 40) as f64;
 
+/// odc-geo's scale tolerance for pasting (`stol`): source pixels within 0.1 %
+/// of the output's size are pasted as output pixels.
+const PASTE_SCALE_TOL: f64 = 1e-3;
+
 /// Builds the scan plan; GDAL (CRS maths) is used, so call it off the runtime.
 /// `nodata`: `floodsql.nodata` (see [`scan_nodata`]). A grid or read volume
 /// over `limits` is refused here, before anything is allocated or read.
@@ -423,7 +429,8 @@ pub(crate) fn plan_scan(
     let mut by_time: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
     let mut sorted: Vec<&StacItem> = items.iter().collect();
     sorted.sort_by(|a, b| (a.nominal_datetime(), &a.id).cmp(&(b.nominal_datetime(), &b.id)));
-    for it in sorted {
+    let probed = header_grids(&sorted, asset, &policy)?;
+    for (k, it) in sorted.into_iter().enumerate() {
         let bad = |m: String| Error::BadItem {
             item: it.id.clone(),
             message: m,
@@ -443,8 +450,10 @@ pub(crate) fn plan_scan(
                 first.id
             )));
         }
+        let header = probed.get(&k);
         let (rows, cols) = it
             .proj_shape(Some(asset))
+            .or(header.map(|h| h.0))
             .ok_or_else(|| bad("no proj:shape".into()))?;
         if !(1..=MAX_SOURCE_SIDE).contains(&rows) || !(1..=MAX_SOURCE_SIDE).contains(&cols) {
             return Err(bad(format!(
@@ -453,6 +462,7 @@ pub(crate) fn plan_scan(
         }
         let t = it
             .proj_transform(Some(asset))
+            .or(header.map(|h| h.1))
             .ok_or_else(|| bad("no proj:transform".into()))?;
         if t.iter().any(|v| !v.is_finite()) {
             return Err(bad(format!(
@@ -460,32 +470,37 @@ pub(crate) fn plan_scan(
             )));
         }
         let [a, b, c, d, e, f] = t;
+        // odc-loader's rule for nearest resampling in the output's CRS: a
+        // source whose pixels are the output's size (within 0.1 %), north-up,
+        // is pasted at its offset rounded to whole pixels (any sub-pixel
+        // shift: translation tolerance 0.9 px), not resampled
+        let (sx, sy) = (res / a, -res / e);
         let eps = 1e-9 * res.max(1.0);
-        if b.abs() > eps || d.abs() > eps || (a - res).abs() > eps || (e + res).abs() > eps {
+        if b.abs() > eps
+            || d.abs() > eps
+            || (sx - 1.0).abs() > PASTE_SCALE_TOL
+            || (sy - 1.0).abs() > PASTE_SCALE_TOL
+        {
             return Err(bad(format!(
                 "asset grid {t:?} is not north-up at the output resolution {res}: \
                  resampling is not supported"
             )));
         }
-        let cf = (c - gx) / res;
-        let rf = (gy - f) / res;
-        if cf.abs() > MAX_OFFSET || rf.abs() > MAX_OFFSET {
+        // the output → source pixel translation, as odc-geo computes it
+        let (tx, ty) = ((gx - c) / a, (gy - f) / e);
+        if tx.abs() > MAX_OFFSET || ty.abs() > MAX_OFFSET {
             return Err(bad(format!(
-                "asset origin ({c}, {f}) is {cf:.0}, {rf:.0} px from the output grid: not a \
-                 position on Earth at {res} m"
+                "asset origin ({c}, {f}) is {:.0}, {:.0} px from the output grid: not a \
+                 position on Earth at {res} m",
+                -tx, -ty
             )));
         }
-        if (cf - cf.round()).abs() > 1e-6 || (rf - rf.round()).abs() > 1e-6 {
-            return Err(bad(format!(
-                "asset origin ({c}, {f}) is not on the output's {res} m lattice \
-                 (offset {cf:.4}, {rf:.4} px): resampling is not supported"
-            )));
-        }
+        let (cf, rf) = (-split_float(tx).0, -split_float(ty).0);
         let src = Source {
             item_id: it.id.clone(),
             path,
-            col_off: cf.round() as i64,
-            row_off: rf.round() as i64,
+            col_off: cf as i64,
+            row_off: rf as i64,
             width: cols,
             height: rows,
         };
@@ -526,6 +541,66 @@ pub(crate) fn plan_scan(
         "narrow the bbox or the datetime range",
     )?;
     Ok(plan)
+}
+
+/// A COG header's grid: (rows, cols) and the affine in STAC order.
+type HeaderGrid = ((usize, usize), [f64; 6]);
+
+/// The COG headers of the items (by index in `items`) whose STAC metadata
+/// lacks `proj:shape` or `proj:transform` for `asset`: the tutorial's stack
+/// then takes the grid from the file. Read with GDAL, up to 8 at once, each
+/// location checked against the read policy first. Blocking: planning runs
+/// off the async runtime.
+fn header_grids(
+    items: &[&StacItem],
+    asset: &str,
+    policy: &ReadPolicy,
+) -> Result<HashMap<usize, HeaderGrid>> {
+    let mut missing = Vec::new();
+    for (k, it) in items.iter().enumerate() {
+        if it.proj_shape(Some(asset)).is_some() && it.proj_transform(Some(asset)).is_some() {
+            continue;
+        }
+        let path = it.asset_location(asset)?;
+        policy.check(&path).map_err(|e| Error::BadItem {
+            item: it.id.clone(),
+            message: format!("asset refused by the read policy: {e}"),
+        })?;
+        missing.push((k, path));
+    }
+    let next = AtomicUsize::new(0);
+    let found: Mutex<Vec<Result<(usize, HeaderGrid)>>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..missing.len().min(8) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((k, path)) = missing.get(i) else {
+                    break;
+                };
+                let r = crate::raster::read::header_grid(path)
+                    .map(|g| (*k, g))
+                    .map_err(|e| Error::BadItem {
+                        item: items[*k].id.clone(),
+                        message: format!(
+                            "no proj:shape/proj:transform, and its COG's header cannot be read: {e}"
+                        ),
+                    });
+                let failed = r.is_err();
+                if let Ok(mut f) = found.lock() {
+                    f.push(r);
+                }
+                if failed {
+                    // the others stop after their current header
+                    next.store(missing.len(), Ordering::Relaxed);
+                    break;
+                }
+            });
+        }
+    });
+    let found = found
+        .into_inner()
+        .map_err(|_| Error::Internal("reading COG headers: a reader panicked".into()))?;
+    found.into_iter().collect()
 }
 
 fn same_crs(a: &str, b: &str) -> Result<bool> {

@@ -92,14 +92,29 @@ fn pooled(
         return Ok(h);
     }
     // open outside the pool lock (opening over http can be slow)
-    // only the GeoTIFF driver: a catalogue must not hand GDAL a VRT (or any
-    // format that references other files) in place of a COG
+    let ds = open_geotiff(path)?;
+    if ds.raster_size() != expect {
+        return Err(Error::Gdal(format!(
+            "'{path}' is {}x{} pixels but its STAC item's proj:shape says {}x{}",
+            ds.raster_size().0,
+            ds.raster_size().1,
+            expect.0,
+            expect.1
+        )));
+    }
+    Ok(pool_lock(pool)?.insert(path, ds))
+}
+
+/// Opens `path` (a GDAL path) with the GeoTIFF driver only: a catalogue must
+/// not hand GDAL a VRT (or any format that references other files) in place
+/// of a COG.
+fn open_geotiff(path: &str) -> Result<Dataset> {
     let options = gdal::DatasetOptions {
         open_flags: gdal::GdalOpenFlags::GDAL_OF_RASTER | gdal::GdalOpenFlags::GDAL_OF_READONLY,
         allowed_drivers: Some(&["GTiff"]),
         ..Default::default()
     };
-    let ds = Dataset::open_ex(path, options).map_err(|e| {
+    Dataset::open_ex(path, options).map_err(|e| {
         let e = e.to_string();
         // curl's "no HTTP status": the server never answered (or refused)
         let why = if e.contains("HTTP response code") && e.trim_end_matches('\'').ends_with(": 0") {
@@ -113,17 +128,24 @@ fn pooled(
             String::new()
         };
         Error::Gdal(format!("cannot open '{path}' as a GeoTIFF: {e}{why}"))
+    })
+}
+
+/// A COG's own grid, from its header, for items whose STAC metadata lacks
+/// `proj:shape` or `proj:transform` (as the tutorial's stack then reads the
+/// file): (rows, cols) and the affine in STAC order [a, b, c, d, e, f]. Opens
+/// with GDAL: call it off the async runtime, after the read policy's check.
+pub(crate) fn header_grid(location: &str) -> Result<((usize, usize), [f64; 6])> {
+    configure_gdal();
+    let path = gdal_path(location);
+    let ds = open_geotiff(&path)?;
+    let (cols, rows) = ds.raster_size();
+    let g = ds.geo_transform().map_err(|e| {
+        Error::Gdal(crate::error::redact_urls(&format!(
+            "'{path}' has no georeferencing (and its STAC item no proj:transform): {e}"
+        )))
     })?;
-    if ds.raster_size() != expect {
-        return Err(Error::Gdal(format!(
-            "'{path}' is {}x{} pixels but its STAC item's proj:shape says {}x{}",
-            ds.raster_size().0,
-            ds.raster_size().1,
-            expect.0,
-            expect.1
-        )));
-    }
-    Ok(pool_lock(pool)?.insert(path, ds))
+    Ok(((rows, cols), [g[1], g[2], g[0], g[4], g[5], g[3]]))
 }
 
 /// Process-wide GDAL settings, applied once.

@@ -276,6 +276,33 @@ pub(crate) const REMOTE_SCHEMES: [&str; 9] = [
 /// an absolute local path or a URL of one of [`REMOTE_SCHEMES`]. GDAL's
 /// virtual file systems (`/vsi…`) are refused: a catalogue names files, not
 /// GDAL drivers and archives.
+/// A local path without `.` and `..` components (object stores refuse them):
+/// resolved by the file system when the file exists (a `..` after a symbolic
+/// link goes where the OS would go), else lexically.
+fn without_dots(p: &Path) -> String {
+    use std::path::Component;
+    if !p
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return p.display().to_string();
+    }
+    if let Ok(real) = std::fs::canonicalize(p) {
+        return real.display().to_string();
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.display().to_string()
+}
+
 pub(crate) fn resolve_href(href: &str, base: Option<&str>) -> std::result::Result<String, String> {
     if let Some(rest) = href.strip_prefix("file://") {
         let u = url::Url::parse(href).map_err(|e| format!("bad file URI '{href}': {e}"))?;
@@ -295,7 +322,7 @@ pub(crate) fn resolve_href(href: &str, base: Option<&str>) -> std::result::Resul
         ));
     }
     if Path::new(href).is_absolute() {
-        return Ok(href.to_string());
+        return Ok(without_dots(Path::new(href)));
     }
     if let Some((scheme, _)) = href.split_once("://") {
         return Err(format!(
@@ -321,7 +348,7 @@ pub(crate) fn resolve_href(href: &str, base: Option<&str>) -> std::result::Resul
             } else {
                 bp.parent().map(Path::to_path_buf).unwrap_or_default()
             };
-            Ok(dir.join(href).display().to_string())
+            Ok(without_dots(&dir.join(href)))
         }
         None => Err(format!(
             "relative asset href '{href}' and no item location to resolve it against"
