@@ -86,6 +86,12 @@ pub(crate) fn spatial_ref(crs: &str) -> Result<SpatialRef> {
     })
 }
 
+/// Do two CRSs name the same projection (GDAL's comparison, which finds
+/// GFM's legacy WKT and EPSG:27703 equal, as pyproj does)?
+pub(crate) fn same(a: &str, b: &str) -> Result<bool> {
+    Ok(spatial_ref(a)? == spatial_ref(b)?)
+}
+
 fn gis_order(mut srs: SpatialRef) -> SpatialRef {
     srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     srs
@@ -350,6 +356,18 @@ mod tests {
         );
         let e = spatial_ref("EPSG:999999").unwrap_err().to_string();
         assert!(e.contains("EPSG:999999"), "{e}");
+    }
+
+    #[test]
+    fn legacy_wkt_and_epsg_27703_are_the_same_crs_other_zones_are_not() {
+        for other in [EQUI7_AS_WKT2, "EPSG:27703", EQUI7_AS_PROJJSON] {
+            assert!(same(EQUI7_AS_LEGACY_WKT, other).unwrap(), "{other}");
+        }
+        assert!(!same(EQUI7_AS_LEGACY_WKT, "EPSG:27704").unwrap());
+        assert!(!same(EQUI7_AS_LEGACY_WKT, "EPSG:32642").unwrap());
+        // a false easting 2 mm away is another CRS
+        let moved = EQUI7_AS_LEGACY_WKT.replace("4340913.84808", "4340913.85008");
+        assert!(!same(EQUI7_AS_LEGACY_WKT, &moved).unwrap());
     }
 
     #[test]

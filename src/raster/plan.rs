@@ -444,7 +444,7 @@ pub(crate) fn plan_scan(
             .check(&path)
             .map_err(|e| bad(format!("asset refused by the read policy: {e}")))?;
         let icrs = it.crs(Some(asset)).ok_or_else(|| bad("no CRS".into()))?;
-        if icrs != crs && !same_crs(&icrs, &crs)? {
+        if icrs != crs && !crate::crs::same(&icrs, &crs)? {
             return Err(bad(format!(
                 "its CRS differs from the first item's ({}); reprojection is not supported",
                 first.id
@@ -601,14 +601,6 @@ fn header_grids(
         .into_inner()
         .map_err(|_| Error::Internal("reading COG headers: a reader panicked".into()))?;
     found.into_iter().collect()
-}
-
-fn same_crs(a: &str, b: &str) -> Result<bool> {
-    let (a, b) = (
-        crate::raster::grid::spatial_ref(a)?,
-        crate::raster::grid::spatial_ref(b)?,
-    );
-    Ok(a == b)
 }
 
 #[cfg(test)]

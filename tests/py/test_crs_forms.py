@@ -64,3 +64,35 @@ def test_a_crs_no_proj_can_compute_is_refused_by_name(tmp_path):
     assert r.returncode != 0
     assert "CRS 'WGS 84 / Equi7 Asia'" in r.stderr and "PROJ" in r.stderr, r.stderr
     assert "panicked" not in r.stderr and not out.exists()
+
+
+def test_a_catalogue_mixing_legacy_wkt_and_epsg_codes(legacy, tmp_path):
+    """During a catalogue's migration: every other item names the CRS by
+    EPSG:27703, the others by the legacy WKT — one CRS, so one mosaic, equal
+    to the legacy scene's and to the tutorial's code's."""
+    import shutil
+    from conftest import Scene
+    scene_dir = tmp_path / "mixed"
+    src = legacy[0]
+    scene_dir.mkdir()
+    shutil.copy(src.path / "collection.json", scene_dir / "collection.json")
+    doc = json.loads(src.items_file.read_text())
+    for k, it in enumerate(doc["features"]):
+        if k % 2:
+            p = it["properties"]
+            p.pop("proj:wkt2"), p.pop("proj:epsg", None)
+            p["proj:code"] = "EPSG:27703"
+    (scene_dir / "items.json").write_text(json.dumps(doc))
+    (scene_dir / "items.ndjson").write_text("\n".join(json.dumps(f) for f in doc["features"]) + "\n")
+    scene = Scene(scene_dir, {"bbox": src.bbox})
+    api = StacServer(scene, tmp_path)
+    try:
+        out = tmp_path / "mixed.tif"
+        extent(api.url, scene.bbox, out)
+        px, transform, _ = read(out)
+        lpx, ltransform, _ = read(legacy[1])
+        assert np.array_equal(px, lpx) and transform == ltransform
+        tutorial = read(peer(api.url, scene.bbox, tmp_path / "peer.tif"))
+        assert np.array_equal(px, tutorial[0])
+    finally:
+        api.stop()
