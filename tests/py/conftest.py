@@ -49,6 +49,15 @@ class Scene:
         self.items = json.loads(self.items_file.read_text())["features"]
 
 
+def write_scene(dest, doc, bbox):
+    """A scene at `dest` from an edited ItemCollection `doc` (items.json and
+    items.ndjson; collection.json must be there already)."""
+    dest = Path(dest)
+    (dest / "items.json").write_text(json.dumps(doc))
+    (dest / "items.ndjson").write_text("".join(json.dumps(f) + "\n" for f in doc["features"]))
+    return Scene(dest, {"bbox": bbox})
+
+
 def make_scene(dest, *args):
     out = run(["synth", "--out", dest, *args]).stdout
     bbox = [ln.split(": ")[1] for ln in out.splitlines() if ln.startswith("bbox:")][0]

@@ -71,7 +71,7 @@ def test_a_catalogue_mixing_legacy_wkt_and_epsg_codes(legacy, tmp_path):
     EPSG:27703, the others by the legacy WKT — one CRS, so one mosaic, equal
     to the legacy scene's and to the tutorial's code's."""
     import shutil
-    from conftest import Scene
+    from conftest import write_scene
     scene_dir = tmp_path / "mixed"
     src = legacy[0]
     scene_dir.mkdir()
@@ -82,9 +82,7 @@ def test_a_catalogue_mixing_legacy_wkt_and_epsg_codes(legacy, tmp_path):
             p = it["properties"]
             p.pop("proj:wkt2"), p.pop("proj:epsg", None)
             p["proj:code"] = "EPSG:27703"
-    (scene_dir / "items.json").write_text(json.dumps(doc))
-    (scene_dir / "items.ndjson").write_text("\n".join(json.dumps(f) for f in doc["features"]) + "\n")
-    scene = Scene(scene_dir, {"bbox": src.bbox})
+    scene = write_scene(scene_dir, doc, src.bbox)
     api = StacServer(scene, tmp_path)
     try:
         out = tmp_path / "mixed.tif"

@@ -288,7 +288,7 @@ def test_sub_pixel_shifted_items_are_pasted_like_the_tutorial(shift, tiny, tmp_p
     `shift` metres, 0.3 to 1.5 px): the tutorial's stack pastes them at the
     offset rounded to whole pixels (odc-loader's nearest rule; exact halves
     toward zero), and so must floodsql."""
-    from conftest import Scene, StacServer
+    from conftest import StacServer, write_scene
     scene = tmp_path / "scene"
     shutil.copytree(tiny.path, scene)
     items = json.loads(tiny.items_file.read_text())
@@ -305,9 +305,7 @@ def test_sub_pixel_shifted_items_are_pasted_like_the_tutorial(shift, tiny, tmp_p
             cog = a["href"].removeprefix("file://")
             subprocess.run(["gdal_edit.py", "-a_ullr", str(t[2]), str(t[5]), str(t[2] + cols * t[0]),
                             str(t[5] + rows * t[4]), cog], check=True)
-    (scene / "items.json").write_text(json.dumps(items))
-    (scene / "items.ndjson").write_text("\n".join(json.dumps(f) for f in items["features"]) + "\n")
-    s = Scene(scene, {"bbox": tiny.bbox})
+    s = write_scene(scene, items, tiny.bbox)
     api = StacServer(s, tmp_path)
     try:
         out = tmp_path / "x.tif"

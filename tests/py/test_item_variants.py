@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import Scene, StacServer, extent, same_raster
+from conftest import StacServer, extent, same_raster, write_scene
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,7 @@ def variant(tiny, dest, edit):
     doc = json.loads(tiny.items_file.read_text())
     for k, it in enumerate(doc["features"]):
         edit(k, it)
-    (dest / "items.json").write_text(json.dumps(doc))
-    return Scene(dest, {"bbox": tiny.bbox})
+    return write_scene(dest, doc, tiny.bbox)
 
 
 @pytest.mark.parametrize("which", ["all", "every other"])
