@@ -86,6 +86,40 @@ impl Window {
     pub(crate) fn area(&self) -> usize {
         self.width * self.height
     }
+
+    /// The part two windows share, if any.
+    pub(crate) fn intersect(&self, o: Window) -> Option<Window> {
+        let (x0, y0) = (self.x.max(o.x), self.y.max(o.y));
+        let x1 = (self.x + self.width).min(o.x + o.width);
+        let y1 = (self.y + self.height).min(o.y + o.height);
+        (x0 < x1 && y0 < y1).then(|| Window {
+            x: x0,
+            y: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::Window;
+
+    #[test]
+    fn intersections() {
+        let w = |x, y, width, height| Window {
+            x,
+            y,
+            width,
+            height,
+        };
+        assert_eq!(
+            w(0, 0, 10, 10).intersect(w(5, 8, 10, 10)),
+            Some(w(5, 8, 5, 2))
+        );
+        assert_eq!(w(0, 0, 10, 10).intersect(w(10, 0, 5, 5)), None);
+        assert_eq!(w(20, 20, 5, 5).intersect(w(0, 0, 10, 10)), None);
+    }
 }
 
 /// Where a source raster meets an output window.

@@ -578,6 +578,7 @@ impl ExecutionPlan for FloodChunksExec {
         // every source's nodata and the fill of pixels none covers
         let nodata = self.plan.nodata;
         let policy = Arc::new(self.plan.policy.clone());
+        let grid = Arc::new(self.plan.grid.clone());
         let schema = self.schema.clone();
         let out_schema = schema.clone();
         let stream = units
@@ -585,18 +586,22 @@ impl ExecutionPlan for FloodChunksExec {
                 let (columns, schema) = (columns.clone(), schema.clone());
                 let (metrics, progress) = (metrics.clone(), progress.clone());
                 let (reader, env, policy) = (reader.clone(), env.clone(), policy.clone());
+                let grid = grid.clone();
                 async move {
                     let pixels = if need_pixels {
                         let (window, sources) = (u.window, u.sources.clone());
                         let timer = metrics.read_time.timer();
                         let (px, stats) = match kind {
                             ReaderKind::Native => {
-                                fuse_window_native(&reader, &env, window, &sources, nodata).await?
+                                fuse_window_native(
+                                    &reader, &env, window, &sources, &grid, nodata, &policy,
+                                )
+                                .await?
                             }
                             ReaderKind::Gdal => {
                                 let windows = sources.len();
                                 let px = tokio::task::spawn_blocking(move || {
-                                    fuse_window(window, &sources, nodata, &policy)
+                                    fuse_window(window, &sources, &grid, nodata, &policy)
                                 })
                                 .await
                                 .map_err(join_err("raster read"))??;
@@ -681,6 +686,7 @@ mod tests {
             row_off,
             width,
             height,
+            warp: None,
         }
     }
 

@@ -9,3 +9,4 @@ pub(crate) mod plan;
 pub(crate) mod read;
 pub(crate) mod resolve;
 pub(crate) mod table;
+pub(crate) mod warp;

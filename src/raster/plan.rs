@@ -15,6 +15,7 @@ use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::{overlap, Bbox, Overlap, Window};
 use crate::raster::grid::{output_grid, split_float, OutputGrid};
+use crate::raster::warp::Warp;
 use crate::stac::item::StacItem;
 
 /// One asset placed on the output lattice.
@@ -29,6 +30,10 @@ pub(crate) struct Source {
     pub(crate) row_off: i64,
     pub(crate) width: usize,
     pub(crate) height: usize,
+    /// For an item in another CRS (or not pasteable): its own grid, warped
+    /// per chunk; the fields above are then its footprint on the output grid.
+    #[serde(default)]
+    pub(crate) warp: Option<crate::raster::warp::Warp>,
 }
 
 impl Source {
@@ -444,12 +449,7 @@ pub(crate) fn plan_scan(
             .check(&path)
             .map_err(|e| bad(format!("asset refused by the read policy: {e}")))?;
         let icrs = it.crs(Some(asset)).ok_or_else(|| bad("no CRS".into()))?;
-        if icrs != crs && !crate::crs::same(&icrs, &crs)? {
-            return Err(bad(format!(
-                "its CRS differs from the first item's ({}); reprojection is not supported",
-                first.id
-            )));
-        }
+        let other_crs = icrs != crs && !crate::crs::same(&icrs, &crs)?;
         let header = probed.get(&k);
         let (rows, cols) = it
             .proj_shape(Some(asset))
@@ -476,15 +476,35 @@ pub(crate) fn plan_scan(
         // shift: translation tolerance 0.9 px), not resampled
         let (sx, sy) = (res / a, -res / e);
         let eps = 1e-9 * res.max(1.0);
-        if b.abs() > eps
-            || d.abs() > eps
-            || (sx - 1.0).abs() > PASTE_SCALE_TOL
-            || (sy - 1.0).abs() > PASTE_SCALE_TOL
-        {
-            return Err(bad(format!(
-                "asset grid {t:?} is not north-up at the output resolution {res}: \
-                 resampling is not supported"
-            )));
+        let pasteable = !other_crs
+            && b.abs() <= eps
+            && d.abs() <= eps
+            && (sx - 1.0).abs() <= PASTE_SCALE_TOL
+            && (sy - 1.0).abs() <= PASTE_SCALE_TOL;
+        if !pasteable {
+            // warped per chunk with GDAL, as odc-loader reprojects it
+            let warp = Warp {
+                crs: icrs.clone(),
+                transform: t,
+                width: cols,
+                height: rows,
+                pts_per_side: if other_crs { 5 } else { 2 },
+            };
+            let (col_off, row_off, width, height) = crate::raster::warp::footprint(&warp, &grid)
+                .map_err(|e| bad(format!("cannot place it on the output grid: {e}")))?;
+            let src = Source {
+                item_id: it.id.clone(),
+                path,
+                col_off,
+                row_off,
+                width,
+                height,
+                warp: Some(warp),
+            };
+            if src.overlap(grid.window()).is_some() {
+                by_time.entry(dt.timestamp_micros()).or_default().push(src);
+            }
+            continue;
         }
         // the output → source pixel translation, as odc-geo computes it
         let (tx, ty) = ((gx - c) / a, (gy - f) / e);
@@ -503,6 +523,7 @@ pub(crate) fn plan_scan(
             row_off: rf as i64,
             width: cols,
             height: rows,
+            warp: None,
         };
         // items outside the output grid never contribute
         if src.overlap(grid.window()).is_none() {
@@ -635,6 +656,7 @@ pub(crate) mod tests {
                 row_off: next(1200) as i64 - 300,
                 width: 1 + next(400) as usize,
                 height: 1 + next(400) as usize,
+                warp: None,
             });
         }
         ScanPlan {

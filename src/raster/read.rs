@@ -209,6 +209,27 @@ pub(crate) fn read_window(
     })
 }
 
+/// An item in another CRS warped into `roi` of the output grid (see
+/// `raster::warp`), its COG opened with GDAL (pooled). Blocking.
+pub(crate) fn warp_window(
+    location: &str,
+    expect: (usize, usize),
+    grid: &crate::raster::grid::OutputGrid,
+    roi: Window,
+    nodata: u8,
+) -> Result<Vec<u8>> {
+    configure_gdal();
+    let path = gdal_path(location);
+    let handle = pooled(&POOL, &path, expect)?;
+    let ds = handle
+        .lock()
+        .map_err(|_| Error::Internal(format!("GDAL dataset '{path}' poisoned by a panic")))?;
+    crate::raster::warp::warp_roi(&ds, grid, roi, nodata).map_err(|e| match e {
+        Error::Gdal(m) => Error::Gdal(super::cog::redact(location, m)),
+        other => other,
+    })
+}
+
 fn read_with(
     pool: &Mutex<DatasetPool>,
     path: &str,

@@ -326,3 +326,19 @@ def test_losing_the_scheduler_mid_query_fails_clearly(medium, medium_api, tmp_pa
         assert os.listdir(out) == []
     finally:
         c.stop()
+
+
+def test_items_in_another_crs_on_cluster_equal_local(cluster, tiny, tmp_path):
+    """Warped items (another CRS) are read on the executors: the result is
+    byte-identical to the local run."""
+    from conftest import StacServer
+    from test_crs_forms import two_crs_scene
+    scene, _ = two_crs_scene(tiny, tmp_path / "twocrs")
+    api = StacServer(scene, tmp_path)
+    try:
+        local, remote = tmp_path / "local.tif", tmp_path / "cluster.tif"
+        extent(api.url, scene.bbox, local, "--chunk", "300")
+        extent(api.url, scene.bbox, remote, "--chunk", "300", "--cluster", cluster.url, "--partitions", "4")
+        assert local.read_bytes() == remote.read_bytes()
+    finally:
+        api.stop()
