@@ -97,9 +97,16 @@ def test_a_catalogue_mixing_legacy_wkt_and_epsg_codes(legacy, tmp_path):
         api.stop()
 
 
-def two_crs_scene(src, dest):
+# Equi7 Europe as PROJ 9.1 (Debian's gdalwarp) can compute it: EPSG:27704's
+# parameters (the items then say "EPSG:27704", which pyproj's PROJ 9.5 knows)
+EQUI7_EU_PROJ = ("+proj=aeqd +lat_0=53 +lon_0=24 +x_0=5837287.82 +y_0=2121415.696 +datum=WGS84 "
+                 "+units=m +no_defs")
+
+
+def two_crs_scene(src, dest, code="EPSG:32642", srs="EPSG:32642"):
     """`src` with the items of its middle acquisition warped (gdalwarp,
-    nearest, on the 20 m UTM 42N lattice) into EPSG:32642 and described so."""
+    nearest, on the 20 m lattice of `srs`) into that CRS, and described by
+    `proj:code` = `code`."""
     import shutil
     import subprocess
     from conftest import write_scene
@@ -116,13 +123,13 @@ def two_crs_scene(src, dest):
         a = it["assets"]["ensemble_flood_extent"]
         cog = a["href"].removeprefix("file://")
         out = dest / Path(cog).name
-        subprocess.run(["gdalwarp", "-q", "-t_srs", "EPSG:32642", "-tr", "20", "20", "-tap", "-r", "near",
+        subprocess.run(["gdalwarp", "-q", "-t_srs", srs, "-tr", "20", "20", "-tap", "-r", "near",
                         "-srcnodata", "255", "-dstnodata", "255", "-co", "TILED=YES", cog, str(out)], check=True)
         info = json.loads(subprocess.run(["gdalinfo", "-json", str(out)], capture_output=True, text=True,
                                          check=True).stdout)
         g = info["geoTransform"]
         p.pop("proj:wkt2"), p.pop("proj:epsg", None)
-        p["proj:code"] = "EPSG:32642"
+        p["proj:code"] = code
         p["proj:shape"] = [info["size"][1], info["size"][0]]
         p["proj:transform"] = [g[1], g[2], g[0], g[4], g[5], g[3]]
         a["href"] = out.as_uri()
@@ -131,15 +138,19 @@ def two_crs_scene(src, dest):
     return write_scene(dest, doc, src.bbox), warped
 
 
-@pytest.mark.parametrize("which", ["tiny", "medium"])
-def test_items_in_another_crs_are_warped_like_the_tutorial(which, request, tmp_path):
-    """A search returning items in two CRSs (one acquisition in UTM 42N, the
-    rest in Equi7 Asia): the tutorial's stack reprojects the UTM items into
-    the first item's CRS per 1000 px chunk with GDAL's warper (nearest,
-    approximate transformer 0.125 px). floodsql must give its pixels; the
-    count of differing pixels is printed."""
+@pytest.mark.parametrize("which,code,srs", [
+    ("tiny", "EPSG:32642", "EPSG:32642"),
+    ("medium", "EPSG:32642", "EPSG:32642"),
+    ("medium", "EPSG:27704", EQUI7_EU_PROJ),      # an Equi7 zone border: Europe next to Asia
+])
+def test_items_in_another_crs_are_warped_like_the_tutorial(which, code, srs, request, tmp_path):
+    """A search returning items in two CRSs (one acquisition in UTM 42N or in
+    Equi7 Europe, the rest in Equi7 Asia): the tutorial's stack reprojects
+    them into the first item's CRS per 1000 px chunk with GDAL's warper
+    (nearest, approximate transformer 0.125 px). floodsql must give its
+    pixels; the count of differing pixels is printed."""
     src = request.getfixturevalue(which)
-    scene, warped = two_crs_scene(src, tmp_path / "twocrs")
+    scene, warped = two_crs_scene(src, tmp_path / "twocrs", code, srs)
     api = StacServer(scene, tmp_path)
     try:
         out = tmp_path / "twocrs.tif"
@@ -151,7 +162,7 @@ def test_items_in_another_crs_are_warped_like_the_tutorial(which, request, tmp_p
         plain = tmp_path / "plain.tif"
         extent(src.items_file, src.bbox, plain)
         moved = int((px != read(plain)[0]).sum())
-        print(f"{which}: {warped} items in UTM 42N; pixels differing from the tutorial's: {differ} "
+        print(f"{which}: {warped} items in {code}; pixels differing from the tutorial's: {differ} "
               f"of {px.size}; from the single-CRS scene: {moved}")
         assert differ == 0
         assert moved > 0                    # the warped items were read (warping moves edges)
