@@ -154,38 +154,43 @@ pub(crate) async fn fuse_window_native(
     fill: u8,
     policy: &ReadPolicy,
 ) -> Result<(Vec<u8>, FuseStats)> {
-    if sources.iter().any(|s| s.warp.is_some()) {
-        // items in another CRS are warped by GDAL: this window takes GDAL's
-        // path for every source (fusing order kept), off the runtime
-        let (sources, grid, policy) = (sources.to_vec(), grid.clone(), policy.clone());
-        let out = tokio::task::spawn_blocking(move || {
-            fuse_window(window, &sources, &grid, fill, &policy)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("warping a window: {e}")))??;
-        return Ok((out, FuseStats::default()));
-    }
-    let parts: Vec<(Source, Overlap)> = sources
+    // sources on the output lattice: blocks fetched here, decoded on the
+    // pool; sources in another CRS (no overlap in their own pixels): warped
+    // by GDAL on the pool, in fusing order with the others
+    let parts: Vec<(Source, Option<Overlap>)> = sources
         .iter()
-        .filter_map(|s| Some((s.clone(), s.overlap(window)?)))
+        .filter_map(|s| match s.warp {
+            Some(_) => Some((s.clone(), None)),
+            None => Some((s.clone(), Some(s.overlap(window)?))),
+        })
         .collect();
     let fetched = futures::future::try_join_all(parts.iter().map(|(src, o)| async move {
-        reader
-            .fetch(env, &src.path, (src.width, src.height), o.src)
-            .await
-            .map_err(|e| item_err(src, e))
+        match o {
+            Some(o) => reader
+                .fetch(env, &src.path, (src.width, src.height), o.src)
+                .await
+                .map(Some)
+                .map_err(|e| item_err(src, e)),
+            None => Ok(None),
+        }
     }))
     .await?;
     let stats = FuseStats {
         windows: parts.len(),
-        fetched_bytes: fetched.iter().map(|f| f.bytes()).sum(),
+        fetched_bytes: fetched.iter().flatten().map(|f| f.bytes()).sum(),
     };
+    let (grid, policy) = (grid.clone(), policy.clone());
     let out = reader
         .decode(move || {
             let mut out = vec![fill; window.area()];
             for ((src, o), f) in parts.iter().zip(fetched) {
-                let buf = f.decode().map_err(|e| item_err(src, e))?;
-                paste(&mut out, window, o, &buf, fill);
+                match (o, f) {
+                    (Some(o), Some(f)) => {
+                        let buf = f.decode().map_err(|e| item_err(src, e))?;
+                        paste(&mut out, window, o, &buf, fill);
+                    }
+                    _ => fuse_warped(&mut out, window, src, &grid, fill, &policy)?,
+                }
             }
             Ok::<_, Error>(out)
         })
