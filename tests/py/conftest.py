@@ -73,6 +73,16 @@ def terminate(proc, grace=10):
         proc.kill()
 
 
+def stderr_within(client, seconds, what):
+    """The client's stderr once it ends; the test fails (client killed) when
+    it is still running `seconds` after `what`."""
+    try:
+        return client.communicate(timeout=seconds)[1]
+    except subprocess.TimeoutExpired:
+        client.kill()
+        pytest.fail(f"client still running {seconds} s after {what}")
+
+
 def wait_http(url, proc, what):
     deadline = time.time() + 60
     while time.time() < deadline:
