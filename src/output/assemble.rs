@@ -12,6 +12,69 @@ use crate::error::{Error, Result};
 use crate::geo::Window;
 use crate::raster::grid::OutputGrid;
 
+/// What a result's pixels are: the kind and nodata its aggregate recorded
+/// in the field's metadata (see `floodsql_udfs::RasterMeta`), or
+/// [`PixelKind::Values`] for a binary column without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PixelKind {
+    /// 0/1 (an extent, `flood_observed`).
+    Mask,
+    /// Counts of slices.
+    Count,
+    /// GFM's three states: 1 flooded, 0 observed dry, 255 never observed.
+    States,
+    /// Days since 1970-01-01 (0: never flooded).
+    Date,
+    /// Percent 0..=100 (255: never observed).
+    Percent,
+    /// Values of unknown meaning.
+    Values,
+}
+
+impl PixelKind {
+    fn parse(kind: &str) -> Self {
+        match kind {
+            "mask" => PixelKind::Mask,
+            "count" => PixelKind::Count,
+            "states" => PixelKind::States,
+            "date" => PixelKind::Date,
+            "percent" => PixelKind::Percent,
+            _ => PixelKind::Values,
+        }
+    }
+}
+
+/// The pixel column's kind and nodata value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PixelMeta {
+    pub(crate) kind: PixelKind,
+    pub(crate) nodata: Option<u16>,
+}
+
+impl Default for PixelMeta {
+    fn default() -> Self {
+        Self {
+            kind: PixelKind::Values,
+            nodata: None,
+        }
+    }
+}
+
+impl PixelMeta {
+    /// From the metadata of a result field.
+    pub(crate) fn of_field(f: &arrow::datatypes::Field) -> Self {
+        let m = f.metadata();
+        Self {
+            kind: m
+                .get(floodsql_udfs::META_KIND)
+                .map_or(PixelKind::Values, |k| PixelKind::parse(k)),
+            nodata: m
+                .get(floodsql_udfs::META_NODATA)
+                .and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
 /// Reads result batches into checked chunks.
 #[derive(Debug)]
 pub(crate) struct ChunkReader {
@@ -19,6 +82,7 @@ pub(crate) struct ChunkReader {
     height: usize,
     seen: HashSet<(i64, i64)>,
     bytes_per_pixel: Option<usize>,
+    meta: Option<PixelMeta>,
 }
 
 impl ChunkReader {
@@ -29,6 +93,7 @@ impl ChunkReader {
             height: grid.height,
             seen: HashSet::new(),
             bytes_per_pixel: None,
+            meta: None,
         }
     }
 
@@ -55,7 +120,14 @@ impl ChunkReader {
             int_col(b, "width")?,
             int_col(b, "height")?,
         );
-        let px = b.column(pixel_col(b)?);
+        let col = pixel_col(b)?;
+        let meta = PixelMeta::of_field(b.schema().field(col));
+        if *self.meta.get_or_insert(meta) != meta {
+            return Err(Error::NotRasterisable(
+                "result batches differ in what their pixels are".into(),
+            ));
+        }
+        let px = b.column(col);
         let px = arrow::compute::cast(px, &DataType::LargeBinary)
             .map_err(|e| Error::Internal(format!("binary column to LargeBinary: {e}")))?;
         let px = px.as_binary::<i64>();
@@ -140,6 +212,11 @@ fn int_col(b: &RecordBatch, name: &str) -> Result<Vec<i64>> {
         return Err(Error::NotRasterisable(format!("column '{name}' has NULLs")));
     }
     Ok(a.values().to_vec())
+}
+
+/// What the pixels of a result batch are.
+pub(crate) fn pixel_meta(b: &RecordBatch) -> Result<PixelMeta> {
+    Ok(PixelMeta::of_field(b.schema().field(pixel_col(b)?)))
 }
 
 /// The pixel column: `pixels` if present, else the only binary column.

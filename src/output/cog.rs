@@ -12,6 +12,7 @@ use gdal::{Dataset, DriverManager, Metadata};
 
 use crate::error::{Error, Result};
 use crate::geo::Window;
+use crate::output::assemble::PixelKind;
 use crate::output::atomic::{temp_path, write_atomic};
 use crate::output::Provenance;
 use crate::raster::grid::{spatial_ref, OutputGrid};
@@ -28,7 +29,14 @@ pub(crate) struct TiledTiff {
 impl TiledTiff {
     /// Creates the temp GTiff for `target` on `grid`: 1 (u8) or 2 (u16) bytes
     /// per pixel; blocks never written read as 0.
-    pub(crate) fn create(target: &Path, grid: &OutputGrid, bytes_per_pixel: usize) -> Result<Self> {
+    /// With a `nodata` value, the band declares it and blocks never
+    /// written read as it.
+    pub(crate) fn create(
+        target: &Path,
+        grid: &OutputGrid,
+        bytes_per_pixel: usize,
+        nodata: Option<u16>,
+    ) -> Result<Self> {
         let path = temp_path(target, ".gtiff")?;
         let drv = DriverManager::get_driver_by_name("GTiff")?;
         let opts = RasterCreationOptions::from_iter([
@@ -52,6 +60,9 @@ impl TiledTiff {
             made.map_err(|e| Error::Gdal(format!("creating '{}': {e}", path.display())))?;
         ds.set_geo_transform(&grid.geotransform())?;
         ds.set_spatial_ref(&spatial_ref(&grid.crs)?)?;
+        if let Some(n) = nodata {
+            ds.rasterband(1)?.set_no_data_value(Some(n as f64))?;
+        }
         Ok(Self {
             path,
             ds,
@@ -92,11 +103,17 @@ impl TiledTiff {
     /// Closes the GTiff and copies it into a COG at `target` (atomically);
     /// the temp GTiff is removed. The COG carries `provenance` as metadata
     /// (what QGIS shows under the layer's properties), a band description,
-    /// and for a 0/1 `mask` a colour table (0 light beige, 1 flood blue).
-    pub(crate) fn into_cog(self, target: &Path, provenance: &Provenance, mask: bool) -> Result<()> {
+    /// and for a 0/1 mask or three states a colour table (0 light beige, 1
+    /// flood blue, 255 grey).
+    pub(crate) fn into_cog(
+        self,
+        target: &Path,
+        provenance: &Provenance,
+        kind: PixelKind,
+    ) -> Result<()> {
         let TiledTiff { path, mut ds, .. } = self;
         let result = (|| {
-            describe(&mut ds, provenance, mask)?;
+            describe(&mut ds, provenance, kind)?;
             ds.flush_cache()?;
             drop(ds);
             let src = Dataset::open(&path)?;
@@ -142,7 +159,7 @@ pub(crate) fn metadata_items(p: &Provenance) -> Vec<(&'static str, String)> {
     v
 }
 
-fn describe(ds: &mut Dataset, p: &Provenance, mask: bool) -> Result<()> {
+fn describe(ds: &mut Dataset, p: &Provenance, kind: PixelKind) -> Result<()> {
     for (k, v) in metadata_items(p) {
         ds.set_metadata_item(k, &v, "")?;
     }
@@ -152,17 +169,32 @@ fn describe(ds: &mut Dataset, p: &Provenance, mask: bool) -> Result<()> {
     } else {
         p.title.as_str()
     };
-    band.set_description(&if mask {
-        format!("{what}: 1 = flooded, 0 = not flooded or not observed")
-    } else {
-        format!("{what} (values per pixel)")
+    band.set_description(&match kind {
+        PixelKind::Mask => format!("{what}: 1 = flooded, 0 = not flooded or not observed"),
+        PixelKind::States => {
+            format!("{what}: 1 = flooded, 0 = observed, not flooded, 255 = never observed")
+        }
+        PixelKind::Date => {
+            format!("{what}: days since 1970-01-01 (UTC), 0 = never flooded")
+        }
+        PixelKind::Percent => {
+            format!("{what}: percent of observations flooded, 255 = never observed")
+        }
+        PixelKind::Count => format!("{what}: number of time slices"),
+        PixelKind::Values => format!("{what} (values per pixel)"),
     })?;
-    if mask {
+    if matches!(kind, PixelKind::Mask | PixelKind::States) {
         let mut ct = ColorTable::new(PaletteInterpretation::Rgba);
         let rgba = |r, g, b, a| ColorEntry::rgba(r, g, b, a);
         // TIFF palettes are RGB (no alpha): 0 is drawn light, as in the PNG
         ct.set_color_entry(0, &rgba(236, 232, 214, 255));
         ct.set_color_entry(1, &rgba(20, 90, 200, 255));
+        if kind == PixelKind::States {
+            for v in 2..255 {
+                ct.set_color_entry(v, &rgba(0, 0, 0, 255));
+            }
+            ct.set_color_entry(255, &rgba(175, 175, 175, 255));
+        }
         band.set_color_table(&ct);
         band.set_color_interpretation(ColorInterpretation::PaletteIndex)?;
     }

@@ -21,6 +21,7 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 use crate::error::{Error, Result};
+use crate::output::assemble::{PixelKind, PixelMeta};
 use crate::output::atomic::write_atomic;
 use crate::output::Provenance;
 use crate::raster::grid::OutputGrid;
@@ -31,18 +32,18 @@ const WET: [u8; 3] = [20, 90, 200];
 const UNSEEN: [u8; 3] = [175, 175, 175];
 const PAPER: [u8; 3] = [255, 255, 255];
 
-/// Values 1..=max on a light-to-dark blue ramp (ColorBrewer "Blues" ends);
-/// 0 is drawn as dry land.
-fn ramp(v: u32, max: u32) -> [u8; 3] {
+/// Values min..=max (min ≥ 1) on a light-to-dark blue ramp (ColorBrewer
+/// "Blues" ends); 0 is drawn as dry land.
+fn ramp(v: u32, min: u32, max: u32) -> [u8; 3] {
     if v == 0 || max == 0 {
         return DRY;
     }
     const LO: [f32; 3] = [158.0, 202.0, 225.0];
     const HI: [f32; 3] = [8.0, 48.0, 107.0];
-    let t = if max <= 1 {
+    let t = if max <= min {
         1.0
     } else {
-        (v - 1) as f32 / (max - 1) as f32
+        (v.clamp(min, max) - min) as f32 / (max - min) as f32
     };
     [0, 1, 2].map(|i| (LO[i] + (HI[i] - LO[i]) * t) as u8)
 }
@@ -59,6 +60,9 @@ pub(crate) struct Quicklook {
     observed: Option<Vec<u8>>,
     /// Bytes per pixel of the raster (1 or 2).
     bytes_per_pixel: usize,
+    /// What the pixels are; their nodata is not folded into the maxima but
+    /// drawn as "never observed" (or "no flood date").
+    meta: PixelMeta,
 }
 
 impl Quicklook {
@@ -73,24 +77,42 @@ impl Quicklook {
             q: vec![0; qw * qh],
             observed: None,
             bytes_per_pixel: 1,
+            meta: PixelMeta::default(),
         }
+    }
+
+    /// Sets what the pixels are (before the first chunk).
+    pub(crate) fn set_meta(&mut self, meta: PixelMeta) {
+        self.meta = meta;
     }
 
     /// Folds in a chunk at (x, y), `w` pixels wide, its pixels row-major
     /// (`bytes_per_pixel` each, little-endian).
     pub(crate) fn add(&mut self, x: usize, y: usize, w: usize, px: &[u8], bytes_per_pixel: usize) {
         self.bytes_per_pixel = bytes_per_pixel;
-        let k = self.k;
+        let (k, qw, qh) = (self.k, self.qw, self.qh);
+        let nodata = self.meta.nodata.map(u32::from);
+        if nodata.is_some() && self.observed.is_none() {
+            self.observed = Some(vec![0; qw * qh]);
+        }
         for (r, row) in px.chunks_exact(w * bytes_per_pixel).enumerate() {
-            let qrow = &mut self.q[((y + r) / k) * self.qw..][..self.qw];
+            let at = ((y + r) / k) * qw;
             for (c, v) in row.chunks_exact(bytes_per_pixel).enumerate() {
                 let v = match v {
                     [a] => *a as u32,
                     [a, b] => u16::from_le_bytes([*a, *b]) as u32,
                     _ => 0,
                 };
-                let cell = &mut qrow[(x + c) / k];
-                *cell = (*cell).max(v);
+                let i = at + (x + c) / k;
+                if nodata.is_some() {
+                    if Some(v) == nodata {
+                        continue;
+                    }
+                    if let Some(o) = self.observed.as_mut() {
+                        o[i] = 1;
+                    }
+                }
+                self.q[i] = self.q[i].max(v);
             }
         }
     }
@@ -114,6 +136,15 @@ impl Quicklook {
 pub(crate) struct Figures {
     /// Pixels equal to 1 (flooded, for a mask).
     pub(crate) ones: u64,
+    /// Smallest value other than 0 and nodata (for the ramp; 0 or u64::MAX: none).
+    pub(crate) min: u64,
+}
+
+/// A date raster's value (days since 1970-01-01) as YYYY-MM-DD.
+fn day_label(v: u32) -> String {
+    chrono::DateTime::from_timestamp(v as i64 * 86_400, 0)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| v.to_string())
 }
 
 /// A text style in the bundled font.
@@ -199,7 +230,13 @@ pub(crate) fn render(
 ) -> Result<(Vec<u8>, usize, usize)> {
     let (qw, qh, q) = (ql.qw, ql.qh, &ql.q);
     let max = q.iter().copied().max().unwrap_or(0);
-    let mask = ql.bytes_per_pixel == 1 && max <= 1;
+    let min = match figures.min {
+        0 | u64::MAX => 1,
+        m => m.min(u32::MAX as u64) as u32,
+    };
+    let kind = ql.meta.kind;
+    let mask = (ql.bytes_per_pixel == 1 && max <= 1 && kind != PixelKind::Percent)
+        || kind == PixelKind::States;
     let (ml, mt, mr) = (80usize, 64usize, 24usize);
     let mb = 128usize;
     let w = (ml + qw + mr).max(760);
@@ -219,10 +256,10 @@ pub(crate) fn render(
                     (false, true) => DRY,
                     (false, false) => UNSEEN,
                 }
-            } else if v == 0 && !seen {
+            } else if (kind == PixelKind::Date || v == 0) && !seen {
                 UNSEEN
             } else {
-                ramp(v, max)
+                ramp(v, min, max)
             };
             buf[((mt + y) * w + ml + x) * 3..][..3].copy_from_slice(&c);
         }
@@ -307,23 +344,35 @@ pub(crate) fn render(
             // a colour ramp with its range, then swatches for 0 (and the unseen)
             let rw = 160;
             for i in 0..rw {
-                let v = 1 + (i as u32 * max.saturating_sub(1)) / (rw as u32 - 1).max(1);
+                let v = min + (i as u32 * max.saturating_sub(min)) / (rw as u32 - 1).max(1);
                 d(area.draw(&PathElement::new(
                     [(lx + i, ly), (lx + i, ly + 12)],
-                    rgb(ramp(v, max)),
+                    rgb(ramp(v, min, max)),
                 )))?;
             }
             d(area.draw(&Rectangle::new(
                 [(lx, ly), (lx + rw, ly + 12)],
                 BLACK.stroke_width(1),
             )))?;
-            let label = format!("1 .. {max} (value per pixel)");
+            let label = match kind {
+                PixelKind::Date => format!("{} .. {} (flood date)", day_label(min), day_label(max)),
+                PixelKind::Percent => format!("{min} .. {max} % of observations flooded"),
+                PixelKind::Count => format!("{min} .. {max} slices"),
+                _ => format!("{min} .. {max} (value per pixel)"),
+            };
             d(area.draw_text(&label, &font(13.0), (lx + rw + 8, ly - 1)))?;
             lx += rw + 8 + (label.chars().count() as i32) * 7 + 24;
-            entries.push((rgb(DRY), "0".into()));
+            if kind != PixelKind::Date {
+                entries.push((rgb(DRY), "0".into()));
+            }
         }
         if ql.observed.is_some() {
-            entries.push((rgb(UNSEEN), "never observed".into()));
+            let label = if kind == PixelKind::Date {
+                "never flooded"
+            } else {
+                "never observed"
+            };
+            entries.push((rgb(UNSEEN), label.into()));
         }
         for (c, label) in &entries {
             d(area.draw(&Rectangle::new([(lx, ly), (lx + 16, ly + 12)], c.filled())))?;

@@ -12,7 +12,7 @@ use arrow::array::RecordBatch;
 
 use crate::context::Cancel;
 use crate::error::{Error, Result};
-use crate::output::assemble::ChunkReader;
+use crate::output::assemble::{pixel_meta, ChunkReader, PixelKind, PixelMeta};
 use crate::output::cog::TiledTiff;
 use crate::output::parquet::ParquetSink;
 use crate::output::png::{write_png, Quicklook};
@@ -24,12 +24,34 @@ use crate::raster::grid::OutputGrid;
 pub(crate) struct Written {
     /// Bytes per pixel of the raster (1 or 2).
     pub(crate) bytes_per_pixel: usize,
-    /// Pixels equal to 1 (flooded, for a mask).
+    /// What the pixels are.
+    pub(crate) meta: PixelMeta,
+    /// Pixels equal to 1 (flooded, for a mask or three states).
     pub(crate) ones: u64,
-    /// Pixels other than 0.
+    /// Pixels other than 0 and nodata.
     pub(crate) nonzero: u64,
-    /// Largest pixel value.
+    /// Pixels equal to nodata in the chunks of the result (chunks no row
+    /// covers are not counted).
+    pub(crate) nodata: u64,
+    /// Pixels in the result's chunks.
+    pub(crate) covered: u64,
+    /// Smallest pixel value other than 0 and nodata (u64::MAX if none).
+    pub(crate) min: u64,
+    /// Largest pixel value other than nodata.
     pub(crate) max: u64,
+}
+
+impl Written {
+    /// Pixels of `grid` that are nodata: those counted in the result's
+    /// chunks plus every pixel of the chunks no row covered (0 when the
+    /// raster has no nodata value).
+    pub(crate) fn nodata_total(&self, grid: &OutputGrid) -> u64 {
+        if self.meta.nodata.is_none() {
+            return 0;
+        }
+        let all = (grid.width * grid.height) as u64;
+        all - (self.covered - self.nodata)
+    }
 }
 
 /// Writes a stream of result batches to the outputs asked for.
@@ -43,7 +65,11 @@ pub(crate) struct RasterSink {
     quicklook: Quicklook,
     ones: u64,
     nonzero: u64,
+    nodata: u64,
+    covered: u64,
+    min: u64,
     max: u64,
+    meta: PixelMeta,
     /// Temp files to remove unless the run finishes.
     temps: Vec<PathBuf>,
     /// When set, the sink stops and removes this run's files, finished
@@ -78,7 +104,11 @@ impl RasterSink {
             quicklook: Quicklook::new(grid.width, grid.height),
             ones: 0,
             nonzero: 0,
+            nodata: 0,
+            covered: 0,
+            min: u64::MAX,
             max: 0,
+            meta: PixelMeta::default(),
             temps,
             cancel: Cancel::default(),
         })
@@ -106,10 +136,11 @@ impl RasterSink {
         grid: &OutputGrid,
         temps: &mut Vec<PathBuf>,
         bytes_per_pixel: usize,
+        nodata: Option<u16>,
     ) -> Result<Option<&'a mut TiledTiff>> {
         if slot.is_none() {
             if let Some(target) = &outputs.tif {
-                let t = TiledTiff::create(target, grid, bytes_per_pixel)?;
+                let t = TiledTiff::create(target, grid, bytes_per_pixel, nodata)?;
                 temps.push(t.path().to_path_buf());
                 *slot = Some(t);
             }
@@ -120,6 +151,11 @@ impl RasterSink {
     /// Writes one batch of result rows.
     pub(crate) fn write(&mut self, b: &RecordBatch) -> Result<()> {
         self.check_cancel()?;
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        self.meta = pixel_meta(b)?;
+        self.quicklook.set_meta(self.meta);
         let RasterSink {
             grid,
             outputs,
@@ -129,22 +165,35 @@ impl RasterSink {
             quicklook,
             ones,
             nonzero,
+            nodata,
+            covered,
+            min,
             max,
             temps,
+            meta,
             ..
         } = self;
+        let nd = meta.nodata.map(u64::from);
         reader.read(b, |w, px, k, observed| {
-            if let Some(t) = Self::tiff(tiff, outputs, grid, temps, k)? {
+            if let Some(t) = Self::tiff(tiff, outputs, grid, temps, k, meta.nodata)? {
                 t.write(w, px)?;
             }
             quicklook.add(w.x, w.y, w.width, px, k);
             if let Some(o) = observed {
                 quicklook.add_observed(w.x, w.y, w.width, o);
             }
+            *covered += w.area() as u64;
             // one pass over the chunk: the summary's figures
             let mut fold = |v: u64| {
+                if Some(v) == nd {
+                    *nodata += 1;
+                    return;
+                }
                 *ones += (v == 1) as u64;
                 *nonzero += (v != 0) as u64;
+                if v != 0 {
+                    *min = (*min).min(v);
+                }
                 *max = (*max).max(v);
             };
             if k == 1 {
@@ -172,6 +221,7 @@ impl RasterSink {
             &self.grid,
             &mut self.temps,
             bytes_per_pixel,
+            self.meta.nodata,
         )?;
         let mut done: Vec<PathBuf> = Vec::new();
         let cancel = self.cancel.clone();
@@ -190,7 +240,10 @@ impl RasterSink {
             }
             stop()?;
             if let Some(target) = &self.outputs.png {
-                let figures = crate::output::png::Figures { ones: self.ones };
+                let figures = crate::output::png::Figures {
+                    ones: self.ones,
+                    min: self.min,
+                };
                 write_png(
                     &self.quicklook,
                     &self.provenance,
@@ -202,8 +255,15 @@ impl RasterSink {
             }
             stop()?;
             if let (Some(t), Some(target)) = (self.tiff.take(), &self.outputs.tif) {
-                let mask = bytes_per_pixel == 1 && self.max <= 1;
-                t.into_cog(target, &self.provenance, mask)?;
+                let kind = match self.meta.kind {
+                    PixelKind::Values | PixelKind::Count
+                        if bytes_per_pixel == 1 && self.max <= 1 =>
+                    {
+                        PixelKind::Mask
+                    }
+                    k => k,
+                };
+                t.into_cog(target, &self.provenance, kind)?;
                 done.push(target.clone());
             }
             // a signal during the last step still takes the run back
@@ -218,8 +278,12 @@ impl RasterSink {
         self.temps.clear();
         Ok(Written {
             bytes_per_pixel,
+            meta: self.meta,
             ones: self.ones,
             nonzero: self.nonzero,
+            nodata: self.nodata,
+            covered: self.covered,
+            min: self.min,
             max: self.max,
         })
     }

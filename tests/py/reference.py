@@ -3,7 +3,9 @@ with floodsql (nor with odc-stac): a plain STAC API search (urllib, POST,
 following `next` links), the output grid from pyproj (4 bbox corners, outward
 snap with a 0.01 px tolerance), every COG read whole with rasterio and pasted
 at its geotransform offset, slices fused first-valid-wins in (datetime, id)
-order, and numpy for the aggregation.
+order, and numpy for the aggregation: the extent, counts, GFM's three
+states, first/last flood day (days since 1970-01-01, 0 = never) and the flood
+frequency in percent (rounded half up, 255 = never observed).
 
 usage: reference.py API_URL MINX,MINY,MAXX,MAXY START END OUT.npz [--asset NAME]
 """
@@ -80,7 +82,10 @@ def main():
     flooded = np.zeros((h, w), np.uint8)
     valid = np.zeros((h, w), np.uint16)
     count = np.zeros((h, w), np.uint16)
+    first = np.zeros((h, w), np.uint16)  # days since 1970-01-01, 0 = never flooded
+    last = np.zeros((h, w), np.uint16)
     for dt in sorted(slices):
+        day = int(np.datetime64(dt.rstrip("Z").replace("+00:00", ""), "D").astype(np.int64))
         nodata = 255
         fused = np.full((h, w), nodata, np.uint8)
         for it in sorted(slices[dt], key=lambda i: i["id"]):
@@ -104,7 +109,14 @@ def main():
         flooded |= wet.astype(np.uint8)
         count += wet
         valid += fused != 255
-    np.savez(out, extent=flooded, flood_count=count, valid_count=valid,
+        first = np.where(wet & ((first == 0) | (first > day)), day, first).astype(np.uint16)
+        last = np.where(wet, np.maximum(last, day), last).astype(np.uint16)
+    states = np.where(flooded == 1, 1, np.where(valid > 0, 0, 255)).astype(np.uint8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.floor(100.0 * count / np.maximum(valid, 1) + 0.5)
+    frequency = np.where(valid > 0, pct, 255).astype(np.uint8)
+    np.savez(out, extent=flooded, flood_count=count, valid_count=valid, states=states,
+             first_day=first, last_day=last, frequency=frequency,
              geotransform=np.array([left * res, res, 0.0, top * res, 0.0, -res]),
              n_items=len(items), n_slices=len(slices))
     print(f"reference: {len(items)} items, {len(slices)} slices, grid {w}x{h}, flooded {int(flooded.sum())}",

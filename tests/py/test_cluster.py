@@ -146,10 +146,13 @@ def test_sql_queries_on_cluster_equal_local(cluster, tiny, tiny_api, tmp_path):
         remote = run(["sql", "-c", q, "--cluster", cluster.url, "--partitions", "4"]).stdout
         assert local == remote, q
         assert len(local.splitlines()) > 4
-    for fn in ["flood_count", "valid_count"]:
-        q = (f"SELECT x_off, y_off, width, height, {fn}(pixels) AS pixels FROM {fc} "
+    for fn in ["flood_count(pixels)", "valid_count(pixels)", "flood_extent_states(pixels)",
+               "flood_first_date(pixels, datetime)", "flood_last_date(pixels, datetime)",
+               "flood_frequency(pixels)"]:
+        q = (f"SELECT x_off, y_off, width, height, {fn} AS pixels FROM {fc} "
              f"GROUP BY x_off, y_off, width, height")
-        a, b = tmp_path / f"{fn}-local.tif", tmp_path / f"{fn}-cluster.tif"
+        name = fn.split("(")[0]
+        a, b = tmp_path / f"{name}-local.tif", tmp_path / f"{name}-cluster.tif"
         run(["sql", "-c", q, "--out", a])
         run(["sql", "-c", q, "--out", b, "--cluster", cluster.url])
         assert a.read_bytes() == b.read_bytes(), fn

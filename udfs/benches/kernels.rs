@@ -45,15 +45,15 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("flood_max_extent", |b| {
         let mut cells = vec![0u8; N];
-        b.iter(|| MaxExtentKernel::update(&mut cells, black_box(&px), 255))
+        b.iter(|| MaxExtentKernel::update(&mut cells, black_box(&px), 255, 0))
     });
     g.bench_function("flood_count", |b| {
         let mut cells = vec![0u16; N];
-        b.iter(|| FloodCountKernel::update(&mut cells, black_box(&px), 255))
+        b.iter(|| FloodCountKernel::update(&mut cells, black_box(&px), 255, 0))
     });
     g.bench_function("valid_count", |b| {
         let mut cells = vec![0u16; N];
-        b.iter(|| ValidCountKernel::update(&mut cells, black_box(&px), 255))
+        b.iter(|| ValidCountKernel::update(&mut cells, black_box(&px), 255, 0))
     });
     g.finish();
 }

@@ -6,7 +6,7 @@
 //! dry, nodata, excluded and never-observed pixels are all 0.
 //! Output: LargeBinary, one byte (0/1) per pixel, row-major over the chunk window.
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
 
 #[derive(Debug, Default)]
 pub struct MaxExtentKernel;
@@ -16,9 +16,14 @@ impl PixelKernel for MaxExtentKernel {
     const NAME: &'static str = "flood_max_extent";
     const DESCRIPTION: &'static str = "The maximum flood extent (the tutorial): 1 where any slice is flooded (neither 0 nor nodata), else 0 (dry, excluded and never observed alike).";
     const OUTPUT: &'static str = "uint8 0/1";
+    const RASTER: RasterMeta = RasterMeta {
+        kind: "mask",
+        nodata: None,
+        bytes: 1,
+    };
 
     #[inline]
-    fn update(cells: &mut [u8], pixels: &[u8], nodata: u8) {
+    fn update(cells: &mut [u8], pixels: &[u8], nodata: u8, _day: u16) {
         for (c, &p) in cells.iter_mut().zip(pixels) {
             *c |= ((p != 0) & (p != nodata)) as u8;
         }
@@ -36,12 +41,12 @@ mod tests {
     fn kernel_matches_tutorial_semantics() {
         // slices: flood, dry, nodata, other non-zero value
         let mut c = vec![0u8; 6];
-        MaxExtentKernel::update(&mut c, &[1, 0, 255, 0, 2, 255], 255);
-        MaxExtentKernel::update(&mut c, &[0, 0, 255, 1, 0, 255], 255);
+        MaxExtentKernel::update(&mut c, &[1, 0, 255, 0, 2, 255], 255, 0);
+        MaxExtentKernel::update(&mut c, &[0, 0, 255, 1, 0, 255], 255, 0);
         assert_eq!(c, vec![1, 0, 0, 1, 1, 0]);
         // a different nodata value makes 255 a flooded value
         let mut c = vec![0u8; 2];
-        MaxExtentKernel::update(&mut c, &[255, 7], 7);
+        MaxExtentKernel::update(&mut c, &[255, 7], 7, 0);
         assert_eq!(c, vec![1, 0]);
     }
 }

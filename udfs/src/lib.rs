@@ -4,6 +4,9 @@
 //! its own file; [`register::all_udafs`] lists them.
 
 pub mod flood_count;
+pub mod flood_dates;
+pub mod flood_extent_states;
+pub mod flood_frequency;
 pub mod flood_max_extent;
 pub mod flood_observed;
 pub mod pixel_agg;
@@ -12,9 +15,14 @@ pub mod register;
 pub mod valid_count;
 
 pub use flood_count::FloodCount;
+pub use flood_dates::{FloodFirstDate, FloodLastDate};
+pub use flood_extent_states::FloodExtentStates;
+pub use flood_frequency::FloodFrequency;
 pub use flood_max_extent::FloodMaxExtent;
 pub use flood_observed::FloodObserved;
-pub use pixel_agg::{PixelAggregate, PixelKernel, DEFAULT_NODATA};
+pub use pixel_agg::{
+    day_of, PixelAggregate, PixelKernel, RasterMeta, DEFAULT_NODATA, META_KIND, META_NODATA,
+};
 pub use pixel_count::PixelCount;
 pub use register::{all_udafs, all_udfs, register_all};
 pub use valid_count::ValidCount;

@@ -12,13 +12,14 @@
 //! function's output.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, LargeBinaryBuilder};
-use arrow::datatypes::{DataType, Field, FieldRef};
+use arrow::datatypes::{DataType, Field, FieldRef, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -79,6 +80,59 @@ impl Cell for u16 {
     }
 }
 
+/// Pairs of counters (e.g. flooded, observed): merge is a saturating add.
+impl Cell for [u16; 2] {
+    const BYTES: usize = 4;
+    fn merge(cells: &mut [[u16; 2]], other: &[[u16; 2]]) {
+        for (c, o) in cells.iter_mut().zip(other) {
+            c[0] = c[0].saturating_add(o[0]);
+            c[1] = c[1].saturating_add(o[1]);
+        }
+    }
+    fn write_bytes(cells: &[[u16; 2]], out: &mut Vec<u8>) {
+        out.reserve(cells.len() * 4);
+        for c in cells {
+            out.extend_from_slice(&c[0].to_le_bytes());
+            out.extend_from_slice(&c[1].to_le_bytes());
+        }
+    }
+    fn read_bytes(bytes: &[u8], out: &mut Vec<[u16; 2]>) {
+        out.extend(bytes.chunks_exact(4).map(|b| {
+            [
+                u16::from_le_bytes([b[0], b[1]]),
+                u16::from_le_bytes([b[2], b[3]]),
+            ]
+        }));
+    }
+}
+
+/// What kind of raster a function's output is, recorded in the metadata of
+/// its result field ([`META_KIND`], [`META_NODATA`]) so that the writers
+/// (GeoTIFF nodata, quicklook, summary) know without guessing from values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RasterMeta {
+    /// `mask` (0/1), `count`, `states` (GFM's 0/1/255), `date` (days since
+    /// 1970-01-01) or `percent`.
+    pub kind: &'static str,
+    /// The value that means "no data" in the output, if any.
+    pub nodata: Option<u16>,
+    /// Bytes per output pixel (1 or 2, little-endian).
+    pub bytes: usize,
+}
+
+/// Field-metadata key of the raster kind of a pixel column.
+pub const META_KIND: &str = "floodsql.raster";
+/// Field-metadata key of the nodata value of a pixel column.
+pub const META_NODATA: &str = "floodsql.nodata";
+
+/// The day number (days since 1970-01-01) of a slice at `us` microseconds
+/// since the epoch, as the date aggregates store it: 1..=65534 (0 is their
+/// nodata), i.e. slices from 1970-01-02 to 2149-06-05.
+pub fn day_of(us: i64) -> Option<u16> {
+    let day = us.div_euclid(86_400_000_000);
+    (1..=65534).contains(&day).then_some(day as u16)
+}
+
 /// A per-pixel fold over uint8 slices. Kernels work on whole buffers with no
 /// per-pixel branches so that the compiler vectorises them.
 pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
@@ -90,8 +144,22 @@ pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
     const DESCRIPTION: &'static str;
     /// Output cell type as SQL users see it ("uint8 0/1", "uint16 count").
     const OUTPUT: &'static str;
-    /// Fold one time slice's pixels into the cells (`cells.len() == pixels.len()`).
-    fn update(cells: &mut [Self::Cell], pixels: &[u8], nodata: u8);
+    /// The output raster (kind, nodata, bytes per pixel).
+    const RASTER: RasterMeta;
+    /// Whether the function takes the slice's datetime as its 2nd argument
+    /// (`NAME(pixels, datetime [, nodata])`); `update` then gets its day.
+    const DATED: bool = false;
+    /// Fold one time slice's pixels into the cells (`cells.len() ==
+    /// pixels.len()`); `day`: the slice's [`day_of`] (0 unless `DATED`).
+    fn update(cells: &mut [Self::Cell], pixels: &[u8], nodata: u8, day: u16);
+    /// Merge two partial states (default: the cell type's merge).
+    fn merge(cells: &mut [Self::Cell], other: &[Self::Cell]) {
+        <Self::Cell as Cell>::merge(cells, other)
+    }
+    /// The output bytes of final cells (default: the state's bytes).
+    fn finish(cells: &[Self::Cell], out: &mut Vec<u8>) {
+        <Self::Cell as Cell>::write_bytes(cells, out)
+    }
 }
 
 /// A DataFusion aggregate built from a [`PixelKernel`]:
@@ -111,16 +179,33 @@ impl<K: PixelKernel> Default for PixelAggregate<K> {
                 label: "floodsql pixel aggregates",
                 description: Some("Per-pixel folds of the time slices of a chunk"),
             },
-            format!("{} Output: LargeBinary, one {} per pixel, row-major over the chunk.", K::DESCRIPTION, K::OUTPUT),
-            format!("{}(pixels [, nodata])", K::NAME),
+            format!(
+                "{} Output: LargeBinary, one {} per pixel, row-major over the chunk.",
+                K::DESCRIPTION,
+                K::OUTPUT
+            ),
+            format!("{}({} [, nodata])", K::NAME, args_of::<K>()),
         )
-        .with_argument("pixels", "a time slice's fused uint8 pixels (flood_chunks.pixels)")
-        .with_argument("nodata", "integer constant, default 255: pixels with this value are not observed")
-        .with_sql_example(format!(
-            "SELECT chunk_row, chunk_col, {}(pixels) FROM flood_chunks(...) GROUP BY chunk_row, chunk_col",
-            K::NAME
-        ))
-        .build();
+        .with_argument(
+            "pixels",
+            "a time slice's fused uint8 pixels (flood_chunks.pixels)",
+        );
+        let doc = if K::DATED {
+            doc.with_argument(
+                "datetime",
+                "the slice's timestamp (flood_chunks.datetime); its UTC day is what the cells keep",
+            )
+        } else {
+            doc
+        };
+        let doc = doc
+            .with_argument("nodata", "integer constant, default 255: pixels with this value are not observed")
+            .with_sql_example(format!(
+                "SELECT chunk_row, chunk_col, {}({}) FROM flood_chunks(...) GROUP BY chunk_row, chunk_col",
+                K::NAME,
+                args_of::<K>()
+            ))
+            .build();
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
             doc,
@@ -141,14 +226,33 @@ impl<K: PixelKernel> Hash for PixelAggregate<K> {
     }
 }
 
+/// The arguments before `nodata`, as the docs show them.
+fn args_of<K: PixelKernel>() -> &'static str {
+    if K::DATED {
+        "pixels, datetime"
+    } else {
+        "pixels"
+    }
+}
+
+/// Index of the `nodata` argument.
+fn nodata_index<K: PixelKernel>() -> usize {
+    if K::DATED {
+        2
+    } else {
+        1
+    }
+}
+
 /// Reads the optional constant `nodata` argument (an integer literal 0..=255).
-fn nodata_arg(name: &str, args: &AccumulatorArgs) -> Result<u8> {
-    let Some(expr) = args.exprs.get(1) else {
+fn nodata_arg<K: PixelKernel>(args: &AccumulatorArgs) -> Result<u8> {
+    let name = K::NAME;
+    let Some(expr) = args.exprs.get(nodata_index::<K>()) else {
         return Ok(DEFAULT_NODATA);
     };
     let any: &dyn Any = expr.as_ref();
     let Some(lit) = any.downcast_ref::<Literal>() else {
-        return plan_err!("{name}: nodata (2nd argument) must be a constant integer 0..=255");
+        return plan_err!("{name}: nodata must be a constant integer 0..=255");
     };
     let v = match lit.value() {
         ScalarValue::Int8(Some(v)) => *v as i64,
@@ -217,9 +321,11 @@ impl<K: PixelKernel> AggregateUDFImpl for PixelAggregate<K> {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let name = K::NAME;
-        if arg_types.is_empty() || arg_types.len() > 2 {
+        let fixed = nodata_index::<K>();
+        if arg_types.len() < fixed || arg_types.len() > fixed + 1 {
             return plan_err!(
-                "{name} takes (pixels [, nodata]), got {} arguments",
+                "{name} takes ({} [, nodata]), got {} arguments",
+                args_of::<K>(),
                 arg_types.len()
             );
         }
@@ -229,7 +335,19 @@ impl<K: PixelKernel> AggregateUDFImpl for PixelAggregate<K> {
             other => return plan_err!("{name}: pixels must be Binary, got {other}"),
         };
         let mut out = vec![pixels];
-        if let Some(t) = arg_types.get(1) {
+        if K::DATED {
+            match &arg_types[1] {
+                DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => {
+                    out.push(DataType::Timestamp(TimeUnit::Microsecond, None))
+                }
+                other => {
+                    return plan_err!(
+                        "{name}: datetime (2nd argument) must be a timestamp, got {other}"
+                    )
+                }
+            }
+        }
+        if let Some(t) = arg_types.get(fixed) {
             if !t.is_integer() {
                 return plan_err!("{name}: nodata must be an integer, got {t}");
             }
@@ -242,6 +360,18 @@ impl<K: PixelKernel> AggregateUDFImpl for PixelAggregate<K> {
         Ok(DataType::LargeBinary)
     }
 
+    /// The result field carries the raster's kind and nodata (see
+    /// [`RasterMeta`]), which survive aliases and travel with the schema.
+    fn return_field(&self, _arg_fields: &[FieldRef]) -> Result<FieldRef> {
+        let mut meta = HashMap::from([(META_KIND.to_string(), K::RASTER.kind.to_string())]);
+        if let Some(n) = K::RASTER.nodata {
+            meta.insert(META_NODATA.to_string(), n.to_string());
+        }
+        Ok(Arc::new(
+            Field::new(K::NAME, DataType::LargeBinary, true).with_metadata(meta),
+        ))
+    }
+
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new(
             format!("{}[cells]", args.name),
@@ -251,7 +381,7 @@ impl<K: PixelKernel> AggregateUDFImpl for PixelAggregate<K> {
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let nodata = nodata_arg(K::NAME, &acc_args)?;
+        let nodata = nodata_arg::<K>(&acc_args)?;
         Ok(Box::new(PixelAccumulator::<K> {
             nodata,
             cells: None,
@@ -267,7 +397,7 @@ impl<K: PixelKernel> AggregateUDFImpl for PixelAggregate<K> {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        let nodata = nodata_arg(K::NAME, &args)?;
+        let nodata = nodata_arg::<K>(&args)?;
         Ok(Box::new(PixelGroupsAccumulator::<K> {
             nodata,
             groups: Vec::new(),
@@ -286,15 +416,47 @@ fn check_len(name: &str, have: usize, got: usize) -> Result<()> {
     Ok(())
 }
 
+/// The day of each row for a dated kernel (its 2nd argument, coerced to
+/// microsecond timestamps); all 0 otherwise.
+fn days_of<K: PixelKernel>(values: &[ArrayRef]) -> Result<Option<Vec<u16>>> {
+    if !K::DATED {
+        return Ok(None);
+    }
+    let Some(ts) = values.get(1) else {
+        return exec_err!("{}: no datetime argument", K::NAME);
+    };
+    let ts = arrow::compute::cast(ts, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    let ts = ts.as_primitive::<TimestampMicrosecondType>();
+    let mut out = Vec::with_capacity(ts.len());
+    for i in 0..ts.len() {
+        if ts.is_null(i) {
+            return exec_err!("{}: a slice has a NULL datetime", K::NAME);
+        }
+        let us = ts.value(i);
+        match day_of(us) {
+            Some(d) => out.push(d),
+            None => {
+                return exec_err!(
+                    "{}: slice datetime {us} µs since 1970 lies outside 1970-01-02 .. 2149-06-05 \
+                     (its day must fit the 16-bit date cells)",
+                    K::NAME
+                )
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
 /// Folds one slice into an optional state, creating it on first use.
 fn fold_slice<K: PixelKernel>(
     cells: &mut Option<Vec<K::Cell>>,
     pixels: &[u8],
     nodata: u8,
+    day: u16,
 ) -> Result<()> {
     let c = cells.get_or_insert_with(|| vec![K::Cell::default(); pixels.len()]);
     check_len(K::NAME, c.len(), pixels.len())?;
-    K::update(c, pixels, nodata);
+    K::update(c, pixels, nodata, day);
     Ok(())
 }
 
@@ -317,31 +479,43 @@ fn fold_state<K: PixelKernel>(
             scratch.clear();
             <K::Cell as Cell>::read_bytes(bytes, scratch);
             check_len(K::NAME, c.len(), scratch.len())?;
-            <K::Cell as Cell>::merge(c, scratch);
+            K::merge(c, scratch);
         }
     }
     Ok(())
 }
 
-fn cells_to_array<K: PixelKernel>(groups: Vec<Option<Vec<K::Cell>>>) -> ArrayRef {
-    let bytes: usize = groups
-        .iter()
-        .flatten()
-        .map(|c| c.len() * <K::Cell as Cell>::BYTES)
-        .sum();
+/// The states (`finish == false`) or final outputs of groups, one binary
+/// value each (NULL for a group that saw no row).
+fn cells_to_array<K: PixelKernel>(groups: Vec<Option<Vec<K::Cell>>>, finish: bool) -> ArrayRef {
+    let per_cell = if finish {
+        K::RASTER.bytes
+    } else {
+        <K::Cell as Cell>::BYTES
+    };
+    let bytes: usize = groups.iter().flatten().map(|c| c.len() * per_cell).sum();
     let mut b = LargeBinaryBuilder::with_capacity(groups.len(), bytes);
     let mut buf = Vec::new();
     for g in groups {
         match g {
             Some(c) => {
                 buf.clear();
-                <K::Cell as Cell>::write_bytes(&c, &mut buf);
+                if finish {
+                    K::finish(&c, &mut buf);
+                } else {
+                    <K::Cell as Cell>::write_bytes(&c, &mut buf);
+                }
                 b.append_value(&buf);
             }
             None => b.append_null(),
         }
     }
     Arc::new(b.finish())
+}
+
+/// Whether row `row` passes an aggregate's FILTER.
+fn passes(opt_filter: Option<&BooleanArray>, row: usize) -> bool {
+    opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
 
 /// Single-group accumulator.
@@ -352,11 +526,27 @@ pub struct PixelAccumulator<K: PixelKernel> {
     scratch: Vec<K::Cell>,
 }
 
+impl<K: PixelKernel> PixelAccumulator<K> {
+    fn bytes(&self, finish: bool) -> ScalarValue {
+        ScalarValue::LargeBinary(self.cells.as_ref().map(|c| {
+            let mut buf = Vec::new();
+            if finish {
+                K::finish(c, &mut buf);
+            } else {
+                <K::Cell as Cell>::write_bytes(c, &mut buf);
+            }
+            buf
+        }))
+    }
+}
+
 impl<K: PixelKernel> Accumulator for PixelAccumulator<K> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let nodata = self.nodata;
-        for_each_binary(&values[0], |_, px| {
-            fold_slice::<K>(&mut self.cells, px, nodata)
+        let days = days_of::<K>(values)?;
+        for_each_binary(&values[0], |row, px| {
+            let day = days.as_ref().map_or(0, |d| d[row]);
+            fold_slice::<K>(&mut self.cells, px, nodata, day)
         })
     }
 
@@ -366,15 +556,11 @@ impl<K: PixelKernel> Accumulator for PixelAccumulator<K> {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![self.evaluate()?])
+        Ok(vec![self.bytes(false)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::LargeBinary(self.cells.as_ref().map(|c| {
-            let mut buf = Vec::with_capacity(c.len() * <K::Cell as Cell>::BYTES);
-            <K::Cell as Cell>::write_bytes(c, &mut buf);
-            buf
-        })))
+        Ok(self.bytes(true))
     }
 
     fn size(&self) -> usize {
@@ -405,23 +591,29 @@ impl<K: PixelKernel> GroupsAccumulator for PixelGroupsAccumulator<K> {
     ) -> Result<()> {
         self.groups.resize_with(total_num_groups, || None);
         let nodata = self.nodata;
+        let days = days_of::<K>(values)?;
         let groups = &mut self.groups;
         for_each_binary(&values[0], |row, px| {
-            if let Some(f) = opt_filter {
-                if !f.is_valid(row) || !f.value(row) {
-                    return Ok(());
-                }
+            if !passes(opt_filter, row) {
+                return Ok(());
             }
-            fold_slice::<K>(&mut groups[group_indices[row]], px, nodata)
+            let day = days.as_ref().map_or(0, |d| d[row]);
+            fold_slice::<K>(&mut groups[group_indices[row]], px, nodata, day)
         })
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        Ok(cells_to_array::<K>(emit_to.take_needed(&mut self.groups)))
+        Ok(cells_to_array::<K>(
+            emit_to.take_needed(&mut self.groups),
+            true,
+        ))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(emit_to)?])
+        Ok(vec![cells_to_array::<K>(
+            emit_to.take_needed(&mut self.groups),
+            false,
+        )])
     }
 
     fn merge_batch(
@@ -446,13 +638,15 @@ impl<K: PixelKernel> GroupsAccumulator for PixelGroupsAccumulator<K> {
     ) -> Result<Vec<ArrayRef>> {
         let mut states: Vec<Option<Vec<K::Cell>>> = vec![None; values[0].len()];
         let nodata = self.nodata;
+        let days = days_of::<K>(values)?;
         for_each_binary(&values[0], |row, px| {
-            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+            if !passes(opt_filter, row) {
                 return Ok(());
             }
-            fold_slice::<K>(&mut states[row], px, nodata)
+            let day = days.as_ref().map_or(0, |d| d[row]);
+            fold_slice::<K>(&mut states[row], px, nodata, day)
         })?;
-        Ok(vec![cells_to_array::<K>(states)])
+        Ok(vec![cells_to_array::<K>(states, false)])
     }
 
     fn size(&self) -> usize {

@@ -6,7 +6,10 @@ use datafusion::common::Result;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use crate::{FloodCount, FloodMaxExtent, FloodObserved, PixelCount, ValidCount};
+use crate::{
+    FloodCount, FloodExtentStates, FloodFirstDate, FloodFrequency, FloodLastDate, FloodMaxExtent,
+    FloodObserved, PixelCount, ValidCount,
+};
 
 /// All floodsql UDAFs.
 pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
@@ -15,6 +18,10 @@ pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
         Arc::new(AggregateUDF::from(FloodCount::default())),
         Arc::new(AggregateUDF::from(ValidCount::default())),
         Arc::new(AggregateUDF::from(FloodObserved::default())),
+        Arc::new(AggregateUDF::from(FloodExtentStates::default())),
+        Arc::new(AggregateUDF::from(FloodFirstDate::default())),
+        Arc::new(AggregateUDF::from(FloodLastDate::default())),
+        Arc::new(AggregateUDF::from(FloodFrequency::default())),
     ]
 }
 
@@ -51,6 +58,10 @@ mod tests {
             names,
             [
                 "flood_count",
+                "flood_extent_states",
+                "flood_first_date",
+                "flood_frequency",
+                "flood_last_date",
                 "flood_max_extent",
                 "flood_observed",
                 "pixel_count",

@@ -3,7 +3,7 @@
 //! little-endian u16 per pixel (saturating at 65535), row-major over the chunk.
 //! With `flood_count` it gives a flood frequency: flood_count / valid_count.
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
 
 #[derive(Debug, Default)]
 pub struct ValidCountKernel;
@@ -14,9 +14,14 @@ impl PixelKernel for ValidCountKernel {
     const DESCRIPTION: &'static str =
         "How many slices observed the pixel (a value other than nodata); saturates at 65535.";
     const OUTPUT: &'static str = "uint16 count (little-endian)";
+    const RASTER: RasterMeta = RasterMeta {
+        kind: "count",
+        nodata: None,
+        bytes: 2,
+    };
 
     #[inline]
-    fn update(cells: &mut [u16], pixels: &[u8], nodata: u8) {
+    fn update(cells: &mut [u16], pixels: &[u8], nodata: u8, _day: u16) {
         for (c, &p) in cells.iter_mut().zip(pixels) {
             *c = c.saturating_add((p != nodata) as u16);
         }
@@ -33,8 +38,8 @@ mod tests {
     #[test]
     fn counts_observed_slices() {
         let mut c = vec![0u16; 3];
-        ValidCountKernel::update(&mut c, &[1, 0, 255], 255);
-        ValidCountKernel::update(&mut c, &[255, 0, 255], 255);
+        ValidCountKernel::update(&mut c, &[1, 0, 255], 255, 0);
+        ValidCountKernel::update(&mut c, &[255, 0, 255], 255, 0);
         assert_eq!(c, vec![1, 2, 0]);
     }
 }
