@@ -409,7 +409,17 @@ fn statement(
                 eprintln!("{}", s?.describe());
                 Ok(())
             }
-            None => super::sql::run_text(ctx, &sql, o.quiet, o.on_cluster, &cancel).await,
+            None => {
+                super::sql::run_text(
+                    ctx,
+                    &sql,
+                    o.quiet,
+                    o.on_cluster,
+                    &cancel,
+                    super::sql::Format::Table,
+                )
+                .await
+            }
         }
     }))
 }

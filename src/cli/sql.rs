@@ -46,10 +46,23 @@ pub(crate) struct SqlArgs {
     /// or `--set datafusion.runtime.memory_limit=1G` (repeatable; as SQL `SET`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) set: Vec<String>,
+    /// How results print: an aligned `table` (default), `csv` (with a
+    /// header) or `json` (one object per line); binary columns show as
+    /// their size.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
     /// Search and plan only: print each scan's estimate (items, slices,
     /// grid, bytes to read, output size) and exit without reading a pixel.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+/// How `floodsql sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Csv,
+    Json,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -94,6 +107,7 @@ pub(super) async fn run_text(
     quiet: bool,
     on_cluster: bool,
     cancel: &Cancel,
+    format: Format,
 ) -> anyhow::Result<()> {
     for stmt in split_statements(sql)? {
         let progress = super::query_progress(quiet, on_cluster, cancel);
@@ -105,8 +119,28 @@ pub(super) async fn run_text(
             .iter()
             .map(printable)
             .collect::<anyhow::Result<_>>()?;
-        if !shown.is_empty() && shown[0].num_columns() > 0 {
-            println!("{}", arrow::util::pretty::pretty_format_batches(&shown)?);
+        if shown.is_empty() || shown[0].num_columns() == 0 {
+            continue;
+        }
+        match format {
+            Format::Table => {
+                println!("{}", arrow::util::pretty::pretty_format_batches(&shown)?)
+            }
+            Format::Csv => {
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(std::io::stdout().lock());
+                for b in &shown {
+                    w.write(b)?;
+                }
+            }
+            Format::Json => {
+                let mut w = arrow::json::LineDelimitedWriter::new(std::io::stdout().lock());
+                for b in &shown {
+                    w.write(b)?;
+                }
+                w.finish()?;
+            }
         }
     }
     Ok(())
@@ -168,7 +202,7 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
             eprintln!("{}", s?.describe());
             Ok(())
         } else {
-            run_text(&ctx, &sql, quiet, on_cluster, &cancel).await
+            run_text(&ctx, &sql, quiet, on_cluster, &cancel, a.format).await
         }
     }))
 }

@@ -136,6 +136,8 @@ impl Quicklook {
 pub(crate) struct Figures {
     /// Pixels equal to 1 (flooded, for a mask).
     pub(crate) ones: u64,
+    /// Their ellipsoidal area in m², when the grid's CRS gives one.
+    pub(crate) ones_m2: Option<f64>,
     /// Smallest value other than 0 and nodata (for the ramp; 0 or u64::MAX: none).
     pub(crate) min: u64,
 }
@@ -334,7 +336,8 @@ pub(crate) fn render(
         let km2 = |n: u64| n as f64 * gt[1] * gt[1] / 1e6;
         let mut entries: Vec<(RGBColor, String)> = Vec::new();
         if mask {
-            entries.push((rgb(WET), format!("flooded ({:.1} km²)", km2(figures.ones))));
+            let flooded = figures.ones_m2.map_or(km2(figures.ones), |m2| m2 / 1e6);
+            entries.push((rgb(WET), format!("flooded ({flooded:.1} km²)")));
             if ql.observed.is_some() {
                 entries.push((rgb(DRY), "observed, not flooded".into()));
             } else {

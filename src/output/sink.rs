@@ -17,6 +17,7 @@ use crate::output::cog::TiledTiff;
 use crate::output::parquet::ParquetSink;
 use crate::output::png::{write_png, Quicklook};
 use crate::output::{Outputs, Provenance};
+use crate::raster::area::AreaModel;
 use crate::raster::grid::OutputGrid;
 
 /// What was written.
@@ -39,6 +40,24 @@ pub(crate) struct Written {
     pub(crate) min: u64,
     /// Largest pixel value other than nodata.
     pub(crate) max: u64,
+    /// The same figures as ellipsoidal areas, when the grid's CRS has an
+    /// ellipsoid (see [`crate::raster::area`]).
+    pub(crate) areas: Option<AreaFigures>,
+}
+
+/// Ellipsoidal areas (m²) of what a run wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct AreaFigures {
+    /// Pixels equal to 1.
+    pub(crate) ones: f64,
+    /// Pixels other than 0 and nodata.
+    pub(crate) nonzero: f64,
+    /// Nodata pixels in the result's chunks.
+    pub(crate) nodata: f64,
+    /// The result's chunks.
+    pub(crate) covered: f64,
+    /// The whole grid.
+    pub(crate) grid: f64,
 }
 
 impl Written {
@@ -51,6 +70,16 @@ impl Written {
         }
         let all = (grid.width * grid.height) as u64;
         all - (self.covered - self.nodata)
+    }
+
+    /// Ellipsoidal m² of the grid's nodata pixels (as [`Self::nodata_total`]).
+    pub(crate) fn nodata_total_m2(&self) -> Option<f64> {
+        let a = self.areas?;
+        Some(if self.meta.nodata.is_none() {
+            0.0
+        } else {
+            a.grid - (a.covered - a.nodata)
+        })
     }
 }
 
@@ -70,6 +99,9 @@ pub(crate) struct RasterSink {
     min: u64,
     max: u64,
     meta: PixelMeta,
+    /// Pixel areas of the grid and their sums so far (None: no ellipsoid).
+    area_model: Option<AreaModel>,
+    area: AreaFigures,
     /// Temp files to remove unless the run finishes.
     temps: Vec<PathBuf>,
     /// When set, the sink stops and removes this run's files, finished
@@ -109,6 +141,8 @@ impl RasterSink {
             min: u64::MAX,
             max: 0,
             meta: PixelMeta::default(),
+            area_model: AreaModel::new(grid).ok(),
+            area: AreaFigures::default(),
             temps,
             cancel: Cancel::default(),
         })
@@ -171,6 +205,8 @@ impl RasterSink {
             max,
             temps,
             meta,
+            area_model,
+            area,
             ..
         } = self;
         let nd = meta.nodata.map(u64::from);
@@ -183,6 +219,27 @@ impl RasterSink {
                 quicklook.add_observed(w.x, w.y, w.width, o);
             }
             *covered += w.area() as u64;
+            if let Some(m) = area_model.as_ref() {
+                // one pass: bins other / 1 / other non-zero / nodata
+                let nd = meta.nodata;
+                let mut bins = [0.0; 4];
+                m.window(w, 0.0)?
+                    .sum_by(
+                        px,
+                        |v| match v {
+                            v if Some(v) == nd => 3,
+                            1 => 1,
+                            0 => 0,
+                            _ => 2,
+                        },
+                        &mut bins,
+                    )
+                    .map_err(|e| Error::Internal(format!("pixel areas: {e}")))?;
+                area.ones += bins[1];
+                area.nonzero += bins[1] + bins[2];
+                area.nodata += bins[3];
+                area.covered += bins.iter().sum::<f64>();
+            }
             // one pass over the chunk: the summary's figures
             let mut fold = |v: u64| {
                 if Some(v) == nd {
@@ -242,6 +299,7 @@ impl RasterSink {
             if let Some(target) = &self.outputs.png {
                 let figures = crate::output::png::Figures {
                     ones: self.ones,
+                    ones_m2: self.area_model.as_ref().map(|_| self.area.ones),
                     min: self.min,
                 };
                 write_png(
@@ -276,7 +334,12 @@ impl RasterSink {
             return Err(e);
         }
         self.temps.clear();
+        let areas = match self.area_model.as_ref().map(|m| m.grid_m2()) {
+            Some(Ok(grid)) => Some(AreaFigures { grid, ..self.area }),
+            _ => None,
+        };
         Ok(Written {
+            areas,
             bytes_per_pixel,
             meta: self.meta,
             ones: self.ones,

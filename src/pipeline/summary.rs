@@ -47,55 +47,78 @@ impl Summary {
             )
     }
 
+    /// Ellipsoidal km² of the flooded pixels (a mask or three states), when
+    /// the grid's CRS has an ellipsoid.
+    pub fn flooded_km2(&self) -> Option<f64> {
+        let a = self.written.areas?;
+        (self.is_mask() || self.kind() == PixelKind::States).then_some(a.ones / 1e6)
+    }
+
     /// The summary, one fact per line.
     pub fn describe(&self) -> String {
         let g = &self.grid;
         let gt = g.geotransform();
-        let km2 = |n: u64| n as f64 * g.res * g.res / 1e6;
         let w = &self.written;
+        let a = w.areas;
+        // ellipsoidal km² when known, else pixels x res²
+        let res2 = |n: u64| n as f64 * g.res * g.res / 1e6;
+        let km2 = |n: u64, m2: Option<f64>| m2.map_or(res2(n), |m| m / 1e6);
         let day = |v: u64| {
             chrono::DateTime::from_timestamp(v as i64 * 86_400, 0)
                 .map(|t| t.format("%Y-%m-%d").to_string())
                 .unwrap_or_default()
         };
-        let result = if self.is_mask() {
-            let px = self.flooded_pixels() as u64;
-            format!("flooded pixels: {px} ({:.3} km²)", km2(px))
-        } else if self.kind() == PixelKind::States {
-            // the rest of the grid: observed, never flooded (value 0)
-            let dry = ((g.width * g.height) as u64).saturating_sub(w.ones + w.nodata_total(g));
-            format!(
-                "flooded pixels: {} ({:.3} km²); observed, never flooded: {dry} ({:.3} km²); \
-                 never observed: {} ({:.3} km²)",
-                w.ones,
-                km2(w.ones),
-                km2(dry),
-                w.nodata_total(g),
-                km2(w.nodata_total(g))
-            )
+        let all = (g.width * g.height) as u64;
+        let unseen = w.nodata_total(g);
+        let unseen_m2 = w.nodata_total_m2();
+        let result = if self.is_mask() || self.kind() == PixelKind::States {
+            let px = w.ones;
+            let flooded = match a {
+                Some(a) => format!(
+                    "flooded pixels: {px} ({:.3} km² on the ellipsoid; {:.3} km² as {} m x {} m pixels)",
+                    a.ones / 1e6,
+                    res2(px),
+                    g.res,
+                    g.res
+                ),
+                None => format!("flooded pixels: {px} ({:.3} km²)", res2(px)),
+            };
+            if self.kind() == PixelKind::States {
+                // the rest of the grid: observed, never flooded (value 0)
+                let dry = all.saturating_sub(px + unseen);
+                let dry_m2 = a.zip(unseen_m2).map(|(a, u)| a.grid - a.ones - u);
+                format!(
+                    "{flooded}; observed, never flooded: {dry} ({:.3} km²); never observed: {unseen} ({:.3} km²)",
+                    km2(dry, dry_m2),
+                    km2(unseen, unseen_m2)
+                )
+            } else {
+                flooded
+            }
         } else if self.kind() == PixelKind::Date && w.nonzero > 0 {
             format!(
                 "pixels with a flood date: {} ({:.3} km²); dates {} .. {}",
                 w.nonzero,
-                km2(w.nonzero),
+                km2(w.nonzero, a.map(|a| a.nonzero)),
                 day(w.min),
                 day(w.max)
             )
         } else if self.kind() == PixelKind::Percent {
-            let seen = (g.width * g.height) as u64 - w.nodata_total(g);
+            let seen = all - unseen;
+            let seen_m2 = a.zip(unseen_m2).map(|(a, u)| a.grid - u);
             format!(
                 "pixels observed: {seen} ({:.3} km²); flooded in some observation: {} \
                  ({:.3} km²); highest frequency: {} %",
-                km2(seen),
+                km2(seen, seen_m2),
                 w.nonzero,
-                km2(w.nonzero),
+                km2(w.nonzero, a.map(|a| a.nonzero)),
                 w.max
             )
         } else {
             format!(
                 "pixels above 0: {} ({:.3} km²); largest value: {} ({}-bit values, not a 0/1 mask)",
                 w.nonzero,
-                km2(w.nonzero),
+                km2(w.nonzero, a.map(|a| a.nonzero)),
                 w.max,
                 8 * w.bytes_per_pixel
             )

@@ -16,7 +16,7 @@
 //! own chunks, locally and remotely alike.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use arrow::array::{
     ArrayRef, Int32Array, LargeBinaryArray, RecordBatch, RecordBatchOptions,
@@ -48,6 +48,7 @@ use crate::context::{ProcessLabel, QueryProgress};
 use crate::error::join_err;
 use crate::geo::Window;
 use crate::options::FloodsqlOptions;
+use crate::raster::area::AreaColumn;
 use crate::raster::cog::CogReader;
 use crate::raster::fuse::{fuse_window, fuse_window_native, FuseStats, ReaderKind};
 use crate::raster::plan::{ChunkIndex, ScanPlan, Source};
@@ -70,11 +71,13 @@ pub(crate) enum ChunkColumn {
     Items,
     /// The fused uint8 pixels, row-major.
     Pixels,
+    /// The chunk's ellipsoidal pixel areas (`floodsql_udfs::pixel_areas`).
+    PixelAreas,
 }
 
 impl ChunkColumn {
     /// Every column, in schema order.
-    pub(crate) const ALL: [ChunkColumn; 9] = [
+    pub(crate) const ALL: [ChunkColumn; 10] = [
         ChunkColumn::Datetime,
         ChunkColumn::ChunkCol,
         ChunkColumn::ChunkRow,
@@ -84,6 +87,7 @@ impl ChunkColumn {
         ChunkColumn::Height,
         ChunkColumn::Items,
         ChunkColumn::Pixels,
+        ChunkColumn::PixelAreas,
     ];
 
     /// The column at schema index `i`.
@@ -108,13 +112,14 @@ impl ChunkColumn {
             ChunkColumn::Height => "height",
             ChunkColumn::Items => "items",
             ChunkColumn::Pixels => "pixels",
+            ChunkColumn::PixelAreas => "pixel_areas",
         }
     }
 
     fn data_type(self) -> DataType {
         match self {
             ChunkColumn::Datetime => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            ChunkColumn::Pixels => DataType::LargeBinary,
+            ChunkColumn::Pixels | ChunkColumn::PixelAreas => DataType::LargeBinary,
             _ => DataType::Int32,
         }
     }
@@ -182,6 +187,8 @@ pub(crate) struct FloodChunksExec {
     metrics: ExecutionPlanMetricsSet,
     /// Native reader (its COG layout cache is shared by the partitions).
     reader: Arc<CogReader>,
+    /// The grid's ellipsoidal area, once computed (for `pixel_areas`).
+    grid_m2: Arc<OnceLock<f64>>,
 }
 
 /// Schema of the chunk assignment a `FloodChunksExec` reads.
@@ -389,6 +396,7 @@ impl FloodChunksExec {
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
             reader,
+            grid_m2: Arc::default(),
         })
     }
 
@@ -562,6 +570,16 @@ impl ExecutionPlan for FloodChunksExec {
             .projection
             .as_ref()
             .is_none_or(|p| p.contains(&ChunkColumn::Pixels.index()));
+        let areas = self
+            .projection
+            .as_ref()
+            .is_none_or(|p| p.contains(&ChunkColumn::PixelAreas.index()))
+            .then(|| {
+                Arc::new(AreaColumn::new(
+                    self.plan.grid.clone(),
+                    self.grid_m2.clone(),
+                ))
+            });
         let columns: Vec<ChunkColumn> = match &self.projection {
             Some(p) => p.iter().filter_map(|&i| ChunkColumn::at(i)).collect(),
             None => ChunkColumn::ALL.to_vec(),
@@ -586,8 +604,19 @@ impl ExecutionPlan for FloodChunksExec {
                 let (columns, schema) = (columns.clone(), schema.clone());
                 let (metrics, progress) = (metrics.clone(), progress.clone());
                 let (reader, env, policy) = (reader.clone(), env.clone(), policy.clone());
-                let grid = grid.clone();
+                let (grid, areas) = (grid.clone(), areas.clone());
                 async move {
+                    let areas = match areas {
+                        Some(a) => {
+                            let w = u.window;
+                            Some(
+                                tokio::task::spawn_blocking(move || a.value(w))
+                                    .await
+                                    .map_err(join_err("pixel areas"))??,
+                            )
+                        }
+                        None => None,
+                    };
                     let pixels = if need_pixels {
                         let (window, sources) = (u.window, u.sources.clone());
                         let timer = metrics.read_time.timer();
@@ -622,7 +651,8 @@ impl ExecutionPlan for FloodChunksExec {
                     };
                     progress.scan.inc(1);
                     let _compute = metrics.baseline.elapsed_compute().timer();
-                    Ok(unit_batch(&u, pixels, &columns, schema)?.record_output(&metrics.baseline))
+                    Ok(unit_batch(&u, pixels, areas, &columns, schema)?
+                        .record_output(&metrics.baseline))
                 }
             })
             .try_buffered(self.concurrency);
@@ -637,6 +667,7 @@ impl ExecutionPlan for FloodChunksExec {
 fn unit_batch(
     u: &Unit,
     pixels: Option<Vec<u8>>,
+    areas: Option<Arc<Vec<u8>>>,
     columns: &[ChunkColumn],
     schema: SchemaRef,
 ) -> Result<RecordBatch> {
@@ -661,6 +692,12 @@ fn unit_batch(
                         internal_datafusion_err!("FloodChunksExec: pixels not read")
                     })?;
                     Arc::new(LargeBinaryArray::from_vec(vec![px]))
+                }
+                ChunkColumn::PixelAreas => {
+                    let a = areas.as_deref().ok_or_else(|| {
+                        internal_datafusion_err!("FloodChunksExec: pixel areas not computed")
+                    })?;
+                    Arc::new(LargeBinaryArray::from_vec(vec![a.as_slice()]))
                 }
             })
         })

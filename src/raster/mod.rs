@@ -1,6 +1,7 @@
 //! Raster chunks as Arrow: grid maths, COG reads (native and GDAL), fusing, the chunk scan
 //! (`FloodChunksExec`) and its table function `flood_chunks(...)`.
 
+pub(crate) mod area;
 pub(crate) mod cog;
 pub(crate) mod exec;
 pub(crate) mod fuse;

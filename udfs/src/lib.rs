@@ -10,6 +10,7 @@ pub mod flood_frequency;
 pub mod flood_max_extent;
 pub mod flood_observed;
 pub mod pixel_agg;
+pub mod pixel_areas;
 pub mod pixel_count;
 pub mod register;
 pub mod valid_count;
@@ -23,6 +24,7 @@ pub use flood_observed::FloodObserved;
 pub use pixel_agg::{
     day_of, PixelAggregate, PixelKernel, RasterMeta, DEFAULT_NODATA, META_KIND, META_NODATA,
 };
+pub use pixel_areas::{AreaFunction, PixelAreas};
 pub use pixel_count::PixelCount;
 pub use register::{all_udafs, all_udfs, register_all};
 pub use valid_count::ValidCount;

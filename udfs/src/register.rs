@@ -7,8 +7,8 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use crate::{
-    FloodCount, FloodExtentStates, FloodFirstDate, FloodFrequency, FloodLastDate, FloodMaxExtent,
-    FloodObserved, PixelCount, ValidCount,
+    AreaFunction, FloodCount, FloodExtentStates, FloodFirstDate, FloodFrequency, FloodLastDate,
+    FloodMaxExtent, FloodObserved, PixelCount, ValidCount,
 };
 
 /// All floodsql UDAFs.
@@ -27,7 +27,12 @@ pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
 
 /// All floodsql scalar functions.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
-    vec![Arc::new(ScalarUDF::from(PixelCount::default()))]
+    vec![
+        Arc::new(ScalarUDF::from(PixelCount::default())),
+        Arc::new(ScalarUDF::from(AreaFunction::area_km2())),
+        Arc::new(ScalarUDF::from(AreaFunction::observed_km2())),
+        Arc::new(ScalarUDF::from(AreaFunction::grid_km2())),
+    ]
 }
 
 /// Registers every floodsql function (scalar and aggregate) in `registry`
@@ -57,6 +62,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "area_km2",
                 "flood_count",
                 "flood_extent_states",
                 "flood_first_date",
@@ -64,6 +70,8 @@ mod tests {
                 "flood_last_date",
                 "flood_max_extent",
                 "flood_observed",
+                "grid_km2",
+                "observed_km2",
                 "pixel_count",
                 "valid_count"
             ]
