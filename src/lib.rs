@@ -57,6 +57,9 @@ pub use raster::plan::ScanPlan;
 /// The canonical query: the tutorial's maximum flood extent.
 pub const MAX_FLOOD_EXTENT_SQL: &str = include_str!("../sql/max_flood_extent.sql");
 
+/// The daily series query: per UTC day, flooded and observed km².
+pub const DAILY_SERIES_SQL: &str = include_str!("../sql/daily_series.sql");
+
 #[cfg(test)]
 mod layering {
     //! No module uses a module of a higher layer (nor one of its own layer

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::extent::ExtentArgs;
-use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE};
+use super::extent::{ExtentArgs, ScanArgs};
 use crate::synth::{generate, Scale, SynthSpec, ASSET, COLLECTION};
 
 /// The demo's options.
@@ -26,23 +25,18 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     let scene = generate(&spec, &a.out.join("catalog"), &pb)?;
     let b = scene.bbox;
     let dir = a.out.canonicalize()?;
+    let mut scan = ScanArgs::new(
+        scene.items_file.display().to_string(),
+        format!("{},{},{},{}", b[0], b[1], b[2], b[3]),
+        Some(scene.datetime.clone()),
+    );
+    scan.collection = Some(COLLECTION.into());
+    scan.asset = ASSET.into();
     let args = ExtentArgs {
-        stac_url: scene.items_file.display().to_string(),
-        collection: Some(COLLECTION.into()),
-        bbox: format!("{},{},{},{}", b[0], b[1], b[2], b[3]),
-        datetime: Some(scene.datetime.clone()),
-        asset: ASSET.into(),
+        scan,
         out: Some(dir.join("max_flood_extent.tif")),
         parquet: Some(dir.join("max_flood_extent.parquet")),
         png: Some(dir.join("max_flood_extent.png")),
-        chunk: DEFAULT_CHUNK_SIZE,
-        page_size: DEFAULT_PAGE_SIZE,
-        max_items: None,
-        partitions: None,
-        set: Vec::new(),
-        cluster: None,
-        print_sql: false,
-        dry_run: false,
     };
     eprintln!(
         "floodsql demo: a synthetic GFM scene ({} items, decoys included) in {}\n\
@@ -50,8 +44,8 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
          \x20          collection {COLLECTION}, bbox {} (lon/lat), datetime {}",
         scene.n_items,
         scene.dir.display(),
-        args.stac_url,
-        args.bbox,
+        args.scan.stac_url,
+        args.scan.bbox,
         scene.datetime
     );
     let again = rerun_commands(&args);
@@ -89,13 +83,13 @@ fn rerun_commands(a: &ExtentArgs) -> String {
     };
     // a SQL string literal
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let dt = a.datetime.clone().unwrap_or_default();
+    let dt = a.scan.datetime.clone().unwrap_or_default();
     let sql = format!(
         "SELECT datetime, count(*) AS chunks, sum(items) AS items \
          FROM flood_chunks({}, {}, {}, {}, {}) GROUP BY datetime ORDER BY datetime",
-        lit(&a.stac_url),
+        lit(&a.scan.stac_url),
         lit(COLLECTION),
-        lit(&a.bbox),
+        lit(&a.scan.bbox),
         lit(&dt),
         lit(ASSET)
     );
@@ -103,8 +97,8 @@ fn rerun_commands(a: &ExtentArgs) -> String {
         "the same by hand:\n  floodsql extent --stac-url {} --collection {COLLECTION} \\\n    \
          --bbox {} --datetime {} --out my_extent.tif --png my_extent.png\n  \
          floodsql sql -c {}",
-        sh(&a.stac_url),
-        sh(&a.bbox),
+        sh(&a.scan.stac_url),
+        sh(&a.scan.bbox),
         sh(&dt),
         sh(&sql)
     )

@@ -13,9 +13,10 @@ use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_COLLECTION, DEFAULT_PAGE_SIZE, 
 use crate::pipeline::{run_to_outputs, Outputs};
 use crate::template::{bind, Param};
 
-/// The tutorial's query as one command.
+/// A `flood_chunks` scan from the command line: the STAC search, the grid's
+/// chunking and where the query runs (shared by `extent` and `series`).
 #[derive(Debug, Args, Clone)]
-pub(crate) struct ExtentArgs {
+pub(crate) struct ScanArgs {
     /// STAC API URL (root or /search), or a static catalogue: ItemCollection /
     /// NDJSON file, directory of item files, or their http(s) URL.
     #[arg(long, visible_alias = "source", default_value = DEFAULT_STAC_URL)]
@@ -32,15 +33,6 @@ pub(crate) struct ExtentArgs {
     /// Asset to read.
     #[arg(long, default_value = "ensemble_flood_extent")]
     pub(crate) asset: String,
-    /// Output COG (not needed with --dry-run).
-    #[arg(long, required_unless_present = "dry_run")]
-    pub(crate) out: Option<PathBuf>,
-    /// Also write the chunk table as Parquet.
-    #[arg(long)]
-    pub(crate) parquet: Option<PathBuf>,
-    /// Also write a PNG quicklook.
-    #[arg(long)]
-    pub(crate) png: Option<PathBuf>,
     /// Chunk side in pixels.
     #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
     pub(crate) chunk: usize,
@@ -69,9 +61,30 @@ pub(crate) struct ExtentArgs {
     pub(crate) dry_run: bool,
 }
 
-impl ExtentArgs {
-    /// The SQL this command runs: session options, then the bound canonical query.
-    pub(crate) fn sql(&self) -> anyhow::Result<String> {
+impl ScanArgs {
+    /// The arguments of a scan with defaults for everything but the search.
+    pub(crate) fn new(stac_url: String, bbox: String, datetime: Option<String>) -> Self {
+        Self {
+            stac_url,
+            collection: Some(DEFAULT_COLLECTION.into()),
+            bbox,
+            datetime,
+            asset: "ensemble_flood_extent".into(),
+            chunk: DEFAULT_CHUNK_SIZE,
+            page_size: DEFAULT_PAGE_SIZE,
+            max_items: None,
+            partitions: None,
+            cluster: None,
+            set: Vec::new(),
+            print_sql: false,
+            dry_run: false,
+        }
+    }
+
+    /// `template` bound with this scan's parameters (`${source}`,
+    /// `${collection}`, `${bbox}`, `${datetime}`, `${asset}`, `${chunk}`),
+    /// after the session options it implies.
+    pub(crate) fn sql(&self, template: &str) -> anyhow::Result<String> {
         // validate early for clear messages
         Bbox::parse(&self.bbox)?;
         if let Some(d) = &self.datetime {
@@ -93,18 +106,49 @@ impl ExtentArgs {
         );
         p.insert("asset".to_string(), Param::Str(self.asset.clone()));
         p.insert("chunk".to_string(), Param::Int(self.chunk as i64));
-        let query = bind(crate::MAX_FLOOD_EXTENT_SQL, &p)?;
+        let query = bind(template, &p)?;
         Ok(format!(
             "SET floodsql.page_size = {};\nSET floodsql.max_items = {};\n{query}",
             self.page_size,
             self.max_items.unwrap_or(0)
         ))
     }
+
+    /// The session this scan runs in (local, or on `--cluster`).
+    pub(crate) async fn context(
+        &self,
+    ) -> anyhow::Result<datafusion::execution::context::SessionContext> {
+        super::cluster::context(self.cluster.as_deref(), self.partitions, &self.set).await
+    }
+}
+
+/// The tutorial's query as one command.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ExtentArgs {
+    #[command(flatten)]
+    pub(crate) scan: ScanArgs,
+    /// Output COG (not needed with --dry-run).
+    #[arg(long, required_unless_present = "dry_run")]
+    pub(crate) out: Option<PathBuf>,
+    /// Also write the chunk table as Parquet.
+    #[arg(long)]
+    pub(crate) parquet: Option<PathBuf>,
+    /// Also write a PNG quicklook.
+    #[arg(long)]
+    pub(crate) png: Option<PathBuf>,
+}
+
+impl ExtentArgs {
+    /// The SQL this command runs: session options, then the bound canonical query.
+    pub(crate) fn sql(&self) -> anyhow::Result<String> {
+        self.scan.sql(crate::MAX_FLOOD_EXTENT_SQL)
+    }
 }
 
 pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     let sql = a.sql()?;
-    if a.print_sql {
+    let on_cluster = a.scan.cluster.is_some();
+    if a.scan.print_sql {
         println!("{sql}");
     }
     let outputs = Outputs {
@@ -114,16 +158,16 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let rt = super::runtime()?;
     let cancel = Cancel::default();
-    if a.dry_run {
+    if a.scan.dry_run {
         return rt.block_on(super::until_signal(&cancel, async {
-            let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions, &a.set).await?;
-            let progress = super::query_progress(quiet, a.cluster.is_some(), &cancel);
+            let ctx = a.scan.context().await?;
+            let progress = super::query_progress(quiet, on_cluster, &cancel);
             super::print_plan(&ctx, &sql, &progress).await
         }));
     }
     let summary = rt.block_on(super::until_signal(&cancel, async {
-        let ctx = super::cluster::context(a.cluster.as_deref(), a.partitions, &a.set).await?;
-        let progress = super::query_progress(quiet, a.cluster.is_some(), &cancel);
+        let ctx = a.scan.context().await?;
+        let progress = super::query_progress(quiet, on_cluster, &cancel);
         let r = run_to_outputs(&ctx, &sql, &outputs, "Maximum flood extent", &progress).await;
         progress.search.finish_and_clear();
         anyhow::Ok(r?)

@@ -6,6 +6,7 @@ mod cluster;
 mod demo;
 mod extent;
 mod prompt;
+mod series;
 mod sql;
 mod synth;
 
@@ -42,6 +43,8 @@ pub struct Cli {
 pub(crate) enum Command {
     /// Maximum flood extent of a STAC search (runs sql/max_flood_extent.sql).
     Extent(extent::ExtentArgs),
+    /// Daily flood series of a STAC search: flooded/observed km² per day (runs sql/daily_series.sql).
+    Series(series::SeriesArgs),
     /// Run SQL (a file, -c, or an interactive prompt) with floodsql's functions.
     Sql(sql::SqlArgs),
     /// Generate a deterministic synthetic GFM catalogue (COGs + STAC items).
@@ -196,6 +199,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     crate::stac::search::set_cli_headers(headers);
     match cli.command {
         Command::Extent(a) => extent::run(a, cli.quiet),
+        Command::Series(a) => series::run(a, cli.quiet),
         Command::Sql(a) => sql::run(a, cli.quiet),
         Command::Synth(a) => synth::run(a, cli.quiet),
         Command::Demo(a) => demo::run(a, cli.quiet),

@@ -10,6 +10,7 @@ pub(crate) mod cog;
 pub(crate) mod parquet;
 pub(crate) mod png;
 pub(crate) mod remote;
+pub(crate) mod series;
 pub(crate) mod sink;
 
 use std::path::PathBuf;

@@ -143,14 +143,14 @@ pub(crate) struct Figures {
 }
 
 /// A date raster's value (days since 1970-01-01) as YYYY-MM-DD.
-fn day_label(v: u32) -> String {
+pub(crate) fn day_label(v: u32) -> String {
     chrono::DateTime::from_timestamp(v as i64 * 86_400, 0)
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| v.to_string())
 }
 
 /// A text style in the bundled font.
-fn font(size: f64) -> TextStyle<'static> {
+pub(crate) fn font(size: f64) -> TextStyle<'static> {
     static FONT: Once = Once::new();
     FONT.call_once(|| {
         let _ = register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
@@ -159,7 +159,7 @@ fn font(size: f64) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&BLACK)
 }
 
-fn bold(size: f64) -> TextStyle<'static> {
+pub(crate) fn bold(size: f64) -> TextStyle<'static> {
     font(size);
     ("sans-serif", size, FontStyle::Bold)
         .into_font()
@@ -414,6 +414,12 @@ pub(crate) fn write_png(
     path: &Path,
 ) -> Result<()> {
     let (rgb, w, h) = render(ql, prov, grid, figures)?;
+    write_rgb(&rgb, w, h, path)
+}
+
+/// Encodes an RGB buffer (`w` x `h`, row-major) as a PNG at `path`
+/// (atomically), with GDAL's PNG driver.
+pub(crate) fn write_rgb(rgb: &[u8], w: usize, h: usize, path: &Path) -> Result<()> {
     let mem = DriverManager::get_driver_by_name("MEM")?;
     let ds = mem.create_with_band_type::<u8, _>("", w, h, 3)?;
     for b in 0..3 {

@@ -5,7 +5,8 @@ snap with a 0.01 px tolerance), every COG read whole with rasterio and pasted
 at its geotransform offset, slices fused first-valid-wins in (datetime, id)
 order, and numpy for the aggregation: the extent, counts, GFM's three
 states, first/last flood day (days since 1970-01-01, 0 = never) and the flood
-frequency in percent (rounded half up, 255 = never observed).
+frequency in percent (rounded half up, 255 = never observed), and per UTC
+day the pixels flooded / observed in any of that day's slices.
 
 usage: reference.py API_URL MINX,MINY,MAXX,MAXY START END OUT.npz [--asset NAME]
 """
@@ -84,6 +85,7 @@ def main():
     count = np.zeros((h, w), np.uint16)
     first = np.zeros((h, w), np.uint16)  # days since 1970-01-01, 0 = never flooded
     last = np.zeros((h, w), np.uint16)
+    days = {}  # UTC day -> (flooded in any of its slices, observed in any)
     for dt in sorted(slices):
         day = int(np.datetime64(dt.rstrip("Z").replace("+00:00", ""), "D").astype(np.int64))
         nodata = 255
@@ -109,6 +111,9 @@ def main():
         flooded |= wet.astype(np.uint8)
         count += wet
         valid += fused != 255
+        f, o = days.setdefault(day, (np.zeros((h, w), bool), np.zeros((h, w), bool)))
+        f |= wet
+        o |= fused != 255
         first = np.where(wet & ((first == 0) | (first > day)), day, first).astype(np.uint16)
         last = np.where(wet, np.maximum(last, day), last).astype(np.uint16)
     states = np.where(flooded == 1, 1, np.where(valid > 0, 0, 255)).astype(np.uint8)
@@ -117,6 +122,9 @@ def main():
     frequency = np.where(valid > 0, pct, 255).astype(np.uint8)
     np.savez(out, extent=flooded, flood_count=count, valid_count=valid, states=states,
              first_day=first, last_day=last, frequency=frequency,
+             days=np.array(sorted(days), np.int64),
+             day_flooded=np.stack([days[d][0] for d in sorted(days)]),
+             day_observed=np.stack([days[d][1] for d in sorted(days)]),
              geotransform=np.array([left * res, res, 0.0, top * res, 0.0, -res]),
              n_items=len(items), n_slices=len(slices))
     print(f"reference: {len(items)} items, {len(slices)} slices, grid {w}x{h}, flooded {int(flooded.sum())}",

@@ -140,6 +140,10 @@ def test_sql_queries_on_cluster_equal_local(cluster, tiny, tiny_api, tmp_path):
         f"FROM {fc} GROUP BY chunk_col, chunk_row ORDER BY chunk_row, chunk_col",
         f"SELECT id, datetime FROM stac_items('{tiny_api}', 'GFM', '{tiny.bbox}', '{DT_RFC}') ORDER BY id",
         f"SELECT date_trunc('day', datetime) AS day, count(*) FROM {fc} GROUP BY 1 ORDER BY 1",
+        # true areas computed on the executors (sums rounded: their order may differ)
+        f"SELECT date_trunc('day', datetime) AS day, round(sum(area_km2(pixels, pixel_areas)), 6) AS f, "
+        f"round(sum(observed_km2(pixels, pixel_areas)), 6) AS o, round(max(grid_km2(pixel_areas)), 6) AS g "
+        f"FROM {fc} GROUP BY 1 ORDER BY 1",
     ]
     for q in queries:
         local = run(["sql", "-c", q]).stdout

@@ -1,0 +1,96 @@
+//! `floodsql series`: the daily flood series of a STAC search — per UTC day,
+//! flooded and observed km² (ellipsoidal) and the share of the AOI
+//! observed. It binds `sql/daily_series.sql` (the same engine path as any
+//! SQL), prints the table and writes it as CSV, Parquet and a line chart.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::extent::ScanArgs;
+use crate::context::Cancel;
+use crate::error::join_err;
+use crate::output::series::{write_series, SeriesOutputs};
+use crate::pipeline::{run_statement, split_statements};
+
+/// The daily series as one command.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct SeriesArgs {
+    #[command(flatten)]
+    pub(crate) scan: ScanArgs,
+    /// Write the series as CSV.
+    #[arg(long)]
+    pub(crate) csv: Option<PathBuf>,
+    /// Write the series as Parquet.
+    #[arg(long)]
+    pub(crate) parquet: Option<PathBuf>,
+    /// Draw the series as a line chart (PNG).
+    #[arg(long)]
+    pub(crate) png: Option<PathBuf>,
+}
+
+pub(crate) fn run(a: SeriesArgs, quiet: bool) -> anyhow::Result<()> {
+    let sql = a.scan.sql(crate::DAILY_SERIES_SQL)?;
+    let on_cluster = a.scan.cluster.is_some();
+    if a.scan.print_sql {
+        println!("{sql}");
+    }
+    let outputs = SeriesOutputs {
+        csv: a.csv.clone(),
+        parquet: a.parquet.clone(),
+        png: a.png.clone(),
+    };
+    outputs.check_dirs()?;
+    let rt = super::runtime()?;
+    let cancel = Cancel::default();
+    let batches = rt.block_on(super::until_signal(&cancel, async {
+        let ctx = a.scan.context().await?;
+        let progress = super::query_progress(quiet, on_cluster, &cancel);
+        if a.scan.dry_run {
+            super::print_plan(&ctx, &sql, &progress).await?;
+            return Ok(None);
+        }
+        let mut last = None;
+        for stmt in split_statements(&sql)? {
+            last = Some(run_statement(&ctx, stmt, &progress).await?);
+        }
+        progress.search.finish_and_clear();
+        progress.scan.finish_and_clear();
+        anyhow::Ok(last.map(|o| o.batches))
+    }))?;
+    let Some(batches) = batches else {
+        return Ok(());
+    };
+    println!(
+        "{}",
+        arrow::util::pretty::pretty_format_batches(&batches).context("printing the series")?
+    );
+    let days: usize = batches.iter().map(|b| b.num_rows()).sum();
+    eprintln!("days with an acquisition: {days}");
+    if outputs.any() {
+        if days == 0 {
+            anyhow::bail!("the series has no day: nothing written");
+        }
+        let title = match &a.scan.datetime {
+            Some(d) => format!("Daily flood series — {d}"),
+            None => "Daily flood series".to_string(),
+        };
+        let subtitle = format!(
+            "{} · collection {} · asset {} · bbox {}",
+            crate::error::redact_urls(&a.scan.stac_url),
+            a.scan.collection.as_deref().unwrap_or("any"),
+            a.scan.asset,
+            a.scan.bbox
+        );
+        rt.block_on(async {
+            tokio::task::spawn_blocking(move || write_series(&batches, &outputs, &title, &subtitle))
+                .await
+                .map_err(join_err("writing the series"))?
+        })?;
+        for p in [&a.csv, &a.parquet, &a.png].into_iter().flatten() {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
