@@ -43,6 +43,13 @@ pub enum Error {
     /// The search found no item.
     #[error("no STAC items found: {0}")]
     NoItems(String),
+    /// An update (`floodsql.skip_items`) that cannot be done by merging
+    /// only the new items into the earlier result.
+    #[error("not incremental: {0}")]
+    NotIncremental(String),
+    /// An update whose search finds no item the earlier result lacks.
+    #[error("nothing new: every item the search finds is in the earlier result ({0} items)")]
+    NothingNew(usize),
     /// A scan over a limit (`floodsql.max_grid_pixels`, `…max_read_bytes`).
     #[error("query too large: {0}")]
     TooLarge(String),
@@ -162,6 +169,8 @@ impl Error {
             | Error::Sql(_)
             | Error::NotRasterisable(_)
             | Error::NoItems(_)
+            | Error::NotIncremental(_)
+            | Error::NothingNew(_)
             | Error::TooLarge(_)
             | Error::VersionMismatch { .. } => ErrorKind::User,
             Error::Http { .. }

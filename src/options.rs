@@ -71,6 +71,9 @@ pub(crate) struct FloodsqlOptions {
     pub(crate) max_grid_pixels: u64,
     /// Largest volume of decoded pixels a scan may plan to read, bytes (0 = no limit).
     pub(crate) max_read_bytes: u64,
+    /// Items `flood_chunks` leaves out because an earlier result already
+    /// holds them (comma-separated ids; set by `floodsql extent --update`).
+    pub(crate) skip_items: String,
     /// Version tag of the process that made this session (set by the
     /// session factory; schedulers and executors refuse other versions).
     pub(crate) version: String,
@@ -90,6 +93,7 @@ impl Default for FloodsqlOptions {
             allowed_paths: String::new(),
             max_grid_pixels: DEFAULT_MAX_GRID_PIXELS,
             max_read_bytes: DEFAULT_MAX_READ_BYTES,
+            skip_items: String::new(),
             version: String::new(),
         }
     }
@@ -110,7 +114,7 @@ impl ConfigExtension for FloodsqlOptions {
     const PREFIX: &'static str = "floodsql";
 }
 
-const DOCS: [(&str, &str); 12] = [
+const DOCS: [(&str, &str); 13] = [
     ("page_size", "Items per page asked of a STAC API (`limit`)."),
     (
         "max_items",
@@ -151,6 +155,10 @@ const DOCS: [(&str, &str); 12] = [
     (
         "max_read_bytes",
         "Largest volume of decoded source pixels a scan may plan to read, in bytes (suffixes k, M, G, T; 0 = no limit).",
+    ),
+    (
+        "skip_items",
+        "Item ids flood_chunks leaves out, comma-separated: an earlier result holds them (set by `floodsql extent --update`; a run that cannot be incremental fails with 'not incremental').",
     ),
     (
         "version",
@@ -242,6 +250,7 @@ impl ExtensionOptions for FloodsqlOptions {
             "allowed_paths" => self.allowed_paths = value.trim().to_string(),
             "max_grid_pixels" => self.max_grid_pixels = parse_count(key, value)?,
             "max_read_bytes" => self.max_read_bytes = parse_count(key, value)?,
+            "skip_items" => self.skip_items = value.trim().to_string(),
             "version" => self.version = value.to_string(),
             _ => return config_err!("unknown option floodsql.{key}"),
         }
@@ -262,6 +271,7 @@ impl ExtensionOptions for FloodsqlOptions {
             self.allowed_paths.clone(),
             self.max_grid_pixels.to_string(),
             self.max_read_bytes.to_string(),
+            self.skip_items.clone(),
             self.version.clone(),
         ];
         DOCS.iter()

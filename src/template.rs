@@ -14,6 +14,22 @@ pub(crate) enum Param {
 }
 
 impl Param {
+    /// The value as a user wrote it (`NULL` for NULL).
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Param::Str(s) => s.clone(),
+            Param::Int(i) => i.to_string(),
+            Param::Null => "NULL".into(),
+        }
+    }
+
+    /// `(name, value)` pairs of bound parameters, as lineage records them.
+    pub(crate) fn pairs(
+        params: &std::collections::BTreeMap<String, Param>,
+    ) -> Vec<(String, String)> {
+        params.iter().map(|(k, v)| (k.clone(), v.text())).collect()
+    }
+
     /// `--param k=v` values: integers stay integers, `NULL` is NULL.
     pub(crate) fn parse(v: &str) -> Param {
         if v.eq_ignore_ascii_case("null") {

@@ -37,6 +37,7 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         out: Some(dir.join("max_flood_extent.tif")),
         parquet: Some(dir.join("max_flood_extent.parquet")),
         png: Some(dir.join("max_flood_extent.png")),
+        update: None,
     };
     eprintln!(
         "floodsql demo: a synthetic GFM scene ({} items, decoys included) in {}\n\

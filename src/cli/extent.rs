@@ -3,14 +3,16 @@
 //! path as any user SQL.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::context::Cancel;
 use crate::geo::Bbox;
 use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_COLLECTION, DEFAULT_PAGE_SIZE, DEFAULT_STAC_URL};
-use crate::pipeline::{run_to_outputs, Outputs};
+use crate::output::lineage;
+use crate::pipeline::{run_to_outputs, Outputs, RunLabel, Update};
 use crate::template::{bind, Param};
 
 /// A `flood_chunks` scan from the command line: the STAC search, the grid's
@@ -85,6 +87,16 @@ impl ScanArgs {
     /// `${collection}`, `${bbox}`, `${datetime}`, `${asset}`, `${chunk}`),
     /// after the session options it implies.
     pub(crate) fn sql(&self, template: &str) -> anyhow::Result<String> {
+        let query = bind(template, &self.params()?)?;
+        Ok(format!(
+            "SET floodsql.page_size = {};\nSET floodsql.max_items = {};\n{query}",
+            self.page_size,
+            self.max_items.unwrap_or(0)
+        ))
+    }
+
+    /// The template parameters of this scan (checked).
+    pub(crate) fn params(&self) -> anyhow::Result<BTreeMap<String, Param>> {
         // validate early for clear messages
         Bbox::parse(&self.bbox)?;
         if let Some(d) = &self.datetime {
@@ -106,12 +118,7 @@ impl ScanArgs {
         );
         p.insert("asset".to_string(), Param::Str(self.asset.clone()));
         p.insert("chunk".to_string(), Param::Int(self.chunk as i64));
-        let query = bind(template, &p)?;
-        Ok(format!(
-            "SET floodsql.page_size = {};\nSET floodsql.max_items = {};\n{query}",
-            self.page_size,
-            self.max_items.unwrap_or(0)
-        ))
+        Ok(p)
     }
 
     /// The session this scan runs in (local, or on `--cluster`).
@@ -127,9 +134,16 @@ impl ScanArgs {
 pub(crate) struct ExtentArgs {
     #[command(flatten)]
     pub(crate) scan: ScanArgs,
-    /// Output COG (not needed with --dry-run).
-    #[arg(long, required_unless_present = "dry_run")]
+    /// Output COG (not needed with --dry-run or --update).
+    #[arg(long, required_unless_present_any = ["dry_run", "update"], conflicts_with = "update")]
     pub(crate) out: Option<PathBuf>,
+    /// Update an earlier extent in place: read only the items its lineage
+    /// item (OUT.json beside it) does not list, OR them into OUT.tif and
+    /// rewrite it (atomically). Recomputes in full when merging cannot give
+    /// the full result (an item gone from the catalogue, or a new item in a
+    /// time slice read before).
+    #[arg(long, value_name = "OUT.tif")]
+    pub(crate) update: Option<PathBuf>,
     /// Also write the chunk table as Parquet.
     #[arg(long)]
     pub(crate) parquet: Option<PathBuf>,
@@ -145,33 +159,133 @@ impl ExtentArgs {
     }
 }
 
+/// The earlier result `--update` names, checked against this run's search.
+fn earlier(a: &ExtentArgs, tif: &Path) -> anyhow::Result<Update> {
+    if !tif.is_file() {
+        anyhow::bail!(
+            "--update {}: no such file (make it with a full run: --out)",
+            tif.display()
+        );
+    }
+    let item = lineage::lineage_path(tif);
+    let recorded = lineage::read(&item).with_context(|| {
+        format!(
+            "--update {}: its lineage item {} is needed to know which items it holds",
+            tif.display(),
+            item.display()
+        )
+    })?;
+    let props = recorded.properties;
+    let ours = Param::pairs(&a.scan.params()?);
+    for key in ["source", "collection", "bbox", "asset"] {
+        let now = ours.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let then = props.parameters.get(key).map(String::as_str);
+        if then != now {
+            anyhow::bail!(
+                "--update {}: it was made with {key} = {}, this run has {}: not the same query",
+                tif.display(),
+                then.unwrap_or("(none)"),
+                now.unwrap_or("(none)")
+            );
+        }
+    }
+    Ok(Update {
+        tif: tif.to_path_buf(),
+        items: props.items,
+        time_range: props.start_datetime.zip(props.end_datetime),
+    })
+}
+
+/// `SET floodsql.skip_items = '…'` for the items of an earlier result.
+fn skip_items(items: &[String]) -> String {
+    let list = items.join(",").replace('\'', "''");
+    format!("SET floodsql.skip_items = '{list}';\n")
+}
+
+/// Whether `e` is the given floodsql error (`Error::NotIncremental`,
+/// `Error::NothingNew`): DataFusion carries floodsql's errors as messages,
+/// so this looks for the message's own prefix at the start of the report.
+fn is_error(e: &anyhow::Error, prefix: &str) -> bool {
+    super::report(e).starts_with(prefix)
+}
+
 pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     let sql = a.sql()?;
     let on_cluster = a.scan.cluster.is_some();
     if a.scan.print_sql {
         println!("{sql}");
     }
+    let update = match &a.update {
+        Some(tif) => Some(earlier(&a, tif)?),
+        None => None,
+    };
     let outputs = Outputs {
-        tif: a.out.clone(),
+        tif: a.out.clone().or_else(|| a.update.clone()),
         parquet: a.parquet.clone(),
         png: a.png.clone(),
+        lineage: None,
     };
     let rt = super::runtime()?;
     let cancel = Cancel::default();
     if a.scan.dry_run {
+        let sql = match &update {
+            Some(u) => format!("{}{sql}", skip_items(&u.items)),
+            None => sql,
+        };
         return rt.block_on(super::until_signal(&cancel, async {
             let ctx = a.scan.context().await?;
             let progress = super::query_progress(quiet, on_cluster, &cancel);
             super::print_plan(&ctx, &sql, &progress).await
         }));
     }
-    let summary = rt.block_on(super::until_signal(&cancel, async {
-        let ctx = a.scan.context().await?;
-        let progress = super::query_progress(quiet, on_cluster, &cancel);
-        let r = run_to_outputs(&ctx, &sql, &outputs, "Maximum flood extent", &progress).await;
-        progress.search.finish_and_clear();
-        anyhow::Ok(r?)
-    }))?;
+    let label = RunLabel {
+        parameters: Param::pairs(&a.scan.params()?),
+        update: update.clone(),
+        ..RunLabel::titled("Maximum flood extent")
+    };
+    let go = |sql: String, label: RunLabel| {
+        let (outputs, cancel, scan) = (&outputs, &cancel, &a.scan);
+        rt.block_on(super::until_signal(cancel, async move {
+            let ctx = scan.context().await?;
+            let progress = super::query_progress(quiet, on_cluster, cancel);
+            let r = run_to_outputs(&ctx, &sql, outputs, &label, &progress).await;
+            progress.search.finish_and_clear();
+            anyhow::Ok(r?)
+        }))
+    };
+    let summary = match &update {
+        None => go(sql, label)?,
+        Some(u) => match go(format!("{}{sql}", skip_items(&u.items)), label.clone()) {
+            Ok(s) => {
+                eprintln!(
+                    "update: read the {} new items only; {} held {} already",
+                    s.items,
+                    u.tif.display(),
+                    u.items.len()
+                );
+                s
+            }
+            Err(e) if is_error(&e, "nothing new:") => {
+                eprintln!("{}; {} is up to date", super::report(&e), u.tif.display());
+                return Ok(());
+            }
+            Err(e) if is_error(&e, "not incremental:") => {
+                eprintln!(
+                    "{}: recomputing {} in full",
+                    super::report(&e),
+                    u.tif.display()
+                );
+                go(
+                    sql,
+                    RunLabel {
+                        update: None,
+                        ..label
+                    },
+                )?
+            }
+            Err(e) => return Err(e),
+        },
+    };
     eprintln!("{}", summary.describe());
     Ok(())
 }

@@ -404,7 +404,11 @@ fn statement(
         match outputs {
             Some(outputs) => {
                 let progress = super::query_progress(o.quiet, o.on_cluster, &cancel);
-                let s = run_to_outputs(ctx, &sql, &outputs, "floodsql result", &progress).await;
+                let run = crate::pipeline::RunLabel {
+                    parameters: crate::template::Param::pairs(&o.params),
+                    ..crate::pipeline::RunLabel::titled("floodsql result")
+                };
+                let s = run_to_outputs(ctx, &sql, &outputs, &run, &progress).await;
                 progress.search.finish_and_clear();
                 eprintln!("{}", s?.describe());
                 Ok(())

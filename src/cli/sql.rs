@@ -13,7 +13,7 @@ use clap::Args;
 use datafusion::execution::context::SessionContext;
 
 use crate::context::Cancel;
-use crate::pipeline::{run_statement, run_to_outputs, split_statements, Outputs};
+use crate::pipeline::{run_statement, run_to_outputs, split_statements, Outputs, RunLabel};
 use crate::template::{bind, Param};
 
 /// Where the SQL comes from and where its result goes.
@@ -164,6 +164,7 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
         tif: a.out.clone(),
         parquet: a.parquet.clone(),
         png: a.png.clone(),
+        lineage: None,
     };
     let rt = super::runtime()?;
     let on_cluster = a.cluster.is_some();
@@ -197,7 +198,11 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
             super::print_plan(&ctx, &sql, &progress).await
         } else if outputs.any() {
             let progress = super::query_progress(quiet, on_cluster, &cancel);
-            let s = run_to_outputs(&ctx, &sql, &outputs, "floodsql result", &progress).await;
+            let run = RunLabel {
+                parameters: Param::pairs(&params),
+                ..RunLabel::titled("floodsql result")
+            };
+            let s = run_to_outputs(&ctx, &sql, &outputs, &run, &progress).await;
             progress.search.finish_and_clear();
             eprintln!("{}", s?.describe());
             Ok(())

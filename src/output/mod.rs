@@ -7,6 +7,7 @@
 pub(crate) mod assemble;
 pub(crate) mod atomic;
 pub(crate) mod cog;
+pub(crate) mod lineage;
 pub(crate) mod parquet;
 pub(crate) mod png;
 pub(crate) mod remote;
@@ -33,6 +34,14 @@ pub struct Provenance {
     pub items: usize,
     /// The SQL that made the result (credentials masked).
     pub query: String,
+    /// The parameters bound into it (name, value; credentials masked).
+    pub parameters: Vec<(String, String)>,
+    /// The ids of the items read, sorted.
+    pub item_ids: Vec<String>,
+    /// The outputs as the user named them (the lineage item's hrefs).
+    pub outputs: Outputs,
+    /// floodsql's version tag (see `crate::version`).
+    pub version: String,
 }
 
 impl Provenance {
@@ -45,7 +54,7 @@ impl Provenance {
 }
 
 /// Where to write a raster result.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outputs {
     /// Cloud-Optimized GeoTIFF.
     pub tif: Option<PathBuf>,
@@ -53,6 +62,9 @@ pub struct Outputs {
     pub parquet: Option<PathBuf>,
     /// PNG quicklook.
     pub png: Option<PathBuf>,
+    /// The run's lineage STAC item (see [`lineage`]); set by
+    /// [`Outputs::with_lineage`] beside the first output.
+    pub lineage: Option<PathBuf>,
 }
 
 impl Outputs {
@@ -63,7 +75,21 @@ impl Outputs {
 
     /// The paths asked for.
     pub(crate) fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.tif, &self.parquet, &self.png].into_iter().flatten()
+        [&self.tif, &self.parquet, &self.png, &self.lineage]
+            .into_iter()
+            .flatten()
+    }
+
+    /// These outputs with their lineage item beside the first of them.
+    pub fn with_lineage(mut self) -> Self {
+        if self.lineage.is_none() {
+            self.lineage = [&self.tif, &self.parquet, &self.png]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|p| lineage::lineage_path(p));
+        }
+        self
     }
 
     /// Fails unless every output's directory exists and no two outputs are
@@ -77,7 +103,7 @@ impl Outputs {
                 return Err(crate::error::Error::invalid(
                     "output path",
                     a.display().to_string(),
-                    "given for two outputs (--out, --parquet and --png need distinct files)",
+                    "given for two outputs (--out, --parquet, --png and the lineage item NAME.json need distinct files)",
                 ));
             }
         }
@@ -204,6 +230,7 @@ mod tests {
             tif: Some(dir.path().join("x.tif")),
             parquet: Some(dir.path().join("x.parquet")),
             png: Some(dir.path().join("x.png")),
+            lineage: None,
         };
         let r = write_all(&grid(), batches, &out, "T").unwrap();
         assert_eq!(r.bytes_per_pixel, 1);
@@ -255,6 +282,7 @@ mod tests {
             tif: Some(dir.path().join("missing/x.tif")),
             parquet: Some(dir.path().join("x.parquet")),
             png: Some(dir.path().join("x.png")),
+            lineage: None,
         };
         assert!(out.check_dirs().is_err());
         let e = write_all(&grid(), batches.clone(), &out, "T").unwrap_err();

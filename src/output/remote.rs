@@ -42,9 +42,14 @@ impl Staging {
         let mut local = outputs.clone();
         let mut uploads = Vec::new();
         let mut dir: Option<tempfile::TempDir> = None;
-        for (i, slot) in [&mut local.tif, &mut local.parquet, &mut local.png]
-            .into_iter()
-            .enumerate()
+        for (i, slot) in [
+            &mut local.tif,
+            &mut local.parquet,
+            &mut local.png,
+            &mut local.lineage,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let Some(p) = slot.as_ref().filter(|p| is_remote(p)) else {
                 continue;

@@ -29,18 +29,52 @@ use crate::output::sink::{RasterSink, Written};
 use crate::raster::plan::ScanPlan;
 use statement::{stream_statement, StatementStream};
 
+/// What a raster run is, beside its SQL: recorded in its outputs.
+#[derive(Debug, Clone, Default)]
+pub struct RunLabel {
+    /// What the result is, e.g. "Maximum flood extent".
+    pub title: String,
+    /// The parameters bound into the SQL (name, value).
+    pub parameters: Vec<(String, String)>,
+    /// `floodsql extent --update`: the earlier result this run's chunks are
+    /// merged into, and what its lineage recorded.
+    pub update: Option<Update>,
+}
+
+/// An earlier result to update (see [`RunLabel::update`]).
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// Its GeoTIFF.
+    pub tif: std::path::PathBuf,
+    /// The items it holds.
+    pub items: Vec<String>,
+    /// Its first and last time slice (RFC 3339).
+    pub time_range: Option<(String, String)>,
+}
+
+impl RunLabel {
+    /// A run called `title`.
+    pub fn titled(title: &str) -> Self {
+        Self {
+            title: title.into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// Runs SQL text; the last statement's result streams onto the grid of its
 /// `flood_chunks` scan, chunk by chunk, into `outputs` (all or nothing).
 pub async fn run_to_outputs(
     ctx: &SessionContext,
     sql: &str,
     outputs: &Outputs,
-    title: &str,
+    run: &RunLabel,
     progress: &QueryProgress,
 ) -> datafusion::error::Result<Summary> {
     let t0 = Instant::now();
     // remote outputs (s3://, gs://, az://) are written to staging files,
     // then uploaded once every output is complete
+    let outputs = &outputs.clone().with_lineage();
     let (staging, local) = Staging::new(outputs)?;
     local.check_dirs()?;
     let mut stmts = split_statements(sql)?;
@@ -73,11 +107,31 @@ pub async fn run_to_outputs(
         Done,
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(2);
-    let provenance = provenance(&scan, sql, title);
+    let mut provenance = provenance(&scan, sql, &run.title, outputs);
+    provenance.parameters = run
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::error::redact_urls(v)))
+        .collect();
+    if let Some(u) = &run.update {
+        // the result holds the earlier items too
+        provenance.item_ids.extend(u.items.iter().cloned());
+        provenance.item_ids.sort();
+        provenance.item_ids.dedup();
+        provenance.items = provenance.item_ids.len();
+        provenance.time_range = match (provenance.time_range.take(), &u.time_range) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c.clone()), b.max(d.clone()))),
+            (a, b) => a.or(b.clone()),
+        };
+    }
+    let base = run.update.as_ref().map(|u| (u.tif.clone(), scan.chunk));
     let (grid, outputs) = (scan.grid.clone(), local);
     let cancel = progress.cancel.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<Option<(Written, usize)>> {
         let mut sink = RasterSink::new(&grid, &outputs, &provenance)?.with_cancel(cancel);
+        if let Some((tif, chunk)) = &base {
+            sink = sink.with_base(tif, *chunk)?;
+        }
         let mut rows = 0;
         loop {
             match rx.blocking_recv() {
@@ -135,7 +189,7 @@ pub async fn run_to_outputs(
 }
 
 /// What the outputs record about where they come from.
-fn provenance(scan: &ScanPlan, sql: &str, title: &str) -> Provenance {
+fn provenance(scan: &ScanPlan, sql: &str, title: &str, outputs: &Outputs) -> Provenance {
     let time = |us: i64| {
         chrono::DateTime::from_timestamp_micros(us)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -151,6 +205,19 @@ fn provenance(scan: &ScanPlan, sql: &str, title: &str) -> Provenance {
         },
         items: scan.n_items(),
         query: crate::error::redact_urls(sql.trim()),
+        parameters: Vec::new(),
+        item_ids: {
+            let mut ids: Vec<String> = scan
+                .slices
+                .iter()
+                .flat_map(|s| s.sources.iter().map(|src| src.item_id.clone()))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        },
+        outputs: outputs.clone(),
+        version: crate::version::version_tag().to_string(),
     }
 }
 

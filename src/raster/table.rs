@@ -6,6 +6,7 @@
 //! needs no access to the catalogue and the client knows the output grid), or
 //! else when the query is planned for execution.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -63,6 +64,7 @@ impl TableFunctionImpl for FloodChunksFunction {
                 max_grid_pixels: opts.max_grid_pixels,
                 max_read_bytes: opts.max_read_bytes,
             },
+            skip_items: list(&opts.skip_items),
         })))
     }
 }
@@ -85,6 +87,59 @@ pub(crate) struct FloodChunksSpec {
     /// Bounds checked when the scan is planned.
     #[serde(default)]
     pub(crate) limits: ScanLimits,
+    /// Items left out: an earlier result holds them (see [`only_new`]).
+    #[serde(default)]
+    pub(crate) skip_items: Vec<String>,
+}
+
+/// The part of `plan` an earlier result holding the items `skip` lacks:
+/// the time slices with none of them. Merging that part into the earlier
+/// result gives what the full plan gives only when every slice is either
+/// wholly old or wholly new (a slice fuses its items first-valid-wins, so
+/// one read in part before must be read whole: by a full run) and every
+/// skipped item is still in the plan; otherwise [`Error::NotIncremental`].
+/// Items the search finds that touch no chunk of the grid play no part.
+pub(crate) fn keep_new(mut plan: ScanPlan, skip: &[String]) -> Result<ScanPlan, Error> {
+    if skip.is_empty() {
+        return Ok(plan);
+    }
+    let skip: HashSet<&str> = skip.iter().map(String::as_str).collect();
+    let planned: HashSet<&str> = plan
+        .slices
+        .iter()
+        .flat_map(|s| s.sources.iter().map(|src| src.item_id.as_str()))
+        .collect();
+    let gone: Vec<&&str> = skip.iter().filter(|id| !planned.contains(**id)).collect();
+    if let Some(first) = gone.first() {
+        return Err(Error::NotIncremental(format!(
+            "{} item(s) of the earlier result are no longer found by the search (e.g. '{first}')",
+            gone.len()
+        )));
+    }
+    for s in &plan.slices {
+        let old = s
+            .sources
+            .iter()
+            .filter(|x| skip.contains(x.item_id.as_str()));
+        let new = s
+            .sources
+            .iter()
+            .find(|x| !skip.contains(x.item_id.as_str()));
+        if let (Some(new), Some(_)) = (new, old.clone().next()) {
+            return Err(Error::NotIncremental(format!(
+                "new item '{}' belongs to a time slice the earlier result read in part",
+                new.item_id
+            )));
+        }
+    }
+    let before = plan.n_items();
+    plan.slices
+        .retain(|s| !s.sources.iter().any(|x| skip.contains(x.item_id.as_str())));
+    if plan.slices.is_empty() {
+        return Err(Error::NothingNew(before));
+    }
+    plan.index = Default::default();
+    Ok(plan)
 }
 
 /// One `flood_chunks(...)` table: its spec and, once made, its scan plan.
@@ -132,11 +187,12 @@ impl FloodChunksTable {
                 })?;
                 let (asset, chunk, nodata) = (s.asset.clone(), s.chunk, s.nodata);
                 let (policy, limits) = (s.policy.clone(), s.limits);
-                let mut plan = tokio::task::spawn_blocking(move || {
+                let plan = tokio::task::spawn_blocking(move || {
                     plan_scan(&items, &bbox, &asset, chunk, nodata, policy, limits)
                 })
                 .await
                 .map_err(join_err("scan planning"))??;
+                let mut plan = keep_new(plan, &s.skip_items)?;
                 plan.search = s.search.source_and_collections();
                 Ok(Arc::new(plan))
             })
