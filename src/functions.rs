@@ -46,7 +46,7 @@ pub(crate) fn documented() -> Vec<FunctionDoc> {
             kind: "table",
             name: crate::raster::table::NAME.into(),
             syntax: format!("{}({})", crate::raster::table::NAME, crate::raster::table::SIGNATURE),
-            description: "One row per (time slice, output chunk) of a STAC search's asset on the odc-stac grid: datetime, chunk position and size, items, the slice's fused uint8 pixels.".into(),
+            description: "One row per (time slice, output chunk) of a STAC search's asset on the odc-stac grid: datetime, chunk position and size, items, the slice's fused uint8 pixels, the chunk's true pixel areas; with 'a,b,c' as asset, one more pixel column per extra asset, named after it.".into(),
         },
     ];
     let mut add = |kind, name: &str, d: Option<&datafusion::logical_expr::Documentation>| {

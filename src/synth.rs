@@ -25,6 +25,10 @@ pub const EQUI7_AS_WKT: &str = crate::crs::EQUI7_AS_LEGACY_WKT;
 pub const RES: f64 = 20.0;
 /// The asset the scene's items carry.
 pub const ASSET: &str = "ensemble_flood_extent";
+/// GFM's permanent-water asset (1 = reference water, 0 = not; nodata 255).
+pub const REFERENCE_WATER: &str = "reference_water_mask";
+/// GFM's exclusion asset (1 = excluded from flood mapping, 0 = not; nodata 255).
+pub const EXCLUSION: &str = "exclusion_mask";
 /// The scene's collection id.
 pub const COLLECTION: &str = "GFM";
 
@@ -94,6 +98,9 @@ pub struct SynthSpec {
     pub seed: u64,
     /// How the items state their CRS.
     pub crs_form: CrsForm,
+    /// Also write each item's `reference_water_mask` and `exclusion_mask`
+    /// (static: the river's core, the 48 px exclusion blocks).
+    pub masks: bool,
 }
 
 impl SynthSpec {
@@ -110,6 +117,7 @@ impl SynthSpec {
                     acquisitions: 40,
                     seed,
                     crs_form: CrsForm::Legacy,
+                    masks: false,
                 }
             }
         };
@@ -126,6 +134,7 @@ impl SynthSpec {
             acquisitions,
             seed,
             crs_form: CrsForm::Legacy,
+            masks: false,
         }
     }
 }
@@ -196,15 +205,67 @@ impl ColTables {
     }
 }
 
+/// Whether pixel (gx, gy) is in an exclusion block: fixed 48 px blocks, ~1 in 23.
+fn excluded(seed: u64, gx: i64, gy: i64) -> bool {
+    let (bx, by) = (gx.div_euclid(48), gy.div_euclid(48));
+    mix(seed ^ (bx as u64).wrapping_mul(31) ^ (by as u64).wrapping_mul(1_000_003))
+        .is_multiple_of(23)
+}
+
+/// The river's position across its period at (gx, gy): permanent water
+/// where it is below 1 (every acquisition floods it).
+fn river(gx: i64, gy: i64) -> f64 {
+    ((gy as f64 - 0.3 * gx as f64) / 40.0).rem_euclid(60.0)
+}
+
+/// The row terms of the smooth flood field at tile row `gy`.
+struct RowField {
+    s131: f64,
+    s211y: f64,
+    c211y: f64,
+    s53y: f64,
+    c53y: f64,
+}
+
+impl RowField {
+    fn new(gy: i64) -> Self {
+        let fy = gy as f64;
+        Self {
+            s131: (fy / 131.0).sin(),
+            s211y: (fy / 211.0).sin(),
+            c211y: (fy / 211.0).cos(),
+            s53y: (2.0 * fy / 53.0).sin(),
+            c53y: (2.0 * fy / 53.0).cos(),
+        }
+    }
+
+    /// The field at column `c` of the tile (flooded where above a threshold).
+    fn at(&self, t: &ColTables, c: usize) -> f64 {
+        t.s97[c]
+            + self.s131
+            + (t.s211[c] * self.c211y + t.c211[c] * self.s211y)
+            + 0.5 * (t.s53[c] * self.c53y - t.c53[c] * self.s53y)
+    }
+}
+
+/// One tile row of the static masks: reference water (the river's core and
+/// the deepest parts of the flood field, which most acquisitions flood) and
+/// exclusion (the exclusion blocks), 0/1 each.
+fn fill_mask_rows(t: &ColTables, col0: i64, gy: i64, seed: u64, water: &mut [u8], excl: &mut [u8]) {
+    let field = RowField::new(gy);
+    for (c, (w, x)) in water.iter_mut().zip(excl.iter_mut()).enumerate() {
+        let gx = col0 + c as i64;
+        *w = (river(gx, gy) < 1.0 || field.at(t, c) > 2.6) as u8;
+        *x = excluded(seed, gx, gy) as u8;
+    }
+}
+
 /// Flood (1) / dry (0) / outside swath or excluded (255) for one tile row.
 fn fill_row(a: &Acq, t: &ColTables, col0: i64, gy: i64, seed: u64, row: &mut [u8]) {
-    let fy = gy as f64;
-    let (s131, s211y, c211y) = ((fy / 131.0).sin(), (fy / 211.0).sin(), (fy / 211.0).cos());
-    let (s53y, c53y) = ((2.0 * fy / 53.0).sin(), (2.0 * fy / 53.0).cos());
-    let y = (fy - 0.5) * RES;
+    let field = RowField::new(gy);
+    let y = (gy as f64 - 0.5) * RES;
     let thr = 3.2 - 1.6 * a.level;
     let river_w = 1.0 + 6.0 * a.level;
-    let by = gy.div_euclid(48);
     for (c, v) in row.iter_mut().enumerate() {
         let gx = col0 + c as i64;
         // swath (pixel centre)
@@ -215,19 +276,11 @@ fn fill_row(a: &Acq, t: &ColTables, col0: i64, gy: i64, seed: u64, row: &mut [u8
             continue;
         }
         // exclusion holes: fixed 48 px blocks, ~1 in 23
-        let bx = gx.div_euclid(48);
-        if mix(seed ^ (bx as u64).wrapping_mul(31) ^ (by as u64).wrapping_mul(1_000_003))
-            .is_multiple_of(23)
-        {
+        if excluded(seed, gx, gy) {
             *v = 255;
             continue;
         }
-        let f = t.s97[c]
-            + s131
-            + (t.s211[c] * c211y + t.c211[c] * s211y)
-            + 0.5 * (t.s53[c] * c53y - t.c53[c] * s53y);
-        let river = ((fy - 0.3 * gx as f64) / 40.0).rem_euclid(60.0);
-        *v = (f > thr || river < river_w) as u8;
+        *v = (field.at(t, c) > thr || river(gx, gy) < river_w) as u8;
     }
 }
 
@@ -412,6 +465,7 @@ pub fn generate(
     progress.set_length(items.len() as u64);
     let seed = spec.seed;
     let tile_px = spec.tile_px;
+    let masks = spec.masks;
     let dir2 = dir.clone();
     let mut features: Vec<Value> = Vec::new();
     for it in &items {
@@ -462,6 +516,24 @@ pub fn generate(
         if let Some(props) = feature["properties"].as_object_mut() {
             props.extend(spec.crs_form.properties());
         }
+        if spec.masks {
+            for (name, title) in [
+                (REFERENCE_WATER, "Reference water mask"),
+                (EXCLUSION, "Exclusion mask"),
+            ] {
+                let cog = dir2.join("cogs").join(format!("{}_{name}.tif", it.id));
+                let href = url::Url::from_file_path(&cog)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                feature["assets"][name] = json!({
+                    "href": href,
+                    "title": title,
+                    "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                    "roles": ["data"],
+                    "raster:bands": [{"nodata": 255, "data_type": "uint8", "spatial_resolution": RES}]
+                });
+            }
+        }
         features.push(feature);
     }
 
@@ -484,9 +556,27 @@ pub fn generate(
                         fill_row(&a, &tables, it.col0, it.row0 - r as i64, seed, row);
                     }
                     let path = dir.join("cogs").join(format!("{}_{ASSET}.tif", it.id));
-                    if let Err(e) = write_tile(&path, it.col0, it.row0, tile_px, data) {
-                        if let Ok(mut v) = errors.lock() {
-                            v.push(e);
+                    let mut tiles = vec![(path, data)];
+                    if masks {
+                        let mut water = vec![0u8; tile_px * tile_px];
+                        let mut excl = vec![0u8; tile_px * tile_px];
+                        for (r, (w, x)) in water
+                            .chunks_exact_mut(tile_px)
+                            .zip(excl.chunks_exact_mut(tile_px))
+                            .enumerate()
+                        {
+                            fill_mask_rows(&tables, it.col0, it.row0 - r as i64, seed, w, x);
+                        }
+                        for (name, px) in [(REFERENCE_WATER, water), (EXCLUSION, excl)] {
+                            tiles
+                                .push((dir.join("cogs").join(format!("{}_{name}.tif", it.id)), px));
+                        }
+                    }
+                    for (path, px) in tiles {
+                        if let Err(e) = write_tile(&path, it.col0, it.row0, tile_px, px) {
+                            if let Ok(mut v) = errors.lock() {
+                                v.push(e);
+                            }
                         }
                     }
                     progress.inc(1);

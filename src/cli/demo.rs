@@ -20,7 +20,8 @@ pub(crate) struct DemoArgs {
 }
 
 pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
-    let spec = SynthSpec::preset(a.scale, 7);
+    let mut spec = SynthSpec::preset(a.scale, 7);
+    spec.masks = true; // the masks examples of the README run on the demo scene
     let pb = super::progress_bar(quiet, "{bar:40} {pos}/{len} synthetic COGs {elapsed}");
     let scene = generate(&spec, &a.out.join("catalog"), &pb)?;
     let b = scene.bbox;

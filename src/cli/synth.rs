@@ -30,11 +30,15 @@ pub(crate) struct SynthArgs {
     /// How the items state their CRS (Equi7Grid Asia in each form).
     #[arg(long, value_enum, default_value = "legacy")]
     pub(crate) crs_form: CrsForm,
+    /// Also write each item's reference_water_mask and exclusion_mask assets.
+    #[arg(long)]
+    pub(crate) masks: bool,
 }
 
 pub(crate) fn run(a: SynthArgs, quiet: bool) -> anyhow::Result<()> {
     let mut spec = SynthSpec::preset(a.scale, a.seed);
     spec.crs_form = a.crs_form;
+    spec.masks = a.masks;
     if let Some(b) = &a.bbox {
         spec.bbox = crate::geo::Bbox::parse(b)?.to_array();
     }

@@ -95,7 +95,11 @@ pub async fn run_to_outputs(
     let inputs: Vec<&str> = scan
         .slices
         .iter()
-        .flat_map(|s| s.sources.iter().map(|src| src.path.as_str()))
+        .flat_map(|s| {
+            s.sources.iter().flat_map(|src| {
+                std::iter::once(src.path.as_str()).chain(src.extra_paths.iter().map(String::as_str))
+            })
+        })
         .collect();
     outputs.check_not_inputs(&inputs)?;
     // the writers run on a blocking thread, fed batch by batch; a bounded

@@ -138,6 +138,42 @@ pub(crate) fn chunk_schema() -> SchemaRef {
     S.clone()
 }
 
+/// The schema of a `flood_chunks(...)` scan reading `extra` assets besides
+/// its first: the fixed columns, then one LargeBinary column per extra
+/// asset, named after it.
+pub(crate) fn chunk_schema_for(extra: &[String]) -> SchemaRef {
+    if extra.is_empty() {
+        return chunk_schema();
+    }
+    let mut fields: Vec<Field> = chunk_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(
+        extra
+            .iter()
+            .map(|a| Field::new(a, DataType::LargeBinary, false)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// A column of a scan: a fixed one, or the pixels of extra asset `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Fixed(ChunkColumn),
+    Asset(usize),
+}
+
+impl Col {
+    fn at(i: usize) -> Col {
+        match ChunkColumn::at(i) {
+            Some(c) => Col::Fixed(c),
+            None => Col::Asset(i - ChunkColumn::ALL.len()),
+        }
+    }
+}
+
 /// One (slice, chunk) row to produce.
 #[derive(Debug, Clone)]
 struct Unit {
@@ -373,7 +409,7 @@ impl FloodChunksExec {
                 input.schema()
             );
         }
-        let full = chunk_schema();
+        let full = chunk_schema_for(&plan.extra_assets);
         let schema = match &projection {
             Some(p) => Arc::new(full.project(p)?),
             None => full,
@@ -467,7 +503,11 @@ impl DisplayAs for FloodChunksExec {
         write!(
             f,
             "FloodChunksExec: asset={}, grid={}x{} @ {} m, chunk={} ({}x{} chunks), slices={}, items={}, partitions={}",
-            self.plan.asset,
+            std::iter::once(&self.plan.asset)
+                .chain(&self.plan.extra_assets)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
             g.width,
             g.height,
             g.res,
@@ -481,7 +521,10 @@ impl DisplayAs for FloodChunksExec {
         if let Some(p) = &self.projection {
             let names: Vec<&str> = p
                 .iter()
-                .filter_map(|&i| ChunkColumn::at(i).map(ChunkColumn::name))
+                .filter_map(|&i| match Col::at(i) {
+                    Col::Fixed(c) => Some(c.name()),
+                    Col::Asset(k) => self.plan.extra_assets.get(k).map(String::as_str),
+                })
                 .collect();
             write!(f, ", projection=[{}]", names.join(", "))?;
         }
@@ -580,10 +623,20 @@ impl ExecutionPlan for FloodChunksExec {
                     self.grid_m2.clone(),
                 ))
             });
-        let columns: Vec<ChunkColumn> = match &self.projection {
-            Some(p) => p.iter().filter_map(|&i| ChunkColumn::at(i)).collect(),
-            None => ChunkColumn::ALL.to_vec(),
+        let columns: Vec<Col> = match &self.projection {
+            Some(p) => p.iter().map(|&i| Col::at(i)).collect(),
+            None => (0..ChunkColumn::ALL.len() + self.plan.extra_assets.len())
+                .map(Col::at)
+                .collect(),
         };
+        // the extra assets read, with their nodata
+        let extra: Vec<(usize, u8)> = columns
+            .iter()
+            .filter_map(|c| match c {
+                Col::Asset(k) => Some((*k, self.plan.extra_nodata.get(*k).copied().unwrap_or(255))),
+                Col::Fixed(_) => None,
+            })
+            .collect();
         let metrics = Arc::new(ScanMetrics::new(&self.metrics, partition));
         let kind = match FloodsqlOptions::from_config(ctx.session_config().options())
             .reader
@@ -602,6 +655,7 @@ impl ExecutionPlan for FloodChunksExec {
         let stream = units
             .map_ok(move |u| {
                 let (columns, schema) = (columns.clone(), schema.clone());
+                let extra = extra.clone();
                 let (metrics, progress) = (metrics.clone(), progress.clone());
                 let (reader, env, policy) = (reader.clone(), env.clone(), policy.clone());
                 let (grid, areas) = (grid.clone(), areas.clone());
@@ -617,20 +671,30 @@ impl ExecutionPlan for FloodChunksExec {
                         }
                         None => None,
                     };
-                    let pixels = if need_pixels {
-                        let (window, sources) = (u.window, u.sources.clone());
+                    // one fused window per asset read: `pixels`, then each extra
+                    let mut reads: Vec<(Vec<Source>, u8)> = Vec::new();
+                    if need_pixels {
+                        reads.push((u.sources.clone(), nodata));
+                    }
+                    for &(k, nd) in extra.iter() {
+                        reads.push((u.sources.iter().map(|s| s.for_extra(k)).collect(), nd));
+                    }
+                    let mut fused: Vec<Vec<u8>> = Vec::with_capacity(reads.len());
+                    for (sources, nd) in reads {
+                        let window = u.window;
                         let timer = metrics.read_time.timer();
                         let (px, stats) = match kind {
                             ReaderKind::Native => {
                                 fuse_window_native(
-                                    &reader, &env, window, &sources, &grid, nodata, &policy,
+                                    &reader, &env, window, &sources, &grid, nd, &policy,
                                 )
                                 .await?
                             }
                             ReaderKind::Gdal => {
                                 let windows = sources.len();
+                                let (grid, policy) = (grid.clone(), policy.clone());
                                 let px = tokio::task::spawn_blocking(move || {
-                                    fuse_window(window, &sources, &grid, nodata, &policy)
+                                    fuse_window(window, &sources, &grid, nd, &policy)
                                 })
                                 .await
                                 .map_err(join_err("raster read"))??;
@@ -645,13 +709,16 @@ impl ExecutionPlan for FloodChunksExec {
                         metrics.windows_read.add(stats.windows);
                         metrics.fetched_bytes.add(stats.fetched_bytes);
                         metrics.pixel_bytes.add(px.len());
-                        Some(px)
+                        fused.push(px);
+                    }
+                    let pixels = if need_pixels {
+                        Some(fused.remove(0))
                     } else {
                         None
                     };
                     progress.scan.inc(1);
                     let _compute = metrics.baseline.elapsed_compute().timer();
-                    Ok(unit_batch(&u, pixels, areas, &columns, schema)?
+                    Ok(unit_batch(&u, pixels, fused, areas, &columns, schema)?
                         .record_output(&metrics.baseline))
                 }
             })
@@ -664,18 +731,31 @@ impl ExecutionPlan for FloodChunksExec {
     }
 }
 
+/// One (slice, chunk) row: `extra` holds the fused pixels of the extra
+/// asset columns, in their order in `columns`.
 fn unit_batch(
     u: &Unit,
     pixels: Option<Vec<u8>>,
+    extra: Vec<Vec<u8>>,
     areas: Option<Arc<Vec<u8>>>,
-    columns: &[ChunkColumn],
+    columns: &[Col],
     schema: SchemaRef,
 ) -> Result<RecordBatch> {
     let i32a = |v: usize| -> ArrayRef { Arc::new(Int32Array::from(vec![v as i32])) };
     let w = u.window;
+    let mut extra = extra.into_iter();
     let arrays = columns
         .iter()
         .map(|&c| -> Result<ArrayRef> {
+            let c = match c {
+                Col::Fixed(c) => c,
+                Col::Asset(_) => {
+                    let px = extra.next().ok_or_else(|| {
+                        internal_datafusion_err!("FloodChunksExec: an asset column not read")
+                    })?;
+                    return Ok(Arc::new(LargeBinaryArray::from_vec(vec![px.as_slice()])));
+                }
+            };
             Ok(match c {
                 ChunkColumn::Datetime => Arc::new(
                     TimestampMicrosecondArray::from(vec![u.datetime_us]).with_timezone("UTC"),
@@ -724,6 +804,7 @@ mod tests {
             width,
             height,
             warp: None,
+            extra_paths: Vec::new(),
         }
     }
 
@@ -744,6 +825,8 @@ mod tests {
             chunk: 100,
             asset: "a".into(),
             nodata: 255,
+            extra_assets: Vec::new(),
+            extra_nodata: Vec::new(),
             policy: crate::access::ReadPolicy::allow_all(),
             slices: vec![
                 TimeSlice {

@@ -34,9 +34,21 @@ pub(crate) struct Source {
     /// per chunk; the fields above are then its footprint on the output grid.
     #[serde(default)]
     pub(crate) warp: Option<crate::raster::warp::Warp>,
+    /// Locations of the scan's other assets of this item
+    /// ([`ScanPlan::extra_assets`], same order), on the same grid.
+    #[serde(default)]
+    pub(crate) extra_paths: Vec<String>,
 }
 
 impl Source {
+    /// This source reading its `k`-th extra asset instead.
+    pub(crate) fn for_extra(&self, k: usize) -> Source {
+        Source {
+            path: self.extra_paths.get(k).cloned().unwrap_or_default(),
+            extra_paths: Vec::new(),
+            ..self.clone()
+        }
+    }
     /// Where this source meets an output window, if it does.
     pub(crate) fn overlap(&self, w: Window) -> Option<Overlap> {
         overlap(self.col_off, self.row_off, self.width, self.height, w)
@@ -68,6 +80,13 @@ pub struct ScanPlan {
     /// collections, credentials masked): recorded in the outputs.
     #[serde(default)]
     pub(crate) search: String,
+    /// Other assets read with `asset`, each a column of the scan (their
+    /// locations: [`Source::extra_paths`]).
+    #[serde(default)]
+    pub(crate) extra_assets: Vec<String>,
+    /// The nodata of each extra asset (fill of pixels no source covers).
+    #[serde(default)]
+    pub(crate) extra_nodata: Vec<u8>,
     /// The chunk index, built once per plan (planning, the chunk assignment,
     /// every scan partition and the progress total all read it); not part of
     /// the plan's value nor of its encoding.
@@ -388,12 +407,16 @@ const PASTE_SCALE_TOL: f64 = 1e-3;
 pub(crate) fn plan_scan(
     items: &[StacItem],
     bbox: &Bbox,
-    asset: &str,
+    assets: &[String],
     chunk: usize,
     nodata: Option<u8>,
     policy: ReadPolicy,
     limits: ScanLimits,
 ) -> Result<ScanPlan> {
+    let (asset, extra) = match assets {
+        [first, rest @ ..] => (first.as_str(), rest),
+        [] => return Err(Error::Internal("a scan without an asset".into())),
+    };
     if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk) {
         return Err(Error::invalid(
             "chunk size",
@@ -429,6 +452,10 @@ pub(crate) fn plan_scan(
         "narrow the bbox",
     )?;
     let nodata = scan_nodata(items, asset, nodata)?;
+    let extra_nodata = extra
+        .iter()
+        .map(|e| scan_nodata(items, e, None))
+        .collect::<Result<Vec<u8>>>()?;
     let (gx, gy) = (grid.col0 as f64 * res, grid.row0 as f64 * res);
 
     let mut by_time: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
@@ -448,6 +475,21 @@ pub(crate) fn plan_scan(
         policy
             .check(&path)
             .map_err(|e| bad(format!("asset refused by the read policy: {e}")))?;
+        let mut extra_paths = Vec::with_capacity(extra.len());
+        for e in extra {
+            let p = it.asset_location(e)?;
+            policy
+                .check(&p)
+                .map_err(|x| bad(format!("asset '{e}' refused by the read policy: {x}")))?;
+            if it.proj_shape(Some(e)) != it.proj_shape(Some(asset))
+                || it.proj_transform(Some(e)) != it.proj_transform(Some(asset))
+            {
+                return Err(bad(format!(
+                    "asset '{e}' is not on the grid of '{asset}' (the assets of one scan are read on one grid per item)"
+                )));
+            }
+            extra_paths.push(p);
+        }
         let icrs = it.crs(Some(asset)).ok_or_else(|| bad("no CRS".into()))?;
         let other_crs = icrs != crs && !crate::crs::same(&icrs, &crs)?;
         let header = probed.get(&k);
@@ -500,6 +542,7 @@ pub(crate) fn plan_scan(
                 width,
                 height,
                 warp: Some(warp),
+                extra_paths,
             };
             if src.overlap(grid.window()).is_some() {
                 by_time.entry(dt.timestamp_micros()).or_default().push(src);
@@ -524,6 +567,7 @@ pub(crate) fn plan_scan(
             width: cols,
             height: rows,
             warp: None,
+            extra_paths,
         };
         // items outside the output grid never contribute
         if src.overlap(grid.window()).is_none() {
@@ -538,6 +582,8 @@ pub(crate) fn plan_scan(
         chunk,
         asset: asset.to_string(),
         nodata,
+        extra_assets: extra.to_vec(),
+        extra_nodata,
         policy,
         slices: by_time
             .into_iter()
@@ -657,6 +703,7 @@ pub(crate) mod tests {
                 width: 1 + next(400) as usize,
                 height: 1 + next(400) as usize,
                 warp: None,
+                extra_paths: Vec::new(),
             });
         }
         ScanPlan {
@@ -673,6 +720,8 @@ pub(crate) mod tests {
             chunk,
             asset: "a".into(),
             nodata: 255,
+            extra_assets: Vec::new(),
+            extra_nodata: Vec::new(),
             policy: ReadPolicy::allow_all(),
             slices,
         }

@@ -23,7 +23,7 @@ use crate::access::{list, ReadPolicy};
 use crate::context::QueryProgress;
 use crate::error::{join_err, Error};
 use crate::options::FloodsqlOptions;
-use crate::raster::exec::{chunk_schema, FloodChunksExec};
+use crate::raster::exec::{chunk_schema_for, ChunkColumn, FloodChunksExec};
 use crate::raster::plan::{plan_scan, ScanLimits, ScanPlan};
 use crate::sqlargs::{check_arity, opt_usize, req_str};
 use crate::stac::search::{search, SearchParams};
@@ -33,7 +33,8 @@ use crate::stac::table::search_params;
 pub(crate) const NAME: &str = "flood_chunks";
 
 /// Its arguments, as error messages show them.
-pub(crate) const SIGNATURE: &str = "source, collection, bbox, datetime, asset [, chunk_size]";
+pub(crate) const SIGNATURE: &str =
+    "source, collection, bbox, datetime, asset[,asset…] [, chunk_size]";
 
 /// `flood_chunks(...)`: the table function.
 #[derive(Debug)]
@@ -46,6 +47,7 @@ impl TableFunctionImpl for FloodChunksFunction {
         check_arity(F, SIGNATURE, a, 6)?;
         let search = search_params(F, a, args.session(), true)?;
         let asset = req_str(F, "asset", a, 4)?;
+        asset_list(&asset)?;
         let opts = FloodsqlOptions::from_config(args.session().config_options());
         let chunk = opt_usize(F, "chunk_size", a, 5)?.unwrap_or(opts.chunk_size);
         let policy = ReadPolicy::new(
@@ -67,6 +69,33 @@ impl TableFunctionImpl for FloodChunksFunction {
             skip_items: list(&opts.skip_items),
         })))
     }
+}
+
+/// The assets of a `flood_chunks` call: `asset` is one name or a
+/// comma-separated list (the first gives `pixels`, each other its own
+/// column, named after it).
+pub(crate) fn asset_list(asset: &str) -> Result<Vec<String>, Error> {
+    let names: Vec<String> = asset.split(',').map(|a| a.trim().to_string()).collect();
+    for (i, n) in names.iter().enumerate() {
+        if n.is_empty() {
+            return Err(Error::invalid("asset", asset, "an asset name is empty"));
+        }
+        if names[..i].contains(n) {
+            return Err(Error::invalid(
+                "asset",
+                asset,
+                format!("'{n}' is given twice"),
+            ));
+        }
+        if i > 0 && ChunkColumn::ALL.iter().any(|c| c.name() == n) {
+            return Err(Error::invalid(
+                "asset",
+                asset,
+                format!("'{n}' would be a column of its own, but flood_chunks already has a column '{n}'"),
+            ));
+        }
+    }
+    Ok(names)
 }
 
 /// What a `flood_chunks(...)` call asks for.
@@ -185,10 +214,10 @@ impl FloodChunksTable {
                 let bbox = s.search.bbox.ok_or_else(|| {
                     internal_datafusion_err!("flood_chunks without a bbox (checked at planning)")
                 })?;
-                let (asset, chunk, nodata) = (s.asset.clone(), s.chunk, s.nodata);
+                let (assets, chunk, nodata) = (asset_list(&s.asset)?, s.chunk, s.nodata);
                 let (policy, limits) = (s.policy.clone(), s.limits);
                 let plan = tokio::task::spawn_blocking(move || {
-                    plan_scan(&items, &bbox, &asset, chunk, nodata, policy, limits)
+                    plan_scan(&items, &bbox, &assets, chunk, nodata, policy, limits)
                 })
                 .await
                 .map_err(join_err("scan planning"))??;
@@ -204,7 +233,8 @@ impl FloodChunksTable {
 #[async_trait]
 impl TableProvider for FloodChunksTable {
     fn schema(&self) -> SchemaRef {
-        chunk_schema()
+        let extra = asset_list(&self.spec.asset).unwrap_or_default();
+        chunk_schema_for(extra.get(1..).unwrap_or_default())
     }
 
     fn table_type(&self) -> TableType {
@@ -228,5 +258,58 @@ impl TableProvider for FloodChunksTable {
             self.spec.concurrency,
             projection.cloned(),
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raster::plan::tests::random_plan;
+
+    fn ids(p: &ScanPlan, slice: usize) -> Vec<String> {
+        p.slices[slice]
+            .sources
+            .iter()
+            .map(|s| s.item_id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn an_update_keeps_the_wholly_new_slices_only() {
+        let p = random_plan(3, 40, 97);
+        assert!(p.slices.len() == 4 && p.slices.iter().all(|s| s.sources.len() >= 2));
+        // slices 0 and 2 held before: 1 and 3 are read
+        let old: Vec<String> = ids(&p, 0).into_iter().chain(ids(&p, 2)).collect();
+        let kept = keep_new(p.clone(), &old).unwrap();
+        assert_eq!(kept.slices, vec![p.slices[1].clone(), p.slices[3].clone()]);
+        // a slice read in part before: not incremental
+        let part = vec![ids(&p, 1)[0].clone()];
+        let e = keep_new(p.clone(), &part).unwrap_err().to_string();
+        assert!(
+            e.contains("not incremental") && e.contains("in part"),
+            "{e}"
+        );
+        // an item held before is gone from the search
+        let e = keep_new(p.clone(), &["gone".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no longer found") && e.contains("'gone'"), "{e}");
+        // nothing new
+        let all: Vec<String> = (0..4).flat_map(|s| ids(&p, s)).collect();
+        assert!(matches!(
+            keep_new(p.clone(), &all),
+            Err(Error::NothingNew(_))
+        ));
+        // no skip list: the plan as it is
+        assert_eq!(keep_new(p.clone(), &[]).unwrap(), p);
+    }
+
+    #[test]
+    fn asset_lists() {
+        assert_eq!(asset_list("a").unwrap(), vec!["a"]);
+        assert_eq!(asset_list("a, b").unwrap(), vec!["a", "b"]);
+        for bad in ["a,a", "a,", "a,pixels", "a,datetime"] {
+            assert!(asset_list(bad).is_err(), "{bad}");
+        }
     }
 }

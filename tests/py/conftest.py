@@ -214,6 +214,19 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_masks(tmp_path_factory):
+    """The tiny scene with GFM's reference_water_mask and exclusion_mask assets."""
+    return make_scene(tmp_path_factory.mktemp("tinymasks"), "--scale", "tiny", "--masks")
+
+
+@pytest.fixture(scope="session")
+def tiny_masks_api(tiny_masks, tmp_path_factory):
+    s = StacServer(tiny_masks, tmp_path_factory.mktemp("srv"))
+    yield s.url
+    s.stop()
+
+
+@pytest.fixture(scope="session")
 def medium(tmp_path_factory):
     """Tutorial-shaped: AOI over 1 degree, 3000 px tiles, 12 acquisitions."""
     return make_scene(tmp_path_factory.mktemp("medium"), "--scale", "medium")

@@ -63,6 +63,24 @@ def grid(bbox, crs, res):
     return c0, r1, max(1, c1 - c0), max(1, r1 - r0)  # left, top (lattice units), width, height
 
 
+def paste(fused, data, tr, left, top, res, nodata, fill):
+    """First valid wins: `data` (a COG read whole, transform `tr`) into the
+    pixels of `fused` (the output grid at `left`, `top` in lattice units)
+    that are still `fill`, where `data` is not `nodata`."""
+    h, w = fused.shape
+    col = round(tr.c / res - left)
+    row = round(top - tr.f / res)
+    # overlap of the tile with the output grid
+    x0, y0 = max(col, 0), max(row, 0)
+    x1, y1 = min(col + data.shape[1], w), min(row + data.shape[0], h)
+    if x0 >= x1 or y0 >= y1:
+        return
+    dst = fused[y0:y1, x0:x1]
+    srcw = data[y0 - row:y1 - row, x0 - col:x1 - col]
+    take = (dst == fill) & (srcw != nodata)
+    dst[take] = srcw[take]
+
+
 def path_of(href):
     u = urlparse(href)
     return unquote(u.path) if u.scheme == "file" else href
@@ -96,17 +114,7 @@ def main():
             with rasterio.open(path_of(a["href"])) as src:
                 data = src.read(1)
                 tr = src.transform
-            col = round(tr.c / res - left)
-            row = round(top - tr.f / res)
-            # overlap of the tile with the output grid
-            x0, y0 = max(col, 0), max(row, 0)
-            x1, y1 = min(col + data.shape[1], w), min(row + data.shape[0], h)
-            if x0 >= x1 or y0 >= y1:
-                continue
-            dst = fused[y0:y1, x0:x1]
-            srcw = data[y0 - row:y1 - row, x0 - col:x1 - col]
-            take = (dst == 255) & (srcw != nodata)
-            dst[take] = srcw[take]
+            paste(fused, data, tr, left, top, res, nodata, fill=255)
         wet = (fused != 255) & (fused != 0)
         flooded |= wet.astype(np.uint8)
         count += wet

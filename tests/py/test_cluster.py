@@ -341,3 +341,16 @@ def test_items_in_another_crs_on_cluster_equal_local(cluster, tiny, tmp_path):
         assert local.read_bytes() == remote.read_bytes()
     finally:
         api.stop()
+
+
+def test_several_assets_on_cluster_equal_local(cluster, tiny_masks, tiny_masks_api, tmp_path):
+    fc = (f"flood_chunks('{tiny_masks_api}', 'GFM', '{tiny_masks.bbox}', '{DT_RFC}', "
+          f"'ensemble_flood_extent,reference_water_mask,exclusion_mask', 256)")
+    q = (f"SELECT x_off, y_off, width, height, flood_extent_states(replace_where(replace_where(pixels, "
+         f"reference_water_mask, 1, 0), exclusion_mask, 1, 255)) AS pixels FROM {fc} "
+         f"GROUP BY x_off, y_off, width, height")
+    a, b = tmp_path / "local.tif", tmp_path / "cluster.tif"
+    run(["sql", "-c", q, "--out", a])
+    run(["sql", "-c", q, "--out", b, "--cluster", cluster.url, "--partitions", "4"])
+    assert a.read_bytes() == b.read_bytes()
+    assert read(b)[0].max() == 255 and (read(b)[0] == 1).any()

@@ -24,39 +24,39 @@ fn min_day(a: u16, b: u16) -> u16 {
     a.wrapping_sub(1).min(b.wrapping_sub(1)).wrapping_add(1)
 }
 
+/// First (`FIRST = true`) or last flood day: the two kernels differ only in
+/// how two days combine.
 #[derive(Debug, Default)]
-pub struct FirstDateKernel;
+pub struct DateKernel<const FIRST: bool>;
 
-impl PixelKernel for FirstDateKernel {
-    type Cell = u16;
-    const NAME: &'static str = "flood_first_date";
-    const DESCRIPTION: &'static str = "The first day a slice saw the pixel flooded (neither 0 nor nodata), as days since 1970-01-01 (UTC); 0 where never flooded.";
-    const OUTPUT: &'static str = "uint16 days since 1970-01-01 (little-endian; 0 = never flooded)";
-    const RASTER: RasterMeta = RASTER;
-    const DATED: bool = true;
+/// `flood_first_date`'s kernel.
+pub type FirstDateKernel = DateKernel<true>;
+/// `flood_last_date`'s kernel.
+pub type LastDateKernel = DateKernel<false>;
 
+impl<const FIRST: bool> DateKernel<FIRST> {
     #[inline]
-    fn update(cells: &mut [u16], pixels: &[u8], nodata: u8, day: u16) {
-        for (c, &p) in cells.iter_mut().zip(pixels) {
-            let d = day * ((p != 0) & (p != nodata)) as u16;
-            *c = min_day(*c, d);
-        }
-    }
-
-    fn merge(cells: &mut [u16], other: &[u16]) {
-        for (c, &o) in cells.iter_mut().zip(other) {
-            *c = min_day(*c, o);
+    fn combine(a: u16, b: u16) -> u16 {
+        if FIRST {
+            min_day(a, b)
+        } else {
+            a.max(b)
         }
     }
 }
 
-#[derive(Debug, Default)]
-pub struct LastDateKernel;
-
-impl PixelKernel for LastDateKernel {
+impl<const FIRST: bool> PixelKernel for DateKernel<FIRST> {
     type Cell = u16;
-    const NAME: &'static str = "flood_last_date";
-    const DESCRIPTION: &'static str = "The last day a slice saw the pixel flooded (neither 0 nor nodata), as days since 1970-01-01 (UTC); 0 where never flooded.";
+    const NAME: &'static str = if FIRST {
+        "flood_first_date"
+    } else {
+        "flood_last_date"
+    };
+    const DESCRIPTION: &'static str = if FIRST {
+        "The first day a slice saw the pixel flooded (neither 0 nor nodata), as days since 1970-01-01 (UTC); 0 where never flooded."
+    } else {
+        "The last day a slice saw the pixel flooded (neither 0 nor nodata), as days since 1970-01-01 (UTC); 0 where never flooded."
+    };
     const OUTPUT: &'static str = "uint16 days since 1970-01-01 (little-endian; 0 = never flooded)";
     const RASTER: RasterMeta = RASTER;
     const DATED: bool = true;
@@ -65,13 +65,13 @@ impl PixelKernel for LastDateKernel {
     fn update(cells: &mut [u16], pixels: &[u8], nodata: u8, day: u16) {
         for (c, &p) in cells.iter_mut().zip(pixels) {
             let d = day * ((p != 0) & (p != nodata)) as u16;
-            *c = (*c).max(d);
+            *c = Self::combine(*c, d);
         }
     }
 
     fn merge(cells: &mut [u16], other: &[u16]) {
         for (c, &o) in cells.iter_mut().zip(other) {
-            *c = (*c).max(o);
+            *c = Self::combine(*c, o);
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod pixel_agg;
 pub mod pixel_areas;
 pub mod pixel_count;
 pub mod register;
+pub mod replace_where;
 pub mod valid_count;
 
 pub use flood_count::FloodCount;
@@ -27,4 +28,5 @@ pub use pixel_agg::{
 pub use pixel_areas::{AreaFunction, PixelAreas};
 pub use pixel_count::PixelCount;
 pub use register::{all_udafs, all_udfs, register_all};
+pub use replace_where::ReplaceWhere;
 pub use valid_count::ValidCount;

@@ -8,7 +8,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use crate::{
     AreaFunction, FloodCount, FloodExtentStates, FloodFirstDate, FloodFrequency, FloodLastDate,
-    FloodMaxExtent, FloodObserved, PixelCount, ValidCount,
+    FloodMaxExtent, FloodObserved, PixelCount, ReplaceWhere, ValidCount,
 };
 
 /// All floodsql UDAFs.
@@ -32,6 +32,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(AreaFunction::area_km2())),
         Arc::new(ScalarUDF::from(AreaFunction::observed_km2())),
         Arc::new(ScalarUDF::from(AreaFunction::grid_km2())),
+        Arc::new(ScalarUDF::from(ReplaceWhere::default())),
     ]
 }
 
@@ -73,6 +74,7 @@ mod tests {
                 "grid_km2",
                 "observed_km2",
                 "pixel_count",
+                "replace_where",
                 "valid_count"
             ]
         );
