@@ -354,3 +354,14 @@ def test_several_assets_on_cluster_equal_local(cluster, tiny_masks, tiny_masks_a
     run(["sql", "-c", q, "--out", b, "--cluster", cluster.url, "--partitions", "4"])
     assert a.read_bytes() == b.read_bytes()
     assert read(b)[0].max() == 255 and (read(b)[0] == 1).any()
+
+
+def test_update_on_cluster_equals_a_full_local_run(cluster, tiny, tiny_api, tmp_path):
+    full, part = tmp_path / "full.tif", tmp_path / "part.tif"
+    extent(tiny_api, tiny.bbox, full)
+    extent(tiny_api, tiny.bbox, part, "--cluster", cluster.url,
+           datetime="2022-09-01T00:00:00Z/2022-09-07T00:00:00Z")
+    p = run(["extent", "--stac-url", tiny_api, "--bbox", tiny.bbox, "--datetime", DT_RFC,
+             "--update", part, "--cluster", cluster.url, "--partitions", "4"])
+    assert "new items only" in p.stderr, p.stderr
+    assert np.array_equal(read(part)[0], read(full)[0]) and read(part)[1:] == read(full)[1:]

@@ -7,7 +7,11 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use floodsql_udfs::flood_count::FloodCountKernel;
+use floodsql_udfs::flood_dates::FirstDateKernel;
+use floodsql_udfs::flood_extent_states::ExtentStatesKernel;
+use floodsql_udfs::flood_frequency::FrequencyKernel;
 use floodsql_udfs::flood_max_extent::MaxExtentKernel;
+use floodsql_udfs::pixel_areas::{node_positions, PixelAreas, NODE_STEP};
 use floodsql_udfs::valid_count::ValidCountKernel;
 use floodsql_udfs::PixelKernel;
 
@@ -54,6 +58,40 @@ fn bench(c: &mut Criterion) {
     g.bench_function("valid_count", |b| {
         let mut cells = vec![0u16; N];
         b.iter(|| ValidCountKernel::update(&mut cells, black_box(&px), 255, 0))
+    });
+    g.bench_function("flood_extent_states", |b| {
+        let mut cells = vec![0u8; N];
+        b.iter(|| ExtentStatesKernel::update(&mut cells, black_box(&px), 255, 0))
+    });
+    g.bench_function("flood_first_date", |b| {
+        let mut cells = vec![0u16; N];
+        b.iter(|| FirstDateKernel::update(&mut cells, black_box(&px), 255, 19236))
+    });
+    g.bench_function("flood_frequency", |b| {
+        let mut cells = vec![[0u16; 2]; N];
+        b.iter(|| FrequencyKernel::update(&mut cells, black_box(&px), 255, 0))
+    });
+    // true areas: one pass of interpolated pixel areas into value classes
+    // (what area_km2 and the writers' summary do per chunk)
+    let side = 1000;
+    let xs = node_positions(side, NODE_STEP);
+    let areas = PixelAreas {
+        width: side,
+        height: side,
+        grid_m2: 0.0,
+        values: (0..xs.len() * xs.len())
+            .map(|i| 380.0 + (i % 7) as f64)
+            .collect(),
+        ys: xs.clone(),
+        xs,
+    };
+    g.bench_function("pixel_areas_sum_by", |b| {
+        let mut bins = [0.0; 4];
+        b.iter(|| {
+            areas
+                .sum_by(black_box(&px), |v| (v as usize).min(3), &mut bins)
+                .unwrap()
+        })
     });
     g.finish();
 }
