@@ -147,8 +147,9 @@ def cluster(scene):
 
 def extent(scene, out, *extra):
     t0 = time.time()
+    # bounded: a cluster that stalls (a lost task status) fails the test, never hangs CI
     r = run(["extent", "--stac-url", scene.items_file, "--bbox", scene.bbox, "--datetime", DT_RFC,
-             "--out", out, *extra])
+             "--out", out, *extra], timeout=600)
     return r, time.time() - t0
 
 
