@@ -58,10 +58,11 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     );
     super::extent::run(args, quiet)?;
     eprintln!(
-        "wrote {}\n      {}\n      {}\n\n{again}",
+        "wrote {}\n      {}\n      {}\n      {} (lineage: a STAC item)\n\n{again}",
         tif.display(),
         pq.map(|p| p.display().to_string()).unwrap_or_default(),
-        png.map(|p| p.display().to_string()).unwrap_or_default()
+        png.map(|p| p.display().to_string()).unwrap_or_default(),
+        crate::output::lineage::lineage_path(&tif).display()
     );
     Ok(())
 }

@@ -209,6 +209,27 @@ pub(crate) fn write(run: &Run, path: &Path, named: &Path) -> Result<()> {
     })
 }
 
+/// Fails when a local file is at the lineage path `path` and is not a
+/// floodsql lineage item: a run never overwrites a JSON file of the user's.
+pub(crate) fn check_replaceable(path: &Path) -> Result<()> {
+    if path.to_string_lossy().contains("://") || !path.exists() {
+        return Ok(());
+    }
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|v| v["properties"]["floodsql:version"].is_string());
+    if ours {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "output path",
+            path.display().to_string(),
+            "the run's lineage item goes there (NAME.json beside NAME.tif), but that file exists and is not a floodsql lineage item: move it or name the outputs otherwise",
+        ))
+    }
+}
+
 /// What `--update` needs from an earlier run's item.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Recorded {

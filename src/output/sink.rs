@@ -283,6 +283,9 @@ impl Backups {
 
     fn restore(&mut self) {
         for (bak, target) in self.0.drain(..) {
+            // the target may still be the very file (a hard link to it):
+            // rename would then do nothing and leave the backup behind
+            let _ = std::fs::remove_file(&target);
             let _ = std::fs::rename(&bak, &target);
         }
     }

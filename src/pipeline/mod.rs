@@ -75,6 +75,9 @@ pub async fn run_to_outputs(
     // remote outputs (s3://, gs://, az://) are written to staging files,
     // then uploaded once every output is complete
     let outputs = &outputs.clone().with_lineage();
+    if let Some(item) = &outputs.lineage {
+        crate::output::lineage::check_replaceable(item)?;
+    }
     let (staging, local) = Staging::new(outputs)?;
     local.check_dirs()?;
     let mut stmts = split_statements(sql)?;

@@ -180,13 +180,22 @@ def test_update_refusals(tiny, tiny_api, tmp_path):
 
 
 def test_a_run_failing_at_the_end_puts_back_what_it_replaced(tiny, tiny_api, tmp_path):
-    out = tmp_path / "x.tif"
-    extent(tiny_api, tiny.bbox, out, datetime=FIRST_HALF)
-    before = out.read_bytes()
-    # the lineage item cannot be written (a directory is in its place)
-    (tmp_path / "x.json").unlink()
-    (tmp_path / "x.json").mkdir()
-    p = extent(tiny_api, tiny.bbox, out, check=False)
+    tif, pq = tmp_path / "x.tif", tmp_path / "x.parquet"
+    extent(tiny_api, tiny.bbox, tif, "--parquet", pq, datetime=FIRST_HALF)
+    before = {f: f.read_bytes() for f in (tif, pq, tmp_path / "x.json")}
+    # the quicklook cannot be written (a directory is in its place): the run
+    # fails after replacing the Parquet file, which must come back
+    (tmp_path / "x.png").mkdir()
+    p = extent(tiny_api, tiny.bbox, tif, "--parquet", pq, "--png", tmp_path / "x.png", check=False)
     assert p.returncode == 1, p.stderr
-    assert out.read_bytes() == before
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.json", "x.tif"]
+    assert {f: f.read_bytes() for f in before} == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.json", "x.parquet", "x.png", "x.tif"]
+
+
+def test_a_json_file_of_the_users_is_never_overwritten(tiny, tiny_api, tmp_path):
+    mine = tmp_path / "x.json"
+    mine.write_text('{"my": "notes"}')
+    p = extent(tiny_api, tiny.bbox, tmp_path / "x.tif", check=False)
+    assert p.returncode == 1 and "not a floodsql lineage item" in p.stderr, p.stderr
+    assert mine.read_text() == '{"my": "notes"}'
+    assert not (tmp_path / "x.tif").exists()
