@@ -138,7 +138,7 @@ pub(crate) struct ExtentArgs {
     #[arg(long, required_unless_present_any = ["dry_run", "update"], conflicts_with = "update")]
     pub(crate) out: Option<PathBuf>,
     /// Update an earlier extent in place: read only the items its lineage
-    /// item (OUT.json beside it) does not list, OR them into OUT.tif and
+    /// item (OUT.stac.json beside it) does not list, OR them into OUT.tif and
     /// rewrite it (atomically). Recomputes in full when merging cannot give
     /// the full result (an item gone from the catalogue, or a new item in a
     /// time slice read before).

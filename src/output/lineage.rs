@@ -1,6 +1,7 @@
 //! Lineage: every raster run writes a STAC Item (v1.1.0, with the
 //! projection v2.0.0 and raster v1.1.0 extensions) beside its outputs,
-//! `NAME.json` for the first output `NAME.tif` (or `.parquet`, `.png`). It
+//! `NAME.stac.json` for the first output `NAME.tif` (or `.parquet`, `.png`;
+//! its own suffix, so that it never lands on a catalogue's `NAME.json`). It
 //! says what the files are and where they come from: the grid's footprint
 //! (geometry and bbox in lon/lat), `proj:*` of the grid, `raster:bands` of
 //! the GeoTIFF, the time range of the slices fused, the SQL as run and its
@@ -24,7 +25,7 @@ use crate::raster::grid::{spatial_ref, OutputGrid};
 const PROJECTION: &str = "https://stac-extensions.github.io/projection/v2.0.0/schema.json";
 const RASTER: &str = "https://stac-extensions.github.io/raster/v1.1.0/schema.json";
 
-/// The lineage file of a run whose first output is `first`: `NAME.json`
+/// The lineage file of a run whose first output is `first`: `NAME.stac.json`
 /// beside it (a URL keeps its scheme and bucket).
 pub(crate) fn lineage_path(first: &Path) -> PathBuf {
     let s = first.to_string_lossy();
@@ -33,7 +34,7 @@ pub(crate) fn lineage_path(first: &Path) -> PathBuf {
         .rfind('.')
         .filter(|&i| i > 0)
         .map_or(s.len(), |i| name_at + i);
-    PathBuf::from(format!("{}.json", &s[..stem_end]))
+    PathBuf::from(format!("{}.stac.json", &s[..stem_end]))
 }
 
 /// How an output is named in the item: an href relative to the item when
@@ -225,7 +226,7 @@ pub(crate) fn check_replaceable(path: &Path) -> Result<()> {
         Err(Error::invalid(
             "output path",
             path.display().to_string(),
-            "the run's lineage item goes there (NAME.json beside NAME.tif), but that file exists and is not a floodsql lineage item: move it or name the outputs otherwise",
+            "the run's lineage item goes there (NAME.stac.json beside NAME.tif), but that file exists and is not a floodsql lineage item: move it or name the outputs otherwise",
         ))
     }
 }
@@ -265,26 +266,26 @@ mod tests {
     fn lineage_sits_beside_the_first_output() {
         assert_eq!(
             lineage_path(Path::new("out/x.tif")),
-            PathBuf::from("out/x.json")
+            PathBuf::from("out/x.stac.json")
         );
         assert_eq!(
             lineage_path(Path::new("x.y.parquet")),
-            PathBuf::from("x.y.json")
+            PathBuf::from("x.y.stac.json")
         );
         assert_eq!(
             lineage_path(Path::new("noext")),
-            PathBuf::from("noext.json")
+            PathBuf::from("noext.stac.json")
         );
         assert_eq!(
             lineage_path(Path::new("s3://b.c/dir/r.tif")),
-            PathBuf::from("s3://b.c/dir/r.json")
+            PathBuf::from("s3://b.c/dir/r.stac.json")
         );
         assert_eq!(
-            href(Path::new("out/x.tif"), Path::new("out/x.json")),
+            href(Path::new("out/x.tif"), Path::new("out/x.stac.json")),
             "./x.tif"
         );
         assert_eq!(
-            href(Path::new("a/x.png"), Path::new("out/x.json")),
+            href(Path::new("a/x.png"), Path::new("out/x.stac.json")),
             "a/x.png"
         );
     }

@@ -103,7 +103,7 @@ impl Outputs {
                 return Err(crate::error::Error::invalid(
                     "output path",
                     a.display().to_string(),
-                    "given for two outputs (--out, --parquet, --png and the lineage item NAME.json need distinct files)",
+                    "given for two outputs (--out, --parquet, --png and the lineage item NAME.stac.json need distinct files)",
                 ));
             }
         }

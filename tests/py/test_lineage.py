@@ -1,6 +1,6 @@
 """Lineage and incremental updates.
 
-Every raster run writes a STAC Item beside its outputs (NAME.json): checked
+Every raster run writes a STAC Item beside its outputs (NAME.stac.json): checked
 against the STAC 1.1.0 item schema (pystac's bundled JSON schemas; the
 extension schemas live online, so the projection and raster fields are read
 with pystac's extension classes and compared with what rasterio and pyproj
@@ -55,7 +55,7 @@ def expected_items(api, bbox, tif):
 def test_every_output_gets_a_valid_stac_item(tiny, tiny_api, tmp_path):
     tif, pq, png = tmp_path / "x.tif", tmp_path / "x.parquet", tmp_path / "x.png"
     extent(tiny_api, tiny.bbox, tif, "--parquet", pq, "--png", png)
-    d = json.loads((tmp_path / "x.json").read_text())
+    d = json.loads((tmp_path / "x.stac.json").read_text())
     # core schema, offline (pystac's bundled STAC 1.1.0 schemas)
     core = {**d, "stac_extensions": []}
     assert pystac.validation.validate_dict(core)
@@ -108,7 +108,7 @@ def test_sql_runs_record_their_parameters(tiny, tiny_api, tmp_path):
     run(["sql", REPO / "sql" / "max_flood_extent.sql", "--out", out, "--param", f"source={tiny_api}", "--param", "collection=GFM",
          "--param", f"bbox={tiny.bbox}", "--param", f"datetime={DT_RFC}",
          "--param", "asset=ensemble_flood_extent", "--param", "chunk=256"])
-    props = json.loads((tmp_path / "q.json").read_text())["properties"]
+    props = json.loads((tmp_path / "q.stac.json").read_text())["properties"]
     assert props["floodsql:parameters"]["chunk"] == "256"
     assert props["floodsql:parameters"]["datetime"] == DT_RFC
 
@@ -117,8 +117,8 @@ def test_update_reads_only_new_items_and_equals_a_full_run(tiny, tiny_api, tmp_p
     full, part = tmp_path / "full.tif", tmp_path / "part.tif"
     extent(tiny_api, tiny.bbox, full)
     p1 = extent(tiny_api, tiny.bbox, part, datetime=FIRST_HALF)
-    n_full = len(json.loads((tmp_path / "full.json").read_text())["properties"]["floodsql:items"])
-    n_part = len(json.loads((tmp_path / "part.json").read_text())["properties"]["floodsql:items"])
+    n_full = len(json.loads((tmp_path / "full.stac.json").read_text())["properties"]["floodsql:items"])
+    n_part = len(json.loads((tmp_path / "part.stac.json").read_text())["properties"]["floodsql:items"])
     assert 0 < n_part < n_full
     assert not np.array_equal(pixels(part)[0], pixels(full)[0])  # the update has work to do
     p = run(["extent", "--stac-url", tiny_api, "--bbox", tiny.bbox, "--datetime", DT_RFC,
@@ -128,8 +128,8 @@ def test_update_reads_only_new_items_and_equals_a_full_run(tiny, tiny_api, tmp_p
     assert f"read the {n_full - n_part} new items only" in p.stderr
     a, b = pixels(part), pixels(full)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2]
-    props = json.loads((tmp_path / "part.json").read_text())["properties"]
-    assert props["floodsql:items"] == json.loads((tmp_path / "full.json").read_text())["properties"]["floodsql:items"]
+    props = json.loads((tmp_path / "part.stac.json").read_text())["properties"]
+    assert props["floodsql:items"] == json.loads((tmp_path / "full.stac.json").read_text())["properties"]["floodsql:items"]
     assert props["floodsql:parameters"]["datetime"] == DT_RFC
     # again: nothing new, the file is left as it is
     before = part.read_bytes()
@@ -157,7 +157,7 @@ def test_update_that_cannot_merge_recomputes_in_full(tiny, tmp_path):
              "--update", out])
     assert "not incremental: new item" in p.stderr and "recomputing" in p.stderr, p.stderr
     assert np.array_equal(pixels(out)[0], pixels(full)[0])
-    ids = json.loads((tmp_path / "x.json").read_text())["properties"]["floodsql:items"]
+    ids = json.loads((tmp_path / "x.stac.json").read_text())["properties"]["floodsql:items"]
     assert late["id"] in ids
 
 
@@ -173,29 +173,40 @@ def test_update_refusals(tiny, tiny_api, tmp_path):
     assert p.returncode == 1 and "made with bbox" in p.stderr and "not the same query" in p.stderr, p.stderr
     p = run(base + ["--bbox", tiny.bbox, "--update", out, "--parquet", tmp_path / "x.parquet"], check=False)
     assert p.returncode == 1 and "--parquet" in p.stderr, p.stderr
-    (tmp_path / "x.json").rename(tmp_path / "moved.json")
+    (tmp_path / "x.stac.json").rename(tmp_path / "moved.json")
     p = run(base + ["--bbox", tiny.bbox, "--update", out], check=False)
-    assert p.returncode == 1 and "x.json" in p.stderr and "lineage" in p.stderr, p.stderr
+    assert p.returncode == 1 and "x.stac.json" in p.stderr and "lineage" in p.stderr, p.stderr
     assert out.read_bytes() == before
 
 
 def test_a_run_failing_at_the_end_puts_back_what_it_replaced(tiny, tiny_api, tmp_path):
     tif, pq = tmp_path / "x.tif", tmp_path / "x.parquet"
     extent(tiny_api, tiny.bbox, tif, "--parquet", pq, datetime=FIRST_HALF)
-    before = {f: f.read_bytes() for f in (tif, pq, tmp_path / "x.json")}
+    before = {f: f.read_bytes() for f in (tif, pq, tmp_path / "x.stac.json")}
     # the quicklook cannot be written (a directory is in its place): the run
     # fails after replacing the Parquet file, which must come back
     (tmp_path / "x.png").mkdir()
     p = extent(tiny_api, tiny.bbox, tif, "--parquet", pq, "--png", tmp_path / "x.png", check=False)
     assert p.returncode == 1, p.stderr
     assert {f: f.read_bytes() for f in before} == before
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.json", "x.parquet", "x.png", "x.tif"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.parquet", "x.png", "x.stac.json", "x.tif"]
 
 
 def test_a_json_file_of_the_users_is_never_overwritten(tiny, tiny_api, tmp_path):
-    mine = tmp_path / "x.json"
+    mine = tmp_path / "x.stac.json"
     mine.write_text('{"my": "notes"}')
     p = extent(tiny_api, tiny.bbox, tmp_path / "x.tif", check=False)
     assert p.returncode == 1 and "not a floodsql lineage item" in p.stderr, p.stderr
     assert mine.read_text() == '{"my": "notes"}'
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_lineage_never_lands_on_a_catalogue_named_like_the_output(tiny, tmp_path):
+    """A static catalogue `scene.json` and `--out scene.tif` side by side:
+    the lineage item is scene.stac.json; the catalogue is untouched."""
+    cat = tmp_path / "scene.json"
+    shutil.copy(tiny.items_file, cat)
+    before = cat.read_bytes()
+    extent(str(cat), tiny.bbox, tmp_path / "scene.tif")
+    assert cat.read_bytes() == before
+    assert json.loads((tmp_path / "scene.stac.json").read_text())["type"] == "Feature"

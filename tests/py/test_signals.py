@@ -65,4 +65,4 @@ def test_temp_files_of_dead_runs_are_removed_by_the_next(tiny, tmp_path):
          "--bbox", tiny.bbox, "--datetime", DT_RFC, "--out", str(tmp_path / "x.tif"),
          "--parquet", str(tmp_path / "x.parquet")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert sorted(os.listdir(tmp_path)) == sorted([live, "unrelated.tif", "x.tif", "x.parquet", "x.json"])
+    assert sorted(os.listdir(tmp_path)) == sorted([live, "unrelated.tif", "x.tif", "x.parquet", "x.stac.json"])
