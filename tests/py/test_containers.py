@@ -283,6 +283,7 @@ class KubeEmulation:
         self.rest = f"http://127.0.0.1:{self.port}"
         self.image = image
         self.containers = []
+        self.service_ips = {}
         net = ipaddress.ip_network(f"10.{90 + os.getpid() % 100}.{os.getpid() % 250}.0/24")
         self.ips = (str(h) for h in list(net.hosts())[9:])
         self.net = self.tag
@@ -318,6 +319,16 @@ class KubeEmulation:
         opts = ["--name", name, "--network", self.net, "--ip", ip]
         for a in self.aliases(labels):
             opts += ["--network-alias", a]
+            self.service_ips.setdefault(a, ip)
+        # Services already running resolve through /etc/hosts as well, as a
+        # ClusterIP's DNS record would: podman's DNS (aardvark) here sometimes
+        # fails a lookup, and an executor that cannot resolve the scheduler
+        # loses a task-status report (Ballista does not resend it: the job
+        # then never ends). Seen twice in CI; the Service name stays the one
+        # the manifests use.
+        for a, a_ip in self.service_ips.items():
+            if a_ip != ip:
+                opts += ["--add-host", f"{a}:{a_ip}"]
         if "scheduler" in dep["metadata"]["name"]:
             opts += ["-p", f"{self.port}:{c['ports'][0]['containerPort']}"]
         for k, v in env.items():
