@@ -12,6 +12,7 @@
 //! |------|---------------------------|---------|
 //! | `FloodChunksTable` (logical) | client → scheduler | spec + the scan plan the client resolved |
 //! | `StacItemsTable` (logical) | client → scheduler | search parameters |
+//! | `RegionsTable` (logical) | client → scheduler | the regions the client read (attributes, WKB) |
 //! | `FloodChunksExec` (physical) | scheduler → executors | scan plan, projection (its chunk-assignment input is a plan child) |
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ use crate::raster::plan::ScanPlan;
 use crate::raster::table::{FloodChunksSpec, FloodChunksTable};
 use crate::stac::search::SearchParams;
 use crate::stac::table::StacItemsTable;
+use crate::vector::regions::RegionSet;
+use crate::vector::table::RegionsTable;
 use crate::version::{check_peer, version_tag};
 
 /// First bytes of every floodsql payload (Ballista's are protobuf messages,
@@ -55,6 +58,10 @@ enum Node {
     },
     StacItemsTable {
         params: SearchParams,
+    },
+    /// The regions the client read (the scheduler never opens the file).
+    RegionsTable {
+        set: Box<RegionSet>,
     },
     /// Its input (the chunk assignment, an in-memory source) travels as a
     /// plan child, so that Ballista can restrict it to a task's partitions.
@@ -140,6 +147,7 @@ impl LogicalExtensionCodec for FloodsqlLogicalCodec {
                 None => FloodChunksTable::new(*spec),
             })),
             Some(Node::StacItemsTable { params }) => Ok(Arc::new(StacItemsTable { params })),
+            Some(Node::RegionsTable { set }) => Ok(Arc::new(RegionsTable::new(*set))),
             Some(other) => internal_err!("floodsql codec: {other:?} is not a table"),
             None => self
                 .inner
@@ -167,6 +175,14 @@ impl LogicalExtensionCodec for FloodsqlLogicalCodec {
             return encode(
                 Node::StacItemsTable {
                     params: t.params.clone(),
+                },
+                buf,
+            );
+        }
+        if let Some(t) = any.downcast_ref::<RegionsTable>() {
+            return encode(
+                Node::RegionsTable {
+                    set: Box::new((*t.set).clone()),
                 },
                 buf,
             );

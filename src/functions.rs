@@ -12,12 +12,14 @@ use datafusion::execution::context::SessionContext;
 
 use crate::raster::table::FloodChunksFunction;
 use crate::stac::table::StacItemsFunction;
+use crate::vector::table::RegionsFunction;
 
 /// The table functions, by SQL name.
-pub(crate) fn table_functions() -> [(&'static str, Arc<dyn TableFunctionImpl>); 2] {
+pub(crate) fn table_functions() -> [(&'static str, Arc<dyn TableFunctionImpl>); 3] {
     [
         (crate::stac::table::NAME, Arc::new(StacItemsFunction)),
         (crate::raster::table::NAME, Arc::new(FloodChunksFunction)),
+        (crate::vector::table::NAME, Arc::new(RegionsFunction)),
     ]
 }
 
@@ -46,7 +48,13 @@ pub(crate) fn documented() -> Vec<FunctionDoc> {
             kind: "table",
             name: crate::raster::table::NAME.into(),
             syntax: format!("{}({})", crate::raster::table::NAME, crate::raster::table::SIGNATURE),
-            description: "One row per (time slice, output chunk) of a STAC search's asset on the odc-stac grid: datetime, chunk position and size, items, the slice's fused uint8 pixels, the chunk's true pixel areas; with 'a,b,c' as asset, one more pixel column per extra asset, named after it.".into(),
+            description: "One row per (time slice, output chunk) of a STAC search's asset on the odc-stac grid: datetime, chunk position and size, items, the slice's fused uint8 pixels, the chunk's true pixel areas; with 'a,b,c' as asset, one more pixel column per extra asset, named after it; with a regions file, `zones`: each pixel's region_id (pixel-centre rule, the last listed region wins).".into(),
+        },
+        FunctionDoc {
+            kind: "table",
+            name: crate::vector::table::NAME.into(),
+            syntax: format!("{}({})", crate::vector::table::NAME, crate::vector::table::SIGNATURE),
+            description: "One row per polygon feature of a vector file (GeoJSON, GeoPackage, Shapefile, ...): region_id (its position, from 1), its attributes, geometry (WKB in the file's CRS).".into(),
         },
     ];
     let mut add = |kind, name: &str, d: Option<&datafusion::logical_expr::Documentation>| {

@@ -13,7 +13,7 @@
 //! | 0 | [`error`] | errors by kind |
 //! | 1 | `geo`, `datetime`, `access`, `crs` | lon/lat boxes, pixel windows; STAC time intervals; what a catalogue may make floodsql read; CRSs the installed PROJ can use |
 //! | 2 | `options`, `context`, `sqlargs`, `template`, `store` | session options; per-query state; SQL argument and template helpers; object stores (every remote byte) |
-//! | 3 | `stac` | search, items → Arrow, `stac_items(...)` |
+//! | 3 | `stac`, `vector` | search, items → Arrow, `stac_items(...)`; regions (OGR) → `regions(...)`, zones on a grid, flood polygons |
 //! | 4 | `raster` | grid, GDAL reads, fusing, the scan, `flood_chunks(...)` |
 //! | 5 | `output` | assembling, COG / Parquet / PNG writers |
 //! | 6 | [`synth`] | synthetic GFM catalogues |
@@ -48,6 +48,7 @@ pub(crate) mod stac;
 pub(crate) mod store;
 pub mod synth;
 pub(crate) mod template;
+pub(crate) mod vector;
 pub mod version;
 
 pub use context::QueryProgress;
@@ -59,6 +60,9 @@ pub const MAX_FLOOD_EXTENT_SQL: &str = include_str!("../sql/max_flood_extent.sql
 
 /// The daily series query: per UTC day, flooded and observed km².
 pub const DAILY_SERIES_SQL: &str = include_str!("../sql/daily_series.sql");
+
+/// Flood statistics per region (`floodsql zonal`).
+pub const ZONAL_STATS_SQL: &str = include_str!("../sql/zonal_stats.sql");
 
 #[cfg(test)]
 mod layering {
@@ -81,6 +85,7 @@ mod layering {
         ("template", 2),
         ("store", 2),
         ("stac", 3),
+        ("vector", 3),
         ("raster", 4),
         ("output", 5),
         ("synth", 6),

@@ -146,6 +146,9 @@ pub struct SynthOutput {
     pub dir: PathBuf,
     /// Its items as one ItemCollection JSON file.
     pub items_file: PathBuf,
+    /// Region polygons over the scene (GeoJSON, lon/lat), for zonal
+    /// statistics.
+    pub regions_file: PathBuf,
     /// Items written (decoys included).
     pub n_items: usize,
     /// The AOI (lon/lat) to query it with.
@@ -630,14 +633,50 @@ pub fn generate(
         &dir.join("collection.json"),
         &serde_json::to_string_pretty(&collection).unwrap_or_default(),
     )?;
+    let regions_file = dir.join("regions.geojson");
+    write_text(&regions_file, &regions(&spec.bbox).to_string())?;
     progress.finish_and_clear();
     Ok(SynthOutput {
         dir,
         items_file,
+        regions_file,
         n_items: features.len(),
         bbox: spec.bbox,
         datetime: "2022-09-01T00:00:00Z/2022-10-01T00:00:00Z".into(),
     })
+}
+
+/// Named regions over the AOI `b` (lon/lat), as a GeoJSON
+/// FeatureCollection: two districts splitting it along a crooked line, a
+/// ward overlapping both (listed after them), a two-part district reaching
+/// outside the AOI, and one wholly outside it.
+fn regions(b: &[f64; 4]) -> Value {
+    let (w, h) = (b[2] - b[0], b[3] - b[1]);
+    // a point at fractions (fx, fy) of the AOI
+    let p = |fx: f64, fy: f64| json!([b[0] + fx * w, b[1] + fy * h]);
+    let ring = |pts: &[(f64, f64)]| {
+        let mut r: Vec<Value> = pts.iter().map(|&(x, y)| p(x, y)).collect();
+        r.push(r[0].clone());
+        Value::Array(r)
+    };
+    let divide = [(1.03, 0.47), (0.71, 0.553), (0.38, 0.4137), (-0.02, 0.5291)];
+    let mut north = vec![(-0.02, 1.03), (1.03, 1.03)];
+    north.extend(divide);
+    let mut south: Vec<(f64, f64)> = divide.iter().rev().copied().collect();
+    south.extend([(1.03, -0.04), (-0.02, -0.04)]);
+    let feature = |name: &str, code: i64, geometry: Value| json!({"type": "Feature", "properties": {"name": name, "code": code}, "geometry": geometry});
+    json!({"type": "FeatureCollection", "features": [
+        feature("North district", 11, json!({"type": "Polygon", "coordinates": [ring(&north)]})),
+        feature("South district", 12, json!({"type": "Polygon", "coordinates": [ring(&south)]})),
+        feature("River ward", 21, json!({"type": "Polygon", "coordinates": [
+            ring(&[(0.4113, 0.3021), (0.6527, 0.4419), (0.5871, 0.7213), (0.3392, 0.6188)]),
+            ring(&[(0.4713, 0.4421), (0.5117, 0.4603), (0.4987, 0.5211)])]})),
+        feature("Delta islands", 31, json!({"type": "MultiPolygon", "coordinates": [
+            [ring(&[(0.8512, 0.0813), (1.1207, 0.1009), (1.0911, 0.2488), (0.8731, 0.2202)])],
+            [ring(&[(0.0712, 0.8233), (0.1893, 0.8517), (0.1538, 0.9402)])]]})),
+        feature("Upland district", 41, json!({"type": "Polygon", "coordinates": [
+            ring(&[(1.5, 1.5), (1.8, 1.5), (1.8, 1.8)])]})),
+    ]})
 }
 
 fn write_text(p: &Path, s: &str) -> Result<()> {

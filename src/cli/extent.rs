@@ -87,7 +87,17 @@ impl ScanArgs {
     /// `${collection}`, `${bbox}`, `${datetime}`, `${asset}`, `${chunk}`),
     /// after the session options it implies.
     pub(crate) fn sql(&self, template: &str) -> anyhow::Result<String> {
-        let query = bind(template, &self.params()?)?;
+        self.sql_with(template, &self.params()?)
+    }
+
+    /// `template` bound with `params` (this scan's and more), after the
+    /// session options the scan implies.
+    pub(crate) fn sql_with(
+        &self,
+        template: &str,
+        params: &BTreeMap<String, Param>,
+    ) -> anyhow::Result<String> {
+        let query = bind(template, params)?;
         Ok(format!(
             "SET floodsql.page_size = {};\nSET floodsql.max_items = {};\n{query}",
             self.page_size,

@@ -9,6 +9,7 @@ mod prompt;
 mod series;
 mod sql;
 mod synth;
+mod zonal;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ pub(crate) enum Command {
     Extent(extent::ExtentArgs),
     /// Daily flood series of a STAC search: flooded/observed km² per day (runs sql/daily_series.sql).
     Series(series::SeriesArgs),
+    /// Flood statistics per region of a vector file: flooded/observed km², first/last day flooded (runs sql/zonal_stats.sql).
+    Zonal(zonal::ZonalArgs),
     /// Run SQL (a file, -c, or an interactive prompt) with floodsql's functions.
     Sql(sql::SqlArgs),
     /// Generate a deterministic synthetic GFM catalogue (COGs + STAC items).
@@ -200,6 +203,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Extent(a) => extent::run(a, cli.quiet),
         Command::Series(a) => series::run(a, cli.quiet),
+        Command::Zonal(a) => zonal::run(a, cli.quiet),
         Command::Sql(a) => sql::run(a, cli.quiet),
         Command::Synth(a) => synth::run(a, cli.quiet),
         Command::Demo(a) => demo::run(a, cli.quiet),

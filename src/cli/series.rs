@@ -32,27 +32,52 @@ pub(crate) struct SeriesArgs {
 
 pub(crate) fn run(a: SeriesArgs, quiet: bool) -> anyhow::Result<()> {
     let sql = a.scan.sql(crate::DAILY_SERIES_SQL)?;
-    let on_cluster = a.scan.cluster.is_some();
-    if a.scan.print_sql {
-        println!("{sql}");
-    }
     let outputs = SeriesOutputs {
         csv: a.csv.clone(),
         parquet: a.parquet.clone(),
         png: a.png.clone(),
     };
+    let title = match &a.scan.datetime {
+        Some(d) => format!("Daily flood series — {d}"),
+        None => "Daily flood series".to_string(),
+    };
+    run_table(
+        &a.scan,
+        &sql,
+        outputs,
+        "days with an acquisition",
+        &title,
+        quiet,
+    )
+}
+
+/// Runs `sql` (a bound template of `scan`), prints its result as a table
+/// with its row count (`rows_are`) and writes it to `outputs` (the chart
+/// titled `title`). Shared by `series` and `zonal`.
+pub(super) fn run_table(
+    scan: &ScanArgs,
+    sql: &str,
+    outputs: SeriesOutputs,
+    rows_are: &str,
+    title: &str,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let on_cluster = scan.cluster.is_some();
+    if scan.print_sql {
+        println!("{sql}");
+    }
     outputs.check_dirs()?;
     let rt = super::runtime()?;
     let cancel = Cancel::default();
     let batches = rt.block_on(super::until_signal(&cancel, async {
-        let ctx = a.scan.context().await?;
+        let ctx = scan.context().await?;
         let progress = super::query_progress(quiet, on_cluster, &cancel);
-        if a.scan.dry_run {
-            super::print_plan(&ctx, &sql, &progress).await?;
+        if scan.dry_run {
+            super::print_plan(&ctx, sql, &progress).await?;
             return Ok(None);
         }
         let mut last = None;
-        for stmt in split_statements(&sql)? {
+        for stmt in split_statements(sql)? {
             last = Some(run_statement(&ctx, stmt, &progress).await?);
         }
         progress.search.finish_and_clear();
@@ -64,31 +89,31 @@ pub(crate) fn run(a: SeriesArgs, quiet: bool) -> anyhow::Result<()> {
     };
     println!(
         "{}",
-        arrow::util::pretty::pretty_format_batches(&batches).context("printing the series")?
+        arrow::util::pretty::pretty_format_batches(&batches).context("printing the result")?
     );
-    let days: usize = batches.iter().map(|b| b.num_rows()).sum();
-    eprintln!("days with an acquisition: {days}");
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    eprintln!("{rows_are}: {rows}");
     if outputs.any() {
-        if days == 0 {
-            anyhow::bail!("the series has no day: nothing written");
+        if rows == 0 {
+            anyhow::bail!("the result has no row: nothing written");
         }
-        let title = match &a.scan.datetime {
-            Some(d) => format!("Daily flood series — {d}"),
-            None => "Daily flood series".to_string(),
-        };
         let subtitle = format!(
             "{} · collection {} · asset {} · bbox {}",
-            crate::error::redact_urls(&a.scan.stac_url),
-            a.scan.collection.as_deref().unwrap_or("any"),
-            a.scan.asset,
-            a.scan.bbox
+            crate::error::redact_urls(&scan.stac_url),
+            scan.collection.as_deref().unwrap_or("any"),
+            scan.asset,
+            scan.bbox
         );
+        let (title, written) = (title.to_string(), outputs.clone());
         rt.block_on(async {
             tokio::task::spawn_blocking(move || write_series(&batches, &outputs, &title, &subtitle))
                 .await
-                .map_err(join_err("writing the series"))?
+                .map_err(join_err("writing the result"))?
         })?;
-        for p in [&a.csv, &a.parquet, &a.png].into_iter().flatten() {
+        for p in [&written.csv, &written.parquet, &written.png]
+            .into_iter()
+            .flatten()
+        {
             eprintln!("wrote {}", p.display());
         }
     }

@@ -16,6 +16,7 @@ use floodsql_udfs::pixel_areas::{node_positions, PixelAreas, NODE_STEP};
 use crate::error::{Error, Result};
 use crate::geo::Window;
 use crate::raster::grid::{spatial_ref, OutputGrid};
+use crate::vector::zones::ZoneSet;
 
 /// Pixel areas on one grid.
 pub(crate) struct AreaModel {
@@ -180,6 +181,35 @@ impl AreaColumn {
             model.grid_m2()?; // the error, named
         }
         let v = Arc::new(model.window(w, grid_m2)?.encode());
+        *last = Some((w, v.clone()));
+        Ok(v)
+    }
+}
+
+/// The `zones` values of one scan partition: the last chunk's (as
+/// [`AreaColumn`]). Blocking (GDAL).
+pub(crate) struct ZoneColumn {
+    zones: Arc<ZoneSet>,
+    last: Mutex<Option<(Window, Arc<Vec<u8>>)>>,
+}
+
+impl ZoneColumn {
+    pub(crate) fn new(zones: Arc<ZoneSet>) -> Self {
+        Self {
+            zones,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The encoded zones of chunk window `w`.
+    pub(crate) fn value(&self, w: Window) -> Result<Arc<Vec<u8>>> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((lw, v)) = last.as_ref() {
+            if *lw == w {
+                return Ok(v.clone());
+            }
+        }
+        let v = Arc::new(self.zones.window(w)?);
         *last = Some((w, v.clone()));
         Ok(v)
     }

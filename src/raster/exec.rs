@@ -48,7 +48,7 @@ use crate::context::{ProcessLabel, QueryProgress};
 use crate::error::join_err;
 use crate::geo::Window;
 use crate::options::FloodsqlOptions;
-use crate::raster::area::AreaColumn;
+use crate::raster::area::{AreaColumn, ZoneColumn};
 use crate::raster::cog::CogReader;
 use crate::raster::fuse::{fuse_window, fuse_window_native, FuseStats, ReaderKind};
 use crate::raster::plan::{ChunkIndex, ScanPlan, Source};
@@ -138,11 +138,15 @@ pub(crate) fn chunk_schema() -> SchemaRef {
     S.clone()
 }
 
+/// The name of the zones column (a scan with regions).
+pub(crate) const ZONES: &str = "zones";
+
 /// The schema of a `flood_chunks(...)` scan reading `extra` assets besides
 /// its first: the fixed columns, then one LargeBinary column per extra
-/// asset, named after it.
-pub(crate) fn chunk_schema_for(extra: &[String]) -> SchemaRef {
-    if extra.is_empty() {
+/// asset, named after it, then with regions `zones` (little-endian u32
+/// region ids per pixel, 0: none; see [`crate::vector::zones`]).
+pub(crate) fn chunk_schema_for(extra: &[String], zones: bool) -> SchemaRef {
+    if extra.is_empty() && !zones {
         return chunk_schema();
     }
     let mut fields: Vec<Field> = chunk_schema()
@@ -155,21 +159,28 @@ pub(crate) fn chunk_schema_for(extra: &[String]) -> SchemaRef {
             .iter()
             .map(|a| Field::new(a, DataType::LargeBinary, false)),
     );
+    if zones {
+        fields.push(Field::new(ZONES, DataType::LargeBinary, false));
+    }
     Arc::new(Schema::new(fields))
 }
 
-/// A column of a scan: a fixed one, or the pixels of extra asset `k`.
+/// A column of a scan: a fixed one, the pixels of extra asset `k`, or the
+/// zones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Col {
     Fixed(ChunkColumn),
     Asset(usize),
+    Zones,
 }
 
 impl Col {
-    fn at(i: usize) -> Col {
+    /// The column at schema index `i` of a scan with `extra` extra assets.
+    fn at(i: usize, extra: usize) -> Col {
         match ChunkColumn::at(i) {
             Some(c) => Col::Fixed(c),
-            None => Col::Asset(i - ChunkColumn::ALL.len()),
+            None if i - ChunkColumn::ALL.len() < extra => Col::Asset(i - ChunkColumn::ALL.len()),
+            None => Col::Zones,
         }
     }
 }
@@ -409,7 +420,7 @@ impl FloodChunksExec {
                 input.schema()
             );
         }
-        let full = chunk_schema_for(&plan.extra_assets);
+        let full = chunk_schema_for(&plan.extra_assets, plan.zones.is_some());
         let schema = match &projection {
             Some(p) => Arc::new(full.project(p)?),
             None => full,
@@ -521,9 +532,10 @@ impl DisplayAs for FloodChunksExec {
         if let Some(p) = &self.projection {
             let names: Vec<&str> = p
                 .iter()
-                .filter_map(|&i| match Col::at(i) {
+                .filter_map(|&i| match Col::at(i, self.plan.extra_assets.len()) {
                     Col::Fixed(c) => Some(c.name()),
                     Col::Asset(k) => self.plan.extra_assets.get(k).map(String::as_str),
+                    Col::Zones => Some(ZONES),
                 })
                 .collect();
             write!(f, ", projection=[{}]", names.join(", "))?;
@@ -623,18 +635,24 @@ impl ExecutionPlan for FloodChunksExec {
                     self.grid_m2.clone(),
                 ))
             });
+        let n_extra = self.plan.extra_assets.len();
         let columns: Vec<Col> = match &self.projection {
-            Some(p) => p.iter().map(|&i| Col::at(i)).collect(),
-            None => (0..ChunkColumn::ALL.len() + self.plan.extra_assets.len())
-                .map(Col::at)
+            Some(p) => p.iter().map(|&i| Col::at(i, n_extra)).collect(),
+            None => (0..self.schema.fields().len())
+                .map(|i| Col::at(i, n_extra))
                 .collect(),
+        };
+        let zones = match (&self.plan.zones, columns.contains(&Col::Zones)) {
+            (Some(z), true) => Some(Arc::new(ZoneColumn::new(z.clone()))),
+            (None, true) => return internal_err!("FloodChunksExec: zones without regions"),
+            _ => None,
         };
         // the extra assets read, with their nodata
         let extra: Vec<(usize, u8)> = columns
             .iter()
             .filter_map(|c| match c {
                 Col::Asset(k) => Some((*k, self.plan.extra_nodata.get(*k).copied().unwrap_or(255))),
-                Col::Fixed(_) => None,
+                Col::Fixed(_) | Col::Zones => None,
             })
             .collect();
         let metrics = Arc::new(ScanMetrics::new(&self.metrics, partition));
@@ -658,8 +676,19 @@ impl ExecutionPlan for FloodChunksExec {
                 let extra = extra.clone();
                 let (metrics, progress) = (metrics.clone(), progress.clone());
                 let (reader, env, policy) = (reader.clone(), env.clone(), policy.clone());
-                let (grid, areas) = (grid.clone(), areas.clone());
+                let (grid, areas, zones) = (grid.clone(), areas.clone(), zones.clone());
                 async move {
+                    let zones = match zones {
+                        Some(z) => {
+                            let w = u.window;
+                            Some(
+                                tokio::task::spawn_blocking(move || z.value(w))
+                                    .await
+                                    .map_err(join_err("zones"))??,
+                            )
+                        }
+                        None => None,
+                    };
                     let areas = match areas {
                         Some(a) => {
                             let w = u.window;
@@ -718,8 +747,10 @@ impl ExecutionPlan for FloodChunksExec {
                     };
                     progress.scan.inc(1);
                     let _compute = metrics.baseline.elapsed_compute().timer();
-                    Ok(unit_batch(&u, pixels, fused, areas, &columns, schema)?
-                        .record_output(&metrics.baseline))
+                    Ok(
+                        unit_batch(&u, pixels, fused, areas, zones, &columns, schema)?
+                            .record_output(&metrics.baseline),
+                    )
                 }
             })
             .try_buffered(self.concurrency);
@@ -738,6 +769,7 @@ fn unit_batch(
     pixels: Option<Vec<u8>>,
     extra: Vec<Vec<u8>>,
     areas: Option<Arc<Vec<u8>>>,
+    zones: Option<Arc<Vec<u8>>>,
     columns: &[Col],
     schema: SchemaRef,
 ) -> Result<RecordBatch> {
@@ -754,6 +786,12 @@ fn unit_batch(
                         internal_datafusion_err!("FloodChunksExec: an asset column not read")
                     })?;
                     return Ok(Arc::new(LargeBinaryArray::from_vec(vec![px.as_slice()])));
+                }
+                Col::Zones => {
+                    let z = zones.as_deref().ok_or_else(|| {
+                        internal_datafusion_err!("FloodChunksExec: zones not computed")
+                    })?;
+                    return Ok(Arc::new(LargeBinaryArray::from_vec(vec![z.as_slice()])));
                 }
             };
             Ok(match c {
@@ -827,6 +865,7 @@ mod tests {
             nodata: 255,
             extra_assets: Vec::new(),
             extra_nodata: Vec::new(),
+            zones: None,
             policy: crate::access::ReadPolicy::allow_all(),
             slices: vec![
                 TimeSlice {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ use crate::geo::{overlap, Bbox, Overlap, Window};
 use crate::raster::grid::{output_grid, split_float, OutputGrid};
 use crate::raster::warp::Warp;
 use crate::stac::item::StacItem;
+use crate::vector::zones::ZoneSet;
 
 /// One asset placed on the output lattice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +88,9 @@ pub struct ScanPlan {
     /// The nodata of each extra asset (fill of pixels no source covers).
     #[serde(default)]
     pub(crate) extra_nodata: Vec<u8>,
+    /// Regions on the grid: the scan's `zones` column.
+    #[serde(default)]
+    pub(crate) zones: Option<Arc<ZoneSet>>,
     /// The chunk index, built once per plan (planning, the chunk assignment,
     /// every scan partition and the progress total all read it); not part of
     /// the plan's value nor of its encoding.
@@ -584,6 +588,7 @@ pub(crate) fn plan_scan(
         nodata,
         extra_assets: extra.to_vec(),
         extra_nodata,
+        zones: None,
         policy,
         slices: by_time
             .into_iter()
@@ -722,6 +727,7 @@ pub(crate) mod tests {
             nodata: 255,
             extra_assets: Vec::new(),
             extra_nodata: Vec::new(),
+            zones: None,
             policy: ReadPolicy::allow_all(),
             slices,
         }

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{internal_datafusion_err, Result};
@@ -23,18 +23,20 @@ use crate::access::{list, ReadPolicy};
 use crate::context::QueryProgress;
 use crate::error::{join_err, Error};
 use crate::options::FloodsqlOptions;
-use crate::raster::exec::{chunk_schema_for, ChunkColumn, FloodChunksExec};
+use crate::raster::exec::{chunk_schema_for, ChunkColumn, FloodChunksExec, ZONES};
 use crate::raster::plan::{plan_scan, ScanLimits, ScanPlan};
-use crate::sqlargs::{check_arity, opt_usize, req_str};
+use crate::sqlargs::{check_arity, opt_str, opt_usize, req_str};
 use crate::stac::search::{search, SearchParams};
 use crate::stac::table::search_params;
+use crate::vector::regions::{RegionSet, RegionsSpec};
+use crate::vector::zones::ZoneSet;
 
 /// The SQL name of the table function.
 pub(crate) const NAME: &str = "flood_chunks";
 
 /// Its arguments, as error messages show them.
 pub(crate) const SIGNATURE: &str =
-    "source, collection, bbox, datetime, asset[,asset…] [, chunk_size]";
+    "source, collection, bbox, datetime, asset[,asset…] [, chunk_size] [, regions]";
 
 /// `flood_chunks(...)`: the table function.
 #[derive(Debug)]
@@ -44,12 +46,33 @@ impl TableFunctionImpl for FloodChunksFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         const F: &str = NAME;
         let a = args.exprs();
-        check_arity(F, SIGNATURE, a, 6)?;
+        check_arity(F, SIGNATURE, a, 7)?;
         let search = search_params(F, a, args.session(), true)?;
         let asset = req_str(F, "asset", a, 4)?;
         asset_list(&asset)?;
         let opts = FloodsqlOptions::from_config(args.session().config_options());
-        let chunk = opt_usize(F, "chunk_size", a, 5)?.unwrap_or(opts.chunk_size);
+        // the 6th argument is the chunk size, or (a string) the regions
+        let regions_at = match a.get(5) {
+            Some(Expr::Literal(v, _))
+                if matches!(
+                    v.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) =>
+            {
+                5
+            }
+            _ => 6,
+        };
+        let chunk = if regions_at == 5 {
+            check_arity(F, SIGNATURE, a, 6)?;
+            None
+        } else {
+            opt_usize(F, "chunk_size", a, 5)?
+        }
+        .unwrap_or(opts.chunk_size);
+        let regions = opt_str(F, "regions", a, regions_at)?
+            .map(|p| RegionsSpec::new(&p, None))
+            .transpose()?;
         let policy = ReadPolicy::new(
             &search.source,
             &list(&opts.allowed_hosts),
@@ -67,6 +90,7 @@ impl TableFunctionImpl for FloodChunksFunction {
                 max_read_bytes: opts.max_read_bytes,
             },
             skip_items: list(&opts.skip_items),
+            regions,
         })))
     }
 }
@@ -87,7 +111,7 @@ pub(crate) fn asset_list(asset: &str) -> Result<Vec<String>, Error> {
                 format!("'{n}' is given twice"),
             ));
         }
-        if i > 0 && ChunkColumn::ALL.iter().any(|c| c.name() == n) {
+        if i > 0 && (ChunkColumn::ALL.iter().any(|c| c.name() == n) || n == ZONES) {
             return Err(Error::invalid(
                 "asset",
                 asset,
@@ -119,6 +143,9 @@ pub(crate) struct FloodChunksSpec {
     /// Items left out: an earlier result holds them (see [`only_new`]).
     #[serde(default)]
     pub(crate) skip_items: Vec<String>,
+    /// Regions whose zones the scan gives (column `zones`).
+    #[serde(default)]
+    pub(crate) regions: Option<RegionsSpec>,
 }
 
 /// The part of `plan` an earlier result holding the items `skip` lacks:
@@ -223,6 +250,16 @@ impl FloodChunksTable {
                 .map_err(join_err("scan planning"))??;
                 let mut plan = keep_new(plan, &s.skip_items)?;
                 plan.search = s.search.source_and_collections();
+                if let Some(r) = s.regions.clone() {
+                    let g = plan.grid.clone();
+                    let zones = tokio::task::spawn_blocking(move || {
+                        let set = RegionSet::read(&r)?;
+                        ZoneSet::new(&set, &g.crs, g.geotransform(), g.width, g.height)
+                    })
+                    .await
+                    .map_err(join_err("reading the regions"))??;
+                    plan.zones = Some(Arc::new(zones));
+                }
                 Ok(Arc::new(plan))
             })
             .await
@@ -234,7 +271,10 @@ impl FloodChunksTable {
 impl TableProvider for FloodChunksTable {
     fn schema(&self) -> SchemaRef {
         let extra = asset_list(&self.spec.asset).unwrap_or_default();
-        chunk_schema_for(extra.get(1..).unwrap_or_default())
+        chunk_schema_for(
+            extra.get(1..).unwrap_or_default(),
+            self.spec.regions.is_some(),
+        )
     }
 
     fn table_type(&self) -> TableType {

@@ -15,6 +15,7 @@ pub mod pixel_count;
 pub mod register;
 pub mod replace_where;
 pub mod valid_count;
+pub mod zonal_stats;
 
 pub use flood_count::FloodCount;
 pub use flood_dates::{FloodFirstDate, FloodLastDate};
@@ -30,3 +31,4 @@ pub use pixel_count::PixelCount;
 pub use register::{all_udafs, all_udfs, register_all};
 pub use replace_where::ReplaceWhere;
 pub use valid_count::ValidCount;
+pub use zonal_stats::ZonalStats;

@@ -8,7 +8,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use crate::{
     AreaFunction, FloodCount, FloodExtentStates, FloodFirstDate, FloodFrequency, FloodLastDate,
-    FloodMaxExtent, FloodObserved, PixelCount, ReplaceWhere, ValidCount,
+    FloodMaxExtent, FloodObserved, PixelCount, ReplaceWhere, ValidCount, ZonalStats,
 };
 
 /// All floodsql UDAFs.
@@ -33,6 +33,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(AreaFunction::observed_km2())),
         Arc::new(ScalarUDF::from(AreaFunction::grid_km2())),
         Arc::new(ScalarUDF::from(ReplaceWhere::default())),
+        Arc::new(ScalarUDF::from(ZonalStats::default())),
     ]
 }
 
@@ -75,7 +76,8 @@ mod tests {
                 "observed_km2",
                 "pixel_count",
                 "replace_where",
-                "valid_count"
+                "valid_count",
+                "zonal_stats"
             ]
         );
     }

@@ -1,0 +1,52 @@
+//! `floodsql zonal`: flood statistics per region of a vector file — per
+//! region, flooded and observed km² (ellipsoidal), the share observed, the
+//! first and last day flooded, and the region's attributes. It binds
+//! `sql/zonal_stats.sql` (the same engine path as any SQL, locally or on a
+//! cluster), prints the table and writes it as CSV and Parquet.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::extent::ScanArgs;
+use crate::output::series::SeriesOutputs;
+use crate::template::Param;
+
+/// Zonal statistics as one command.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ZonalArgs {
+    #[command(flatten)]
+    pub(crate) scan: ScanArgs,
+    /// The regions: a vector file of polygons (GeoJSON, GeoPackage,
+    /// Shapefile, ...; first layer; any CRS).
+    #[arg(long)]
+    pub(crate) regions: PathBuf,
+    /// Write the table as CSV.
+    #[arg(long)]
+    pub(crate) csv: Option<PathBuf>,
+    /// Write the table as Parquet.
+    #[arg(long)]
+    pub(crate) parquet: Option<PathBuf>,
+}
+
+impl ZonalArgs {
+    /// The bound SQL.
+    pub(crate) fn sql(&self) -> anyhow::Result<String> {
+        let mut params = self.scan.params()?;
+        params.insert(
+            "regions".into(),
+            Param::Str(self.regions.display().to_string()),
+        );
+        self.scan.sql_with(crate::ZONAL_STATS_SQL, &params)
+    }
+}
+
+pub(crate) fn run(a: ZonalArgs, quiet: bool) -> anyhow::Result<()> {
+    let sql = a.sql()?;
+    let outputs = SeriesOutputs {
+        csv: a.csv.clone(),
+        parquet: a.parquet.clone(),
+        png: None,
+    };
+    super::series::run_table(&a.scan, &sql, outputs, "regions", "", quiet)
+}
