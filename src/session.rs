@@ -70,8 +70,15 @@ pub fn cluster_session_config() -> SessionConfig {
         BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE, BALLISTA_SHUFFLE_COMPRESSION_CODEC,
     };
     use ballista_core::extension::SessionConfigExt;
-    tuned(SessionConfig::new_with_ballista())
-        .with_option_extension(options())
+    let mut cfg = tuned(SessionConfig::new_with_ballista());
+    // DataFusion 55's leaf-expression pushdown names struct field accesses
+    // `__datafusion_extracted_N`, and a plan it rewrote does not survive the
+    // client → scheduler protobuf round trip (an aggregate over
+    // `z['flooded_km2']`, as sql/zonal_stats.sql has, fails to decode: "No
+    // field named sum(__datafusion_extracted_3)"). Off on clusters; it only
+    // moves cheap expressions towards the scan.
+    cfg.options_mut().optimizer.enable_leaf_expression_pushdown = false;
+    cfg.with_option_extension(options())
         .with_information_schema(true)
         .set_u64(
             BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE,

@@ -365,3 +365,15 @@ def test_update_on_cluster_equals_a_full_local_run(cluster, tiny, tiny_api, tmp_
              "--update", part, "--cluster", cluster.url, "--partitions", "4"])
     assert "new items only" in p.stderr, p.stderr
     assert np.array_equal(read(part)[0], read(full)[0]) and read(part)[1:] == read(full)[1:]
+
+
+def test_zonal_statistics_on_cluster_equal_local(cluster, tiny, tiny_api, tmp_path):
+    """The zonal query (regions read by the client, zones burned by the
+    executors' scans, struct fields summed after a shuffle) gives the local
+    table."""
+    args = ["zonal", "--stac-url", tiny_api, "--bbox", tiny.bbox, "--datetime", DT_RFC, "--chunk", "200",
+            "--regions", tiny.path / "regions.geojson"]
+    local = run([*args, "--csv", tmp_path / "local.csv"])
+    remote = run([*args, "--csv", tmp_path / "cluster.csv", "--cluster", cluster.url, "--partitions", "4"])
+    assert (tmp_path / "local.csv").read_text() == (tmp_path / "cluster.csv").read_text()
+    assert local.stdout == remote.stdout and "North district" in local.stdout
