@@ -50,7 +50,13 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         args.scan.bbox,
         scene.datetime
     );
-    let again = rerun_commands(&args);
+    let again = rerun_commands(&args, &scene.regions_file.display().to_string());
+    let zonal = super::zonal::ZonalArgs {
+        scan: args.scan.clone(),
+        regions: scene.regions_file.clone(),
+        csv: None,
+        parquet: None,
+    };
     let (tif, pq, png) = (
         args.out.clone().unwrap_or_default(),
         args.parquet.clone(),
@@ -64,12 +70,17 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         png.map(|p| p.display().to_string()).unwrap_or_default(),
         crate::output::lineage::lineage_path(&tif).display()
     );
+    eprintln!(
+        "\nflood statistics per region of {} (floodsql zonal; sql/zonal_stats.sql):",
+        scene.regions_file.display()
+    );
+    super::zonal::run_brief(zonal, true)?;
     Ok(())
 }
 
 /// The same job by hand: `floodsql extent …` and `floodsql sql -c …` on the
 /// demo's catalogue, ready to paste into a POSIX shell.
-fn rerun_commands(a: &ExtentArgs) -> String {
+fn rerun_commands(a: &ExtentArgs, regions: &str) -> String {
     // a shell word: bare when plain, else in double quotes when that is
     // safe, else in single quotes (each ' written as '\'')
     let sh = |s: &str| {
@@ -99,10 +110,15 @@ fn rerun_commands(a: &ExtentArgs) -> String {
     format!(
         "the same by hand:\n  floodsql extent --stac-url {} --collection {COLLECTION} \\\n    \
          --bbox {} --datetime {} --out my_extent.tif --png my_extent.png\n  \
-         floodsql sql -c {}",
+         floodsql sql -c {}\n  \
+         floodsql zonal --stac-url {} --bbox {} --datetime {} \\\n    --regions {} --csv my_regions.csv",
         sh(&a.scan.stac_url),
         sh(&a.scan.bbox),
         sh(&dt),
-        sh(&sql)
+        sh(&sql),
+        sh(&a.scan.stac_url),
+        sh(&a.scan.bbox),
+        sh(&dt),
+        sh(regions)
     )
 }

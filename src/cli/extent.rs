@@ -97,12 +97,16 @@ impl ScanArgs {
         template: &str,
         params: &BTreeMap<String, Param>,
     ) -> anyhow::Result<String> {
-        let query = bind(template, params)?;
-        Ok(format!(
+        Ok(self.with_session_options(&bind(template, params)?))
+    }
+
+    /// `query` after the session options this scan implies.
+    pub(crate) fn with_session_options(&self, query: &str) -> String {
+        format!(
             "SET floodsql.page_size = {};\nSET floodsql.max_items = {};\n{query}",
             self.page_size,
             self.max_items.unwrap_or(0)
-        ))
+        )
     }
 
     /// The template parameters of this scan (checked).

@@ -32,17 +32,41 @@ pub(crate) struct ZonalArgs {
 impl ZonalArgs {
     /// The bound SQL.
     pub(crate) fn sql(&self) -> anyhow::Result<String> {
+        self.scan.sql_with(crate::ZONAL_STATS_SQL, &self.params()?)
+    }
+
+    fn params(&self) -> anyhow::Result<std::collections::BTreeMap<String, Param>> {
         let mut params = self.scan.params()?;
         params.insert(
             "regions".into(),
             Param::Str(self.regions.display().to_string()),
         );
-        self.scan.sql_with(crate::ZONAL_STATS_SQL, &params)
+        Ok(params)
+    }
+
+    /// The bound SQL's main columns only, rounded (what the demo prints).
+    fn brief_sql(&self) -> anyhow::Result<String> {
+        let query = crate::template::bind(crate::ZONAL_STATS_SQL, &self.params()?)?;
+        let query = query.trim_end().trim_end_matches(';');
+        let brief = format!(
+            "SELECT name, round(flooded_km2, 3) AS flooded_km2, round(observed_km2, 3) AS observed_km2, \
+             round(share_observed, 3) AS share_observed, first_flooded, last_flooded\nFROM (\n{query}\n)\nORDER BY region_id"
+        );
+        Ok(self.scan.with_session_options(&brief))
     }
 }
 
 pub(crate) fn run(a: ZonalArgs, quiet: bool) -> anyhow::Result<()> {
-    let sql = a.sql()?;
+    run_as(a, false, quiet)
+}
+
+/// The demo's table: name, km², share observed and dates, rounded.
+pub(crate) fn run_brief(a: ZonalArgs, quiet: bool) -> anyhow::Result<()> {
+    run_as(a, true, quiet)
+}
+
+fn run_as(a: ZonalArgs, brief: bool, quiet: bool) -> anyhow::Result<()> {
+    let sql = if brief { a.brief_sql()? } else { a.sql()? };
     let outputs = SeriesOutputs {
         csv: a.csv.clone(),
         parquet: a.parquet.clone(),
