@@ -5,6 +5,7 @@
 mod cluster;
 mod demo;
 mod extent;
+mod polygons;
 mod prompt;
 mod series;
 mod sql;
@@ -48,6 +49,8 @@ pub(crate) enum Command {
     Series(series::SeriesArgs),
     /// Flood statistics per region of a vector file: flooded/observed km², first/last day flooded (runs sql/zonal_stats.sql).
     Zonal(zonal::ZonalArgs),
+    /// Flood polygons of a class raster (e.g. an extent): GeoParquet 1.1 and GeoJSON, merged across block edges.
+    Polygons(polygons::PolygonsArgs),
     /// Run SQL (a file, -c, or an interactive prompt) with floodsql's functions.
     Sql(sql::SqlArgs),
     /// Generate a deterministic synthetic GFM catalogue (COGs + STAC items).
@@ -204,6 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Extent(a) => extent::run(a, cli.quiet),
         Command::Series(a) => series::run(a, cli.quiet),
         Command::Zonal(a) => zonal::run(a, cli.quiet),
+        Command::Polygons(a) => polygons::run(a, cli.quiet),
         Command::Sql(a) => sql::run(a, cli.quiet),
         Command::Synth(a) => synth::run(a, cli.quiet),
         Command::Demo(a) => demo::run(a, cli.quiet),

@@ -10,6 +10,7 @@ pub(crate) mod cog;
 pub(crate) mod lineage;
 pub(crate) mod parquet;
 pub(crate) mod png;
+pub(crate) mod polygons;
 pub(crate) mod remote;
 pub(crate) mod series;
 pub(crate) mod sink;

@@ -61,7 +61,7 @@ fn inverse(gt: &[f64; 6]) -> [f64; 6] {
 
 /// `g` with every vertex mapped by the affine `t` (GDAL's
 /// `GDALApplyGeoTransform` arithmetic).
-fn map_affine(g: &Geometry, t: &[f64; 6], ring: bool) -> Result<Geometry> {
+pub(crate) fn map_affine(g: &Geometry, t: &[f64; 6], ring: bool) -> Result<Geometry> {
     let ty = geometry_type_flatten(g.geometry_type());
     let collection = ty == OGRwkbGeometryType::wkbPolygon
         || ty == OGRwkbGeometryType::wkbMultiPolygon

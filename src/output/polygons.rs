@@ -1,0 +1,190 @@
+//! Flood polygons out: GeoParquet 1.1 (WKB geometry in the raster's CRS,
+//! recorded as PROJJSON in the `geo` metadata) and GeoJSON (RFC 7946:
+//! longitude/latitude on WGS 84, GDAL's GeoJSON driver reprojecting). Each
+//! file is written atomically and the set all or nothing. Blocking (GDAL).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BinaryArray, Float64Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use gdal::spatial_ref::SpatialRef;
+use gdal::vector::{
+    Feature, FieldValue, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType,
+};
+use gdal::DriverManager;
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{io_err, Error, Result};
+use crate::output::atomic::{check_dir, write_atomic};
+use crate::vector::polygons::Polygons;
+
+/// Where polygons go.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PolygonOutputs {
+    pub(crate) parquet: Option<PathBuf>,
+    pub(crate) geojson: Option<PathBuf>,
+}
+
+impl PolygonOutputs {
+    /// Fails unless every output's directory exists.
+    pub(crate) fn check_dirs(&self) -> Result<()> {
+        [&self.parquet, &self.geojson]
+            .into_iter()
+            .flatten()
+            .try_for_each(|p| check_dir(p))
+    }
+}
+
+fn out_err(p: &Path, message: String) -> Error {
+    Error::Output {
+        path: p.display().to_string(),
+        message,
+    }
+}
+
+/// The `geo` metadata of GeoParquet 1.1.0.
+fn geo_metadata(p: &Polygons) -> Result<String> {
+    let mut bbox = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+    for f in &p.polygons {
+        let e = f.geometry.envelope();
+        bbox = [
+            bbox[0].min(e.MinX),
+            bbox[1].min(e.MinY),
+            bbox[2].max(e.MaxX),
+            bbox[3].max(e.MaxY),
+        ];
+    }
+    let crs: serde_json::Value = serde_json::from_str(&p.projjson)
+        .map_err(|e| Error::Internal(format!("PROJJSON of the raster's CRS: {e}")))?;
+    let mut col = serde_json::json!({
+        "encoding": "WKB",
+        "geometry_types": ["Polygon"],
+        "crs": crs,
+        "edges": "planar",
+    });
+    if !p.polygons.is_empty() {
+        col["bbox"] = serde_json::json!(bbox);
+    }
+    Ok(serde_json::json!({
+        "version": "1.1.0",
+        "primary_column": "geometry",
+        "columns": {"geometry": col},
+    })
+    .to_string())
+}
+
+fn write_parquet(p: &Polygons, path: &Path) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("polygon_id", DataType::Int64, false),
+        Field::new("class", DataType::Int64, false),
+        Field::new("pixels", DataType::Int64, false),
+        Field::new("area_km2", DataType::Float64, false),
+        Field::new("geometry", DataType::Binary, false),
+    ]));
+    let wkb: Vec<Vec<u8>> = p
+        .polygons
+        .iter()
+        .map(|f| f.geometry.iso_wkb())
+        .collect::<std::result::Result<_, _>>()?;
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(1..=p.polygons.len() as i64)),
+        Arc::new(Int64Array::from_iter_values(
+            p.polygons.iter().map(|f| f.class),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            p.polygons.iter().map(|f| f.pixels as i64),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            p.polygons.iter().map(|f| f.area_km2),
+        )),
+        Arc::new(BinaryArray::from_iter_values(wkb.iter())),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), cols)
+        .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "geo".to_string(),
+            geo_metadata(p)?,
+        )]))
+        .build();
+    write_atomic(path, |tmp| {
+        let f = File::create(tmp).map_err(io_err(tmp))?;
+        let mut w = ArrowWriter::try_new(f, schema, Some(props))
+            .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
+        w.write(&batch)
+            .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
+        w.close()
+            .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
+        Ok(())
+    })
+}
+
+fn write_geojson(p: &Polygons, path: &Path) -> Result<()> {
+    let srs = SpatialRef::from_wkt(&p.crs)?;
+    write_atomic(path, |tmp| {
+        let gerr = |e: gdal::errors::GdalError| out_err(path, format!("GeoJSON: {e}"));
+        let drv = DriverManager::get_driver_by_name("GeoJSON").map_err(gerr)?;
+        let mut ds = drv.create_vector_only(tmp).map_err(gerr)?;
+        let layer = ds
+            .create_layer(LayerOptions {
+                name: "flood_polygons",
+                srs: Some(&srs),
+                ty: OGRwkbGeometryType::wkbPolygon,
+                // RFC 7946: WGS 84 longitude/latitude (GDAL reprojects)
+                options: Some(&["RFC7946=YES", "WRITE_BBOX=YES"]),
+            })
+            .map_err(gerr)?;
+        layer
+            .create_defn_fields(&[
+                ("polygon_id", OGRFieldType::OFTInteger64),
+                ("class", OGRFieldType::OFTInteger64),
+                ("pixels", OGRFieldType::OFTInteger64),
+                ("area_km2", OGRFieldType::OFTReal),
+            ])
+            .map_err(gerr)?;
+        for (i, f) in p.polygons.iter().enumerate() {
+            let mut feature = Feature::new(layer.defn()).map_err(gerr)?;
+            feature.set_geometry(f.geometry.clone()).map_err(gerr)?;
+            let values = [
+                FieldValue::Integer64Value(i as i64 + 1),
+                FieldValue::Integer64Value(f.class),
+                FieldValue::Integer64Value(f.pixels as i64),
+                FieldValue::RealValue(f.area_km2),
+            ];
+            for (k, v) in values.iter().enumerate() {
+                feature.set_field(k, v).map_err(gerr)?;
+            }
+            feature.create(&layer).map_err(gerr)?;
+        }
+        drop(layer);
+        ds.close().map_err(gerr)?;
+        Ok(())
+    })
+}
+
+/// Writes `p` to every output asked for; when one fails, those already
+/// written are removed.
+pub(crate) fn write_polygons(p: &Polygons, outputs: &PolygonOutputs) -> Result<()> {
+    let mut done: Vec<&Path> = Vec::new();
+    let result = (|| {
+        if let Some(path) = &outputs.parquet {
+            write_parquet(p, path)?;
+            done.push(path);
+        }
+        if let Some(path) = &outputs.geojson {
+            write_geojson(p, path)?;
+            done.push(path);
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for d in done {
+            let _ = std::fs::remove_file(d);
+        }
+    }
+    result
+}
