@@ -136,7 +136,7 @@ mod tests {
         }
         assert_eq!(
             describe().iter().filter(|l| l.starts_with("udtf:")).count(),
-            2
+            3
         );
     }
 }

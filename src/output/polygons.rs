@@ -129,38 +129,39 @@ fn write_geojson(p: &Polygons, path: &Path) -> Result<()> {
         let gerr = |e: gdal::errors::GdalError| out_err(path, format!("GeoJSON: {e}"));
         let drv = DriverManager::get_driver_by_name("GeoJSON").map_err(gerr)?;
         let mut ds = drv.create_vector_only(tmp).map_err(gerr)?;
-        let layer = ds
-            .create_layer(LayerOptions {
-                name: "flood_polygons",
-                srs: Some(&srs),
-                ty: OGRwkbGeometryType::wkbPolygon,
-                // RFC 7946: WGS 84 longitude/latitude (GDAL reprojects)
-                options: Some(&["RFC7946=YES", "WRITE_BBOX=YES"]),
-            })
-            .map_err(gerr)?;
-        layer
-            .create_defn_fields(&[
-                ("polygon_id", OGRFieldType::OFTInteger64),
-                ("class", OGRFieldType::OFTInteger64),
-                ("pixels", OGRFieldType::OFTInteger64),
-                ("area_km2", OGRFieldType::OFTReal),
-            ])
-            .map_err(gerr)?;
-        for (i, f) in p.polygons.iter().enumerate() {
-            let mut feature = Feature::new(layer.defn()).map_err(gerr)?;
-            feature.set_geometry(f.geometry.clone()).map_err(gerr)?;
-            let values = [
-                FieldValue::Integer64Value(i as i64 + 1),
-                FieldValue::Integer64Value(f.class),
-                FieldValue::Integer64Value(f.pixels as i64),
-                FieldValue::RealValue(f.area_km2),
-            ];
-            for (k, v) in values.iter().enumerate() {
-                feature.set_field(k, v).map_err(gerr)?;
+        {
+            let layer = ds
+                .create_layer(LayerOptions {
+                    name: "flood_polygons",
+                    srs: Some(&srs),
+                    ty: OGRwkbGeometryType::wkbPolygon,
+                    // RFC 7946: WGS 84 longitude/latitude (GDAL reprojects)
+                    options: Some(&["RFC7946=YES", "WRITE_BBOX=YES"]),
+                })
+                .map_err(gerr)?;
+            layer
+                .create_defn_fields(&[
+                    ("polygon_id", OGRFieldType::OFTInteger64),
+                    ("class", OGRFieldType::OFTInteger64),
+                    ("pixels", OGRFieldType::OFTInteger64),
+                    ("area_km2", OGRFieldType::OFTReal),
+                ])
+                .map_err(gerr)?;
+            for (i, f) in p.polygons.iter().enumerate() {
+                let mut feature = Feature::new(layer.defn()).map_err(gerr)?;
+                feature.set_geometry(f.geometry.clone()).map_err(gerr)?;
+                let values = [
+                    FieldValue::Integer64Value(i as i64 + 1),
+                    FieldValue::Integer64Value(f.class),
+                    FieldValue::Integer64Value(f.pixels as i64),
+                    FieldValue::RealValue(f.area_km2),
+                ];
+                for (k, v) in values.iter().enumerate() {
+                    feature.set_field(k, v).map_err(gerr)?;
+                }
+                feature.create(&layer).map_err(gerr)?;
             }
-            feature.create(&layer).map_err(gerr)?;
         }
-        drop(layer);
         ds.close().map_err(gerr)?;
         Ok(())
     })
