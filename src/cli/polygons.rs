@@ -35,6 +35,14 @@ pub(crate) struct PolygonsArgs {
     /// Side of the blocks vectorised at a time (pixels).
     #[arg(long, default_value_t = 1024)]
     pub(crate) block: usize,
+    /// A first-flood-date raster on the same grid (flood_first_date's
+    /// result): each polygon gets its earliest day (needs --last-date).
+    #[arg(long, requires = "last_date")]
+    pub(crate) first_date: Option<PathBuf>,
+    /// A last-flood-date raster on the same grid (flood_last_date's
+    /// result): each polygon gets its latest day (needs --first-date).
+    #[arg(long, requires = "first_date")]
+    pub(crate) last_date: Option<PathBuf>,
 }
 
 pub(crate) fn run(a: PolygonsArgs, _quiet: bool) -> anyhow::Result<()> {
@@ -57,6 +65,7 @@ pub(crate) fn run(a: PolygonsArgs, _quiet: bool) -> anyhow::Result<()> {
         simplify: a.simplify,
         min_pixels: a.min_pixels,
         block: a.block,
+        dates: a.first_date.clone().zip(a.last_date.clone()),
     };
     let rt = super::runtime()?;
     let raster = a.raster.clone();

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryArray, Float64Array, Int64Array, RecordBatch};
+use arrow::array::{ArrayRef, BinaryArray, Date32Array, Float64Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use gdal::spatial_ref::SpatialRef;
 use gdal::vector::{
@@ -20,7 +20,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::error::{io_err, Error, Result};
 use crate::output::atomic::{check_dir, write_atomic};
-use crate::vector::polygons::Polygons;
+use crate::vector::polygons::{FloodPolygon, Polygons};
 
 /// Where polygons go.
 #[derive(Debug, Clone, Default)]
@@ -78,19 +78,24 @@ fn geo_metadata(p: &Polygons) -> Result<String> {
 }
 
 fn write_parquet(p: &Polygons, path: &Path) -> Result<()> {
-    let schema = Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("polygon_id", DataType::Int64, false),
         Field::new("class", DataType::Int64, false),
         Field::new("pixels", DataType::Int64, false),
         Field::new("area_km2", DataType::Float64, false),
-        Field::new("geometry", DataType::Binary, false),
-    ]));
+    ];
+    if p.dated {
+        fields.push(Field::new("first_flooded", DataType::Date32, true));
+        fields.push(Field::new("last_flooded", DataType::Date32, true));
+    }
+    fields.push(Field::new("geometry", DataType::Binary, false));
+    let schema = Arc::new(Schema::new(fields));
     let wkb: Vec<Vec<u8>> = p
         .polygons
         .iter()
         .map(|f| f.geometry.iso_wkb())
         .collect::<std::result::Result<_, _>>()?;
-    let cols: Vec<ArrayRef> = vec![
+    let mut cols: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(1..=p.polygons.len() as i64)),
         Arc::new(Int64Array::from_iter_values(
             p.polygons.iter().map(|f| f.class),
@@ -101,8 +106,18 @@ fn write_parquet(p: &Polygons, path: &Path) -> Result<()> {
         Arc::new(Float64Array::from_iter_values(
             p.polygons.iter().map(|f| f.area_km2),
         )),
-        Arc::new(BinaryArray::from_iter_values(wkb.iter())),
     ];
+    if p.dated {
+        for day in [
+            |f: &FloodPolygon| f.first_day,
+            |f: &FloodPolygon| f.last_day,
+        ] {
+            cols.push(Arc::new(Date32Array::from_iter(
+                p.polygons.iter().map(|f| day(f).map(i32::from)),
+            )));
+        }
+    }
+    cols.push(Arc::new(BinaryArray::from_iter_values(wkb.iter())));
     let batch = RecordBatch::try_new(schema.clone(), cols)
         .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
     let props = WriterProperties::builder()
@@ -139,14 +154,17 @@ fn write_geojson(p: &Polygons, path: &Path) -> Result<()> {
                     options: Some(&["RFC7946=YES", "WRITE_BBOX=YES"]),
                 })
                 .map_err(gerr)?;
-            layer
-                .create_defn_fields(&[
-                    ("polygon_id", OGRFieldType::OFTInteger64),
-                    ("class", OGRFieldType::OFTInteger64),
-                    ("pixels", OGRFieldType::OFTInteger64),
-                    ("area_km2", OGRFieldType::OFTReal),
-                ])
-                .map_err(gerr)?;
+            let mut defs = vec![
+                ("polygon_id", OGRFieldType::OFTInteger64),
+                ("class", OGRFieldType::OFTInteger64),
+                ("pixels", OGRFieldType::OFTInteger64),
+                ("area_km2", OGRFieldType::OFTReal),
+            ];
+            if p.dated {
+                defs.push(("first_flooded", OGRFieldType::OFTDate));
+                defs.push(("last_flooded", OGRFieldType::OFTDate));
+            }
+            layer.create_defn_fields(&defs).map_err(gerr)?;
             for (i, f) in p.polygons.iter().enumerate() {
                 let mut feature = Feature::new(layer.defn()).map_err(gerr)?;
                 feature.set_geometry(f.geometry.clone()).map_err(gerr)?;
@@ -159,12 +177,27 @@ fn write_geojson(p: &Polygons, path: &Path) -> Result<()> {
                 for (k, v) in values.iter().enumerate() {
                     feature.set_field(k, v).map_err(gerr)?;
                 }
+                if p.dated {
+                    for (k, d) in [(4, f.first_day), (5, f.last_day)] {
+                        if let Some(d) = d.and_then(date_of) {
+                            feature
+                                .set_field(k, &FieldValue::DateValue(d))
+                                .map_err(gerr)?;
+                        }
+                    }
+                }
                 feature.create(&layer).map_err(gerr)?;
             }
         }
         ds.close().map_err(gerr)?;
         Ok(())
     })
+}
+
+/// The date `days` after 1970-01-01.
+fn date_of(days: u16) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?
+        .checked_add_signed(chrono::Duration::days(days as i64))
 }
 
 /// Writes `p` to every output asked for; when one fails, those already

@@ -13,6 +13,7 @@
 //! pieces waiting at block edges, never the whole raster. Blocking (GDAL).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::{
@@ -22,7 +23,8 @@ use gdal::{Dataset, DriverManager};
 use geographiclib_rs::{Geodesic, PolygonArea, Winding};
 
 use crate::error::{Error, Result};
-use crate::vector::zones::map_affine;
+use crate::geo::Window;
+use crate::vector::zones::{map_affine, ZoneSet};
 
 /// What to vectorise, and how.
 #[derive(Debug, Clone)]
@@ -35,6 +37,10 @@ pub(crate) struct PolygonOptions {
     pub(crate) min_pixels: u64,
     /// Side of the blocks read and vectorised at a time.
     pub(crate) block: usize,
+    /// Date rasters on the same grid (`flood_first_date`, `flood_last_date`
+    /// results: u16 days since 1970-01-01, 0 = none): each polygon gets the
+    /// earliest first day and the latest last day of its pixels.
+    pub(crate) dates: Option<(PathBuf, PathBuf)>,
 }
 
 /// One polygon.
@@ -45,6 +51,10 @@ pub(crate) struct FloodPolygon {
     pub(crate) area_km2: f64,
     /// In the raster's CRS.
     pub(crate) geometry: Geometry,
+    /// Earliest / latest flood day of its pixels (days since 1970-01-01),
+    /// from the date rasters given.
+    pub(crate) first_day: Option<u16>,
+    pub(crate) last_day: Option<u16>,
 }
 
 /// The polygons of a raster, with its CRS.
@@ -59,6 +69,8 @@ pub(crate) struct Polygons {
     pub(crate) blocks: usize,
     /// Pieces merged across block edges.
     pub(crate) pieces_merged: usize,
+    /// Whether the polygons carry flood dates.
+    pub(crate) dated: bool,
 }
 
 fn gdal_err(what: &str) -> impl Fn(gdal::errors::GdalError) -> Error + '_ {
@@ -151,7 +163,7 @@ impl Ellipsoid {
 }
 
 /// Vectorises the raster at `path` (band 1).
-pub(crate) fn polygonize(path: &std::path::Path, opts: &PolygonOptions) -> Result<Polygons> {
+pub(crate) fn polygonize(path: &Path, opts: &PolygonOptions) -> Result<Polygons> {
     let shown = path.display().to_string();
     let ds = Dataset::open(path).map_err(|e| {
         Error::invalid("raster", shown.clone(), format!("GDAL cannot open it: {e}"))
@@ -269,12 +281,14 @@ pub(crate) fn polygonize(path: &std::path::Path, opts: &PolygonOptions) -> Resul
             done.push((class, g));
         }
     }
+    done.retain(|(_, px)| px.area().round() as u64 >= opts.min_pixels.max(1));
+    let dates = match &opts.dates {
+        Some(paths) => Some(polygon_dates(&done, paths, (w, h), &gt, block)?),
+        None => None,
+    };
     let mut polygons = Vec::new();
-    for (class, px) in done {
+    for (k, (class, px)) in done.into_iter().enumerate() {
         let pixels = px.area().round() as u64;
-        if pixels < opts.min_pixels.max(1) {
-            continue;
-        }
         let dense = px.clone();
         // SAFETY: `dense` is a geometry we own.
         unsafe { gdal_sys::OGR_G_Segmentize(dense.c_geometry(), 10.0) };
@@ -285,11 +299,14 @@ pub(crate) fn polygonize(path: &std::path::Path, opts: &PolygonOptions) -> Resul
                 .simplify_preserve_topology(opts.simplify)
                 .map_err(gdal_err("simplifying a polygon"))?;
         }
+        let (first, last) = dates.as_ref().map(|d| d[k]).unwrap_or_default();
         polygons.push(FloodPolygon {
             class,
             pixels,
             area_km2,
             geometry,
+            first_day: (first != 0).then_some(first),
+            last_day: (last != 0).then_some(last),
         });
     }
     // a stable order: top to bottom, left to right
@@ -306,5 +323,88 @@ pub(crate) fn polygonize(path: &std::path::Path, opts: &PolygonOptions) -> Resul
         projjson: srs.to_projjson()?,
         blocks,
         pieces_merged,
+        dated: opts.dates.is_some(),
     })
+}
+
+/// A date raster on the class raster's grid, band 1 (u16).
+fn open_dates(path: &Path, size: (usize, usize), gt: &[f64; 6]) -> Result<Dataset> {
+    let shown = path.display().to_string();
+    let ds = Dataset::open(path).map_err(|e| {
+        Error::invalid(
+            "date raster",
+            shown.clone(),
+            format!("GDAL cannot open it: {e}"),
+        )
+    })?;
+    let same_grid = ds.raster_size() == size && ds.geo_transform().ok().as_ref() == Some(gt);
+    if !same_grid {
+        return Err(Error::invalid(
+            "date raster",
+            shown,
+            "it is not on the class raster's grid (same size and geotransform)",
+        ));
+    }
+    let t = ds.rasterband(1)?.band_type();
+    if t != gdal::raster::GdalDataType::UInt16 {
+        return Err(Error::invalid(
+            "date raster",
+            shown,
+            format!("flood dates are 16-bit (days since 1970, as flood_first_date writes), this one is {t}"),
+        ));
+    }
+    Ok(ds)
+}
+
+/// Per polygon (`polys`, in pixel coordinates), the earliest non-zero day of
+/// the first-date raster and the latest of the last-date raster over its
+/// pixels: the polygons burned back block by block (their edges lie on
+/// pixel edges, so the pixel-centre rule gives exactly their pixels).
+fn polygon_dates(
+    polys: &[(i64, Geometry)],
+    paths: &(PathBuf, PathBuf),
+    size: (usize, usize),
+    gt: &[f64; 6],
+    block: usize,
+) -> Result<Vec<(u16, u16)>> {
+    let first = open_dates(&paths.0, size, gt)?;
+    let last = open_dates(&paths.1, size, gt)?;
+    let zones = ZoneSet::from_pixel_shapes(
+        "flood polygons",
+        polys.iter().map(|(_, g)| g).collect::<Vec<_>>().as_slice(),
+    )?;
+    let mut out = vec![(0u16, 0u16); polys.len()];
+    let (w, h) = size;
+    for y in (0..h).step_by(block) {
+        for x in (0..w).step_by(block) {
+            let win = Window {
+                x,
+                y,
+                width: block.min(w - x),
+                height: block.min(h - y),
+            };
+            let ids = zones.window(win)?;
+            let read = |ds: &Dataset| -> Result<Vec<u16>> {
+                let b = ds.rasterband(1)?.read_as::<u16>(
+                    (x as isize, y as isize),
+                    (win.width, win.height),
+                    (win.width, win.height),
+                    None,
+                )?;
+                Ok(b.data().to_vec())
+            };
+            let (f, l) = (read(&first)?, read(&last)?);
+            for (i, id) in ids.chunks_exact(4).enumerate() {
+                let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]) as usize;
+                let Some(acc) = id.checked_sub(1).and_then(|k| out.get_mut(k)) else {
+                    continue;
+                };
+                if f[i] != 0 && (acc.0 == 0 || f[i] < acc.0) {
+                    acc.0 = f[i];
+                }
+                acc.1 = acc.1.max(l[i]);
+            }
+        }
+    }
+    Ok(out)
 }

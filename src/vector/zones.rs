@@ -147,6 +147,27 @@ impl ZoneSet {
         })
     }
 
+    /// Shapes already in grid pixel coordinates, ids 1, 2, … in order.
+    pub(crate) fn from_pixel_shapes(source: &str, shapes: &[&Geometry]) -> Result<Self> {
+        let shapes = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let e = g.envelope();
+                Ok(ZoneShape {
+                    id: i as u32 + 1,
+                    wkb: g.wkb()?,
+                    envelope: [e.MinX, e.MinY, e.MaxX, e.MaxY],
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            source: source.to_string(),
+            regions: shapes.len(),
+            shapes,
+        })
+    }
+
     /// The zone of every pixel of window `w`, row-major, as little-endian
     /// u32 (0: no region).
     pub(crate) fn window(&self, w: Window) -> Result<Vec<u8>> {

@@ -19,12 +19,15 @@ from conftest import extent, make_scene, run
 
 
 @pytest.fixture(scope="module")
-def raster(tmp_path_factory):
+def small(tmp_path_factory):
+    return make_scene(tmp_path_factory.mktemp("poly") / "scene", "--scale", "small")
+
+
+@pytest.fixture(scope="module")
+def raster(small):
     """The maximum flood extent of the demo-sized scene (20 flood polygons)."""
-    d = tmp_path_factory.mktemp("poly")
-    scene = make_scene(d / "scene", "--scale", "small")
-    out = d / "extent.tif"
-    extent(scene.items_file, scene.bbox, out)
+    out = small.path.parent / "extent.tif"
+    extent(small.items_file, small.bbox, out)
     return out
 
 
@@ -123,6 +126,46 @@ def test_simplify_and_minimum_size(raster, tmp_path):
     assert nv(df) < nv(full)
     assert abs(df.geometry.area.sum() / full.geometry.area.sum() - 1) < 0.02
     assert list(df["pixels"]) == list(full["pixels"])
+
+
+def test_polygon_dates_from_date_rasters(small, raster, tmp_path):
+    """--first-date/--last-date: each polygon's earliest and latest flood day
+    equal the date rasters' min/max over that polygon's pixels (each
+    whole-raster polygon burned with rasterio)."""
+    dates = {}
+    for name, expr in (("first", "flood_first_date"), ("last", "flood_last_date")):
+        dates[name] = tmp_path / f"{name}.tif"
+        run(["sql", "-c", f"SELECT x_off, y_off, width, height, {expr}(pixels, datetime) AS pixels "
+                          f"FROM flood_chunks('{small.items_file}', 'GFM', '{small.bbox}', "
+                          f"'2022-09-01T00:00:00Z/2022-10-01T00:00:00Z', 'ensemble_flood_extent', 700) "
+                          f"GROUP BY x_off, y_off, width, height", "--out", dates[name]])
+    _, pq_out, gj_out = polygons(raster, tmp_path, "--block", "300", "--first-date", dates["first"],
+                                 "--last-date", dates["last"])
+    df = geopandas.read_parquet(pq_out)
+    with rasterio.open(dates["first"]) as r:
+        first = r.read(1)
+    with rasterio.open(dates["last"]) as r:
+        last = r.read(1)
+    with rasterio.open(raster) as r:
+        transform = r.transform
+    want = whole_raster_polygons(raster)
+    day = lambda d: np.datetime64(int(d), "D")
+    checked = 0
+    for g, f0, f1 in zip(df.geometry, df["first_flooded"], df["last_flooded"]):
+        px = to_pixels(g, transform)
+        w = next(c for c in want if c.equals(px))
+        m = rasterio.features.rasterize([(w, 1)], out_shape=first.shape, fill=0, dtype="uint8") == 1
+        assert m.sum() == round(w.area)
+        nz = first[m][first[m] > 0]
+        assert np.datetime64(f0, "D") == day(nz.min()) and np.datetime64(f1, "D") == day(last[m].max())
+        checked += 1
+    assert checked == len(want) > 5
+    gj = json.loads(gj_out.read_text())
+    assert all(len(f["properties"]["first_flooded"]) == 10 for f in gj["features"])
+    # a date raster on another grid is refused, naming it
+    p = run(["polygons", raster, "--parquet", tmp_path / "x.parquet", "--first-date", raster,
+             "--last-date", dates["last"]], check=False)
+    assert p.returncode != 0 and "16-bit" in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("args,needle", [
