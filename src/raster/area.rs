@@ -143,14 +143,40 @@ impl AreaModel {
     }
 }
 
+/// A per-chunk column value of one scan partition, kept for the last chunk
+/// window only: a partition scans a chunk's slices one after the other, so
+/// one chunk is enough and memory does not grow with the grid.
+#[derive(Default)]
+struct LastWindow(Mutex<Option<(Window, Arc<Vec<u8>>)>>);
+
+impl LastWindow {
+    /// The value of `w`: the kept one, or `make()`'s (then kept).
+    fn get_or(&self, w: Window, make: impl FnOnce() -> Result<Vec<u8>>) -> Result<Arc<Vec<u8>>> {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((lw, v)) = last.as_ref() {
+            if *lw == w {
+                return Ok(v.clone());
+            }
+        }
+        let v = Arc::new(make()?);
+        *last = Some((w, v.clone()));
+        Ok(v)
+    }
+}
+
+/// A column whose value depends on the chunk window only (computed on a
+/// blocking thread: GDAL).
+pub(crate) trait ChunkValue: Send + Sync {
+    /// The encoded value of chunk window `w`.
+    fn value(&self, w: Window) -> Result<Arc<Vec<u8>>>;
+}
+
 /// The `pixel_areas` values of one scan partition: the grid's area (shared
-/// by the partitions of a scan, computed once) and the last chunk's nodes —
-/// a partition scans a chunk's slices one after the other, so one chunk is
-/// enough and memory does not grow with the grid. Blocking (GDAL).
+/// by the partitions of a scan, computed once) and the last chunk's nodes.
 pub(crate) struct AreaColumn {
     grid: OutputGrid,
     grid_m2: Arc<OnceLock<f64>>,
-    last: Mutex<Option<(Window, Arc<Vec<u8>>)>>,
+    last: LastWindow,
 }
 
 impl AreaColumn {
@@ -158,60 +184,47 @@ impl AreaColumn {
         Self {
             grid,
             grid_m2,
-            last: Mutex::new(None),
+            last: LastWindow::default(),
         }
-    }
-
-    /// The encoded `pixel_areas` of chunk window `w`.
-    pub(crate) fn value(&self, w: Window) -> Result<Arc<Vec<u8>>> {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((lw, v)) = last.as_ref() {
-            if *lw == w {
-                return Ok(v.clone());
-            }
-        }
-        let model = AreaModel::new(&self.grid)?;
-        let grid_m2 = match self.grid_m2.get() {
-            Some(v) => *v,
-            None => *self
-                .grid_m2
-                .get_or_init(|| model.grid_m2().unwrap_or(f64::NAN)),
-        };
-        if !grid_m2.is_finite() {
-            model.grid_m2()?; // the error, named
-        }
-        let v = Arc::new(model.window(w, grid_m2)?.encode());
-        *last = Some((w, v.clone()));
-        Ok(v)
     }
 }
 
-/// The `zones` values of one scan partition: the last chunk's (as
-/// [`AreaColumn`]). Blocking (GDAL).
+impl ChunkValue for AreaColumn {
+    fn value(&self, w: Window) -> Result<Arc<Vec<u8>>> {
+        self.last.get_or(w, || {
+            let model = AreaModel::new(&self.grid)?;
+            let grid_m2 = match self.grid_m2.get() {
+                Some(v) => *v,
+                None => *self
+                    .grid_m2
+                    .get_or_init(|| model.grid_m2().unwrap_or(f64::NAN)),
+            };
+            if !grid_m2.is_finite() {
+                model.grid_m2()?; // the error, named
+            }
+            Ok(model.window(w, grid_m2)?.encode())
+        })
+    }
+}
+
+/// The `zones` values of one scan partition: the last chunk's.
 pub(crate) struct ZoneColumn {
     zones: Arc<ZoneSet>,
-    last: Mutex<Option<(Window, Arc<Vec<u8>>)>>,
+    last: LastWindow,
 }
 
 impl ZoneColumn {
     pub(crate) fn new(zones: Arc<ZoneSet>) -> Self {
         Self {
             zones,
-            last: Mutex::new(None),
+            last: LastWindow::default(),
         }
     }
+}
 
-    /// The encoded zones of chunk window `w`.
-    pub(crate) fn value(&self, w: Window) -> Result<Arc<Vec<u8>>> {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((lw, v)) = last.as_ref() {
-            if *lw == w {
-                return Ok(v.clone());
-            }
-        }
-        let v = Arc::new(self.zones.window(w)?);
-        *last = Some((w, v.clone()));
-        Ok(v)
+impl ChunkValue for ZoneColumn {
+    fn value(&self, w: Window) -> Result<Arc<Vec<u8>>> {
+        self.last.get_or(w, || self.zones.window(w))
     }
 }
 

@@ -48,7 +48,7 @@ use crate::context::{ProcessLabel, QueryProgress};
 use crate::error::join_err;
 use crate::geo::Window;
 use crate::options::FloodsqlOptions;
-use crate::raster::area::{AreaColumn, ZoneColumn};
+use crate::raster::area::{AreaColumn, ChunkValue, ZoneColumn};
 use crate::raster::cog::CogReader;
 use crate::raster::fuse::{fuse_window, fuse_window_native, FuseStats, ReaderKind};
 use crate::raster::plan::{ChunkIndex, ScanPlan, Source};
@@ -678,28 +678,8 @@ impl ExecutionPlan for FloodChunksExec {
                 let (reader, env, policy) = (reader.clone(), env.clone(), policy.clone());
                 let (grid, areas, zones) = (grid.clone(), areas.clone(), zones.clone());
                 async move {
-                    let zones = match zones {
-                        Some(z) => {
-                            let w = u.window;
-                            Some(
-                                tokio::task::spawn_blocking(move || z.value(w))
-                                    .await
-                                    .map_err(join_err("zones"))??,
-                            )
-                        }
-                        None => None,
-                    };
-                    let areas = match areas {
-                        Some(a) => {
-                            let w = u.window;
-                            Some(
-                                tokio::task::spawn_blocking(move || a.value(w))
-                                    .await
-                                    .map_err(join_err("pixel areas"))??,
-                            )
-                        }
-                        None => None,
-                    };
+                    let zones = chunk_value(zones, u.window, "zones").await?;
+                    let areas = chunk_value(areas, u.window, "pixel areas").await?;
                     // one fused window per asset read: `pixels`, then each extra
                     let mut reads: Vec<(Vec<Source>, u8)> = Vec::new();
                     if need_pixels {
@@ -759,6 +739,23 @@ impl ExecutionPlan for FloodChunksExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
+    }
+}
+
+/// The value of a per-chunk column for window `w`, if the column is read
+/// (computed on a blocking thread).
+async fn chunk_value<C: ChunkValue + 'static>(
+    column: Option<Arc<C>>,
+    w: Window,
+    what: &'static str,
+) -> Result<Option<Arc<Vec<u8>>>> {
+    match column {
+        Some(c) => Ok(Some(
+            tokio::task::spawn_blocking(move || c.value(w))
+                .await
+                .map_err(join_err(what))??,
+        )),
+        None => Ok(None),
     }
 }
 
