@@ -9,7 +9,9 @@
 use std::path::Path;
 
 use gdal::spatial_ref::AxisMappingStrategy;
-use gdal::vector::{FieldValue, LayerAccess, OGRFieldType, OGRwkbGeometryType};
+use gdal::vector::{
+    geometry_type_flatten, FieldValue, Geometry, LayerAccess, OGRFieldType, OGRwkbGeometryType,
+};
 use gdal::{Dataset, DatasetOptions, GdalOpenFlags};
 use serde::{Deserialize, Serialize};
 
@@ -125,12 +127,60 @@ fn value_of(v: Option<FieldValue>, kind: AttrKind) -> AttrValue {
     }
 }
 
+/// Refuses attributes named like the table's own columns.
+fn check_names(spec: &RegionsSpec, fields: &[(String, AttrKind)]) -> Result<()> {
+    for (name, _) in fields {
+        if RESERVED.contains(&name.as_str()) {
+            return Err(bad(
+                spec,
+                format!("an attribute is named '{name}', a column the regions table has itself (rename it)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The 2D WKB of region `id`'s geometry, which must be a polygon or a
+/// multipolygon (none: an empty multipolygon, a region of no pixel).
+fn region_wkb(spec: &RegionsSpec, g: Option<&Geometry>, id: usize) -> Result<Vec<u8>> {
+    let Some(g) = g else {
+        return Ok(Geometry::empty(OGRwkbGeometryType::wkbMultiPolygon)?.wkb()?);
+    };
+    let t = geometry_type_flatten(g.geometry_type());
+    if t != OGRwkbGeometryType::wkbPolygon && t != OGRwkbGeometryType::wkbMultiPolygon {
+        return Err(bad(
+            spec,
+            format!(
+                "region_id {id} is a {}, not a polygon or multipolygon",
+                g.geometry_name()
+            ),
+        ));
+    }
+    let mut g = g.clone();
+    g.flatten_to_2d();
+    Ok(g.wkb()?)
+}
+
+/// Is `path` a Parquet file (its first bytes)?
+fn is_parquet(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"PAR1"
+}
+
 impl RegionSet {
     /// Reads the regions `spec` names: every feature must have a polygon
     /// or multipolygon (or none, or an empty one: a region of no pixel).
+    /// GeoParquet is read with the parquet crate (GDAL builds without the
+    /// Parquet driver, as Debian's, are common); everything else with OGR.
     pub(crate) fn read(spec: &RegionsSpec) -> Result<Self> {
         if !Path::new(&spec.path).exists() {
             return Err(bad(spec, "no such file"));
+        }
+        if is_parquet(Path::new(&spec.path)) {
+            return read_geoparquet(spec);
         }
         let ds = Dataset::open_ex(
             &spec.path,
@@ -172,14 +222,7 @@ impl RegionSet {
             .fields()
             .map(|f| (f.name(), kind_of(f.field_type())))
             .collect();
-        for (name, _) in &fields {
-            if RESERVED.contains(&name.as_str()) {
-                return Err(bad(
-                    spec,
-                    format!("an attribute is named '{name}', a column the regions table has itself (rename it)"),
-                ));
-            }
-        }
+        check_names(spec, &fields)?;
         let layer_name = layer.name();
         let mut regions = Vec::new();
         for (i, f) in layer.features().enumerate() {
@@ -188,30 +231,7 @@ impl RegionSet {
                 .enumerate()
                 .map(|(k, (_, kind))| Ok(value_of(f.field(k)?, *kind)))
                 .collect::<Result<Vec<_>>>()?;
-            let wkb = match f.geometry() {
-                None => {
-                    gdal::vector::Geometry::empty(OGRwkbGeometryType::wkbMultiPolygon)?.wkb()?
-                }
-                Some(g) => {
-                    let t = gdal::vector::geometry_type_flatten(g.geometry_type());
-                    if t != OGRwkbGeometryType::wkbPolygon
-                        && t != OGRwkbGeometryType::wkbMultiPolygon
-                    {
-                        return Err(bad(
-                            spec,
-                            format!(
-                                "feature {} (region_id {}) is a {}, not a polygon or multipolygon",
-                                f.fid().map(|v| v.to_string()).unwrap_or_default(),
-                                i + 1,
-                                g.geometry_name()
-                            ),
-                        ));
-                    }
-                    let mut g = g.clone();
-                    g.flatten_to_2d();
-                    g.wkb()?
-                }
-            };
+            let wkb = region_wkb(spec, f.geometry(), i + 1)?;
             regions.push(Region { values, wkb });
         }
         if regions.len() >= u32::MAX as usize {
@@ -225,4 +245,143 @@ impl RegionSet {
             regions,
         })
     }
+}
+
+/// A GeoParquet file's regions: its primary geometry column (WKB; GeoArrow
+/// encodings are refused), CRS from the `geo` metadata (absent: OGC:CRS84,
+/// as the specification says), every other column an attribute.
+fn read_geoparquet(spec: &RegionsSpec) -> Result<RegionSet> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let pq = |e: &dyn std::fmt::Display| bad(spec, format!("GeoParquet: {e}"));
+    let file = std::fs::File::open(&spec.path).map_err(|e| pq(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| pq(&e))?;
+    let geo: serde_json::Value = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == "geo"))
+        .and_then(|k| k.value.as_deref())
+        .ok_or_else(|| bad(spec, "a Parquet file without GeoParquet 'geo' metadata"))
+        .and_then(|v| serde_json::from_str(v).map_err(|e| pq(&e)))?;
+    let primary = geo["primary_column"]
+        .as_str()
+        .ok_or_else(|| bad(spec, "GeoParquet metadata without primary_column"))?
+        .to_string();
+    let col = &geo["columns"][&primary];
+    if col["encoding"].as_str() != Some("WKB") {
+        return Err(bad(
+            spec,
+            format!(
+                "geometry column '{primary}' is encoded as {}: floodsql reads WKB GeoParquet",
+                col["encoding"]
+            ),
+        ));
+    }
+    let crs_def = match col.get("crs") {
+        None => "OGC:CRS84".to_string(),
+        Some(serde_json::Value::Null) => {
+            return Err(bad(spec, "the geometry column's CRS is null (unknown)"))
+        }
+        Some(v) => v.to_string(),
+    };
+    let mut srs = gdal::spatial_ref::SpatialRef::from_definition(&crs_def)
+        .map_err(|e| bad(spec, format!("GDAL cannot read its CRS: {e}")))?;
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let crs = srs
+        .to_wkt()
+        .map_err(|e| bad(spec, format!("its CRS cannot be written as WKT: {e}")))?;
+    let schema = builder.schema().clone();
+    let mut fields = Vec::new();
+    let mut attr_cols = Vec::new();
+    let mut geom_col = None;
+    for (i, f) in schema.fields().iter().enumerate() {
+        if f.name() == &primary {
+            geom_col = Some(i);
+            continue;
+        }
+        let kind = match f.data_type() {
+            t if t.is_integer() => AttrKind::Int,
+            t if t.is_floating() => AttrKind::Real,
+            DataType::Date32 => AttrKind::Date,
+            _ => AttrKind::Text,
+        };
+        fields.push((f.name().clone(), kind));
+        attr_cols.push(i);
+    }
+    let geom_col = geom_col.ok_or_else(|| {
+        bad(
+            spec,
+            format!("no column '{primary}' (the primary geometry)"),
+        )
+    })?;
+    check_names(spec, &fields)?;
+    let reader = builder.build().map_err(|e| pq(&e))?;
+    let mut regions = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| pq(&e))?;
+        let cast =
+            |i: usize, t: &DataType| arrow::compute::cast(batch.column(i), t).map_err(|e| pq(&e));
+        let attrs: Vec<(AttrKind, arrow::array::ArrayRef)> = attr_cols
+            .iter()
+            .zip(&fields)
+            .map(|(&i, (_, kind))| {
+                let t = match kind {
+                    AttrKind::Int => DataType::Int64,
+                    AttrKind::Real => DataType::Float64,
+                    AttrKind::Date => DataType::Date32,
+                    AttrKind::Text => DataType::Utf8,
+                };
+                Ok((*kind, cast(i, &t)?))
+            })
+            .collect::<Result<_>>()?;
+        let geoms = cast(geom_col, &DataType::LargeBinary)?;
+        let geoms = geoms.as_binary::<i64>();
+        for r in 0..batch.num_rows() {
+            let values = attrs
+                .iter()
+                .map(|(kind, a)| {
+                    if a.is_null(r) {
+                        return AttrValue::Null;
+                    }
+                    match kind {
+                        AttrKind::Int => {
+                            AttrValue::Int(a.as_primitive::<arrow::datatypes::Int64Type>().value(r))
+                        }
+                        AttrKind::Real => AttrValue::Real(
+                            a.as_primitive::<arrow::datatypes::Float64Type>().value(r),
+                        ),
+                        AttrKind::Date => AttrValue::Date(
+                            a.as_primitive::<arrow::datatypes::Date32Type>().value(r),
+                        ),
+                        AttrKind::Text => {
+                            AttrValue::Text(a.as_string::<i32>().value(r).to_string())
+                        }
+                    }
+                })
+                .collect();
+            let id = regions.len() + 1;
+            let g = if geoms.is_null(r) {
+                None
+            } else {
+                Some(Geometry::from_wkb(geoms.value(r)).map_err(|e| {
+                    bad(
+                        spec,
+                        format!("region_id {id}: its WKB cannot be read ({e})"),
+                    )
+                })?)
+            };
+            let wkb = region_wkb(spec, g.as_ref(), id)?;
+            regions.push(Region { values, wkb });
+        }
+    }
+    Ok(RegionSet {
+        spec: spec.clone(),
+        layer: primary,
+        crs,
+        fields,
+        regions,
+    })
 }

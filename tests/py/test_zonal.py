@@ -161,6 +161,25 @@ def test_regions_in_another_crs_and_format(tiny, tiny_api, tiny_ref, tmp_path):
     assert got == {k: v["pixels"] for k, v in want.items() if v["pixels"]}
 
 
+def test_regions_as_geoparquet(tiny, tiny_api, tmp_path):
+    """GeoParquet written by GeoPandas (WKB, PROJJSON) gives the GeoJSON's table."""
+    import geopandas
+    gpq = tmp_path / "regions.parquet"
+    geopandas.read_file(tiny.path / "regions.geojson").to_parquet(gpq)
+    base = ["zonal", "--stac-url", tiny_api, "--bbox", tiny.bbox, "--datetime", DT_RFC, "--chunk", "300"]
+    run([*base, "--regions", tiny.path / "regions.geojson", "--csv", tmp_path / "a.csv"])
+    run([*base, "--regions", gpq, "--csv", tmp_path / "b.csv"])
+    a, b = (tmp_path / "a.csv").read_text(), (tmp_path / "b.csv").read_text()
+    assert a == b and "North district" in a
+    # a plain Parquet file (no 'geo' metadata) is named as such
+    import pyarrow as pa
+    import pyarrow.parquet as pqw
+    plain = tmp_path / "plain.parquet"
+    pqw.write_table(pa.table({"name": ["x"]}), plain)
+    p = run([*base, "--regions", plain, "--csv", tmp_path / "c.csv"], check=False)
+    assert p.returncode != 0 and "without GeoParquet 'geo' metadata" in p.stderr, p.stderr
+
+
 BAD_REGIONS = {
     "points.geojson": json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "a"}, "geometry": {"type": "Point", "coordinates": [68.2, 26.9]}}]}),
