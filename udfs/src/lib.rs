@@ -32,3 +32,13 @@ pub use register::{all_udafs, all_udfs, register_all};
 pub use replace_where::ReplaceWhere;
 pub use valid_count::ValidCount;
 pub use zonal_stats::ZonalStats;
+
+/// Whether a scalar function argument of type `t` can be a pixel buffer
+/// (any binary type, or a NULL literal).
+pub(crate) fn is_binary(t: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType;
+    matches!(
+        t,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null
+    )
+}

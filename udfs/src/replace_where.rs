@@ -16,6 +16,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, LargeBinaryBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+
+use crate::is_binary;
 use datafusion::logical_expr::{
     ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
     Volatility,
@@ -50,13 +52,6 @@ impl Default for ReplaceWhere {
             .build(),
         }
     }
-}
-
-fn is_binary(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null
-    )
 }
 
 fn byte_arg(args: &ScalarFunctionArgs, i: usize, what: &str) -> Result<u8> {

@@ -31,6 +31,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
+use crate::is_binary;
 use crate::pixel_areas::PixelAreas;
 
 /// The fields of one region's struct.
@@ -101,13 +102,6 @@ impl Default for ZonalStats {
             .build(),
         }
     }
-}
-
-fn is_binary(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null
-    )
 }
 
 fn u16_at(b: &[u8], i: usize) -> u16 {
