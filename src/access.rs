@@ -21,6 +21,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Refusal};
+
 /// The default `floodsql.allowed_hosts`: where EODC's GFM assets are served.
 pub(crate) const DEFAULT_ALLOWED_HOSTS: &str = "data.eodc.eu";
 
@@ -40,6 +42,13 @@ pub(crate) struct ReadPolicy {
     hosts: Vec<String>,
     /// Directories the user allows (canonical when they exist).
     paths: Vec<PathBuf>,
+}
+
+fn refusal(location: &str, rule: String) -> Error {
+    Error::Refused(Refusal {
+        location: crate::error::redact(location, location),
+        rule: crate::error::redact(location, &rule),
+    })
 }
 
 /// Splits a comma-separated option value into its non-empty entries.
@@ -109,6 +118,18 @@ impl ReadPolicy {
         }
         let u = url::Url::parse(location).map_err(|e| format!("'{location}': {e}"))?;
         self.check_url(&u)
+    }
+
+    /// [`ReadPolicy::check`] as floodsql's error: [`Error::Refused`] naming
+    /// the location and the rule (the one mapping every reader uses).
+    pub(crate) fn allow(&self, location: &str) -> Result<(), Error> {
+        self.check(location).map_err(|rule| refusal(location, rule))
+    }
+
+    /// [`ReadPolicy::check_for_gdal`] as floodsql's error (see [`Self::allow`]).
+    pub(crate) fn allow_for_gdal(&self, location: &str) -> Result<(), Error> {
+        self.check_for_gdal(location)
+            .map_err(|rule| refusal(location, rule))
     }
 
     /// The rule for GDAL's reader, which follows HTTP redirects without

@@ -73,6 +73,17 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// A request that got no answer in time, after its retries (a STAC API,
+    /// an object store).
+    #[error("{message}")]
+    Timeout {
+        /// The URL or location asked (credentials masked).
+        location: String,
+        /// The timeout of one attempt, seconds.
+        seconds: u64,
+        /// What to tell the user (names the location and the option to raise).
+        message: String,
+    },
     /// A STAC item that floodsql cannot use.
     #[error("STAC item '{item}': {message}")]
     BadItem {
@@ -80,6 +91,18 @@ pub enum Error {
         item: String,
         /// What is wrong with it.
         message: String,
+    },
+    /// An error of one item's asset (its kind is the source's: a refused
+    /// location, a timeout, an unreadable file).
+    #[error("STAC item '{item}': {context}")]
+    InItem {
+        /// The item id.
+        item: String,
+        /// What was being done ("asset unreadable", ...).
+        context: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
     },
     /// An item lacks the asset asked for.
     #[error("asset '{asset}' not found in item '{item}' (assets: {available})")]
@@ -102,12 +125,17 @@ pub enum Error {
     /// GDAL refused (open, read, CRS, write).
     #[error("GDAL: {0}")]
     Gdal(String),
-    /// An asset the native COG reader cannot read (the message names it).
-    #[error("{0}")]
-    Read(String),
+    /// An asset the native COG reader cannot read.
+    #[error("{message}")]
+    Read {
+        /// The asset's location (credentials masked), when one is known.
+        location: Option<String>,
+        /// What went wrong (names the location when there is one).
+        message: String,
+    },
     /// A location the read policy does not allow (`access`).
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// A file could not be read or written.
     #[error("I/O error on {path}")]
     Io {
@@ -142,6 +170,16 @@ pub enum Error {
     /// Something floodsql itself got wrong.
     #[error("internal error (a floodsql bug): {0}")]
     Internal(String),
+}
+
+/// A location the read policy refuses (see `access`), and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("asset refused by the read policy: {rule}")]
+pub struct Refusal {
+    /// The location refused (credentials masked).
+    pub location: String,
+    /// Which rule refuses it, in words (quotes the location).
+    pub rule: String,
 }
 
 /// Which of DataFusion's error kinds an [`Error`] is.
@@ -179,7 +217,9 @@ impl Error {
             | Error::Crs { .. }
             | Error::Gdal(_)
             | Error::Refused(_)
-            | Error::Read(_)
+            | Error::Read { .. }
+            | Error::Timeout { .. }
+            | Error::InItem { .. }
             | Error::Io { .. }
             | Error::Output { .. }
             | Error::Cluster { .. }
@@ -205,19 +245,40 @@ impl Error {
     pub fn chain_message(&self) -> String {
         chain_message(self)
     }
+
+    /// The floodsql error inside `e` — a `DataFusionError` (floodsql's
+    /// errors cross into DataFusion as `External` and keep their type), an
+    /// `ArrowError`, an I/O error, any error chain: the outermost one found
+    /// by walking the sources.
+    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        causes(e).find_map(|c| c.downcast_ref::<Error>())
+    }
+
+    /// The innermost floodsql error inside `e` (see [`Error::find`]): for an
+    /// item's error ([`Error::InItem`]) the cause, e.g. the refusal.
+    pub fn find_root<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        causes(e).filter_map(|c| c.downcast_ref::<Error>()).last()
+    }
 }
 
-/// An error and its causes (walking `source()`), each said once, one line.
-pub(crate) fn chain_message(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e;
-    while let Some(s) = cur.source() {
-        let m = s.to_string();
-        if !out.contains(&m) {
+/// `e` and its causes, outermost first (the one walk over `source()`).
+pub fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |c| c.source())
+}
+
+/// An error and its causes, each said once, one line.
+pub(crate) fn chain_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    for c in causes(e) {
+        let m = c.to_string();
+        if out.is_empty() {
+            out = m;
+        } else if !out.contains(&m) {
             out.push_str(": ");
             out.push_str(&m);
         }
-        cur = s;
     }
     out
 }
@@ -228,13 +289,13 @@ impl From<gdal::errors::GdalError> for Error {
     }
 }
 
+/// floodsql's errors cross into DataFusion as `External`, keeping their
+/// type: a caller finds them with [`Error::find`] and asks their
+/// [`Error::kind`] (which DataFusion kind they would be: a plan error for
+/// the user's input, an execution error for data, internal for bugs).
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
-        match e.kind() {
-            ErrorKind::User => DataFusionError::Plan(e.chain_message()),
-            ErrorKind::Data => DataFusionError::Execution(e.chain_message()),
-            ErrorKind::Internal => DataFusionError::Internal(e.chain_message()),
-        }
+        DataFusionError::External(Box::new(e))
     }
 }
 
@@ -247,6 +308,23 @@ pub fn io_err(path: impl AsRef<std::path::Path>) -> impl FnOnce(std::io::Error) 
 /// A blocking task that could not be joined (panicked or cancelled).
 pub fn join_err(what: &str) -> impl FnOnce(tokio::task::JoinError) -> Error + '_ {
     move |e| Error::Internal(format!("{what} task failed: {e}"))
+}
+
+/// `text` with the credentials of `location` (a URL's `user:password@`)
+/// masked wherever they appear — a message may quote them out of the URL —
+/// and then every URL in it masked as [`redact_urls`] does.
+pub(crate) fn redact(location: &str, text: &str) -> String {
+    let text = match url::Url::parse(location) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            let userinfo = match u.password() {
+                Some(p) => format!("{}:{p}@", u.username()),
+                None => format!("{}@", u.username()),
+            };
+            text.replace(&userinfo, "***@")
+        }
+        _ => text.to_string(),
+    };
+    redact_urls(&text)
 }
 
 /// `text` with the credentials of every URL in it (`scheme://user:pass@host`)
@@ -305,19 +383,60 @@ mod tests {
     }
 
     #[test]
-    fn kinds_map_to_datafusion_kinds() {
+    fn errors_keep_their_type_through_datafusion() {
         let user: DataFusionError = Error::invalid("chunk size", "3", "too small").into();
-        assert!(
-            matches!(user, DataFusionError::Plan(ref m) if m == "invalid chunk size '3': too small")
-        );
-        let data: DataFusionError = Error::Io {
-            path: "/x".into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        let found = Error::find(&user).unwrap();
+        assert!(matches!(
+            found,
+            Error::InvalidArgument {
+                what: "chunk size",
+                ..
+            }
+        ));
+        assert_eq!(found.kind(), ErrorKind::User);
+        // wrapped again (context, an Arrow error around it): still found
+        let arrow = arrow::error::ArrowError::ExternalError(Box::new(
+            DataFusionError::from(Error::Io {
+                path: "/x".into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+            })
+            .context("reading"),
+        ));
+        let data = DataFusionError::ArrowError(Box::new(arrow), None);
+        let found = Error::find(&data).unwrap();
+        assert!(matches!(found, Error::Io { .. }) && found.kind() == ErrorKind::Data);
+        assert_eq!(found.chain_message(), "I/O error on /x: gone");
+        // an item's error: the outer names the item, the root is the refusal
+        let refused: DataFusionError = Error::InItem {
+            item: "i".into(),
+            context: "asset unreadable".into(),
+            source: Box::new(Error::Refused(Refusal {
+                location: "http://h/x.tif".into(),
+                rule: "'http://h/x.tif': host h not allowed".into(),
+            })),
         }
         .into();
-        // the cause travels in the message
-        assert!(matches!(data, DataFusionError::Execution(ref m) if m == "I/O error on /x: gone"));
+        assert!(matches!(Error::find(&refused), Some(Error::InItem { .. })));
+        assert!(
+            matches!(Error::find_root(&refused), Some(Error::Refused(r)) if r.location == "http://h/x.tif")
+        );
+        assert_eq!(
+            Error::find(&refused).unwrap().chain_message(),
+            "STAC item 'i': asset unreadable: asset refused by the read policy: 'http://h/x.tif': host h not allowed"
+        );
         let bug: DataFusionError = Error::Internal("x".into()).into();
-        assert!(matches!(bug, DataFusionError::Internal(_)));
+        assert_eq!(Error::find(&bug).unwrap().kind(), ErrorKind::Internal);
+        assert!(Error::find(&DataFusionError::Plan("p".into())).is_none());
+    }
+
+    #[test]
+    fn a_locations_credentials_are_masked_anywhere() {
+        assert_eq!(
+            redact(
+                "https://me:pw@h/a.tif",
+                "GDAL says me:pw@h/a.tif is odd; see https://me:pw@h/a.tif?sig=1"
+            ),
+            "GDAL says ***@h/a.tif is odd; see https://***@h/a.tif?***"
+        );
     }
 }

@@ -27,10 +27,6 @@ pub(crate) const DEFAULT_READ_CONCURRENCY: usize = 16;
 /// Default `floodsql.http_timeout`: seconds a STAC request may take (each
 /// attempt; with the retries a silent server is reported in under a minute).
 pub(crate) const DEFAULT_HTTP_TIMEOUT_SECS: usize = 15;
-/// Default `floodsql.reader`.
-pub(crate) const DEFAULT_READER: &str = "native";
-/// Values `floodsql.reader` takes.
-pub(crate) const READERS: [&str; 2] = ["native", "gdal"];
 
 /// Default `floodsql.max_grid_pixels`: 10 Gpx (a 2000 km square at 20 m;
 /// 10 GB per uint8 band uncompressed). The scan streams, so memory does not
@@ -43,60 +39,260 @@ pub(crate) const DEFAULT_MAX_READ_BYTES: u64 = 1_000_000_000_000;
 /// `floodsql.nodata` when the catalogue decides (the default).
 pub(crate) const NODATA_FROM_CATALOGUE: &str = "catalogue";
 
-/// floodsql's session options.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FloodsqlOptions {
-    /// Items per page asked of a STAC API (`limit`).
-    pub(crate) page_size: usize,
-    /// Cap on the number of items a search returns (0 = no cap).
-    pub(crate) max_items: usize,
-    /// Default chunk side in pixels when `flood_chunks` is given none.
-    pub(crate) chunk_size: usize,
-    /// Windows read concurrently per scan partition.
-    pub(crate) read_concurrency: usize,
-    /// Seconds one STAC request may take (connect included).
-    pub(crate) http_timeout: usize,
-    /// COG reader: `native` (object_store + async-tiff) or `gdal`.
-    pub(crate) reader: String,
-    /// Nodata of every item's asset, overriding what the catalogue declares
-    /// (`None`: the items' `raster:bands[0].nodata`, which must agree).
-    pub(crate) nodata: Option<u8>,
-    /// Hosts and buckets assets may be read from besides the catalogue's own
-    /// host (comma-separated; see `access`).
-    pub(crate) allowed_hosts: String,
-    /// Directories local assets may be read from besides a local
-    /// catalogue's own (comma-separated).
-    pub(crate) allowed_paths: String,
-    /// Largest output grid a scan may plan, pixels (0 = no limit).
-    pub(crate) max_grid_pixels: u64,
-    /// Largest volume of decoded pixels a scan may plan to read, bytes (0 = no limit).
-    pub(crate) max_read_bytes: u64,
-    /// Items `flood_chunks` leaves out because an earlier result already
-    /// holds them (comma-separated ids; set by `floodsql extent --update`).
-    pub(crate) skip_items: String,
-    /// Version tag of the process that made this session (set by the
-    /// session factory; schedulers and executors refuse other versions).
-    pub(crate) version: String,
+/// The COG reader of a scan (`floodsql.reader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Reader {
+    /// `object_store` range reads (concurrent, coalesced) + `async-tiff`
+    /// decoders: the default.
+    #[default]
+    Native,
+    /// GDAL's drivers and network file systems (`/vsicurl/`, `/vsis3/`, ...)
+    /// on blocking threads.
+    Gdal,
 }
 
-impl Default for FloodsqlOptions {
-    fn default() -> Self {
-        Self {
-            page_size: DEFAULT_PAGE_SIZE,
-            max_items: 0,
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            read_concurrency: DEFAULT_READ_CONCURRENCY,
-            http_timeout: DEFAULT_HTTP_TIMEOUT_SECS,
-            reader: DEFAULT_READER.to_string(),
-            nodata: None,
-            allowed_hosts: crate::access::DEFAULT_ALLOWED_HOSTS.to_string(),
-            allowed_paths: String::new(),
-            max_grid_pixels: DEFAULT_MAX_GRID_PIXELS,
-            max_read_bytes: DEFAULT_MAX_READ_BYTES,
-            skip_items: String::new(),
-            version: String::new(),
+impl Reader {
+    /// Every reader, in the order the docs list them.
+    pub(crate) const ALL: [Reader; 2] = [Reader::Native, Reader::Gdal];
+
+    /// The option value naming this reader.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Reader::Native => "native",
+            Reader::Gdal => "gdal",
         }
     }
+}
+
+/// A value of a session option: how `SET` parses it and `SHOW` prints it
+/// (printing then parsing gives the value back: Ballista ships options to
+/// the cluster as that text).
+pub(crate) trait OptionValue: Sized {
+    /// Parses the text of `SET floodsql.KEY = value`.
+    fn parse(key: &str, value: &str) -> Result<Self>;
+    /// The text `SHOW` prints (and [`OptionValue::parse`] reads back).
+    fn show(&self) -> String;
+}
+
+impl OptionValue for usize {
+    fn parse(key: &str, value: &str) -> Result<Self> {
+        value.trim().parse().or_else(|_| {
+            config_err!("floodsql.{key} must be a non-negative integer, got '{value}'")
+        })
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// An integer with an optional decimal suffix: `10G` = 10^10.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Count(pub(crate) u64);
+
+impl OptionValue for Count {
+    fn parse(key: &str, value: &str) -> Result<Self> {
+        let v = value.trim();
+        let (digits, mult) = match v.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => {
+                let m = match c.to_ascii_uppercase() {
+                    'K' => 1_000,
+                    'M' => 1_000_000,
+                    'G' => 1_000_000_000,
+                    'T' => 1_000_000_000_000,
+                    _ => 0,
+                };
+                (&v[..i], m)
+            }
+            _ => (v, 1),
+        };
+        match digits.trim().parse::<u64>().ok().filter(|_| mult > 0) {
+            Some(n) => n.checked_mul(mult).map_or_else(
+                || config_err!("floodsql.{key} = '{value}' is too large"),
+                |n| Ok(Count(n)),
+            ),
+            None => config_err!(
+                "floodsql.{key} must be a non-negative integer, optionally with a suffix k, M, G or T, got '{value}'"
+            ),
+        }
+    }
+    fn show(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+impl OptionValue for Reader {
+    fn parse(key: &str, value: &str) -> Result<Self> {
+        let v = value.trim();
+        match Reader::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(v))
+        {
+            Some(r) => Ok(r),
+            None => config_err!(
+                "floodsql.{key} must be one of {}, got '{value}'",
+                Reader::ALL.map(Reader::name).join(", ")
+            ),
+        }
+    }
+    fn show(&self) -> String {
+        self.name().to_string()
+    }
+}
+
+/// `floodsql.nodata`: forced, or (None) as the catalogue declares.
+impl OptionValue for Option<u8> {
+    fn parse(key: &str, value: &str) -> Result<Self> {
+        let v = value.trim();
+        if v.eq_ignore_ascii_case(NODATA_FROM_CATALOGUE) {
+            return Ok(None);
+        }
+        match v.parse::<u8>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => config_err!(
+                "floodsql.{key} must be '{NODATA_FROM_CATALOGUE}' or an integer 0..=255, got '{value}'"
+            ),
+        }
+    }
+    fn show(&self) -> String {
+        self.map_or(NODATA_FROM_CATALOGUE.to_string(), |n| n.to_string())
+    }
+}
+
+/// A comma-separated list (hosts, directories, item ids); entries are
+/// trimmed, empty ones dropped.
+impl OptionValue for Vec<String> {
+    fn parse(_key: &str, value: &str) -> Result<Self> {
+        Ok(crate::access::list(value))
+    }
+    fn show(&self) -> String {
+        self.join(",")
+    }
+}
+
+impl OptionValue for String {
+    fn parse(_key: &str, value: &str) -> Result<Self> {
+        Ok(value.to_string())
+    }
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+/// Declares floodsql's session options once — field, type, default, an
+/// example value other than the default (the tests set it), and the doc —
+/// and derives the struct, its defaults, `SET` (parse) and `SHOW` (entries,
+/// with the doc as description) from that one list.
+macro_rules! floodsql_options {
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident: $ty:ty = $default:expr, e.g. $example:literal;
+    )*) => {
+        /// floodsql's session options (`SET floodsql.KEY = value`).
+        #[derive(Debug, Clone, PartialEq)]
+        pub(crate) struct FloodsqlOptions {
+            $( $(#[doc = $doc])+ pub(crate) $field: $ty, )*
+        }
+
+        impl Default for FloodsqlOptions {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl FloodsqlOptions {
+            /// Every option: (key without prefix, example value, doc).
+            pub(crate) const DECLARED: &'static [(&'static str, &'static str, &'static str)] = &[
+                $( (stringify!($field), $example, concat!($($doc),+)), )*
+            ];
+
+            fn set_one(&mut self, key: &str, value: &str) -> Result<()> {
+                match key {
+                    $( stringify!($field) => self.$field = OptionValue::parse(key, value)?, )*
+                    _ => return config_err!("{}", unknown_option(key)),
+                }
+                Ok(())
+            }
+
+            fn values(&self) -> Vec<String> {
+                vec![ $( self.$field.show(), )* ]
+            }
+        }
+    };
+}
+
+floodsql_options! {
+    /// Items per page asked of a STAC API (`limit`).
+    page_size: usize = DEFAULT_PAGE_SIZE, e.g. "7";
+    /// Cap on the number of items a search returns (0 = no cap).
+    max_items: usize = 0, e.g. "40";
+    /// Default chunk side in pixels when `flood_chunks` is given none.
+    chunk_size: usize = DEFAULT_CHUNK_SIZE, e.g. "500";
+    /// (slice, chunk) windows in flight per scan partition (their reads
+    /// overlap; each holds one chunk).
+    read_concurrency: usize = DEFAULT_READ_CONCURRENCY, e.g. "2";
+    /// Seconds one STAC request may take (each attempt of up to 3).
+    http_timeout: usize = DEFAULT_HTTP_TIMEOUT_SECS, e.g. "60";
+    /// COG reader: 'native' (object_store range reads, concurrent and
+    /// coalesced; async-tiff decoders) or 'gdal'.
+    reader: Reader = Reader::Native, e.g. "gdal";
+    /// Nodata of every item's asset: 'catalogue' (the items' raster:bands
+    /// nodata, which must agree; 255 when none is declared) or 0..=255
+    /// (ignores what the items declare).
+    nodata: Option<u8> = None, e.g. "0";
+    /// Hosts ('host' or 'host:port') and buckets ('s3://b', 'gs://b',
+    /// 'az://c') assets may be read from, besides the catalogue's own host
+    /// (comma-separated; '*' allows any).
+    allowed_hosts: Vec<String> = vec![crate::access::DEFAULT_ALLOWED_HOSTS.to_string()], e.g. "data.eodc.eu,s3://b";
+    /// Directories local assets may be read from, besides a local
+    /// catalogue's own directory (comma-separated).
+    allowed_paths: Vec<String> = Vec::new(), e.g. "/data,/mnt/gfm";
+    /// Largest output grid a scan may plan, in pixels (suffixes k, M, G, T =
+    /// 10^3..10^12; 0 = no limit).
+    max_grid_pixels: Count = Count(DEFAULT_MAX_GRID_PIXELS), e.g. "10M";
+    /// Largest volume of decoded source pixels a scan may plan to read, in
+    /// bytes (suffixes k, M, G, T; 0 = no limit).
+    max_read_bytes: Count = Count(DEFAULT_MAX_READ_BYTES), e.g. "0";
+    /// Item ids flood_chunks leaves out, comma-separated: an earlier result
+    /// holds them (set by `floodsql extent --update`; a run that cannot be
+    /// incremental fails with 'not incremental').
+    skip_items: Vec<String> = Vec::new(), e.g. "A,B";
+    /// floodsql version tag of the session's client (checked by schedulers
+    /// and executors).
+    version: String = String::new(), e.g. "0.0.0+fn.x";
+}
+
+/// "unknown option floodsql.KEY", with the nearest declared key when one is
+/// close and the list otherwise.
+fn unknown_option(key: &str) -> String {
+    let keys = FloodsqlOptions::DECLARED.iter().map(|(k, _, _)| *k);
+    let near = keys
+        .clone()
+        .map(|k| (edit_distance(k, key), k))
+        .min()
+        .filter(|(d, _)| *d <= 2 || (*d <= 3 && key.len() > 8));
+    match near {
+        Some((_, k)) => format!("unknown option floodsql.{key}: did you mean floodsql.{k}?"),
+        None => format!(
+            "unknown option floodsql.{key} (options: {})",
+            keys.collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Levenshtein distance (short option keys).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + (ca != b[j]) as usize).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 impl FloodsqlOptions {
@@ -108,96 +304,16 @@ impl FloodsqlOptions {
             .cloned()
             .unwrap_or_default()
     }
+
+    /// The options of a session, to change them through its config (the
+    /// CLI's flags): `None` when the session has no floodsql namespace.
+    pub(crate) fn of_config_mut(options: &mut ConfigOptions) -> Option<&mut Self> {
+        options.extensions.get_mut::<FloodsqlOptions>()
+    }
 }
 
 impl ConfigExtension for FloodsqlOptions {
     const PREFIX: &'static str = "floodsql";
-}
-
-const DOCS: [(&str, &str); 13] = [
-    ("page_size", "Items per page asked of a STAC API (`limit`)."),
-    (
-        "max_items",
-        "Cap on the number of items a search returns (0 = no cap).",
-    ),
-    (
-        "chunk_size",
-        "Default chunk side in pixels when `flood_chunks` is given none.",
-    ),
-    (
-        "read_concurrency",
-        "(slice, chunk) windows in flight per scan partition (their reads overlap; each holds one chunk).",
-    ),
-    (
-        "http_timeout",
-        "Seconds one STAC request may take (each attempt of up to 3).",
-    ),
-    (
-        "reader",
-        "COG reader: 'native' (object_store range reads, concurrent and coalesced; async-tiff decoders) or 'gdal'.",
-    ),
-    (
-        "nodata",
-        "Nodata of every item's asset: 'catalogue' (the items' raster:bands nodata, which must agree; 255 when none is declared) or 0..=255 (ignores what the items declare).",
-    ),
-    (
-        "allowed_hosts",
-        "Hosts ('host' or 'host:port') and buckets ('s3://b', 'gs://b', 'az://c') assets may be read from, besides the catalogue's own host (comma-separated; '*' allows any).",
-    ),
-    (
-        "allowed_paths",
-        "Directories local assets may be read from, besides a local catalogue's own directory (comma-separated).",
-    ),
-    (
-        "max_grid_pixels",
-        "Largest output grid a scan may plan, in pixels (suffixes k, M, G, T = 10^3..10^12; 0 = no limit).",
-    ),
-    (
-        "max_read_bytes",
-        "Largest volume of decoded source pixels a scan may plan to read, in bytes (suffixes k, M, G, T; 0 = no limit).",
-    ),
-    (
-        "skip_items",
-        "Item ids flood_chunks leaves out, comma-separated: an earlier result holds them (set by `floodsql extent --update`; a run that cannot be incremental fails with 'not incremental').",
-    ),
-    (
-        "version",
-        "floodsql version tag of the session's client (checked by schedulers and executors).",
-    ),
-];
-
-/// An integer with an optional decimal suffix: `10G` = 10^10.
-fn parse_count(key: &str, value: &str) -> Result<u64> {
-    let v = value.trim();
-    let (digits, mult) = match v.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m = match c.to_ascii_uppercase() {
-                'K' => 1_000,
-                'M' => 1_000_000,
-                'G' => 1_000_000_000,
-                'T' => 1_000_000_000_000,
-                _ => 0,
-            };
-            (&v[..i], m)
-        }
-        _ => (v, 1),
-    };
-    match digits.trim().parse::<u64>().ok().filter(|_| mult > 0) {
-        Some(n) => n.checked_mul(mult).map_or_else(
-            || config_err!("floodsql.{key} = '{value}' is too large"),
-            Ok,
-        ),
-        None => config_err!(
-            "floodsql.{key} must be a non-negative integer, optionally with a suffix k, M, G or T, got '{value}'"
-        ),
-    }
-}
-
-fn parse_usize(key: &str, value: &str) -> Result<usize> {
-    value
-        .trim()
-        .parse()
-        .or_else(|_| config_err!("floodsql.{key} must be a non-negative integer, got '{value}'"))
 }
 
 impl ExtensionOptions for FloodsqlOptions {
@@ -214,72 +330,17 @@ impl ExtensionOptions for FloodsqlOptions {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        let key = key.strip_prefix("floodsql.").unwrap_or(key);
-        match key {
-            "page_size" => self.page_size = parse_usize(key, value)?,
-            "max_items" => self.max_items = parse_usize(key, value)?,
-            "chunk_size" => self.chunk_size = parse_usize(key, value)?,
-            "read_concurrency" => self.read_concurrency = parse_usize(key, value)?,
-            "http_timeout" => self.http_timeout = parse_usize(key, value)?,
-            "reader" => {
-                let v = value.trim().to_ascii_lowercase();
-                if !READERS.contains(&v.as_str()) {
-                    return config_err!(
-                        "floodsql.reader must be one of {}, got '{value}'",
-                        READERS.join(", ")
-                    );
-                }
-                self.reader = v
-            }
-            "nodata" => {
-                let v = value.trim();
-                self.nodata = if v.eq_ignore_ascii_case(NODATA_FROM_CATALOGUE) {
-                    None
-                } else {
-                    match v.parse::<u8>() {
-                        Ok(n) => Some(n),
-                        Err(_) => {
-                            return config_err!(
-                            "floodsql.nodata must be '{NODATA_FROM_CATALOGUE}' or an integer 0..=255, got '{value}'"
-                        )
-                        }
-                    }
-                }
-            }
-            "allowed_hosts" => self.allowed_hosts = value.trim().to_string(),
-            "allowed_paths" => self.allowed_paths = value.trim().to_string(),
-            "max_grid_pixels" => self.max_grid_pixels = parse_count(key, value)?,
-            "max_read_bytes" => self.max_read_bytes = parse_count(key, value)?,
-            "skip_items" => self.skip_items = value.trim().to_string(),
-            "version" => self.version = value.to_string(),
-            _ => return config_err!("unknown option floodsql.{key}"),
-        }
-        Ok(())
+        self.set_one(key.strip_prefix("floodsql.").unwrap_or(key), value)
     }
 
     fn entries(&self) -> Vec<ConfigEntry> {
-        let values = [
-            self.page_size.to_string(),
-            self.max_items.to_string(),
-            self.chunk_size.to_string(),
-            self.read_concurrency.to_string(),
-            self.http_timeout.to_string(),
-            self.reader.clone(),
-            self.nodata
-                .map_or(NODATA_FROM_CATALOGUE.to_string(), |n| n.to_string()),
-            self.allowed_hosts.clone(),
-            self.allowed_paths.clone(),
-            self.max_grid_pixels.to_string(),
-            self.max_read_bytes.to_string(),
-            self.skip_items.clone(),
-            self.version.clone(),
-        ];
-        DOCS.iter()
-            .zip(values)
-            .map(|((k, doc), v)| ConfigEntry {
+        Self::DECLARED
+            .iter()
+            .zip(self.values())
+            .map(|((k, _, doc), v)| ConfigEntry {
                 key: format!("{}.{k}", Self::PREFIX),
                 value: Some(v),
-                description: doc,
+                description: doc.trim(),
             })
             .collect()
     }
@@ -289,40 +350,56 @@ impl ExtensionOptions for FloodsqlOptions {
 mod tests {
     use super::*;
 
+    /// Every declared option: its example moves it off the default, SHOW
+    /// prints it, and SET reads that back (as the cluster receives it).
     #[test]
-    fn entries_round_trip_through_set() {
+    fn every_option_moves_off_its_default_and_round_trips() {
+        let defaults = FloodsqlOptions::default();
         let mut a = FloodsqlOptions::default();
-        a.set("page_size", "7").unwrap();
-        a.set("version", "x").unwrap();
-        a.set("reader", "GDAL").unwrap();
-        assert_eq!(a.reader, "gdal");
-        a.set("nodata", "0").unwrap();
-        assert_eq!(a.nodata, Some(0));
+        let entries = defaults.entries();
+        assert_eq!(entries.len(), FloodsqlOptions::DECLARED.len());
+        for (e, (key, example, doc)) in entries.iter().zip(FloodsqlOptions::DECLARED) {
+            assert_eq!(e.key, format!("floodsql.{key}"));
+            assert!(!doc.trim().is_empty() && e.description == doc.trim());
+            a.set(key, example).unwrap();
+            let shown = a.entries().into_iter().find(|x| x.key == e.key).unwrap();
+            assert_ne!(shown.value, e.value, "{key} = {example} is its default");
+        }
+        assert!(a
+            .entries()
+            .iter()
+            .zip(defaults.entries())
+            .all(|(x, d)| x.value != d.value));
         let mut b = FloodsqlOptions::default();
         for e in a.entries() {
-            assert!(e.key.starts_with("floodsql."), "{}", e.key);
-            b.set(
-                e.key.strip_prefix("floodsql.").unwrap(),
-                e.value.as_deref().unwrap(),
-            )
-            .unwrap();
+            b.set(&e.key, e.value.as_deref().unwrap()).unwrap();
         }
         assert_eq!(a, b);
-        assert!(a.set("page_size", "-1").is_err());
-        assert!(a.set("nope", "1").is_err());
-        assert!(a.set("reader", "rasterio").is_err());
-        assert!(a.set("nodata", "256").is_err());
-        assert!(a.set("nodata", "nan").is_err());
+    }
+
+    #[test]
+    fn values_are_checked() {
+        let mut a = FloodsqlOptions::default();
+        a.set("reader", "GDAL").unwrap();
+        assert_eq!(a.reader, Reader::Gdal);
         a.set("nodata", "Catalogue").unwrap();
         assert_eq!(a.nodata, None);
         a.set("max_grid_pixels", "10G").unwrap();
-        assert_eq!(a.max_grid_pixels, 10_000_000_000);
+        assert_eq!(a.max_grid_pixels, Count(10_000_000_000));
         a.set("max_read_bytes", " 7k ").unwrap();
-        assert_eq!(a.max_read_bytes, 7_000);
-        a.set("max_read_bytes", "0").unwrap();
-        assert_eq!(a.max_read_bytes, 0);
+        assert_eq!(a.max_read_bytes, Count(7_000));
+        a.set("allowed_hosts", " a , ,b:8 ").unwrap();
+        assert_eq!(a.allowed_hosts, ["a", "b:8"]);
+        assert!(a.set("page_size", "-1").is_err());
+        assert!(a.set("reader", "rasterio").is_err());
+        assert!(a.set("nodata", "256").is_err());
+        assert!(a.set("nodata", "nan").is_err());
         for bad in ["10X", "G", "-1", "1.5G", "99999999999T"] {
             assert!(a.set("max_grid_pixels", bad).is_err(), "{bad}");
         }
+        let e = a.set("page_sise", "1").unwrap_err().to_string();
+        assert!(e.contains("did you mean floodsql.page_size?"), "{e}");
+        let e = a.set("nope", "1").unwrap_err().to_string();
+        assert!(e.contains("options: page_size, max_items"), "{e}");
     }
 }

@@ -37,9 +37,10 @@ pub(crate) fn is_cloud(location: &str) -> bool {
 }
 
 fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
-    Error::Read(crate::error::redact_urls(&format!(
-        "cannot read '{location}': {e}"
-    )))
+    Error::Read {
+        location: Some(crate::error::redact(location, location)),
+        message: crate::error::redact(location, &format!("cannot read '{location}': {e}")),
+    }
 }
 
 /// `Name: value` headers from text: one per line, or separated by commas

@@ -365,26 +365,49 @@ pub fn generate(
     wgs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     let to_proj = CoordTransform::new(&wgs, &srs)?;
     let to_ll = CoordTransform::new(&srs, &wgs)?;
+    let aoi = projected_aoi(&spec.bbox, &to_proj)?;
+    let centre = ((aoi[0] + aoi[2]) / 2.0, (aoi[1] + aoi[3]) / 2.0);
+    let span = (aoi[2] - aoi[0]).max(aoi[3] - aoi[1]);
+    let acqs = acquisitions(spec, centre, span);
+    let items = item_specs(spec, &acqs, &aoi);
+    progress.set_length(items.len() as u64);
+    let features = items
+        .iter()
+        .map(|it| item_json(spec, it, &acqs, &to_ll, &dir))
+        .collect::<Result<Vec<Value>>>()?;
+    write_cogs(spec, &items, &acqs, &dir, progress)?;
+    let (items_file, regions_file) = write_catalogue(spec, &features, &dir)?;
+    progress.finish_and_clear();
+    Ok(SynthOutput {
+        dir,
+        items_file,
+        regions_file,
+        n_items: features.len(),
+        bbox: spec.bbox,
+        datetime: "2022-09-01T00:00:00Z/2022-10-01T00:00:00Z".into(),
+    })
+}
 
-    // projected AOI
-    let b = spec.bbox;
+/// The AOI `b` (lon/lat) in the scene's CRS: [x0, y0, x1, y1].
+fn projected_aoi(b: &[f64; 4], to_proj: &CoordTransform) -> Result<[f64; 4]> {
     let mut xs = [b[0], b[0], b[2], b[2]];
     let mut ys = [b[1], b[3], b[1], b[3]];
     to_proj.transform_coords(&mut xs, &mut ys, &mut [0.0; 4])?;
-    let (px0, px1) = (
+    Ok([
         xs.iter().cloned().fold(f64::MAX, f64::min),
-        xs.iter().cloned().fold(f64::MIN, f64::max),
-    );
-    let (py0, py1) = (
         ys.iter().cloned().fold(f64::MAX, f64::min),
+        xs.iter().cloned().fold(f64::MIN, f64::max),
         ys.iter().cloned().fold(f64::MIN, f64::max),
-    );
-    let centre = ((px0 + px1) / 2.0, (py0 + py1) / 2.0);
-    let span = (px1 - px0).max(py1 - py0);
-    let tile_m = spec.tile_px as f64 * RES;
-    let acqs = acquisitions(spec, centre, span);
+    ])
+}
 
-    // tiles covering the projected AOI (plus a margin), on the tile lattice
+/// The scene's items: a tile per acquisition whose swath crosses it, on the
+/// tile lattice over the projected AOI (plus a margin), some overlapping
+/// second items of the same datetime, and decoys (outside the time range,
+/// far outside the AOI).
+fn item_specs(spec: &SynthSpec, acqs: &[Acq], aoi: &[f64; 4]) -> Vec<ItemSpec> {
+    let [px0, py0, px1, py1] = *aoi;
+    let tile_m = spec.tile_px as f64 * RES;
     let (tx0, tx1) = (
         ((px0 - tile_m * 0.1) / tile_m).floor() as i64,
         ((px1 + tile_m * 0.1) / tile_m).floor() as i64,
@@ -464,91 +487,102 @@ pub fn generate(
         time_shift_days: 0,
         swath_shift: 0.0,
     });
+    items
+}
 
-    progress.set_length(items.len() as u64);
-    let seed = spec.seed;
+/// The STAC item of `it` (its assets' COGs under `dir/cogs`).
+fn item_json(
+    spec: &SynthSpec,
+    it: &ItemSpec,
+    acqs: &[Acq],
+    to_ll: &CoordTransform,
+    dir: &Path,
+) -> Result<Value> {
+    let tile_m = spec.tile_px as f64 * RES;
     let tile_px = spec.tile_px;
-    let masks = spec.masks;
-    let dir2 = dir.clone();
-    let mut features: Vec<Value> = Vec::new();
-    for it in &items {
-        let x0 = it.col0 as f64 * RES;
-        let y1 = it.row0 as f64 * RES;
-        let (geometry, bbox) = lonlat_polygon(&to_ll, x0, y1 - tile_m, x0 + tile_m, y1)?;
-        let a = &acqs[it.acq];
-        let dt = a.datetime + Duration::days(it.time_shift_days);
-        let cog = dir2.join("cogs").join(format!("{}_{ASSET}.tif", it.id));
-        let href = url::Url::from_file_path(&cog)
-            .map_err(|_| {
-                Error::invalid(
-                    "scene directory",
-                    cog.display().to_string(),
-                    "not an absolute path",
-                )
-            })?
-            .to_string();
-        let mut feature = json!({
-            "type": "Feature",
-            "stac_version": "1.0.0",
-            "stac_extensions": [
-                "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
-                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-            ],
-            "id": it.id,
-            "collection": COLLECTION,
-            "geometry": geometry,
-            "bbox": bbox,
-            "properties": {
-                "datetime": dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "gsd": RES,
-                "proj:shape": [tile_px, tile_px],
-                "proj:transform": [RES, 0.0, x0, 0.0, -RES, y1, 0.0, 0.0, 1.0],
-                "platform": "sentinel-1",
-                "constellation": "sentinel-1"
-            },
-            "links": [],
-            "assets": {
-                ASSET: {
-                    "href": href,
-                    "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                    "roles": ["data"],
-                    "raster:bands": [{"nodata": 255, "data_type": "uint8", "spatial_resolution": RES}]
-                }
-            }
-        });
-        if let Some(props) = feature["properties"].as_object_mut() {
-            props.extend(spec.crs_form.properties());
-        }
-        if spec.masks {
-            for (name, title) in [
-                (REFERENCE_WATER, "Reference water mask"),
-                (EXCLUSION, "Exclusion mask"),
-            ] {
-                let cog = dir2.join("cogs").join(format!("{}_{name}.tif", it.id));
-                let href = url::Url::from_file_path(&cog)
-                    .map(|u| u.to_string())
-                    .unwrap_or_default();
-                feature["assets"][name] = json!({
-                    "href": href,
-                    "title": title,
-                    "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                    "roles": ["data"],
-                    "raster:bands": [{"nodata": 255, "data_type": "uint8", "spatial_resolution": RES}]
-                });
+    let x0 = it.col0 as f64 * RES;
+    let y1 = it.row0 as f64 * RES;
+    let (geometry, bbox) = lonlat_polygon(to_ll, x0, y1 - tile_m, x0 + tile_m, y1)?;
+    let a = &acqs[it.acq];
+    let dt = a.datetime + Duration::days(it.time_shift_days);
+    let cog = dir.join("cogs").join(format!("{}_{ASSET}.tif", it.id));
+    let href = url::Url::from_file_path(&cog)
+        .map_err(|_| {
+            Error::invalid(
+                "scene directory",
+                cog.display().to_string(),
+                "not an absolute path",
+            )
+        })?
+        .to_string();
+    let mut feature = json!({
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": [
+            "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+        ],
+        "id": it.id,
+        "collection": COLLECTION,
+        "geometry": geometry,
+        "bbox": bbox,
+        "properties": {
+            "datetime": dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "gsd": RES,
+            "proj:shape": [tile_px, tile_px],
+            "proj:transform": [RES, 0.0, x0, 0.0, -RES, y1, 0.0, 0.0, 1.0],
+            "platform": "sentinel-1",
+            "constellation": "sentinel-1"
+        },
+        "links": [],
+        "assets": {
+            ASSET: {
+                "href": href,
+                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data"],
+                "raster:bands": [{"nodata": 255, "data_type": "uint8", "spatial_resolution": RES}]
             }
         }
-        features.push(feature);
+    });
+    if let Some(props) = feature["properties"].as_object_mut() {
+        props.extend(spec.crs_form.properties());
     }
+    if spec.masks {
+        for (name, title) in [
+            (REFERENCE_WATER, "Reference water mask"),
+            (EXCLUSION, "Exclusion mask"),
+        ] {
+            let cog = dir.join("cogs").join(format!("{}_{name}.tif", it.id));
+            let href = url::Url::from_file_path(&cog)
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            feature["assets"][name] = json!({
+                "href": href,
+                "title": title,
+                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data"],
+                "raster:bands": [{"nodata": 255, "data_type": "uint8", "spatial_resolution": RES}]
+            });
+        }
+    }
+    Ok(feature)
+}
 
-    // COGs, two writer threads
+/// Every item's COGs, on two writer threads.
+fn write_cogs(
+    spec: &SynthSpec,
+    items: &[ItemSpec],
+    acqs: &[Acq],
+    dir: &Path,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
+    let (seed, tile_px, masks) = (spec.seed, spec.tile_px, spec.masks);
     let jobs: Vec<(usize, &ItemSpec)> = items.iter().enumerate().collect();
     let errors: std::sync::Mutex<Vec<Error>> = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for w in 0..2 {
             let jobs = &jobs;
             let errors = &errors;
-            let acqs = &acqs;
-            let dir = &dir2;
             s.spawn(move || {
                 for (_, it) in jobs.iter().filter(|(i, _)| i % 2 == w) {
                     let mut a = acqs[it.acq].clone();
@@ -587,12 +621,16 @@ pub fn generate(
             });
         }
     });
-    if let Some(e) = errors.into_inner().ok().and_then(|mut v| v.pop()) {
-        return Err(e);
+    match errors.into_inner().ok().and_then(|mut v| v.pop()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
+}
 
-    // items: one file each, an ItemCollection, NDJSON, and a collection
-    for f in &features {
+/// The catalogue files: one file per item, an ItemCollection, NDJSON, a
+/// collection and the regions: (items file, regions file).
+fn write_catalogue(spec: &SynthSpec, features: &[Value], dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    for f in features {
         let id = f["id"].as_str().unwrap_or("item");
         let p = dir.join("items").join(format!("{id}.json"));
         write_text(&p, &serde_json::to_string_pretty(f).unwrap_or_default())?;
@@ -635,15 +673,7 @@ pub fn generate(
     )?;
     let regions_file = dir.join("regions.geojson");
     write_text(&regions_file, &regions(&spec.bbox).to_string())?;
-    progress.finish_and_clear();
-    Ok(SynthOutput {
-        dir,
-        items_file,
-        regions_file,
-        n_items: features.len(),
-        bbox: spec.bbox,
-        datetime: "2022-09-01T00:00:00Z/2022-10-01T00:00:00Z".into(),
-    })
+    Ok((items_file, regions_file))
 }
 
 /// Named regions over the AOI `b` (lon/lat), as a GeoJSON

@@ -140,3 +140,17 @@ pub(crate) async fn context(
     }
     Ok(ctx)
 }
+
+/// Changes floodsql's options of `ctx` through its session config (typed,
+/// as `SET` would; never by generating SQL).
+pub(crate) fn set_options(
+    ctx: &SessionContext,
+    f: impl FnOnce(&mut crate::options::FloodsqlOptions),
+) -> anyhow::Result<()> {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let opts = crate::options::FloodsqlOptions::of_config_mut(state.config_mut().options_mut())
+        .context("the session has no floodsql options")?;
+    f(opts);
+    Ok(())
+}

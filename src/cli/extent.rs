@@ -84,29 +84,20 @@ impl ScanArgs {
     }
 
     /// `template` bound with this scan's parameters (`${source}`,
-    /// `${collection}`, `${bbox}`, `${datetime}`, `${asset}`, `${chunk}`),
-    /// after the session options it implies.
+    /// `${collection}`, `${bbox}`, `${datetime}`, `${asset}`, `${chunk}`).
+    /// The session options the scan implies are set on its context
+    /// ([`Self::context`]), not in the SQL.
     pub(crate) fn sql(&self, template: &str) -> anyhow::Result<String> {
         self.sql_with(template, &self.params()?)
     }
 
-    /// `template` bound with `params` (this scan's and more), after the
-    /// session options the scan implies.
+    /// `template` bound with `params` (this scan's and more).
     pub(crate) fn sql_with(
         &self,
         template: &str,
         params: &BTreeMap<String, Param>,
     ) -> anyhow::Result<String> {
-        Ok(self.with_session_options(&bind(template, params)?))
-    }
-
-    /// `query` after the session options this scan implies.
-    pub(crate) fn with_session_options(&self, query: &str) -> String {
-        format!(
-            "SET floodsql.page_size = {};\nSET floodsql.max_items = {};\n{query}",
-            self.page_size,
-            self.max_items.unwrap_or(0)
-        )
+        Ok(bind(template, params)?)
     }
 
     /// The template parameters of this scan (checked).
@@ -135,11 +126,29 @@ impl ScanArgs {
         Ok(p)
     }
 
-    /// The session this scan runs in (local, or on `--cluster`).
+    /// The session this scan runs in (local, or on `--cluster`), with the
+    /// options its flags set (after any `--set`).
     pub(crate) async fn context(
         &self,
     ) -> anyhow::Result<datafusion::execution::context::SessionContext> {
-        super::cluster::context(self.cluster.as_deref(), self.partitions, &self.set).await
+        self.context_skipping(&[]).await
+    }
+
+    /// [`Self::context`] leaving out the items `skip` (`--update`: an
+    /// earlier result holds them; `floodsql.skip_items`).
+    pub(crate) async fn context_skipping(
+        &self,
+        skip: &[String],
+    ) -> anyhow::Result<datafusion::execution::context::SessionContext> {
+        let ctx =
+            super::cluster::context(self.cluster.as_deref(), self.partitions, &self.set).await?;
+        let (page_size, max_items) = (self.page_size, self.max_items.unwrap_or(0));
+        super::cluster::set_options(&ctx, |o| {
+            o.page_size = page_size;
+            o.max_items = max_items;
+            o.skip_items = skip.to_vec();
+        })?;
+        Ok(ctx)
     }
 }
 
@@ -210,17 +219,10 @@ fn earlier(a: &ExtentArgs, tif: &Path) -> anyhow::Result<Update> {
     })
 }
 
-/// `SET floodsql.skip_items = '…'` for the items of an earlier result.
-fn skip_items(items: &[String]) -> String {
-    let list = items.join(",").replace('\'', "''");
-    format!("SET floodsql.skip_items = '{list}';\n")
-}
-
-/// Whether `e` is the given floodsql error (`Error::NotIncremental`,
-/// `Error::NothingNew`): DataFusion carries floodsql's errors as messages,
-/// so this looks for the message's own prefix at the start of the report.
-fn is_error(e: &anyhow::Error, prefix: &str) -> bool {
-    super::report(e).starts_with(prefix)
+/// The floodsql error inside `e`, if any (DataFusion carries floodsql's
+/// errors with their type: see [`crate::Error::find`]).
+fn floodsql_error(e: &anyhow::Error) -> Option<&crate::Error> {
+    e.chain().find_map(|c| crate::Error::find(c))
 }
 
 pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
@@ -242,12 +244,9 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     let cancel = Cancel::default();
     if a.scan.dry_run {
-        let sql = match &update {
-            Some(u) => format!("{}{sql}", skip_items(&u.items)),
-            None => sql,
-        };
+        let skip = update.as_ref().map(|u| u.items.clone()).unwrap_or_default();
         return rt.block_on(super::until_signal(&cancel, async {
-            let ctx = a.scan.context().await?;
+            let ctx = a.scan.context_skipping(&skip).await?;
             let progress = super::query_progress(quiet, on_cluster, &cancel);
             super::print_plan(&ctx, &sql, &progress).await
         }));
@@ -257,19 +256,20 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
         update: update.clone(),
         ..RunLabel::titled("Maximum flood extent")
     };
-    let go = |sql: String, label: RunLabel| {
-        let (outputs, cancel, scan) = (&outputs, &cancel, &a.scan);
+    let go = |skip: &[String], label: RunLabel| {
+        let (outputs, cancel, scan, sql) = (&outputs, &cancel, &a.scan, &sql);
+        let skip = skip.to_vec();
         rt.block_on(super::until_signal(cancel, async move {
-            let ctx = scan.context().await?;
+            let ctx = scan.context_skipping(&skip).await?;
             let progress = super::query_progress(quiet, on_cluster, cancel);
-            let r = run_to_outputs(&ctx, &sql, outputs, &label, &progress).await;
+            let r = run_to_outputs(&ctx, sql, outputs, &label, &progress).await;
             progress.search.finish_and_clear();
             anyhow::Ok(r?)
         }))
     };
     let summary = match &update {
-        None => go(sql, label)?,
-        Some(u) => match go(format!("{}{sql}", skip_items(&u.items)), label.clone()) {
+        None => go(&[], label)?,
+        Some(u) => match go(&u.items, label.clone()) {
             Ok(s) => {
                 eprintln!(
                     "update: read the {} new items only; {} held {} already",
@@ -279,18 +279,18 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
                 );
                 s
             }
-            Err(e) if is_error(&e, "nothing new:") => {
+            Err(e) if matches!(floodsql_error(&e), Some(crate::Error::NothingNew(_))) => {
                 eprintln!("{}; {} is up to date", super::report(&e), u.tif.display());
                 return Ok(());
             }
-            Err(e) if is_error(&e, "not incremental:") => {
+            Err(e) if matches!(floodsql_error(&e), Some(crate::Error::NotIncremental(_))) => {
                 eprintln!(
                     "{}: recomputing {} in full",
                     super::report(&e),
                     u.tif.display()
                 );
                 go(
-                    sql,
+                    &[],
                     RunLabel {
                         update: None,
                         ..label

@@ -245,18 +245,7 @@ fn chain_report(e: &anyhow::Error) -> String {
 fn root_message(e: &DataFusionError) -> String {
     match e.find_root() {
         DataFusionError::Internal(m) => format!("internal error: {m}"),
-        DataFusionError::External(inner) => {
-            let mut out = inner.to_string();
-            let mut cur: &dyn std::error::Error = inner.as_ref();
-            while let Some(s) = cur.source() {
-                let m = s.to_string();
-                if !out.contains(&m) {
-                    out = format!("{out}: {m}");
-                }
-                cur = s;
-            }
-            out
-        }
+        DataFusionError::External(inner) => crate::error::chain_message(inner.as_ref()),
         root => root.message().into_owned(),
     }
 }

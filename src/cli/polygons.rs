@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::context::Cancel;
 use crate::error::join_err;
 use crate::output::polygons::{write_polygons, PolygonOutputs};
 use crate::vector::polygons::{polygonize, PolygonOptions};
@@ -59,7 +60,7 @@ pub(crate) fn run(a: PolygonsArgs, _quiet: bool) -> anyhow::Result<()> {
         parquet: a.parquet.clone(),
         geojson: a.geojson.clone(),
     };
-    outputs.check_dirs()?;
+    outputs.transaction(Cancel::default())?; // refused before any work
     let opts = PolygonOptions {
         classes: a.classes.clone(),
         simplify: a.simplify,
@@ -69,17 +70,21 @@ pub(crate) fn run(a: PolygonsArgs, _quiet: bool) -> anyhow::Result<()> {
     };
     let rt = super::runtime()?;
     let raster = a.raster.clone();
-    let (n, pixels, km2, blocks, merged) = rt.block_on(async move {
-        tokio::task::spawn_blocking(move || -> crate::Result<_> {
-            let p = polygonize(&raster, &opts)?;
-            write_polygons(&p, &outputs)?;
-            let pixels: u64 = p.polygons.iter().map(|f| f.pixels).sum();
-            let km2: f64 = p.polygons.iter().map(|f| f.area_km2).sum();
-            Ok((p.polygons.len(), pixels, km2, p.blocks, p.pieces_merged))
-        })
-        .await
-        .map_err(join_err("vectorising"))?
-    })?;
+    let cancel = Cancel::default();
+    let stop = cancel.clone();
+    let (n, pixels, km2, blocks, merged) =
+        rt.block_on(super::until_signal(&cancel, async move {
+            let r = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+                let p = polygonize(&raster, &opts)?;
+                write_polygons(&p, &outputs, stop)?;
+                let pixels: u64 = p.polygons.iter().map(|f| f.pixels).sum();
+                let km2: f64 = p.polygons.iter().map(|f| f.area_km2).sum();
+                Ok((p.polygons.len(), pixels, km2, p.blocks, p.pieces_merged))
+            })
+            .await
+            .map_err(join_err("vectorising"))??;
+            anyhow::Ok(r)
+        }))?;
     eprintln!(
         "polygons: {n} ({pixels} pixels, {km2:.3} km² on the ellipsoid); {blocks} blocks, {merged} pieces merged across block edges"
     );

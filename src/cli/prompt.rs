@@ -33,22 +33,84 @@ pub(crate) struct PromptOptions {
     pub(crate) params: BTreeMap<String, Param>,
 }
 
-const HELP: &str = "\
-statements end with ';' and may span lines; Ctrl-C cancels the running query
-(or clears the line), Ctrl-D or \\q leaves.
+/// A backslash command of the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Help,
+    Quit,
+    Describe,
+    Functions,
+    Timing,
+    Out,
+}
 
-  \\?  help  \\h        this help
-  \\q  quit  exit      leave the prompt
-  \\d                  list tables and views
-  \\d NAME             describe a table or view (its columns)
-  \\df                 floodsql's functions: syntax and description
-  \\timing             print each statement's wall time (toggle)
-  \\out FILE...        write the next query's result as raster outputs, by
-                      extension: .tif (COG), .parquet, .png (as `sql --out`)
+/// Every command, declared once: its names (Tab offers those starting with
+/// a backslash), its arguments and what it does — the help, completion and
+/// dispatch all read this table.
+const COMMANDS: &[(Command, &[&str], &str, &str)] = &[
+    (Command::Help, &["\\?", "help", "\\h"], "", "this help"),
+    (
+        Command::Quit,
+        &["\\q", "quit", "exit"],
+        "",
+        "leave the prompt",
+    ),
+    (Command::Describe, &["\\d"], "", "list tables and views"),
+    (
+        Command::Describe,
+        &["\\d"],
+        "NAME",
+        "describe a table or view (its columns)",
+    ),
+    (
+        Command::Functions,
+        &["\\df"],
+        "",
+        "floodsql's functions: syntax and description",
+    ),
+    (
+        Command::Timing,
+        &["\\timing"],
+        "",
+        "print each statement's wall time (toggle)",
+    ),
+    (
+        Command::Out,
+        &["\\out"],
+        "FILE...",
+        "write the next query's result as raster outputs, by extension: \
+         .tif (COG), .parquet, .png (as `sql --out`)",
+    ),
+];
 
-Tab completes keywords, functions and tables. SET floodsql.<option> = value
-changes a session option (SHOW ALL lists them). History: ~/.floodsql_history
-(FLOODSQL_HISTORY overrides).";
+/// The command a line names, with its arguments.
+fn parse_command(line: &str) -> Option<(Command, &str)> {
+    let (name, args) = line
+        .split_once(char::is_whitespace)
+        .map_or((line, ""), |(c, a)| (c, a.trim()));
+    COMMANDS
+        .iter()
+        .find(|(_, names, _, _)| names.contains(&name))
+        .map(|(c, _, _, _)| (*c, args))
+}
+
+/// The prompt's help, from [`COMMANDS`].
+fn help() -> String {
+    let mut out = String::from(
+        "statements end with ';' and may span lines; Ctrl-C cancels the running query\n\
+         (or clears the line), Ctrl-D or \\q leaves.\n\n",
+    );
+    for (_, names, args, what) in COMMANDS {
+        let head = format!("{} {args}", names.join("  "));
+        out.push_str(&format!("  {:<18} {what}\n", head.trim_end()));
+    }
+    out.push_str(
+        "\nTab completes keywords, functions and tables. SET floodsql.<option> = value\n\
+         changes a session option (SHOW ALL lists them). History: ~/.floodsql_history\n\
+         (FLOODSQL_HISTORY overrides).",
+    );
+    out
+}
 
 /// SQL words offered by Tab besides the session's functions and tables.
 const KEYWORDS: &[&str] = &[
@@ -114,8 +176,6 @@ const KEYWORDS: &[&str] = &[
     "AVG",
 ];
 
-const COMMANDS: &[&str] = &["\\?", "\\h", "\\q", "\\d", "\\df", "\\timing", "\\out"];
-
 /// Tab completion over keywords, backslash commands and the session's
 /// functions and tables (read when Tab is pressed, so new views complete).
 struct SqlHelper {
@@ -163,7 +223,14 @@ impl Completer for SqlHelper {
             return Ok((pos, Vec::new()));
         }
         let pool: Vec<String> = if word.starts_with('\\') {
-            COMMANDS.iter().map(|c| c.to_string()).collect()
+            let mut names: Vec<String> = COMMANDS
+                .iter()
+                .flat_map(|(_, names, _, _)| names.iter())
+                .filter(|n| n.starts_with('\\'))
+                .map(|n| n.to_string())
+                .collect();
+            names.dedup();
+            names
         } else {
             self.words()
         };
@@ -325,7 +392,7 @@ fn save(rl: &mut Editor<SqlHelper, FileHistory>, history: &Option<PathBuf>) {
 }
 
 fn is_command(line: &str) -> bool {
-    line.starts_with('\\') || matches!(line, "help" | "quit" | "exit")
+    line.starts_with('\\') || parse_command(line).is_some()
 }
 
 /// Runs one backslash command; `Ok(false)` leaves the prompt.
@@ -336,24 +403,25 @@ fn command(
     session: &mut Session,
     line: &str,
 ) -> anyhow::Result<bool> {
-    let (cmd, args) = line
-        .split_once(char::is_whitespace)
-        .map_or((line, ""), |(c, a)| (c, a.trim()));
+    let Some((cmd, args)) = parse_command(line) else {
+        let name = line.split_whitespace().next().unwrap_or(line);
+        anyhow::bail!("unknown command {name}: \\? lists the commands");
+    };
     match cmd {
-        "\\q" | "quit" | "exit" => return Ok(false),
-        "\\?" | "\\h" | "help" => println!("{HELP}"),
-        "\\timing" => {
+        Command::Quit => return Ok(false),
+        Command::Help => println!("{}", help()),
+        Command::Timing => {
             session.timing = !session.timing;
             println!("Timing is {}.", if session.timing { "on" } else { "off" });
         }
-        "\\df" => print_table(
+        Command::Functions => print_table(
             &["kind", "name", "syntax", "description"],
             crate::functions::documented()
                 .into_iter()
                 .map(|f| vec![f.kind.to_string(), f.name, f.syntax, f.description])
                 .collect(),
         )?,
-        "\\d" if args.is_empty() => statement(
+        Command::Describe if args.is_empty() => statement(
             rt,
             ctx,
             o,
@@ -361,7 +429,7 @@ fn command(
             "SELECT table_schema, table_name, table_type FROM information_schema.tables \
              WHERE table_schema <> 'information_schema' ORDER BY table_schema, table_name;",
         )?,
-        "\\d" => {
+        Command::Describe => {
             if !args
                 .chars()
                 .all(|c| c.is_alphanumeric() || "_.\"".contains(c))
@@ -370,7 +438,7 @@ fn command(
             }
             statement(rt, ctx, o, session, &format!("DESCRIBE {args};"))?
         }
-        "\\out" => {
+        Command::Out => {
             session.next_outputs = parse_outputs(args)?;
             match &session.next_outputs {
                 Some(out) => println!(
@@ -383,7 +451,6 @@ fn command(
                 None => println!("\\out cleared: results are printed"),
             }
         }
-        _ => anyhow::bail!("unknown command {cmd}: \\? lists the commands"),
     }
     Ok(true)
 }

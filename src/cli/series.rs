@@ -66,7 +66,7 @@ pub(super) fn run_table(
     if scan.print_sql {
         println!("{sql}");
     }
-    outputs.check_dirs()?;
+    outputs.transaction(Cancel::default())?; // refused before the query runs
     let rt = super::runtime()?;
     let cancel = Cancel::default();
     let batches = rt.block_on(super::until_signal(&cancel, async {
@@ -104,12 +104,15 @@ pub(super) fn run_table(
             scan.asset,
             scan.bbox
         );
-        let (title, written) = (title.to_string(), outputs.clone());
-        rt.block_on(async {
-            tokio::task::spawn_blocking(move || write_series(&batches, &outputs, &title, &subtitle))
-                .await
-                .map_err(join_err("writing the result"))?
-        })?;
+        let (title, written, stop) = (title.to_string(), outputs.clone(), cancel.clone());
+        rt.block_on(super::until_signal(&cancel, async {
+            tokio::task::spawn_blocking(move || {
+                write_series(&batches, &outputs, &title, &subtitle, stop)
+            })
+            .await
+            .map_err(join_err("writing the result"))??;
+            anyhow::Ok(())
+        }))?;
         for p in [&written.csv, &written.parquet, &written.png]
             .into_iter()
             .flatten()

@@ -52,7 +52,7 @@ impl ZonalArgs {
             "SELECT name, round(flooded_km2, 3) AS flooded_km2, round(observed_km2, 3) AS observed_km2, \
              round(share_observed, 3) AS share_observed, first_flooded, last_flooded\nFROM (\n{query}\n)\nORDER BY region_id"
         );
-        Ok(self.scan.with_session_options(&brief))
+        Ok(brief)
     }
 }
 

@@ -12,66 +12,51 @@ use crate::error::{Error, Result};
 use crate::geo::Window;
 use crate::raster::grid::OutputGrid;
 
-/// What a result's pixels are: the kind and nodata its aggregate recorded
-/// in the field's metadata (see `floodsql_udfs::RasterMeta`), or
-/// [`PixelKind::Values`] for a binary column without it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PixelKind {
-    /// 0/1 (an extent, `flood_observed`).
-    Mask,
-    /// Counts of slices.
-    Count,
-    /// GFM's three states: 1 flooded, 0 observed dry, 255 never observed.
-    States,
-    /// Days since 1970-01-01 (0: never flooded).
-    Date,
-    /// Percent 0..=100 (255: never observed).
-    Percent,
-    /// Values of unknown meaning.
-    Values,
-}
-
-impl PixelKind {
-    fn parse(kind: &str) -> Self {
-        match kind {
-            "mask" => PixelKind::Mask,
-            "count" => PixelKind::Count,
-            "states" => PixelKind::States,
-            "date" => PixelKind::Date,
-            "percent" => PixelKind::Percent,
-            _ => PixelKind::Values,
-        }
-    }
-}
+pub(crate) use floodsql_udfs::RasterKind;
 
 /// The pixel column's kind and nodata value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PixelMeta {
-    pub(crate) kind: PixelKind,
+    pub(crate) kind: RasterKind,
     pub(crate) nodata: Option<u16>,
 }
 
 impl Default for PixelMeta {
     fn default() -> Self {
         Self {
-            kind: PixelKind::Values,
+            kind: RasterKind::Values,
             nodata: None,
         }
     }
 }
 
 impl PixelMeta {
-    /// From the metadata of a result field.
-    pub(crate) fn of_field(f: &arrow::datatypes::Field) -> Self {
+    /// From the metadata of a result field: the kind its aggregate
+    /// recorded ([`RasterKind::Values`] when none is), or an error naming a
+    /// kind this build does not know (never a silent fallback).
+    pub(crate) fn of_field(f: &arrow::datatypes::Field) -> Result<Self> {
         let m = f.metadata();
-        Self {
-            kind: m
-                .get(floodsql_udfs::META_KIND)
-                .map_or(PixelKind::Values, |k| PixelKind::parse(k)),
-            nodata: m
-                .get(floodsql_udfs::META_NODATA)
-                .and_then(|v| v.parse().ok()),
-        }
+        let kind = match m.get(floodsql_udfs::META_KIND) {
+            None => RasterKind::Values,
+            Some(k) => RasterKind::parse(k).ok_or_else(|| {
+                Error::NotRasterisable(format!(
+                    "column '{}' records raster kind '{k}' in its metadata, which this floodsql \
+                     does not know (known: {})",
+                    f.name(),
+                    RasterKind::ALL.map(RasterKind::name).join(", ")
+                ))
+            })?,
+        };
+        let nodata = match m.get(floodsql_udfs::META_NODATA) {
+            None => None,
+            Some(v) => Some(v.parse().map_err(|_| {
+                Error::NotRasterisable(format!(
+                    "column '{}' records nodata '{v}' in its metadata: not a pixel value",
+                    f.name()
+                ))
+            })?),
+        };
+        Ok(Self { kind, nodata })
     }
 }
 
@@ -121,7 +106,7 @@ impl ChunkReader {
             int_col(b, "height")?,
         );
         let col = pixel_col(b)?;
-        let meta = PixelMeta::of_field(b.schema().field(col));
+        let meta = PixelMeta::of_field(b.schema().field(col))?;
         if *self.meta.get_or_insert(meta) != meta {
             return Err(Error::NotRasterisable(
                 "result batches differ in what their pixels are".into(),
@@ -216,7 +201,7 @@ fn int_col(b: &RecordBatch, name: &str) -> Result<Vec<i64>> {
 
 /// What the pixels of a result batch are.
 pub(crate) fn pixel_meta(b: &RecordBatch) -> Result<PixelMeta> {
-    Ok(PixelMeta::of_field(b.schema().field(pixel_col(b)?)))
+    PixelMeta::of_field(b.schema().field(pixel_col(b)?))
 }
 
 /// The pixel column: `pixels` if present, else the only binary column.

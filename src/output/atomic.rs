@@ -2,17 +2,21 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{io_err, Error, Result};
+#[cfg(test)]
+use crate::error::io_err;
+use crate::error::{Error, Result};
 
-/// Calls `write(tmp)` with a temp path in the target's directory, then renames
-/// the temp file to `target`. On error the temp file is removed.
+/// One file written as a one-output transaction
+/// ([`crate::output::transaction`]): `write(tmp)` writes a temp file in the
+/// target's directory, renamed onto `target` when complete; on error nothing
+/// changes.
 pub(crate) fn write_atomic(target: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = temp_path(target, "")?;
-    let result = write(&tmp).and_then(|_| commit(&tmp, target));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut tx = crate::output::transaction::OutputTransaction::new(
+        [target],
+        crate::context::Cancel::default(),
+    )?;
+    tx.stage(target, write)?;
+    tx.commit()
 }
 
 /// A temp path beside `target` (`.NAME.tmp-PID` + `suffix`), in a directory
@@ -57,11 +61,6 @@ pub(crate) fn remove_stale_temps(target: &Path) {
     }
 }
 
-/// Renames a finished temp file onto its target.
-pub(crate) fn commit(tmp: &Path, target: &Path) -> Result<()> {
-    std::fs::rename(tmp, target).map_err(io_err(target))
-}
-
 fn dir_of(target: &Path) -> PathBuf {
     match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -80,6 +79,25 @@ pub(crate) fn check_dir(target: &Path) -> Result<()> {
             dir.display().to_string(),
             "does not exist",
         ))
+    }
+}
+
+/// Whether two paths name the same file: the same canonical directory and
+/// file name (the file itself need not exist yet).
+pub(crate) fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let key = |p: &std::path::Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        (
+            std::fs::canonicalize(&dir).unwrap_or(dir),
+            p.file_name().map(|n| n.to_os_string()),
+        )
+    };
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => key(a) == key(b),
     }
 }
 

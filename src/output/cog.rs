@@ -12,8 +12,7 @@ use gdal::{Dataset, DriverManager, Metadata};
 
 use crate::error::{Error, Result};
 use crate::geo::Window;
-use crate::output::assemble::PixelKind;
-use crate::output::atomic::{temp_path, write_atomic};
+use crate::output::assemble::RasterKind;
 use crate::output::Provenance;
 use crate::raster::grid::{spatial_ref, OutputGrid};
 
@@ -27,17 +26,18 @@ pub(crate) struct TiledTiff {
 }
 
 impl TiledTiff {
-    /// Creates the temp GTiff for `target` on `grid`: 1 (u8) or 2 (u16) bytes
-    /// per pixel; blocks never written read as 0.
+    /// Creates the GTiff at `path` (a scratch file of the run's
+    /// transaction) on `grid`: 1 (u8) or 2 (u16) bytes per pixel; blocks
+    /// never written read as 0.
     /// With a `nodata` value, the band declares it and blocks never
     /// written read as it.
     pub(crate) fn create(
-        target: &Path,
+        path: &Path,
         grid: &OutputGrid,
         bytes_per_pixel: usize,
         nodata: Option<u16>,
     ) -> Result<Self> {
-        let path = temp_path(target, ".gtiff")?;
+        let path = path.to_path_buf();
         let drv = DriverManager::get_driver_by_name("GTiff")?;
         let opts = RasterCreationOptions::from_iter([
             "TILED=YES",
@@ -70,11 +70,6 @@ impl TiledTiff {
         })
     }
 
-    /// The temp file (removed by the caller when the run fails).
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Writes a chunk's pixels (`bytes_per_pixel` each, little-endian).
     pub(crate) fn write(&mut self, w: Window, px: &[u8]) -> Result<()> {
         let mut band = self.ds.rasterband(1)?;
@@ -100,16 +95,17 @@ impl TiledTiff {
         Ok(())
     }
 
-    /// Closes the GTiff and copies it into a COG at `target` (atomically);
-    /// the temp GTiff is removed. The COG carries `provenance` as metadata
+    /// Closes the GTiff and copies it into a COG at `out` (a staged file;
+    /// messages name `target`); the GTiff is removed. The COG carries `provenance` as metadata
     /// (what QGIS shows under the layer's properties), a band description,
     /// and for a 0/1 mask or three states a colour table (0 light beige, 1
     /// flood blue, 255 grey).
     pub(crate) fn into_cog(
         self,
+        out: &Path,
         target: &Path,
         provenance: &Provenance,
-        kind: PixelKind,
+        kind: RasterKind,
     ) -> Result<()> {
         let TiledTiff { path, mut ds, .. } = self;
         let result = (|| {
@@ -125,13 +121,11 @@ impl TiledTiff {
                 "BIGTIFF=IF_SAFER",
                 "NUM_THREADS=ALL_CPUS",
             ]);
-            write_atomic(target, |tmp| {
-                let mut out = src
-                    .create_copy(&cog, tmp, &opts)
-                    .map_err(|e| Error::Gdal(format!("writing COG '{}': {e}", target.display())))?;
-                out.flush_cache()?;
-                Ok(())
-            })
+            let mut made = src
+                .create_copy(&cog, out, &opts)
+                .map_err(|e| Error::Gdal(format!("writing COG '{}': {e}", target.display())))?;
+            made.flush_cache()?;
+            Ok(())
         })();
         let _ = std::fs::remove_file(&path);
         result
@@ -159,7 +153,7 @@ pub(crate) fn metadata_items(p: &Provenance) -> Vec<(&'static str, String)> {
     v
 }
 
-fn describe(ds: &mut Dataset, p: &Provenance, kind: PixelKind) -> Result<()> {
+fn describe(ds: &mut Dataset, p: &Provenance, kind: RasterKind) -> Result<()> {
     for (k, v) in metadata_items(p) {
         ds.set_metadata_item(k, &v, "")?;
     }
@@ -170,26 +164,26 @@ fn describe(ds: &mut Dataset, p: &Provenance, kind: PixelKind) -> Result<()> {
         p.title.as_str()
     };
     band.set_description(&match kind {
-        PixelKind::Mask => format!("{what}: 1 = flooded, 0 = not flooded or not observed"),
-        PixelKind::States => {
+        RasterKind::Mask => format!("{what}: 1 = flooded, 0 = not flooded or not observed"),
+        RasterKind::States => {
             format!("{what}: 1 = flooded, 0 = observed, not flooded, 255 = never observed")
         }
-        PixelKind::Date => {
+        RasterKind::Date => {
             format!("{what}: days since 1970-01-01 (UTC), 0 = never flooded")
         }
-        PixelKind::Percent => {
+        RasterKind::Percent => {
             format!("{what}: percent of observations flooded, 255 = never observed")
         }
-        PixelKind::Count => format!("{what}: number of time slices"),
-        PixelKind::Values => format!("{what} (values per pixel)"),
+        RasterKind::Count => format!("{what}: number of time slices"),
+        RasterKind::Values => format!("{what} (values per pixel)"),
     })?;
-    if matches!(kind, PixelKind::Mask | PixelKind::States) {
+    if matches!(kind, RasterKind::Mask | RasterKind::States) {
         let mut ct = ColorTable::new(PaletteInterpretation::Rgba);
         let rgba = |r, g, b, a| ColorEntry::rgba(r, g, b, a);
         // TIFF palettes are RGB (no alpha): 0 is drawn light, as in the PNG
         ct.set_color_entry(0, &rgba(236, 232, 214, 255));
         ct.set_color_entry(1, &rgba(20, 90, 200, 255));
-        if kind == PixelKind::States {
+        if kind == RasterKind::States {
             for v in 2..255 {
                 ct.set_color_entry(v, &rgba(0, 0, 0, 255));
             }

@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 
 use crate::error::{io_err, Error, Result};
 use crate::output::assemble::PixelMeta;
-use crate::output::atomic::write_atomic;
 use crate::output::Provenance;
 use crate::raster::grid::{spatial_ref, OutputGrid};
 
@@ -199,15 +198,13 @@ pub(crate) fn item(run: &Run, item_path: &Path) -> Result<Value> {
     }))
 }
 
-/// Writes the item of `run` at `path` (atomically; a staging file for a
-/// remote output `named`).
-pub(crate) fn write(run: &Run, path: &Path, named: &Path) -> Result<()> {
+/// Writes the item of `run` at `out` (a staged file) for an item that will
+/// be at `named`.
+pub(crate) fn write(run: &Run, out: &Path, named: &Path) -> Result<()> {
     let v = item(run, named)?;
     let text = serde_json::to_string_pretty(&v)
         .map_err(|e| Error::Internal(format!("lineage item: {e}")))?;
-    write_atomic(path, |tmp| {
-        std::fs::write(tmp, text.as_bytes()).map_err(io_err(tmp))
-    })
+    std::fs::write(out, text.as_bytes()).map_err(io_err(out))
 }
 
 /// Fails when a local file is at the lineage path `path` and is not a

@@ -14,6 +14,7 @@ pub(crate) mod polygons;
 pub(crate) mod remote;
 pub(crate) mod series;
 pub(crate) mod sink;
+pub(crate) mod transaction;
 
 use std::path::PathBuf;
 
@@ -97,18 +98,8 @@ impl Outputs {
     /// the same file (checked before a query runs, so that a long run does
     /// not end in a refusal).
     pub(crate) fn check_dirs(&self) -> Result<()> {
-        self.paths().try_for_each(|p| atomic::check_dir(p))?;
-        let all: Vec<&PathBuf> = self.paths().collect();
-        for (i, a) in all.iter().enumerate() {
-            if all[..i].iter().any(|b| same_file(a, b)) {
-                return Err(crate::error::Error::invalid(
-                    "output path",
-                    a.display().to_string(),
-                    "given for two outputs (--out, --parquet, --png and the lineage item NAME.stac.json need distinct files)",
-                ));
-            }
-        }
-        Ok(())
+        let all: Vec<&std::path::Path> = self.paths().map(PathBuf::as_path).collect();
+        transaction::check_targets(&all)
     }
 
     /// Fails when an output would overwrite one of the query's inputs
@@ -116,7 +107,7 @@ impl Outputs {
     pub(crate) fn check_not_inputs(&self, locations: &[&str]) -> Result<()> {
         for p in self.paths() {
             if let Some(input) = locations.iter().find(|l| {
-                (l.starts_with('/') && same_file(p, std::path::Path::new(l)))
+                (l.starts_with('/') && atomic::same_file(p, std::path::Path::new(l)))
                     || p.to_str() == Some(**l)
             }) {
                 return Err(crate::error::Error::invalid(
@@ -127,25 +118,6 @@ impl Outputs {
             }
         }
         Ok(())
-    }
-}
-
-/// Whether two paths name the same file: the same canonical directory and
-/// file name (the file itself need not exist yet).
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    let key = |p: &std::path::Path| {
-        let dir = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        (
-            std::fs::canonicalize(&dir).unwrap_or(dir),
-            p.file_name().map(|n| n.to_os_string()),
-        )
-    };
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => key(a) == key(b),
     }
 }
 
@@ -171,7 +143,7 @@ mod tests {
             title: title.into(),
             ..Default::default()
         };
-        let mut sink = RasterSink::new(grid, outputs, &p)?;
+        let mut sink = RasterSink::new(grid, outputs, &p, Default::default())?;
         for b in &batches {
             sink.write(b)?;
         }
@@ -304,7 +276,8 @@ mod tests {
         assert_eq!(left, ["x.tif"], "only the directory in the way");
         // a sink dropped mid-stream (a failed or cancelled query) leaves nothing
         std::fs::remove_dir(dir.path().join("x.tif")).unwrap();
-        let mut sink = RasterSink::new(&grid(), &out, &Provenance::default()).unwrap();
+        let mut sink =
+            RasterSink::new(&grid(), &out, &Provenance::default(), Default::default()).unwrap();
         sink.write(&batches[0]).unwrap();
         assert!(
             std::fs::read_dir(dir.path()).unwrap().count() > 0,

@@ -18,7 +18,6 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{io_err, Error, Result};
-use crate::output::atomic::{commit, temp_path};
 use crate::raster::grid::OutputGrid;
 
 /// Encoded bytes of a row group before it goes to the file.
@@ -34,14 +33,15 @@ pub(crate) struct ParquetSink {
 }
 
 impl ParquetSink {
-    /// A sink for `target` (nothing is written before the first batch).
-    pub(crate) fn new(target: &Path, grid: &OutputGrid) -> Result<Self> {
-        Ok(Self {
+    /// A sink for `target` writing to `tmp` (a scratch file of the run's
+    /// transaction; nothing is written before the first batch).
+    pub(crate) fn new(target: &Path, tmp: PathBuf, grid: &OutputGrid) -> Self {
+        Self {
             target: target.to_path_buf(),
-            tmp: temp_path(target, "")?,
+            tmp,
             grid: grid.clone(),
             writer: None,
-        })
+        }
     }
 
     /// The temp file (removed by the caller when the run fails).
@@ -88,7 +88,7 @@ impl ParquetSink {
         r.map_err(|e| self.failed(e))
     }
 
-    /// Closes the file (recording the pixel size) and renames it onto its target.
+    /// Closes the file (recording the pixel size): [`Self::tmp`] is complete.
     pub(crate) fn finish(mut self, bytes_per_pixel: usize) -> Result<()> {
         let Some(mut w) = self.writer.take() else {
             return Err(Error::NotRasterisable(
@@ -100,6 +100,6 @@ impl ParquetSink {
             bytes_per_pixel.to_string(),
         ));
         w.close().map_err(|e| self.failed(e))?;
-        commit(&self.tmp, &self.target)
+        Ok(())
     }
 }

@@ -17,12 +17,12 @@ use std::sync::Once;
 
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::DriverManager;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 use crate::error::{Error, Result};
-use crate::output::assemble::{PixelKind, PixelMeta};
-use crate::output::atomic::write_atomic;
+use crate::output::assemble::{PixelMeta, RasterKind};
 use crate::output::Provenance;
 use crate::raster::grid::OutputGrid;
 
@@ -223,6 +223,62 @@ fn corners_lonlat(grid: &OutputGrid) -> Option<String> {
     Some(format!("NW {}, SE {}", ll(xs[0], ys[0]), ll(xs[1], ys[1])))
 }
 
+/// Where things sit in the quicklook image: margins around the map.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Image size.
+    w: usize,
+    h: usize,
+    /// The map's size (quicklook pixels) and its left and top margins.
+    qw: usize,
+    qh: usize,
+    ml: usize,
+    mt: usize,
+}
+
+impl Layout {
+    fn new(qw: usize, qh: usize) -> Self {
+        let (ml, mt, mr, mb) = (80usize, 64usize, 24usize, 128usize);
+        Self {
+            w: (ml + qw + mr).max(760),
+            h: mt + qh + mb,
+            qw,
+            qh,
+            ml,
+            mt,
+        }
+    }
+
+    /// The map's top-left and bottom-right corners in image pixels.
+    fn map(&self) -> ((i32, i32), (i32, i32)) {
+        (
+            (self.ml as i32, self.mt as i32),
+            ((self.ml + self.qw) as i32, (self.mt + self.qh) as i32),
+        )
+    }
+}
+
+/// How the quicklook colours values: the kind, and the range of the ramp.
+#[derive(Debug, Clone, Copy)]
+struct Colours {
+    kind: RasterKind,
+    /// Flooded / not flooded / not observed (a mask or three states), or
+    /// a ramp from `min` to `max`.
+    mask: bool,
+    min: u32,
+    max: u32,
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// A drawing step's error as floodsql's.
+fn drawn<E: std::fmt::Display>(r: std::result::Result<(), E>) -> Result<()> {
+    r.map_err(|e| Error::Output {
+        path: "quicklook".into(),
+        message: e.to_string(),
+    })
+}
+
 /// The quicklook image: (rgb, width, height).
 pub(crate) fn render(
     ql: &Quicklook,
@@ -230,196 +286,238 @@ pub(crate) fn render(
     grid: &OutputGrid,
     figures: Figures,
 ) -> Result<(Vec<u8>, usize, usize)> {
-    let (qw, qh, q) = (ql.qw, ql.qh, &ql.q);
-    let max = q.iter().copied().max().unwrap_or(0);
+    let max = ql.q.iter().copied().max().unwrap_or(0);
     let min = match figures.min {
         0 | u64::MAX => 1,
         m => m.min(u32::MAX as u64) as u32,
     };
     let kind = ql.meta.kind;
-    let mask = (ql.bytes_per_pixel == 1 && max <= 1 && kind != PixelKind::Percent)
-        || kind == PixelKind::States;
-    let (ml, mt, mr) = (80usize, 64usize, 24usize);
-    let mb = 128usize;
-    let w = (ml + qw + mr).max(760);
-    let h = mt + qh + mb;
-    let mut buf = vec![0u8; w * h * 3];
+    let colours = Colours {
+        kind,
+        mask: (ql.bytes_per_pixel == 1 && max <= 1 && kind != RasterKind::Percent)
+            || kind == RasterKind::States,
+        min,
+        max,
+    };
+    let at = Layout::new(ql.qw, ql.qh);
+    let mut buf = vec![0u8; at.w * at.h * 3];
     for px in buf.chunks_exact_mut(3) {
         px.copy_from_slice(&PAPER);
     }
-    // the map, pixel by pixel
-    for y in 0..qh {
+    paint_map(ql, &at, colours, &mut buf);
+    {
+        let area =
+            BitMapBackend::with_buffer(&mut buf, (at.w as u32, at.h as u32)).into_drawing_area();
+        draw_title(&area, &at, prov)?;
+        draw_axes(&area, &at, grid, ql.k)?;
+        let ly = at.map().1 .1 + 30;
+        draw_legend(&area, &at, ly, ql, colours, figures, grid.geotransform()[1])?;
+        draw_caption(&area, &at, ly, grid, ql.k)?;
+        drawn(area.present())?;
+    }
+    Ok((buf, at.w, at.h))
+}
+
+/// The map, pixel by pixel.
+fn paint_map(ql: &Quicklook, at: &Layout, c: Colours, buf: &mut [u8]) {
+    let (qw, q) = (ql.qw, &ql.q);
+    for y in 0..ql.qh {
         for x in 0..qw {
             let v = q[y * qw + x];
             let seen = ql.observed.as_ref().is_none_or(|o| o[y * qw + x] > 0);
-            let c = if mask {
+            let colour = if c.mask {
                 match (v > 0, seen) {
                     (true, _) => WET,
                     (false, true) => DRY,
                     (false, false) => UNSEEN,
                 }
-            } else if (kind == PixelKind::Date || v == 0) && !seen {
+            } else if (c.kind == RasterKind::Date || v == 0) && !seen {
                 UNSEEN
             } else {
-                ramp(v, min, max)
+                ramp(v, c.min, c.max)
             };
-            buf[((mt + y) * w + ml + x) * 3..][..3].copy_from_slice(&c);
+            buf[((at.mt + y) * at.w + at.ml + x) * 3..][..3].copy_from_slice(&colour);
         }
     }
-    let err = |e: String| Error::Output {
-        path: "quicklook".into(),
-        message: e,
-    };
-    {
-        let area = BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)).into_drawing_area();
-        let d =
-            |r: std::result::Result<(), DrawingAreaErrorKind<_>>| r.map_err(|e| err(e.to_string()));
-        let (mlx, mty) = (ml as i32, mt as i32);
-        let (x1, y1) = ((ml + qw) as i32, (mt + qh) as i32);
-        // title and subtitle
-        let title = match prov.dates() {
-            Some(dates) => format!("{} — {dates}", prov.title),
-            None => prov.title.clone(),
-        };
-        d(area.draw_text(&title, &bold(20.0), (mlx, 10)))?;
-        let mut sub = Vec::new();
-        if !prov.source.is_empty() {
-            sub.push(prov.source.clone());
-        }
-        if !prov.asset.is_empty() {
-            sub.push(format!("asset {}", prov.asset));
-        }
-        if prov.items > 0 {
-            sub.push(format!("{} items", prov.items));
-        }
-        d(area.draw_text(&sub.join(" · "), &font(13.0), (mlx, 38)))?;
-        // frame and ticks in projected coordinates
-        d(area.draw(&Rectangle::new(
-            [(mlx - 1, mty - 1), (x1, y1)],
-            BLACK.stroke_width(1),
-        )))?;
-        let gt = grid.geotransform();
-        let px_m = gt[1] * ql.k as f64; // metres per quicklook pixel
-        let step = nice(qw.max(qh) as f64 * px_m / 5.0);
-        let small = font(11.0);
-        let mut t = (gt[0] / step).ceil() * step;
-        while t <= gt[0] + qw as f64 * px_m {
-            let x = mlx + ((t - gt[0]) / px_m) as i32;
-            d(area.draw(&PathElement::new([(x, y1), (x, y1 + 5)], BLACK)))?;
-            d(area.draw_text(&format!("{}", t / 1000.0), &small, (x - 18, y1 + 8)))?;
-            t += step;
-        }
-        let mut t = (gt[3] / step).floor() * step;
-        while t >= gt[3] - qh as f64 * px_m {
-            let y = mty + ((gt[3] - t) / px_m) as i32;
-            d(area.draw(&PathElement::new([(mlx - 6, y), (mlx - 1, y)], BLACK)))?;
-            d(area.draw_text(&format!("{}", t / 1000.0), &small, (4, y - 6)))?;
-            t -= step;
-        }
-        d(area.draw_text("km (map CRS)", &small, (4, mty - 16)))?;
-        // scale bar, bottom left inside the map
-        let bar_m = nice(qw as f64 * px_m / 4.0);
-        let bar_px = (bar_m / px_m).round() as i32;
-        let (bx, by) = (mlx + 12, y1 - 18);
-        d(area.draw(&Rectangle::new(
-            [(bx - 4, by - 18), (bx + bar_px + 4, by + 8)],
-            WHITE.mix(0.8).filled(),
-        )))?;
-        d(area.draw(&Rectangle::new(
-            [(bx, by), (bx + bar_px, by + 5)],
-            BLACK.filled(),
-        )))?;
-        d(area.draw_text(&metres(bar_m), &small, (bx, by - 15)))?;
-        // legend
-        let ly = y1 + 30;
-        let mut lx = mlx;
-        let km2 = |n: u64| n as f64 * gt[1] * gt[1] / 1e6;
-        let mut entries: Vec<(RGBColor, String)> = Vec::new();
-        if mask {
-            let flooded = figures.ones_m2.map_or(km2(figures.ones), |m2| m2 / 1e6);
-            entries.push((rgb(WET), format!("flooded ({flooded:.1} km²)")));
-            if ql.observed.is_some() {
-                entries.push((rgb(DRY), "observed, not flooded".into()));
-            } else {
-                entries.push((rgb(DRY), "not flooded or not observed".into()));
-            }
-        } else {
-            // a colour ramp with its range, then swatches for 0 (and the unseen)
-            let rw = 160;
-            for i in 0..rw {
-                let v = min + (i as u32 * max.saturating_sub(min)) / (rw as u32 - 1).max(1);
-                d(area.draw(&PathElement::new(
-                    [(lx + i, ly), (lx + i, ly + 12)],
-                    rgb(ramp(v, min, max)),
-                )))?;
-            }
-            d(area.draw(&Rectangle::new(
-                [(lx, ly), (lx + rw, ly + 12)],
-                BLACK.stroke_width(1),
-            )))?;
-            let label = match kind {
-                PixelKind::Date => format!("{} .. {} (flood date)", day_label(min), day_label(max)),
-                PixelKind::Percent => format!("{min} .. {max} % of observations flooded"),
-                PixelKind::Count => format!("{min} .. {max} slices"),
-                _ => format!("{min} .. {max} (value per pixel)"),
-            };
-            d(area.draw_text(&label, &font(13.0), (lx + rw + 8, ly - 1)))?;
-            lx += rw + 8 + (label.chars().count() as i32) * 7 + 24;
-            if kind != PixelKind::Date {
-                entries.push((rgb(DRY), "0".into()));
-            }
-        }
-        if ql.observed.is_some() {
-            let label = if kind == PixelKind::Date {
-                "never flooded"
-            } else {
-                "never observed"
-            };
-            entries.push((rgb(UNSEEN), label.into()));
-        }
-        for (c, label) in &entries {
-            d(area.draw(&Rectangle::new([(lx, ly), (lx + 16, ly + 12)], c.filled())))?;
-            d(area.draw(&Rectangle::new(
-                [(lx, ly), (lx + 16, ly + 12)],
-                BLACK.stroke_width(1),
-            )))?;
-            d(area.draw_text(label, &font(13.0), (lx + 22, ly - 1)))?;
-            lx += 22 + (label.chars().count() as i32) * 7 + 24;
-        }
-        // caption: grid, corners, tool
-        let mut cap = format!("grid {} x {} px at {} m", grid.width, grid.height, gt[1]);
-        if ql.k > 1 {
-            cap.push_str(&format!(" (shown 1:{}, block maxima)", ql.k));
-        }
-        if let Some(c) = corners_lonlat(grid) {
-            cap.push_str(&format!(" · {c}"));
-        }
-        d(area.draw_text(&cap, &font(12.0), (mlx, ly + 26)))?;
-        d(area.draw_text(
-            &format!("made with floodsql {}", env!("CARGO_PKG_VERSION")),
-            &font(12.0),
-            (mlx, ly + 46),
-        ))?;
-        d(area.present())?;
-    }
-    Ok((buf, w, h))
 }
 
-/// Writes the quicklook PNG (atomically).
+/// Title (with the dates) and subtitle (catalogue, asset, items).
+fn draw_title(area: &Area, at: &Layout, prov: &Provenance) -> Result<()> {
+    let x = at.ml as i32;
+    let title = match prov.dates() {
+        Some(dates) => format!("{} — {dates}", prov.title),
+        None => prov.title.clone(),
+    };
+    drawn(area.draw_text(&title, &bold(20.0), (x, 10)))?;
+    let mut sub = Vec::new();
+    if !prov.source.is_empty() {
+        sub.push(prov.source.clone());
+    }
+    if !prov.asset.is_empty() {
+        sub.push(format!("asset {}", prov.asset));
+    }
+    if prov.items > 0 {
+        sub.push(format!("{} items", prov.items));
+    }
+    drawn(area.draw_text(&sub.join(" · "), &font(13.0), (x, 38)))
+}
+
+/// The frame, ticks in projected coordinates and the scale bar (`k`:
+/// grid pixels per quicklook pixel).
+fn draw_axes(area: &Area, at: &Layout, grid: &OutputGrid, k: usize) -> Result<()> {
+    let ((mlx, mty), (x1, y1)) = at.map();
+    let (qw, qh) = (at.qw, at.qh);
+    drawn(area.draw(&Rectangle::new(
+        [(mlx - 1, mty - 1), (x1, y1)],
+        BLACK.stroke_width(1),
+    )))?;
+    let gt = grid.geotransform();
+    let px_m = gt[1] * k as f64; // metres per quicklook pixel
+    let step = nice(qw.max(qh) as f64 * px_m / 5.0);
+    let small = font(11.0);
+    let mut t = (gt[0] / step).ceil() * step;
+    while t <= gt[0] + qw as f64 * px_m {
+        let x = mlx + ((t - gt[0]) / px_m) as i32;
+        drawn(area.draw(&PathElement::new([(x, y1), (x, y1 + 5)], BLACK)))?;
+        drawn(area.draw_text(&format!("{}", t / 1000.0), &small, (x - 18, y1 + 8)))?;
+        t += step;
+    }
+    let mut t = (gt[3] / step).floor() * step;
+    while t >= gt[3] - qh as f64 * px_m {
+        let y = mty + ((gt[3] - t) / px_m) as i32;
+        drawn(area.draw(&PathElement::new([(mlx - 6, y), (mlx - 1, y)], BLACK)))?;
+        drawn(area.draw_text(&format!("{}", t / 1000.0), &small, (4, y - 6)))?;
+        t -= step;
+    }
+    drawn(area.draw_text("km (map CRS)", &small, (4, mty - 16)))?;
+    // scale bar, bottom left inside the map
+    let bar_m = nice(qw as f64 * px_m / 4.0);
+    let bar_px = (bar_m / px_m).round() as i32;
+    let (bx, by) = (mlx + 12, y1 - 18);
+    drawn(area.draw(&Rectangle::new(
+        [(bx - 4, by - 18), (bx + bar_px + 4, by + 8)],
+        WHITE.mix(0.8).filled(),
+    )))?;
+    drawn(area.draw(&Rectangle::new(
+        [(bx, by), (bx + bar_px, by + 5)],
+        BLACK.filled(),
+    )))?;
+    drawn(area.draw_text(&metres(bar_m), &small, (bx, by - 15)))
+}
+
+/// The legend at height `ly`: the classes of a mask (with the flooded km²),
+/// or the ramp's range; swatches for 0 and the never observed.
+fn draw_legend(
+    area: &Area,
+    at: &Layout,
+    ly: i32,
+    ql: &Quicklook,
+    c: Colours,
+    figures: Figures,
+    res: f64,
+) -> Result<()> {
+    let mut lx = at.ml as i32;
+    let km2 = |n: u64| n as f64 * res * res / 1e6;
+    let mut entries: Vec<(RGBColor, String)> = Vec::new();
+    if c.mask {
+        let flooded = figures.ones_m2.map_or(km2(figures.ones), |m2| m2 / 1e6);
+        entries.push((rgb(WET), format!("flooded ({flooded:.1} km²)")));
+        if ql.observed.is_some() {
+            entries.push((rgb(DRY), "observed, not flooded".into()));
+        } else {
+            entries.push((rgb(DRY), "not flooded or not observed".into()));
+        }
+    } else {
+        // a colour ramp with its range, then swatches for 0 (and the unseen)
+        let (min, max) = (c.min, c.max);
+        let rw = 160;
+        for i in 0..rw {
+            let v = min + (i as u32 * max.saturating_sub(min)) / (rw as u32 - 1).max(1);
+            drawn(area.draw(&PathElement::new(
+                [(lx + i, ly), (lx + i, ly + 12)],
+                rgb(ramp(v, min, max)),
+            )))?;
+        }
+        drawn(area.draw(&Rectangle::new(
+            [(lx, ly), (lx + rw, ly + 12)],
+            BLACK.stroke_width(1),
+        )))?;
+        let label = match c.kind {
+            RasterKind::Date => format!("{} .. {} (flood date)", day_label(min), day_label(max)),
+            RasterKind::Percent => format!("{min} .. {max} % of observations flooded"),
+            RasterKind::Count => format!("{min} .. {max} slices"),
+            RasterKind::Values | RasterKind::Mask | RasterKind::States => {
+                format!("{min} .. {max} (value per pixel)")
+            }
+        };
+        drawn(area.draw_text(&label, &font(13.0), (lx + rw + 8, ly - 1)))?;
+        lx += rw + 8 + (label.chars().count() as i32) * 7 + 24;
+        if c.kind != RasterKind::Date {
+            entries.push((rgb(DRY), "0".into()));
+        }
+    }
+    if ql.observed.is_some() {
+        let label = if c.kind == RasterKind::Date {
+            "never flooded"
+        } else {
+            "never observed"
+        };
+        entries.push((rgb(UNSEEN), label.into()));
+    }
+    for (colour, label) in &entries {
+        drawn(area.draw(&Rectangle::new(
+            [(lx, ly), (lx + 16, ly + 12)],
+            colour.filled(),
+        )))?;
+        drawn(area.draw(&Rectangle::new(
+            [(lx, ly), (lx + 16, ly + 12)],
+            BLACK.stroke_width(1),
+        )))?;
+        drawn(area.draw_text(label, &font(13.0), (lx + 22, ly - 1)))?;
+        lx += 22 + (label.chars().count() as i32) * 7 + 24;
+    }
+    Ok(())
+}
+
+/// The caption under the legend: grid, corners in lon/lat, the tool.
+fn draw_caption(area: &Area, at: &Layout, ly: i32, grid: &OutputGrid, k: usize) -> Result<()> {
+    let x = at.ml as i32;
+    let mut cap = format!(
+        "grid {} x {} px at {} m",
+        grid.width,
+        grid.height,
+        grid.geotransform()[1]
+    );
+    if k > 1 {
+        cap.push_str(&format!(" (shown 1:{k}, block maxima)"));
+    }
+    if let Some(c) = corners_lonlat(grid) {
+        cap.push_str(&format!(" · {c}"));
+    }
+    drawn(area.draw_text(&cap, &font(12.0), (x, ly + 26)))?;
+    drawn(area.draw_text(
+        &format!("made with floodsql {}", env!("CARGO_PKG_VERSION")),
+        &font(12.0),
+        (x, ly + 46),
+    ))
+}
+
+/// Writes the quicklook PNG at `out` (a staged file; messages name `named`).
 pub(crate) fn write_png(
     ql: &Quicklook,
     prov: &Provenance,
     grid: &OutputGrid,
     figures: Figures,
-    path: &Path,
+    out: &Path,
+    named: &Path,
 ) -> Result<()> {
     let (rgb, w, h) = render(ql, prov, grid, figures)?;
-    write_rgb(&rgb, w, h, path)
+    write_rgb(&rgb, w, h, out, named)
 }
 
-/// Encodes an RGB buffer (`w` x `h`, row-major) as a PNG at `path`
-/// (atomically), with GDAL's PNG driver.
-pub(crate) fn write_rgb(rgb: &[u8], w: usize, h: usize, path: &Path) -> Result<()> {
+/// Encodes an RGB buffer (`w` x `h`, row-major) as a PNG at `out` (a staged
+/// file; messages name `named`), with GDAL's PNG driver.
+pub(crate) fn write_rgb(rgb: &[u8], w: usize, h: usize, out: &Path, named: &Path) -> Result<()> {
     let mem = DriverManager::get_driver_by_name("MEM")?;
     let ds = mem.create_with_band_type::<u8, _>("", w, h, 3)?;
     for b in 0..3 {
@@ -428,11 +526,9 @@ pub(crate) fn write_rgb(rgb: &[u8], w: usize, h: usize, path: &Path) -> Result<(
             .write((0, 0), (w, h), &mut Buffer::new((w, h), plane))?;
     }
     let png = DriverManager::get_driver_by_name("PNG")?;
-    write_atomic(path, |tmp| {
-        ds.create_copy(&png, tmp, &RasterCreationOptions::new())
-            .map_err(|e| Error::Gdal(format!("writing PNG '{}': {e}", path.display())))?;
-        Ok(())
-    })
+    ds.create_copy(&png, out, &RasterCreationOptions::new())
+        .map_err(|e| Error::Gdal(format!("writing PNG '{}': {e}", named.display())))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+use crate::context::Cancel;
 use crate::error::{io_err, Error, Result};
-use crate::output::atomic::{check_dir, write_atomic};
+use crate::output::transaction::OutputTransaction;
 use crate::vector::polygons::{FloodPolygon, Polygons};
 
 /// Where polygons go.
@@ -30,12 +31,16 @@ pub(crate) struct PolygonOutputs {
 }
 
 impl PolygonOutputs {
-    /// Fails unless every output's directory exists.
-    pub(crate) fn check_dirs(&self) -> Result<()> {
-        [&self.parquet, &self.geojson]
-            .into_iter()
-            .flatten()
-            .try_for_each(|p| check_dir(p))
+    /// The transaction these outputs are written in: refused when a
+    /// directory is missing or both outputs are one file.
+    pub(crate) fn transaction(&self, cancel: Cancel) -> Result<OutputTransaction> {
+        OutputTransaction::new(
+            [&self.parquet, &self.geojson]
+                .into_iter()
+                .flatten()
+                .map(PathBuf::as_path),
+            cancel,
+        )
     }
 }
 
@@ -77,7 +82,7 @@ fn geo_metadata(p: &Polygons) -> Result<String> {
     .to_string())
 }
 
-fn write_parquet(p: &Polygons, path: &Path) -> Result<()> {
+fn write_parquet(p: &Polygons, out: &Path, path: &Path) -> Result<()> {
     let mut fields = vec![
         Field::new("polygon_id", DataType::Int64, false),
         Field::new("class", DataType::Int64, false),
@@ -126,21 +131,19 @@ fn write_parquet(p: &Polygons, path: &Path) -> Result<()> {
             geo_metadata(p)?,
         )]))
         .build();
-    write_atomic(path, |tmp| {
-        let f = File::create(tmp).map_err(io_err(tmp))?;
-        let mut w = ArrowWriter::try_new(f, schema, Some(props))
-            .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
-        w.write(&batch)
-            .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
-        w.close()
-            .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
-        Ok(())
-    })
+    let f = File::create(out).map_err(io_err(out))?;
+    let mut w = ArrowWriter::try_new(f, schema, Some(props))
+        .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
+    w.write(&batch)
+        .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
+    w.close()
+        .map_err(|e| out_err(path, format!("Parquet: {e}")))?;
+    Ok(())
 }
 
-fn write_geojson(p: &Polygons, path: &Path) -> Result<()> {
+fn write_geojson(p: &Polygons, tmp: &Path, path: &Path) -> Result<()> {
     let srs = SpatialRef::from_wkt(&p.crs)?;
-    write_atomic(path, |tmp| {
+    {
         let gerr = |e: gdal::errors::GdalError| out_err(path, format!("GeoJSON: {e}"));
         let drv = DriverManager::get_driver_by_name("GeoJSON").map_err(gerr)?;
         let mut ds = drv.create_vector_only(tmp).map_err(gerr)?;
@@ -191,7 +194,7 @@ fn write_geojson(p: &Polygons, path: &Path) -> Result<()> {
         }
         ds.close().map_err(gerr)?;
         Ok(())
-    })
+    }
 }
 
 /// The date `days` after 1970-01-01.
@@ -200,25 +203,15 @@ fn date_of(days: u16) -> Option<chrono::NaiveDate> {
         .checked_add_signed(chrono::Duration::days(days as i64))
 }
 
-/// Writes `p` to every output asked for; when one fails, those already
-/// written are removed.
-pub(crate) fn write_polygons(p: &Polygons, outputs: &PolygonOutputs) -> Result<()> {
-    let mut done: Vec<&Path> = Vec::new();
-    let result = (|| {
-        if let Some(path) = &outputs.parquet {
-            write_parquet(p, path)?;
-            done.push(path);
-        }
-        if let Some(path) = &outputs.geojson {
-            write_geojson(p, path)?;
-            done.push(path);
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        for d in done {
-            let _ = std::fs::remove_file(d);
-        }
+/// Writes `p` to every output asked for, in one transaction (all or
+/// nothing; files replaced are put back when it fails or is cancelled).
+pub(crate) fn write_polygons(p: &Polygons, outputs: &PolygonOutputs, cancel: Cancel) -> Result<()> {
+    let mut tx = outputs.transaction(cancel)?;
+    if let Some(path) = &outputs.parquet {
+        tx.stage(path, |tmp| write_parquet(p, tmp, path))?;
     }
-    result
+    if let Some(path) = &outputs.geojson {
+        tx.stage(path, |tmp| write_geojson(p, tmp, path))?;
+    }
+    tx.commit()
 }

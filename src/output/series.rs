@@ -11,9 +11,10 @@ use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType
 use parquet::arrow::ArrowWriter;
 use plotters::prelude::*;
 
+use crate::context::Cancel;
 use crate::error::{io_err, Error, Result};
-use crate::output::atomic::write_atomic;
 use crate::output::png::{bold, day_label, font, write_rgb};
+use crate::output::transaction::OutputTransaction;
 
 /// Where a series goes.
 #[derive(Debug, Clone, Default)]
@@ -24,8 +25,11 @@ pub(crate) struct SeriesOutputs {
 }
 
 impl SeriesOutputs {
-    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.csv, &self.parquet, &self.png].into_iter().flatten()
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        [&self.csv, &self.parquet, &self.png]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
     }
 
     /// Whether any output is asked for.
@@ -33,65 +37,55 @@ impl SeriesOutputs {
         self.paths().next().is_some()
     }
 
-    /// Fails unless every output's directory exists.
-    pub(crate) fn check_dirs(&self) -> Result<()> {
-        self.paths()
-            .try_for_each(|p| crate::output::atomic::check_dir(p))
+    /// The transaction these outputs are written in: refused when a
+    /// directory is missing or two outputs are one file.
+    pub(crate) fn transaction(&self, cancel: Cancel) -> Result<OutputTransaction> {
+        OutputTransaction::new(self.paths(), cancel)
     }
 }
 
-/// Writes `batches` to every output asked for; when one fails, those
-/// already written are removed.
+/// Writes `batches` to every output asked for, in one transaction (all or
+/// nothing; files replaced are put back when it fails or is cancelled).
 pub(crate) fn write_series(
     batches: &[RecordBatch],
     outputs: &SeriesOutputs,
     title: &str,
     subtitle: &str,
+    cancel: Cancel,
 ) -> Result<()> {
-    let mut done: Vec<&Path> = Vec::new();
-    let result = (|| {
-        if let Some(p) = &outputs.csv {
-            write_atomic(p, |tmp| {
-                let f = File::create(tmp).map_err(io_err(tmp))?;
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(f);
-                for b in batches {
-                    w.write(b).map_err(|e| out_err(p, format!("CSV: {e}")))?;
-                }
-                Ok(())
-            })?;
-            done.push(p);
-        }
-        if let Some(p) = &outputs.parquet {
-            write_atomic(p, |tmp| {
-                let f = File::create(tmp).map_err(io_err(tmp))?;
-                let schema = batches
-                    .first()
-                    .map(|b| b.schema())
-                    .ok_or_else(|| out_err(p, "no rows to write".into()))?;
-                let mut w = ArrowWriter::try_new(f, schema, None)
-                    .map_err(|e| out_err(p, format!("Parquet: {e}")))?;
-                for b in batches {
-                    w.write(b)
-                        .map_err(|e| out_err(p, format!("Parquet: {e}")))?;
-                }
-                w.close().map_err(|e| out_err(p, format!("Parquet: {e}")))?;
-                Ok(())
-            })?;
-            done.push(p);
-        }
-        if let Some(p) = &outputs.png {
-            let (rgb, w, h) = chart(batches, title, subtitle)?;
-            write_rgb(&rgb, w, h, p)?;
-            done.push(p);
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        for p in done {
-            let _ = std::fs::remove_file(p);
-        }
+    let mut tx = outputs.transaction(cancel)?;
+    if let Some(p) = &outputs.csv {
+        tx.stage(p, |tmp| {
+            let f = File::create(tmp).map_err(io_err(tmp))?;
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(f);
+            for b in batches {
+                w.write(b).map_err(|e| out_err(p, format!("CSV: {e}")))?;
+            }
+            Ok(())
+        })?;
     }
-    result
+    if let Some(p) = &outputs.parquet {
+        tx.stage(p, |tmp| {
+            let f = File::create(tmp).map_err(io_err(tmp))?;
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .ok_or_else(|| out_err(p, "no rows to write".into()))?;
+            let mut w = ArrowWriter::try_new(f, schema, None)
+                .map_err(|e| out_err(p, format!("Parquet: {e}")))?;
+            for b in batches {
+                w.write(b)
+                    .map_err(|e| out_err(p, format!("Parquet: {e}")))?;
+            }
+            w.close().map_err(|e| out_err(p, format!("Parquet: {e}")))?;
+            Ok(())
+        })?;
+    }
+    if let Some(p) = &outputs.png {
+        let (rgb, w, h) = chart(batches, title, subtitle)?;
+        tx.stage(p, |tmp| write_rgb(&rgb, w, h, tmp, p))?;
+    }
+    tx.commit()
 }
 
 fn out_err(p: &Path, message: String) -> Error {
@@ -267,7 +261,7 @@ mod tests {
             parquet: Some(dir.path().join("s.parquet")),
             png: Some(dir.path().join("s.png")),
         };
-        write_series(&[series()], &outs, "t", "s").unwrap();
+        write_series(&[series()], &outs, "t", "s", Default::default()).unwrap();
         let csv = std::fs::read_to_string(dir.path().join("s.csv")).unwrap();
         assert!(
             csv.starts_with("day,flooded_km2,observed_km2\n2022-09-01T00:00:00"),
@@ -282,7 +276,7 @@ mod tests {
             png: Some(other.path().join("s.png")),
         };
         let b = series().project(&[0]).unwrap();
-        assert!(write_series(&[b], &outs, "t", "s").is_err());
+        assert!(write_series(&[b], &outs, "t", "s", Default::default()).is_err());
         assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
     }
 }

@@ -19,12 +19,12 @@ use gdal::Dataset;
 use crate::context::Cancel;
 use crate::error::{Error, Result};
 use crate::geo::Window;
-use crate::output::assemble::{pixel_meta, ChunkReader, PixelKind, PixelMeta};
-use crate::output::atomic::temp_path;
+use crate::output::assemble::{pixel_meta, ChunkReader, PixelMeta, RasterKind};
 use crate::output::cog::TiledTiff;
 use crate::output::lineage;
 use crate::output::parquet::ParquetSink;
 use crate::output::png::{write_png, Quicklook};
+use crate::output::transaction::OutputTransaction;
 use crate::output::{Outputs, Provenance};
 use crate::raster::area::AreaModel;
 use crate::raster::grid::OutputGrid;
@@ -98,30 +98,23 @@ impl Written {
 /// Per-chunk writers: the GeoTIFF, the quicklook and the summary's figures.
 struct ChunkWriters {
     grid: OutputGrid,
-    outputs: Outputs,
+    /// Where the GeoTIFF is built (a scratch file of the transaction), when
+    /// one is asked for.
+    tiff_path: Option<PathBuf>,
     tiff: Option<TiledTiff>,
     quicklook: Quicklook,
-    ones: u64,
-    nonzero: u64,
-    nodata: u64,
-    covered: u64,
-    min: u64,
-    max: u64,
-    meta: PixelMeta,
-    /// Pixel areas of the grid and their sums so far (None: no ellipsoid).
+    /// The figures so far (`areas`: sums so far, the grid's at the end).
+    fig: Written,
+    /// Pixel areas of the grid (None: no ellipsoid).
     area_model: Option<AreaModel>,
-    area: AreaFigures,
-    /// Temp files to remove unless the run finishes.
-    temps: Vec<PathBuf>,
 }
 
 impl ChunkWriters {
     /// The GeoTIFF being built, created with the first chunk's pixel size.
     fn tiff(&mut self, bytes_per_pixel: usize) -> Result<Option<&mut TiledTiff>> {
         if self.tiff.is_none() {
-            if let Some(target) = &self.outputs.tif {
-                let t = TiledTiff::create(target, &self.grid, bytes_per_pixel, self.meta.nodata)?;
-                self.temps.push(t.path().to_path_buf());
+            if let Some(path) = &self.tiff_path {
+                let t = TiledTiff::create(path, &self.grid, bytes_per_pixel, self.fig.meta.nodata)?;
                 self.tiff = Some(t);
             }
         }
@@ -137,8 +130,9 @@ impl ChunkWriters {
         if let Some(o) = observed {
             self.quicklook.add_observed(w.x, w.y, w.width, o);
         }
-        self.covered += w.area() as u64;
-        let nd = self.meta.nodata;
+        let f = &mut self.fig;
+        f.covered += w.area() as u64;
+        let nd = f.meta.nodata;
         if let Some(m) = self.area_model.as_ref() {
             // one pass: bins other / 1 / other non-zero / nodata
             let mut bins = [0.0; 4];
@@ -154,24 +148,25 @@ impl ChunkWriters {
                     &mut bins,
                 )
                 .map_err(|e| Error::Internal(format!("pixel areas: {e}")))?;
-            self.area.ones += bins[1];
-            self.area.nonzero += bins[1] + bins[2];
-            self.area.nodata += bins[3];
-            self.area.covered += bins.iter().sum::<f64>();
+            let a = f.areas.get_or_insert_with(AreaFigures::default);
+            a.ones += bins[1];
+            a.nonzero += bins[1] + bins[2];
+            a.nodata += bins[3];
+            a.covered += bins.iter().sum::<f64>();
         }
         // one pass over the chunk: the summary's figures
         let nd = nd.map(u64::from);
         let mut fold = |v: u64| {
             if Some(v) == nd {
-                self.nodata += 1;
+                f.nodata += 1;
                 return;
             }
-            self.ones += (v == 1) as u64;
-            self.nonzero += (v != 0) as u64;
+            f.ones += (v == 1) as u64;
+            f.nonzero += (v != 0) as u64;
             if v != 0 {
-                self.min = self.min.min(v);
+                f.min = f.min.min(v);
             }
-            self.max = self.max.max(v);
+            f.max = f.max.max(v);
         };
         if k == 1 {
             px.iter().for_each(|&v| fold(v as u64));
@@ -262,43 +257,6 @@ impl Base {
     }
 }
 
-/// Files a run replaces, kept (as hard links, or copies) until it finishes:
-/// put back when it fails.
-#[derive(Default)]
-struct Backups(Vec<(PathBuf, PathBuf)>);
-
-impl Backups {
-    fn keep(&mut self, target: &Path) -> Result<()> {
-        if !target.is_file() {
-            return Ok(());
-        }
-        let bak = temp_path(target, ".bak")?;
-        let _ = std::fs::remove_file(&bak);
-        std::fs::hard_link(target, &bak)
-            .or_else(|_| std::fs::copy(target, &bak).map(|_| ()))
-            .map_err(crate::error::io_err(&bak))?;
-        self.0.push((bak, target.to_path_buf()));
-        Ok(())
-    }
-
-    fn restore(&mut self) {
-        for (bak, target) in self.0.drain(..) {
-            // the target may still be the very file (a hard link to it):
-            // rename would then do nothing and leave the backup behind
-            let _ = std::fs::remove_file(&target);
-            let _ = std::fs::rename(&bak, &target);
-        }
-    }
-}
-
-impl Drop for Backups {
-    fn drop(&mut self) {
-        for (bak, _) in &self.0 {
-            let _ = std::fs::remove_file(bak);
-        }
-    }
-}
-
 /// Writes a stream of result batches to the outputs asked for.
 pub(crate) struct RasterSink {
     outputs: Outputs,
@@ -307,28 +265,31 @@ pub(crate) struct RasterSink {
     parquet: Option<ParquetSink>,
     w: ChunkWriters,
     base: Option<Base>,
-    /// When set, the sink stops and removes this run's files, finished
-    /// outputs included.
-    cancel: Cancel,
+    /// The run's outputs, staged until every one is complete. Declared
+    /// last: dropped after the writers, it removes their files.
+    tx: OutputTransaction,
 }
 
 impl RasterSink {
     /// A sink for results on `grid`; fails when an output's directory is
-    /// missing. Temp files that killed runs left beside the outputs go.
+    /// missing or two outputs are one file. Temp files that killed runs
+    /// left beside the outputs go. Once `cancel` is set, writing fails and
+    /// nothing of the run is kept.
     pub(crate) fn new(
         grid: &OutputGrid,
         outputs: &Outputs,
         provenance: &Provenance,
+        cancel: Cancel,
     ) -> Result<Self> {
-        outputs.check_dirs()?;
-        outputs
-            .paths()
-            .for_each(|p| crate::output::atomic::remove_stale_temps(p));
+        let mut tx = OutputTransaction::new(outputs.paths().map(PathBuf::as_path), cancel)?;
         let parquet = match &outputs.parquet {
-            Some(p) => Some(ParquetSink::new(p, grid)?),
+            Some(p) => Some(ParquetSink::new(p, tx.scratch(p, "")?, grid)),
             None => None,
         };
-        let temps = parquet.iter().map(|p| p.tmp().to_path_buf()).collect();
+        let tiff_path = match &outputs.tif {
+            Some(p) => Some(tx.scratch(p, ".gtiff")?),
+            None => None,
+        };
         Ok(Self {
             outputs: outputs.clone(),
             provenance: provenance.clone(),
@@ -336,30 +297,25 @@ impl RasterSink {
             parquet,
             w: ChunkWriters {
                 grid: grid.clone(),
-                outputs: outputs.clone(),
+                tiff_path,
                 tiff: None,
                 quicklook: Quicklook::new(grid.width, grid.height),
-                ones: 0,
-                nonzero: 0,
-                nodata: 0,
-                covered: 0,
-                min: u64::MAX,
-                max: 0,
-                meta: PixelMeta::default(),
+                fig: Written {
+                    bytes_per_pixel: 1,
+                    meta: PixelMeta::default(),
+                    ones: 0,
+                    nonzero: 0,
+                    nodata: 0,
+                    covered: 0,
+                    min: u64::MAX,
+                    max: 0,
+                    areas: None,
+                },
                 area_model: AreaModel::new(grid).ok(),
-                area: AreaFigures::default(),
-                temps,
             },
             base: None,
-            cancel: Cancel::default(),
+            tx,
         })
-    }
-
-    /// The sink with the query's cancellation: once it is set, writing fails
-    /// and finishing removes the outputs already in place.
-    pub(crate) fn with_cancel(mut self, cancel: Cancel) -> Self {
-        self.cancel = cancel;
-        self
     }
 
     /// The sink merging into the earlier extent at `base` (its GeoTIFF, on
@@ -379,11 +335,7 @@ impl RasterSink {
     }
 
     fn check_cancel(&self) -> Result<()> {
-        if self.cancel.is_cancelled() {
-            Err(Error::Cancelled)
-        } else {
-            Ok(())
-        }
+        self.tx.check_cancel()
     }
 
     /// Writes one batch of result rows.
@@ -392,8 +344,8 @@ impl RasterSink {
         if b.num_rows() == 0 {
             return Ok(());
         }
-        self.w.meta = pixel_meta(b)?;
-        self.w.quicklook.set_meta(self.w.meta);
+        self.w.fig.meta = pixel_meta(b)?;
+        self.w.quicklook.set_meta(self.w.fig.meta);
         let (reader, w, base) = (&mut self.reader, &mut self.w, &mut self.base);
         reader.read(b, |win, px, k, observed| match base.as_mut() {
             Some(base) => {
@@ -429,119 +381,131 @@ impl RasterSink {
         Ok(())
     }
 
-    /// Finishes every output: Parquet, PNG, the COG, then the lineage item;
-    /// when one fails, or the query is cancelled meanwhile, those already in
-    /// place are removed and the files they replaced put back.
+    /// Finishes every output — Parquet, the COG, PNG, the lineage item —
+    /// and commits them in one transaction: when one fails, or the query
+    /// is cancelled meanwhile, no output of the run stays and the files
+    /// they replaced are put back.
     pub(crate) fn finish(mut self) -> Result<Written> {
         self.copy_base()?;
         let bytes_per_pixel = self.reader.bytes_per_pixel().unwrap_or(1);
         // an all-0 result still makes a GeoTIFF
         self.w.tiff(bytes_per_pixel)?;
-        let mut done: Vec<PathBuf> = Vec::new();
-        let mut backups = Backups::default();
-        let cancel = self.cancel.clone();
-        let stop = || {
-            if cancel.is_cancelled() {
-                Err(Error::Cancelled)
-            } else {
-                Ok(())
-            }
-        };
-        let w = &mut self.w;
-        let result = (|| -> Result<()> {
-            for p in self.outputs.paths() {
-                backups.keep(p)?;
-            }
-            stop()?;
-            if let (Some(p), Some(target)) = (self.parquet.take(), &self.outputs.parquet) {
-                p.finish(bytes_per_pixel)?;
-                done.push(target.clone());
-            }
-            stop()?;
-            if let Some(target) = &self.outputs.png {
-                let figures = crate::output::png::Figures {
-                    ones: w.ones,
-                    ones_m2: w.area_model.as_ref().map(|_| w.area.ones),
-                    min: w.min,
-                };
-                write_png(&w.quicklook, &self.provenance, &w.grid, figures, target)?;
-                done.push(target.clone());
-            }
-            stop()?;
-            if let (Some(t), Some(target)) = (w.tiff.take(), &self.outputs.tif) {
-                let kind = match w.meta.kind {
-                    PixelKind::Values | PixelKind::Count if bytes_per_pixel == 1 && w.max <= 1 => {
-                        PixelKind::Mask
-                    }
-                    k => k,
-                };
-                t.into_cog(target, &self.provenance, kind)?;
-                done.push(target.clone());
-            }
-            stop()?;
-            if let Some(target) = &self.outputs.lineage {
-                let o = &self.provenance.outputs;
-                let assets = [
-                    (&o.tif, "data", COG_TYPE, "data"),
-                    (
-                        &o.parquet,
-                        "chunks",
-                        "application/vnd.apache.parquet",
-                        "data",
-                    ),
-                    (&o.png, "quicklook", "image/png", "overview"),
-                ]
-                .into_iter()
-                .filter_map(|(p, k, t, r)| p.clone().map(|p| (k, p, t, r)))
-                .collect();
-                let run = lineage::Run {
-                    grid: &w.grid,
-                    provenance: &self.provenance,
-                    pixels: w.meta,
-                    bytes_per_pixel,
-                    assets,
-                };
-                let named = o.lineage.clone().unwrap_or_else(|| target.clone());
-                lineage::write(&run, target, &named)?;
-                done.push(target.clone());
-            }
-            // a signal during the last step still takes the run back
-            stop()
-        })();
-        if let Err(e) = result {
-            for p in done {
-                let _ = std::fs::remove_file(p);
-            }
-            backups.restore();
-            return Err(e);
+        // committed in this order: the lineage item, which describes the
+        // others, last
+        self.stage_parquet(bytes_per_pixel)?;
+        self.stage_cog(bytes_per_pixel)?;
+        self.stage_png()?;
+        self.stage_lineage(bytes_per_pixel)?;
+        self.tx.commit()?;
+        Ok(self.w.written(bytes_per_pixel))
+    }
+
+    fn stage_parquet(&mut self, bytes_per_pixel: usize) -> Result<()> {
+        if let (Some(p), Some(target)) = (self.parquet.take(), &self.outputs.parquet) {
+            let tmp = p.tmp().to_path_buf();
+            p.finish(bytes_per_pixel)?;
+            self.tx.stage_file(&tmp, target)?;
         }
-        let w = &mut self.w;
-        w.temps.clear();
-        let areas = match w.area_model.as_ref().map(|m| m.grid_m2()) {
-            Some(Ok(grid)) => Some(AreaFigures { grid, ..w.area }),
+        Ok(())
+    }
+
+    fn stage_png(&mut self) -> Result<()> {
+        let Some(target) = &self.outputs.png else {
+            return Ok(());
+        };
+        let w = &self.w;
+        let figures = crate::output::png::Figures {
+            ones: w.fig.ones,
+            ones_m2: w
+                .area_model
+                .as_ref()
+                .map(|_| w.fig.areas.unwrap_or_default().ones),
+            min: w.fig.min,
+        };
+        self.tx.stage(target, |tmp| {
+            write_png(
+                &w.quicklook,
+                &self.provenance,
+                &w.grid,
+                figures,
+                tmp,
+                target,
+            )
+        })
+    }
+
+    fn stage_cog(&mut self, bytes_per_pixel: usize) -> Result<()> {
+        let (Some(t), Some(target)) = (self.w.tiff.take(), &self.outputs.tif) else {
+            return Ok(());
+        };
+        // a 0/1 result of a count or of values is written as a mask
+        let kind = match self.w.fig.meta.kind {
+            RasterKind::Values | RasterKind::Count
+                if bytes_per_pixel == 1 && self.w.fig.max <= 1 =>
+            {
+                RasterKind::Mask
+            }
+            k => k,
+        };
+        let provenance = &self.provenance;
+        self.tx
+            .stage(target, |tmp| t.into_cog(tmp, target, provenance, kind))
+    }
+
+    fn stage_lineage(&mut self, bytes_per_pixel: usize) -> Result<()> {
+        let Some(target) = &self.outputs.lineage else {
+            return Ok(());
+        };
+        let o = &self.provenance.outputs;
+        let assets = [
+            (&o.tif, "data", COG_TYPE, "data"),
+            (
+                &o.parquet,
+                "chunks",
+                "application/vnd.apache.parquet",
+                "data",
+            ),
+            (&o.png, "quicklook", "image/png", "overview"),
+        ]
+        .into_iter()
+        .filter_map(|(p, k, t, r)| p.clone().map(|p| (k, p, t, r)))
+        .collect();
+        let run = lineage::Run {
+            grid: &self.w.grid,
+            provenance: &self.provenance,
+            pixels: self.w.fig.meta,
+            bytes_per_pixel,
+            assets,
+        };
+        let named = o.lineage.clone().unwrap_or_else(|| target.clone());
+        self.tx
+            .stage(target, |tmp| lineage::write(&run, tmp, &named))
+    }
+}
+
+impl ChunkWriters {
+    /// What was written: the figures summed over every chunk, the grid's
+    /// area when the CRS has an ellipsoid.
+    fn written(&self, bytes_per_pixel: usize) -> Written {
+        let areas = match self.area_model.as_ref().map(|m| m.grid_m2()) {
+            Some(Ok(grid)) => Some(AreaFigures {
+                grid,
+                ..self.fig.areas.unwrap_or_default()
+            }),
             _ => None,
         };
-        Ok(Written {
+        Written {
             areas,
             bytes_per_pixel,
-            meta: w.meta,
-            ones: w.ones,
-            nonzero: w.nonzero,
-            nodata: w.nodata,
-            covered: w.covered,
-            min: w.min,
-            max: w.max,
-        })
+            ..self.fig.clone()
+        }
     }
 }
 
 impl Drop for RasterSink {
     fn drop(&mut self) {
-        // close the GTiff before removing it
+        // close the GTiff and the Parquet before the transaction removes them
         self.w.tiff = None;
         self.parquet = None;
-        for p in &self.w.temps {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }

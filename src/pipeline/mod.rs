@@ -135,7 +135,7 @@ pub async fn run_to_outputs(
     let (grid, outputs) = (scan.grid.clone(), local);
     let cancel = progress.cancel.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<Option<(Written, usize)>> {
-        let mut sink = RasterSink::new(&grid, &outputs, &provenance)?.with_cancel(cancel);
+        let mut sink = RasterSink::new(&grid, &outputs, &provenance, cancel)?;
         if let Some((tif, chunk)) = &base {
             sink = sink.with_base(tif, *chunk)?;
         }
@@ -205,7 +205,7 @@ fn provenance(scan: &ScanPlan, sql: &str, title: &str, outputs: &Outputs) -> Pro
     Provenance {
         title: title.to_string(),
         source: scan.search.clone(),
-        asset: scan.asset.clone(),
+        asset: scan.pixels.name.clone(),
         time_range: match (scan.slices.first(), scan.slices.last()) {
             (Some(a), Some(b)) => Some((time(a.datetime_us), time(b.datetime_us))),
             _ => None,

@@ -1,6 +1,6 @@
 //! What a raster run did, as the CLI prints it.
 
-use crate::output::assemble::PixelKind;
+use crate::output::assemble::RasterKind;
 use crate::output::sink::Written;
 use crate::raster::grid::OutputGrid;
 
@@ -24,7 +24,7 @@ pub struct Summary {
 impl Summary {
     /// Pixels equal to 1 in a 1-byte mask or three-state result.
     pub fn flooded_pixels(&self) -> usize {
-        if self.written.bytes_per_pixel == 1 && matches!(self.kind(), PixelKind::States)
+        if self.written.bytes_per_pixel == 1 && matches!(self.kind(), RasterKind::States)
             || self.is_mask()
         {
             self.written.ones as usize
@@ -33,7 +33,7 @@ impl Summary {
         }
     }
 
-    fn kind(&self) -> PixelKind {
+    fn kind(&self) -> RasterKind {
         self.written.meta.kind
     }
 
@@ -43,7 +43,7 @@ impl Summary {
             && self.written.max <= 1
             && matches!(
                 self.kind(),
-                PixelKind::Mask | PixelKind::Count | PixelKind::Values
+                RasterKind::Mask | RasterKind::Count | RasterKind::Values
             )
     }
 
@@ -51,7 +51,7 @@ impl Summary {
     /// the grid's CRS has an ellipsoid.
     pub fn flooded_km2(&self) -> Option<f64> {
         let a = self.written.areas?;
-        (self.is_mask() || self.kind() == PixelKind::States).then_some(a.ones / 1e6)
+        (self.is_mask() || self.kind() == RasterKind::States).then_some(a.ones / 1e6)
     }
 
     /// The summary, one fact per line.
@@ -71,7 +71,7 @@ impl Summary {
         let all = (g.width * g.height) as u64;
         let unseen = w.nodata_total(g);
         let unseen_m2 = w.nodata_total_m2();
-        let result = if self.is_mask() || self.kind() == PixelKind::States {
+        let result = if self.is_mask() || self.kind() == RasterKind::States {
             let px = w.ones;
             let flooded = match a {
                 Some(a) => format!(
@@ -83,7 +83,7 @@ impl Summary {
                 ),
                 None => format!("flooded pixels: {px} ({:.3} km²)", res2(px)),
             };
-            if self.kind() == PixelKind::States {
+            if self.kind() == RasterKind::States {
                 // the rest of the grid: observed, never flooded (value 0)
                 let dry = all.saturating_sub(px + unseen);
                 let dry_m2 = a.zip(unseen_m2).map(|(a, u)| a.grid - a.ones - u);
@@ -95,7 +95,7 @@ impl Summary {
             } else {
                 flooded
             }
-        } else if self.kind() == PixelKind::Date && w.nonzero > 0 {
+        } else if self.kind() == RasterKind::Date && w.nonzero > 0 {
             format!(
                 "pixels with a flood date: {} ({:.3} km²); dates {} .. {}",
                 w.nonzero,
@@ -103,7 +103,7 @@ impl Summary {
                 day(w.min),
                 day(w.max)
             )
-        } else if self.kind() == PixelKind::Percent {
+        } else if self.kind() == RasterKind::Percent {
             let seen = all - unseen;
             let seen_m2 = a.zip(unseen_m2).map(|(a, u)| a.grid - u);
             format!(

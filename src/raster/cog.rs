@@ -40,6 +40,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use crate::error::redact;
+
 use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::Window;
@@ -82,48 +84,48 @@ pub(crate) struct Object {
     location: String,
 }
 
-/// `text` with any credentials of `location`'s URL (`user:password@`)
-/// masked wherever they appear.
-pub(crate) fn redact(location: &str, text: String) -> String {
-    match Url::parse(location) {
-        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-            let userinfo = match u.password() {
-                Some(p) => format!("{}:{p}@", u.username()),
-                None => format!("{}@", u.username()),
-            };
-            text.replace(&userinfo, "***@")
-        }
-        _ => text,
+/// A read error whose location the caller adds (a block of a file).
+fn read_err(message: String) -> Error {
+    Error::Read {
+        location: None,
+        message,
     }
 }
 
 /// An error reading `location` (credentials masked).
 fn store_err(location: &str, e: impl std::fmt::Display) -> Error {
     let e = e.to_string();
-    let why = if e.contains("timed out") {
-        format!(
-            "no answer within the {} s request timeout (retried until {} s had passed): ",
-            REQUEST_TIMEOUT.as_secs(),
-            RETRY_TIMEOUT.as_secs()
-        )
-    } else {
-        String::new()
-    };
-    Error::Read(redact(
-        location,
-        format!("cannot read '{location}': {why}{e}"),
-    ))
+    let shown = redact(location, location);
+    if e.contains("timed out") {
+        return Error::Timeout {
+            location: shown,
+            seconds: REQUEST_TIMEOUT.as_secs(),
+            message: redact(
+                location,
+                &format!(
+                    "cannot read '{location}': no answer within the {} s request timeout \
+                     (retried until {} s had passed): {e}",
+                    REQUEST_TIMEOUT.as_secs(),
+                    RETRY_TIMEOUT.as_secs()
+                ),
+            ),
+        };
+    }
+    Error::Read {
+        location: Some(shown),
+        message: redact(location, &format!("cannot read '{location}': {e}")),
+    }
 }
 
 /// [`store_err`] with the whole cause chain (object_store and reqwest keep
 /// the reason, e.g. a refused redirect, in their sources).
-fn chain_err(location: &str, e: &dyn std::error::Error) -> Error {
+fn chain_err(location: &str, e: &(dyn std::error::Error + 'static)) -> Error {
     store_err(location, crate::error::chain_message(e))
 }
 
 /// An error opening `location` as a TIFF: a file that is no TIFF at all (a
 /// VRT, an HTML page) said plainly.
-fn open_err(location: &str, e: &dyn std::error::Error) -> Error {
+fn open_err(location: &str, e: &(dyn std::error::Error + 'static)) -> Error {
     let m = crate::error::chain_message(e);
     if m.contains("magic bytes") {
         store_err(location, format!("not a TIFF file ({m})"))
@@ -293,7 +295,7 @@ impl Layout {
             let mut v = Vec::with_capacity(self.block_h * stride);
             flate2::read::ZlibDecoder::new(&bytes[..])
                 .read_to_end(&mut v)
-                .map_err(|e| Error::Read(format!("decoding block {i}: {e}")))?;
+                .map_err(|e| read_err(format!("decoding block {i}: {e}")))?;
             v
         } else {
             let decoder = DECODERS
@@ -309,11 +311,11 @@ impl Layout {
                     8,
                     None,
                 )
-                .map_err(|e| Error::Read(format!("decoding block {i}: {e}")))?
+                .map_err(|e| read_err(format!("decoding block {i}: {e}")))?
         };
         let need = self.rows_in(by) * stride;
         if v.len() < need {
-            return Err(Error::Read(format!(
+            return Err(read_err(format!(
                 "block {i} decodes to {} bytes, {need} expected (corrupt file?)",
                 v.len()
             )));
@@ -424,9 +426,7 @@ impl CogReader {
         // checked when the header is read, i.e. once per location per scan
         // (not per window: for a local file the check resolves the path)
         if !self.layout_cache()?.map.contains_key(location) {
-            self.policy
-                .check(location)
-                .map_err(|e| Error::Refused(format!("asset refused by the read policy: {e}")))?;
+            self.policy.allow(location)?;
         }
         let (key, path) = split(location)?;
         let store = if matches!(key.scheme(), "http" | "https") {
@@ -586,7 +586,7 @@ impl CogReader {
                 }
             }
         };
-        pending.await.map_err(|e| Error::Read(e.to_string()))
+        pending.await.map_err(|e| read_err(e.to_string()))
     }
 
     /// Fetches the blocks of `window` (file pixels) of the COG at `location`,
@@ -601,10 +601,16 @@ impl CogReader {
         let obj = self.object(env, location)?;
         let layout = self.layout(&obj).await?;
         if (layout.width, layout.height) != expect {
-            return Err(Error::Read(format!(
-                "'{location}' is {}x{} pixels but its STAC item's proj:shape says {}x{}",
-                layout.width, layout.height, expect.0, expect.1
-            )));
+            return Err(Error::Read {
+                location: Some(redact(location, location)),
+                message: redact(
+                    location,
+                    &format!(
+                        "'{location}' is {}x{} pixels but its STAC item's proj:shape says {}x{}",
+                        layout.width, layout.height, expect.0, expect.1
+                    ),
+                ),
+            });
         }
         if window.width == 0
             || window.height == 0

@@ -44,14 +44,17 @@ use datafusion::physical_plan::{
 };
 use futures::TryStreamExt;
 
+use crate::access::ReadPolicy;
 use crate::context::{ProcessLabel, QueryProgress};
 use crate::error::join_err;
 use crate::geo::Window;
-use crate::options::FloodsqlOptions;
+use crate::options::{FloodsqlOptions, Reader};
 use crate::raster::area::{AreaColumn, ChunkValue, ZoneColumn};
 use crate::raster::cog::CogReader;
-use crate::raster::fuse::{fuse_window, fuse_window_native, FuseStats, ReaderKind};
-use crate::raster::plan::{ChunkIndex, ScanPlan, Source};
+use crate::raster::fuse::{fuse_window, fuse_window_native, FuseStats};
+use crate::raster::grid::OutputGrid;
+use crate::raster::plan::{AssetSpec, ChunkIndex, ScanPlan, Source};
+use datafusion::execution::runtime_env::RuntimeEnv;
 
 /// The columns of `flood_chunks(...)`, in schema order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +96,6 @@ impl ChunkColumn {
     /// The column at schema index `i`.
     pub(crate) fn at(i: usize) -> Option<ChunkColumn> {
         Self::ALL.get(i).copied()
-    }
-
-    /// Its schema index.
-    pub(crate) fn index(self) -> usize {
-        self as usize
     }
 
     /// Its name in SQL.
@@ -420,7 +418,14 @@ impl FloodChunksExec {
                 input.schema()
             );
         }
-        let full = chunk_schema_for(&plan.extra_assets, plan.zones.is_some());
+        let full = chunk_schema_for(
+            &plan
+                .columns
+                .iter()
+                .map(|a| a.name.clone())
+                .collect::<Vec<_>>(),
+            plan.zones.is_some(),
+        );
         let schema = match &projection {
             Some(p) => Arc::new(full.project(p)?),
             None => full,
@@ -514,9 +519,9 @@ impl DisplayAs for FloodChunksExec {
         write!(
             f,
             "FloodChunksExec: asset={}, grid={}x{} @ {} m, chunk={} ({}x{} chunks), slices={}, items={}, partitions={}",
-            std::iter::once(&self.plan.asset)
-                .chain(&self.plan.extra_assets)
-                .map(String::as_str)
+            std::iter::once(&self.plan.pixels)
+                .chain(&self.plan.columns)
+                .map(|a| a.name.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
             g.width,
@@ -532,9 +537,9 @@ impl DisplayAs for FloodChunksExec {
         if let Some(p) = &self.projection {
             let names: Vec<&str> = p
                 .iter()
-                .filter_map(|&i| match Col::at(i, self.plan.extra_assets.len()) {
+                .filter_map(|&i| match Col::at(i, self.plan.columns.len()) {
                     Col::Fixed(c) => Some(c.name()),
-                    Col::Asset(k) => self.plan.extra_assets.get(k).map(String::as_str),
+                    Col::Asset(k) => self.plan.columns.get(k).map(|a| a.name.as_str()),
                     Col::Zones => Some(ZONES),
                 })
                 .collect();
@@ -598,7 +603,6 @@ impl ExecutionPlan for FloodChunksExec {
         }
         let assignment = self.input.execute(partition, ctx.clone())?;
         let plan = self.plan.clone();
-        let progress = QueryProgress::of(ctx.session_config());
         let who = format!(
             "{}{}",
             ProcessLabel::prefix(ctx.session_config()),
@@ -612,7 +616,7 @@ impl ExecutionPlan for FloodChunksExec {
                 "{who}scan partition {partition}/{n}: {} (slice, chunk) rows over {} chunks of {}",
                 units.len(),
                 chunks.len(),
-                plan.asset
+                plan.pixels.name
             );
             Ok::<_, datafusion::error::DataFusionError>(futures::stream::iter(
                 units
@@ -621,124 +625,157 @@ impl ExecutionPlan for FloodChunksExec {
             ))
         })
         .try_flatten();
-        let need_pixels = self
-            .projection
-            .as_ref()
-            .is_none_or(|p| p.contains(&ChunkColumn::Pixels.index()));
-        let areas = self
-            .projection
-            .as_ref()
-            .is_none_or(|p| p.contains(&ChunkColumn::PixelAreas.index()))
-            .then(|| {
-                Arc::new(AreaColumn::new(
-                    self.plan.grid.clone(),
-                    self.grid_m2.clone(),
-                ))
-            });
-        let n_extra = self.plan.extra_assets.len();
-        let columns: Vec<Col> = match &self.projection {
-            Some(p) => p.iter().map(|&i| Col::at(i, n_extra)).collect(),
-            None => (0..self.schema.fields().len())
-                .map(|i| Col::at(i, n_extra))
-                .collect(),
-        };
-        let zones = match (&self.plan.zones, columns.contains(&Col::Zones)) {
-            (Some(z), true) => Some(Arc::new(ZoneColumn::new(z.clone()))),
-            (None, true) => return internal_err!("FloodChunksExec: zones without regions"),
-            _ => None,
-        };
-        // the extra assets read, with their nodata
-        let extra: Vec<(usize, u8)> = columns
-            .iter()
-            .filter_map(|c| match c {
-                Col::Asset(k) => Some((*k, self.plan.extra_nodata.get(*k).copied().unwrap_or(255))),
-                Col::Fixed(_) | Col::Zones => None,
-            })
-            .collect();
-        let metrics = Arc::new(ScanMetrics::new(&self.metrics, partition));
-        let kind = match FloodsqlOptions::from_config(ctx.session_config().options())
-            .reader
-            .as_str()
-        {
-            "gdal" => ReaderKind::Gdal,
-            _ => ReaderKind::Native,
-        };
-        let (reader, env) = (self.reader.clone(), ctx.runtime_env());
-        // every source's nodata and the fill of pixels none covers
-        let nodata = self.plan.nodata;
-        let policy = Arc::new(self.plan.policy.clone());
-        let grid = Arc::new(self.plan.grid.clone());
-        let schema = self.schema.clone();
-        let out_schema = schema.clone();
+        let opener = Arc::new(UnitReader::new(self, partition, &ctx)?);
         let stream = units
-            .map_ok(move |u| {
-                let (columns, schema) = (columns.clone(), schema.clone());
-                let extra = extra.clone();
-                let (metrics, progress) = (metrics.clone(), progress.clone());
-                let (reader, env, policy) = (reader.clone(), env.clone(), policy.clone());
-                let (grid, areas, zones) = (grid.clone(), areas.clone(), zones.clone());
-                async move {
-                    let zones = chunk_value(zones, u.window, "zones").await?;
-                    let areas = chunk_value(areas, u.window, "pixel areas").await?;
-                    // one fused window per asset read: `pixels`, then each extra
-                    let mut reads: Vec<(Vec<Source>, u8)> = Vec::new();
-                    if need_pixels {
-                        reads.push((u.sources.clone(), nodata));
-                    }
-                    for &(k, nd) in extra.iter() {
-                        reads.push((u.sources.iter().map(|s| s.for_extra(k)).collect(), nd));
-                    }
-                    let mut fused: Vec<Vec<u8>> = Vec::with_capacity(reads.len());
-                    for (sources, nd) in reads {
-                        let window = u.window;
-                        let timer = metrics.read_time.timer();
-                        let (px, stats) = match kind {
-                            ReaderKind::Native => {
-                                fuse_window_native(
-                                    &reader, &env, window, &sources, &grid, nd, &policy,
-                                )
-                                .await?
-                            }
-                            ReaderKind::Gdal => {
-                                let windows = sources.len();
-                                let (grid, policy) = (grid.clone(), policy.clone());
-                                let px = tokio::task::spawn_blocking(move || {
-                                    fuse_window(window, &sources, &grid, nd, &policy)
-                                })
-                                .await
-                                .map_err(join_err("raster read"))??;
-                                let stats = FuseStats {
-                                    windows,
-                                    ..FuseStats::default()
-                                };
-                                (px, stats)
-                            }
-                        };
-                        timer.done();
-                        metrics.windows_read.add(stats.windows);
-                        metrics.fetched_bytes.add(stats.fetched_bytes);
-                        metrics.pixel_bytes.add(px.len());
-                        fused.push(px);
-                    }
-                    let pixels = if need_pixels {
-                        Some(fused.remove(0))
-                    } else {
-                        None
-                    };
-                    progress.scan.inc(1);
-                    let _compute = metrics.baseline.elapsed_compute().timer();
-                    Ok(
-                        unit_batch(&u, pixels, fused, areas, zones, &columns, schema)?
-                            .record_output(&metrics.baseline),
-                    )
-                }
-            })
+            .map_ok(move |u| opener.clone().read(u))
             .try_buffered(self.concurrency);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
+    }
+}
+
+/// What one scan partition needs to turn a (slice, chunk) [`Unit`] into its
+/// row, in the manner of DataFusion's `FileOpener`: the columns projected,
+/// the assets to fuse, the reader, the per-chunk columns and the metrics.
+struct UnitReader {
+    columns: Vec<Col>,
+    schema: SchemaRef,
+    /// The `pixels` asset, when its column is read.
+    pixels: Option<AssetSpec>,
+    /// The extra asset columns read: (index among the plan's columns, asset).
+    extra: Vec<(usize, AssetSpec)>,
+    areas: Option<Arc<AreaColumn>>,
+    zones: Option<Arc<ZoneColumn>>,
+    reader: Reader,
+    cog: Arc<CogReader>,
+    env: Arc<RuntimeEnv>,
+    policy: Arc<ReadPolicy>,
+    grid: Arc<OutputGrid>,
+    metrics: Arc<ScanMetrics>,
+    progress: Arc<QueryProgress>,
+}
+
+impl UnitReader {
+    fn new(exec: &FloodChunksExec, partition: usize, ctx: &Arc<TaskContext>) -> Result<Self> {
+        let plan = &exec.plan;
+        let n_extra = plan.columns.len();
+        let columns: Vec<Col> = match &exec.projection {
+            Some(p) => p.iter().map(|&i| Col::at(i, n_extra)).collect(),
+            None => (0..exec.schema.fields().len())
+                .map(|i| Col::at(i, n_extra))
+                .collect(),
+        };
+        let zones = match (&plan.zones, columns.contains(&Col::Zones)) {
+            (Some(z), true) => Some(Arc::new(ZoneColumn::new(z.clone()))),
+            (None, true) => return internal_err!("FloodChunksExec: zones without regions"),
+            _ => None,
+        };
+        let areas = columns
+            .contains(&Col::Fixed(ChunkColumn::PixelAreas))
+            .then(|| Arc::new(AreaColumn::new(plan.grid.clone(), exec.grid_m2.clone())));
+        let extra = columns
+            .iter()
+            .filter_map(|c| match c {
+                Col::Asset(k) => Some(plan.columns.get(*k).map(|a| (*k, a.clone()))),
+                Col::Fixed(_) | Col::Zones => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                internal_datafusion_err!("FloodChunksExec: an asset column not planned")
+            })?;
+        Ok(Self {
+            pixels: columns
+                .contains(&Col::Fixed(ChunkColumn::Pixels))
+                .then(|| plan.pixels.clone()),
+            columns,
+            schema: exec.schema.clone(),
+            extra,
+            areas,
+            zones,
+            reader: FloodsqlOptions::from_config(ctx.session_config().options()).reader,
+            cog: exec.reader.clone(),
+            env: ctx.runtime_env(),
+            policy: Arc::new(plan.policy.clone()),
+            grid: Arc::new(plan.grid.clone()),
+            metrics: Arc::new(ScanMetrics::new(&exec.metrics, partition)),
+            progress: QueryProgress::of(ctx.session_config()),
+        })
+    }
+
+    /// The row of one (slice, chunk): every asset read fused over the
+    /// chunk, the per-chunk columns computed.
+    async fn read(self: Arc<Self>, u: Unit) -> Result<RecordBatch> {
+        let zones = chunk_value(self.zones.clone(), u.window, "zones").await?;
+        let areas = chunk_value(self.areas.clone(), u.window, "pixel areas").await?;
+        let pixels = match &self.pixels {
+            Some(a) => Some(self.fuse(u.window, u.sources.clone(), a.nodata).await?),
+            None => None,
+        };
+        let mut extra = Vec::with_capacity(self.extra.len());
+        for (k, a) in &self.extra {
+            let sources = u
+                .sources
+                .iter()
+                .map(|s| s.for_extra(*k))
+                .collect::<crate::error::Result<Vec<_>>>()?;
+            extra.push(self.fuse(u.window, sources, a.nodata).await?);
+        }
+        self.progress.scan.inc(1);
+        let _compute = self.metrics.baseline.elapsed_compute().timer();
+        Ok(unit_batch(
+            &u,
+            pixels,
+            extra,
+            areas,
+            zones,
+            &self.columns,
+            self.schema.clone(),
+        )?
+        .record_output(&self.metrics.baseline))
+    }
+
+    /// One asset's sources fused over `window` by the session's reader.
+    async fn fuse(&self, window: Window, sources: Vec<Source>, nodata: u8) -> Result<Vec<u8>> {
+        let timer = self.metrics.read_time.timer();
+        let (px, stats) = match self.reader {
+            Reader::Native => {
+                fuse_window_native(
+                    &self.cog,
+                    &self.env,
+                    window,
+                    &sources,
+                    &self.grid,
+                    nodata,
+                    &self.policy,
+                )
+                .await?
+            }
+            Reader::Gdal => {
+                let windows = sources.len();
+                let (grid, policy) = (self.grid.clone(), self.policy.clone());
+                let px = tokio::task::spawn_blocking(move || {
+                    fuse_window(window, &sources, &grid, nodata, &policy)
+                })
+                .await
+                .map_err(join_err("raster read"))??;
+                let stats = FuseStats {
+                    windows,
+                    ..FuseStats::default()
+                };
+                (px, stats)
+            }
+        };
+        timer.done();
+        self.metrics.windows_read.add(stats.windows);
+        self.metrics.fetched_bytes.add(stats.fetched_bytes);
+        self.metrics.pixel_bytes.add(px.len());
+        Ok(px)
     }
 }
 
@@ -858,10 +895,11 @@ mod tests {
                 height: 130,
             },
             chunk: 100,
-            asset: "a".into(),
-            nodata: 255,
-            extra_assets: Vec::new(),
-            extra_nodata: Vec::new(),
+            pixels: crate::raster::plan::AssetSpec {
+                name: "a".into(),
+                nodata: 255,
+            },
+            columns: Vec::new(),
             zones: None,
             policy: crate::access::ReadPolicy::allow_all(),
             slices: vec![
@@ -1037,8 +1075,8 @@ mod tests {
         let s = chunk_schema();
         assert_eq!(s.fields().len(), ChunkColumn::ALL.len());
         for c in ChunkColumn::ALL {
-            assert_eq!(s.field(c.index()).name(), c.name());
-            assert_eq!(ChunkColumn::at(c.index()), Some(c));
+            assert_eq!(s.field(c as usize).name(), c.name());
+            assert_eq!(ChunkColumn::at(c as usize), Some(c));
         }
     }
 }

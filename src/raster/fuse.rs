@@ -14,15 +14,6 @@ use crate::raster::grid::OutputGrid;
 use crate::raster::plan::Source;
 use crate::raster::read::{read_window, warp_window};
 
-/// Which reader brings a source window's pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReaderKind {
-    /// `object_store` + `async-tiff` (the default): concurrent range reads.
-    Native,
-    /// GDAL's drivers and network file systems (`/vsicurl/`, `/vsis3/`, ...).
-    Gdal,
-}
-
 /// What fusing one window cost.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FuseStats {
@@ -33,9 +24,10 @@ pub(crate) struct FuseStats {
 }
 
 fn item_err(src: &Source, e: Error) -> Error {
-    Error::BadItem {
+    Error::InItem {
         item: src.item_id.clone(),
-        message: format!("asset unreadable: {e}"),
+        context: "asset unreadable".into(),
+        source: Box::new(e),
     }
 }
 
@@ -106,12 +98,9 @@ fn paste_roi(out: &mut [u8], window: Window, roi: Window, buf: &[u8], nodata: u8
 }
 
 fn check(policy: &ReadPolicy, src: &Source) -> Result<()> {
-    policy.check_for_gdal(&src.path).map_err(|e| {
-        item_err(
-            src,
-            Error::Refused(format!("asset refused by the read policy: {e}")),
-        )
-    })
+    policy
+        .allow_for_gdal(&src.path)
+        .map_err(|e| item_err(src, e))
 }
 
 /// Fuses `sources` (already in fusing order) over the output `window` with

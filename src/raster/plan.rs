@@ -36,24 +36,40 @@ pub(crate) struct Source {
     #[serde(default)]
     pub(crate) warp: Option<crate::raster::warp::Warp>,
     /// Locations of the scan's other assets of this item
-    /// ([`ScanPlan::extra_assets`], same order), on the same grid.
+    /// ([`ScanPlan::columns`], same order), on the same grid.
     #[serde(default)]
     pub(crate) extra_paths: Vec<String>,
 }
 
 impl Source {
     /// This source reading its `k`-th extra asset instead.
-    pub(crate) fn for_extra(&self, k: usize) -> Source {
-        Source {
-            path: self.extra_paths.get(k).cloned().unwrap_or_default(),
+    pub(crate) fn for_extra(&self, k: usize) -> Result<Source> {
+        let path = self.extra_paths.get(k).cloned().ok_or_else(|| {
+            Error::Internal(format!(
+                "item '{}' has no location for extra asset {k}",
+                self.item_id
+            ))
+        })?;
+        Ok(Source {
+            path,
             extra_paths: Vec::new(),
             ..self.clone()
-        }
+        })
     }
     /// Where this source meets an output window, if it does.
     pub(crate) fn overlap(&self, w: Window) -> Option<Overlap> {
         overlap(self.col_off, self.row_off, self.width, self.height, w)
     }
+}
+
+/// One asset a scan reads, with the nodata it is fused with (also the fill
+/// of pixels no source covers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AssetSpec {
+    /// The asset's key in the items.
+    pub(crate) name: String,
+    /// One nodata for every item's asset (see [`scan_nodata`]).
+    pub(crate) nodata: u8,
 }
 
 /// All items of one exact datetime, in id order (fusing order).
@@ -69,10 +85,8 @@ pub(crate) struct TimeSlice {
 pub struct ScanPlan {
     pub(crate) grid: OutputGrid,
     pub(crate) chunk: usize,
-    pub(crate) asset: String,
-    /// Nodata of every source and fill of the pixels no source covers: one
-    /// value for the whole scan (see [`scan_nodata`]).
-    pub(crate) nodata: u8,
+    /// The asset that gives the `pixels` column.
+    pub(crate) pixels: AssetSpec,
     /// What the scan may read: every source passed it at planning, and the
     /// reader (client or executor) checks it again.
     pub(crate) policy: ReadPolicy,
@@ -81,13 +95,10 @@ pub struct ScanPlan {
     /// collections, credentials masked): recorded in the outputs.
     #[serde(default)]
     pub(crate) search: String,
-    /// Other assets read with `asset`, each a column of the scan (their
-    /// locations: [`Source::extra_paths`]).
+    /// Other assets read with `pixels`, each a column of the scan named
+    /// after it (their locations: [`Source::extra_paths`], same order).
     #[serde(default)]
-    pub(crate) extra_assets: Vec<String>,
-    /// The nodata of each extra asset (fill of pixels no source covers).
-    #[serde(default)]
-    pub(crate) extra_nodata: Vec<u8>,
+    pub(crate) columns: Vec<AssetSpec>,
     /// Regions on the grid: the scan's `zones` column.
     #[serde(default)]
     pub(crate) zones: Option<Arc<ZoneSet>>,
@@ -405,18 +416,33 @@ const MAX_OFFSET: f64 = (1u64 << 40) as f64;
 /// of the output's size are pasted as output pixels.
 const PASTE_SCALE_TOL: f64 = 1e-3;
 
+/// What a scan is planned from: the items found, the bbox, the assets, the
+/// chunk size, `floodsql.nodata` (see [`scan_nodata`]), the read policy and
+/// the limits.
+pub(crate) struct ScanRequest<'a> {
+    pub(crate) items: &'a [StacItem],
+    pub(crate) bbox: &'a Bbox,
+    /// The asset giving `pixels`, then each extra column's.
+    pub(crate) assets: &'a [String],
+    pub(crate) chunk: usize,
+    pub(crate) nodata: Option<u8>,
+    pub(crate) policy: ReadPolicy,
+    pub(crate) limits: ScanLimits,
+}
+
 /// Builds the scan plan; GDAL (CRS maths) is used, so call it off the runtime.
-/// `nodata`: `floodsql.nodata` (see [`scan_nodata`]). A grid or read volume
-/// over `limits` is refused here, before anything is allocated or read.
-pub(crate) fn plan_scan(
-    items: &[StacItem],
-    bbox: &Bbox,
-    assets: &[String],
-    chunk: usize,
-    nodata: Option<u8>,
-    policy: ReadPolicy,
-    limits: ScanLimits,
-) -> Result<ScanPlan> {
+/// A grid or read volume over the request's limits is refused here, before
+/// anything is allocated or read.
+pub(crate) fn plan_scan(req: ScanRequest<'_>) -> Result<ScanPlan> {
+    let ScanRequest {
+        items,
+        bbox,
+        assets,
+        chunk,
+        nodata,
+        policy,
+        limits,
+    } = req;
     let (asset, extra) = match assets {
         [first, rest @ ..] => (first.as_str(), rest),
         [] => return Err(Error::Internal("a scan without an asset".into())),
@@ -428,166 +454,46 @@ pub(crate) fn plan_scan(
             format!("must be within {MIN_CHUNK}..={MAX_CHUNK} pixels"),
         ));
     }
-    let first = items
-        .first()
-        .ok_or_else(|| Error::NoItems("the scan".into()))?;
-    // the tutorial: CRS and resolution from the first item
-    let crs = first.crs(Some(asset)).ok_or_else(|| Error::BadItem {
-        item: first.id.clone(),
-        message: "no CRS (proj:wkt2, proj:projjson, proj:code or proj:epsg)".into(),
-    })?;
-    let res = first
-        .gsd()
-        .filter(|r| r.is_finite() && *r > 0.0)
-        .ok_or_else(|| Error::BadItem {
-            item: first.id.clone(),
-            message: "no positive 'gsd' property".into(),
-        })?;
-    let grid = output_grid(bbox, &crs, res)?;
-    limits.check(
-        &format!(
-            "the output grid of bbox {bbox} ({} x {} px at resolution {res})",
-            grid.width, grid.height
-        ),
-        (grid.width as u64).saturating_mul(grid.height as u64),
-        "px",
-        limits.max_grid_pixels,
-        "max_grid_pixels",
-        "narrow the bbox",
-    )?;
-    let nodata = scan_nodata(items, asset, nodata)?;
-    let extra_nodata = extra
+    let grid = scan_grid(items, bbox, asset, &limits)?;
+    let pixels = AssetSpec {
+        name: asset.to_string(),
+        nodata: scan_nodata(items, asset, nodata)?,
+    };
+    let columns = extra
         .iter()
-        .map(|e| scan_nodata(items, e, None))
-        .collect::<Result<Vec<u8>>>()?;
-    let (gx, gy) = (grid.col0 as f64 * res, grid.row0 as f64 * res);
-
-    let mut by_time: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
+        .map(|e| {
+            Ok(AssetSpec {
+                name: e.clone(),
+                nodata: scan_nodata(items, e, None)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut sorted: Vec<&StacItem> = items.iter().collect();
     sorted.sort_by(|a, b| (a.nominal_datetime(), &a.id).cmp(&(b.nominal_datetime(), &b.id)));
     let probed = header_grids(&sorted, asset, &policy)?;
+    let mut by_time: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
     for (k, it) in sorted.into_iter().enumerate() {
-        let bad = |m: String| Error::BadItem {
-            item: it.id.clone(),
-            message: m,
-        };
-        // like the tutorial's stack: datetime, else start_datetime, else end_datetime
-        let dt = it.nominal_datetime().ok_or_else(|| {
-            bad("no 'datetime', 'start_datetime' or 'end_datetime': no time to place it at".into())
-        })?;
-        let path = it.asset_location(asset)?;
-        policy
-            .check(&path)
-            .map_err(|e| bad(format!("asset refused by the read policy: {e}")))?;
-        let mut extra_paths = Vec::with_capacity(extra.len());
-        for e in extra {
-            let p = it.asset_location(e)?;
-            policy
-                .check(&p)
-                .map_err(|x| bad(format!("asset '{e}' refused by the read policy: {x}")))?;
-            if it.proj_shape(Some(e)) != it.proj_shape(Some(asset))
-                || it.proj_transform(Some(e)) != it.proj_transform(Some(asset))
-            {
-                return Err(bad(format!(
-                    "asset '{e}' is not on the grid of '{asset}' (the assets of one scan are read on one grid per item)"
-                )));
-            }
-            extra_paths.push(p);
+        let (dt, src) = Placing {
+            item: it,
+            asset,
+            extra,
+            grid: &grid,
+            policy: &policy,
+            header: probed.get(&k),
         }
-        let icrs = it.crs(Some(asset)).ok_or_else(|| bad("no CRS".into()))?;
-        let other_crs = icrs != crs && !crate::crs::same(&icrs, &crs)?;
-        let header = probed.get(&k);
-        let (rows, cols) = it
-            .proj_shape(Some(asset))
-            .or(header.map(|h| h.0))
-            .ok_or_else(|| bad("no proj:shape".into()))?;
-        if !(1..=MAX_SOURCE_SIDE).contains(&rows) || !(1..=MAX_SOURCE_SIDE).contains(&cols) {
-            return Err(bad(format!(
-                "proj:shape [{rows}, {cols}] is not a raster size (1..={MAX_SOURCE_SIDE} per side)"
-            )));
-        }
-        let t = it
-            .proj_transform(Some(asset))
-            .or(header.map(|h| h.1))
-            .ok_or_else(|| bad("no proj:transform".into()))?;
-        if t.iter().any(|v| !v.is_finite()) {
-            return Err(bad(format!(
-                "proj:transform {t:?} has a non-finite coefficient"
-            )));
-        }
-        let [a, b, c, d, e, f] = t;
-        // odc-loader's rule for nearest resampling in the output's CRS: a
-        // source whose pixels are the output's size (within 0.1 %), north-up,
-        // is pasted at its offset rounded to whole pixels (any sub-pixel
-        // shift: translation tolerance 0.9 px), not resampled
-        let (sx, sy) = (res / a, -res / e);
-        let eps = 1e-9 * res.max(1.0);
-        let pasteable = !other_crs
-            && b.abs() <= eps
-            && d.abs() <= eps
-            && (sx - 1.0).abs() <= PASTE_SCALE_TOL
-            && (sy - 1.0).abs() <= PASTE_SCALE_TOL;
-        if !pasteable {
-            // warped per chunk with GDAL, as odc-loader reprojects it
-            let warp = Warp {
-                crs: icrs.clone(),
-                transform: t,
-                width: cols,
-                height: rows,
-                pts_per_side: if other_crs { 5 } else { 2 },
-            };
-            let (col_off, row_off, width, height) = crate::raster::warp::footprint(&warp, &grid)
-                .map_err(|e| bad(format!("cannot place it on the output grid: {e}")))?;
-            let src = Source {
-                item_id: it.id.clone(),
-                path,
-                col_off,
-                row_off,
-                width,
-                height,
-                warp: Some(warp),
-                extra_paths,
-            };
-            if src.overlap(grid.window()).is_some() {
-                by_time.entry(dt.timestamp_micros()).or_default().push(src);
-            }
-            continue;
-        }
-        // the output → source pixel translation, as odc-geo computes it
-        let (tx, ty) = ((gx - c) / a, (gy - f) / e);
-        if tx.abs() > MAX_OFFSET || ty.abs() > MAX_OFFSET {
-            return Err(bad(format!(
-                "asset origin ({c}, {f}) is {:.0}, {:.0} px from the output grid: not a \
-                 position on Earth at {res} m",
-                -tx, -ty
-            )));
-        }
-        let (cf, rf) = (-split_float(tx).0, -split_float(ty).0);
-        let src = Source {
-            item_id: it.id.clone(),
-            path,
-            col_off: cf as i64,
-            row_off: rf as i64,
-            width: cols,
-            height: rows,
-            warp: None,
-            extra_paths,
-        };
+        .place()?;
         // items outside the output grid never contribute
-        if src.overlap(grid.window()).is_none() {
-            continue;
+        if src.overlap(grid.window()).is_some() {
+            by_time.entry(dt).or_default().push(src);
         }
-        by_time.entry(dt.timestamp_micros()).or_default().push(src);
     }
     let plan = ScanPlan {
         search: String::new(),
         index: IndexCache::default(),
         grid,
         chunk,
-        asset: asset.to_string(),
-        nodata,
-        extra_assets: extra.to_vec(),
-        extra_nodata,
+        pixels,
+        columns,
         zones: None,
         policy,
         slices: by_time
@@ -615,6 +521,185 @@ pub(crate) fn plan_scan(
     Ok(plan)
 }
 
+/// The output grid, as the tutorial makes it: CRS and resolution from the
+/// first item, the bbox snapped to it; refused over `limits`.
+fn scan_grid(
+    items: &[StacItem],
+    bbox: &Bbox,
+    asset: &str,
+    limits: &ScanLimits,
+) -> Result<OutputGrid> {
+    let first = items
+        .first()
+        .ok_or_else(|| Error::NoItems("the scan".into()))?;
+    let crs = first.crs(Some(asset)).ok_or_else(|| Error::BadItem {
+        item: first.id.clone(),
+        message: "no CRS (proj:wkt2, proj:projjson, proj:code or proj:epsg)".into(),
+    })?;
+    let res = first
+        .gsd()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| Error::BadItem {
+            item: first.id.clone(),
+            message: "no positive 'gsd' property".into(),
+        })?;
+    let grid = output_grid(bbox, &crs, res)?;
+    limits.check(
+        &format!(
+            "the output grid of bbox {bbox} ({} x {} px at resolution {res})",
+            grid.width, grid.height
+        ),
+        (grid.width as u64).saturating_mul(grid.height as u64),
+        "px",
+        limits.max_grid_pixels,
+        "max_grid_pixels",
+        "narrow the bbox",
+    )?;
+    Ok(grid)
+}
+
+/// One item being placed on the output grid.
+struct Placing<'a> {
+    item: &'a StacItem,
+    asset: &'a str,
+    extra: &'a [String],
+    grid: &'a OutputGrid,
+    policy: &'a ReadPolicy,
+    /// Its COG header's grid, when its STAC metadata lacks one.
+    header: Option<&'a HeaderGrid>,
+}
+
+impl Placing<'_> {
+    fn bad(&self, message: String) -> Error {
+        Error::BadItem {
+            item: self.item.id.clone(),
+            message,
+        }
+    }
+
+    /// The item as a source at its time (µs), wherever it lands.
+    fn place(&self) -> Result<(i64, Source)> {
+        let it = self.item;
+        // like the tutorial's stack: datetime, else start_datetime, else end_datetime
+        let dt = it.nominal_datetime().ok_or_else(|| {
+            self.bad(
+                "no 'datetime', 'start_datetime' or 'end_datetime': no time to place it at".into(),
+            )
+        })?;
+        let (path, extra_paths) = self.locations()?;
+        let (shape, t) = self.item_grid()?;
+        let grid = self.grid;
+        let icrs = it
+            .crs(Some(self.asset))
+            .ok_or_else(|| self.bad("no CRS".into()))?;
+        let other_crs = icrs != grid.crs && !crate::crs::same(&icrs, &grid.crs)?;
+        let [a, b, c, d, e, f] = t;
+        // odc-loader's rule for nearest resampling in the output's CRS: a
+        // source whose pixels are the output's size (within 0.1 %), north-up,
+        // is pasted at its offset rounded to whole pixels (any sub-pixel
+        // shift: translation tolerance 0.9 px), not resampled
+        let res = grid.res;
+        let (sx, sy) = (res / a, -res / e);
+        let eps = 1e-9 * res.max(1.0);
+        let pasteable = !other_crs
+            && b.abs() <= eps
+            && d.abs() <= eps
+            && (sx - 1.0).abs() <= PASTE_SCALE_TOL
+            && (sy - 1.0).abs() <= PASTE_SCALE_TOL;
+        let (rows, cols) = shape;
+        let (col_off, row_off, width, height, warp) = if pasteable {
+            // the output → source pixel translation, as odc-geo computes it
+            let (gx, gy) = (grid.col0 as f64 * res, grid.row0 as f64 * res);
+            let (tx, ty) = ((gx - c) / a, (gy - f) / e);
+            if tx.abs() > MAX_OFFSET || ty.abs() > MAX_OFFSET {
+                return Err(self.bad(format!(
+                    "asset origin ({c}, {f}) is {:.0}, {:.0} px from the output grid: not a \
+                     position on Earth at {res} m",
+                    -tx, -ty
+                )));
+            }
+            let (cf, rf) = (-split_float(tx).0, -split_float(ty).0);
+            (cf as i64, rf as i64, cols, rows, None)
+        } else {
+            // warped per chunk with GDAL, as odc-loader reprojects it
+            let warp = Warp {
+                crs: icrs.clone(),
+                transform: t,
+                width: cols,
+                height: rows,
+                pts_per_side: if other_crs { 5 } else { 2 },
+            };
+            let (col_off, row_off, width, height) = crate::raster::warp::footprint(&warp, grid)
+                .map_err(|e| self.bad(format!("cannot place it on the output grid: {e}")))?;
+            (col_off, row_off, width, height, Some(warp))
+        };
+        Ok((
+            dt.timestamp_micros(),
+            Source {
+                item_id: it.id.clone(),
+                path,
+                col_off,
+                row_off,
+                width,
+                height,
+                warp,
+                extra_paths,
+            },
+        ))
+    }
+
+    /// The locations of the item's assets (checked against the read
+    /// policy; the extra ones on the grid of the first).
+    fn locations(&self) -> Result<(String, Vec<String>)> {
+        let it = self.item;
+        let in_item = |e: Error| Error::InItem {
+            item: it.id.clone(),
+            context: "asset unreadable".into(),
+            source: Box::new(e),
+        };
+        let path = it.asset_location(self.asset)?;
+        self.policy.allow(&path).map_err(in_item)?;
+        let mut extra_paths = Vec::with_capacity(self.extra.len());
+        for e in self.extra {
+            let p = it.asset_location(e)?;
+            self.policy.allow(&p).map_err(in_item)?;
+            if it.proj_shape(Some(e)) != it.proj_shape(Some(self.asset))
+                || it.proj_transform(Some(e)) != it.proj_transform(Some(self.asset))
+            {
+                return Err(self.bad(format!(
+                    "asset '{e}' is not on the grid of '{}' (the assets of one scan are read on one grid per item)",
+                    self.asset
+                )));
+            }
+            extra_paths.push(p);
+        }
+        Ok((path, extra_paths))
+    }
+
+    /// The item's own grid: (rows, cols) and its affine, from its STAC
+    /// metadata or its COG header; checked.
+    fn item_grid(&self) -> Result<HeaderGrid> {
+        let it = self.item;
+        let (rows, cols) = it
+            .proj_shape(Some(self.asset))
+            .or(self.header.map(|h| h.0))
+            .ok_or_else(|| self.bad("no proj:shape".into()))?;
+        if !(1..=MAX_SOURCE_SIDE).contains(&rows) || !(1..=MAX_SOURCE_SIDE).contains(&cols) {
+            return Err(self.bad(format!(
+                "proj:shape [{rows}, {cols}] is not a raster size (1..={MAX_SOURCE_SIDE} per side)"
+            )));
+        }
+        let t = it
+            .proj_transform(Some(self.asset))
+            .or(self.header.map(|h| h.1))
+            .ok_or_else(|| self.bad("no proj:transform".into()))?;
+        if t.iter().any(|v| !v.is_finite()) {
+            return Err(self.bad(format!("proj:transform {t:?} has a non-finite coefficient")));
+        }
+        Ok(((rows, cols), t))
+    }
+}
+
 /// A COG header's grid: (rows, cols) and the affine in STAC order.
 type HeaderGrid = ((usize, usize), [f64; 6]);
 
@@ -634,9 +719,10 @@ fn header_grids(
             continue;
         }
         let path = it.asset_location(asset)?;
-        policy.check(&path).map_err(|e| Error::BadItem {
+        policy.allow(&path).map_err(|e| Error::InItem {
             item: it.id.clone(),
-            message: format!("asset refused by the read policy: {e}"),
+            context: "asset unreadable".into(),
+            source: Box::new(e),
         })?;
         missing.push((k, path));
     }
@@ -723,10 +809,11 @@ pub(crate) mod tests {
                 height,
             },
             chunk,
-            asset: "a".into(),
-            nodata: 255,
-            extra_assets: Vec::new(),
-            extra_nodata: Vec::new(),
+            pixels: AssetSpec {
+                name: "a".into(),
+                nodata: 255,
+            },
+            columns: Vec::new(),
             zones: None,
             policy: ReadPolicy::allow_all(),
             slices,

@@ -204,7 +204,7 @@ pub(crate) fn read_window(
 ) -> Result<Vec<u8>> {
     read_with(&POOL, &gdal_path(location), expect, window).map_err(|e| match e {
         // credentials in the URL never reach a message
-        Error::Gdal(m) => Error::Gdal(super::cog::redact(location, m)),
+        Error::Gdal(m) => Error::Gdal(crate::error::redact(location, &m)),
         other => other,
     })
 }
@@ -225,7 +225,7 @@ pub(crate) fn warp_window(
         .lock()
         .map_err(|_| Error::Internal(format!("GDAL dataset '{path}' poisoned by a panic")))?;
     crate::raster::warp::warp_roi(&ds, grid, roi, nodata).map_err(|e| match e {
-        Error::Gdal(m) => Error::Gdal(super::cog::redact(location, m)),
+        Error::Gdal(m) => Error::Gdal(crate::error::redact(location, &m)),
         other => other,
     })
 }

@@ -19,12 +19,12 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use crate::access::{list, ReadPolicy};
+use crate::access::ReadPolicy;
 use crate::context::QueryProgress;
 use crate::error::{join_err, Error};
 use crate::options::FloodsqlOptions;
 use crate::raster::exec::{chunk_schema_for, ChunkColumn, FloodChunksExec, ZONES};
-use crate::raster::plan::{plan_scan, ScanLimits, ScanPlan};
+use crate::raster::plan::{plan_scan, ScanLimits, ScanPlan, ScanRequest};
 use crate::sqlargs::{check_arity, opt_str, opt_usize, req_str};
 use crate::stac::search::{search, SearchParams};
 use crate::stac::table::search_params;
@@ -48,8 +48,7 @@ impl TableFunctionImpl for FloodChunksFunction {
         let a = args.exprs();
         check_arity(F, SIGNATURE, a, 7)?;
         let search = search_params(F, a, args.session(), true)?;
-        let asset = req_str(F, "asset", a, 4)?;
-        asset_list(&asset)?;
+        let assets = asset_list(&req_str(F, "asset", a, 4)?)?;
         let opts = FloodsqlOptions::from_config(args.session().config_options());
         // the 6th argument is the chunk size, or (a string) the regions
         let regions_at = match a.get(5) {
@@ -73,23 +72,19 @@ impl TableFunctionImpl for FloodChunksFunction {
         let regions = opt_str(F, "regions", a, regions_at)?
             .map(|p| RegionsSpec::new(&p, None))
             .transpose()?;
-        let policy = ReadPolicy::new(
-            &search.source,
-            &list(&opts.allowed_hosts),
-            &list(&opts.allowed_paths),
-        );
+        let policy = ReadPolicy::new(&search.source, &opts.allowed_hosts, &opts.allowed_paths);
         Ok(Arc::new(FloodChunksTable::new(FloodChunksSpec {
             search,
-            asset,
+            assets,
             chunk,
             concurrency: opts.read_concurrency,
             nodata: opts.nodata,
             policy,
             limits: ScanLimits {
-                max_grid_pixels: opts.max_grid_pixels,
-                max_read_bytes: opts.max_read_bytes,
+                max_grid_pixels: opts.max_grid_pixels.0,
+                max_read_bytes: opts.max_read_bytes.0,
             },
-            skip_items: list(&opts.skip_items),
+            skip_items: opts.skip_items,
             regions,
         })))
     }
@@ -126,7 +121,9 @@ pub(crate) fn asset_list(asset: &str) -> Result<Vec<String>, Error> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FloodChunksSpec {
     pub(crate) search: SearchParams,
-    pub(crate) asset: String,
+    /// The assets read, checked ([`asset_list`]): the first gives `pixels`,
+    /// each other a column named after it.
+    pub(crate) assets: Vec<String>,
     /// Chunk side in pixels.
     pub(crate) chunk: usize,
     /// Windows read concurrently per scan partition.
@@ -241,10 +238,18 @@ impl FloodChunksTable {
                 let bbox = s.search.bbox.ok_or_else(|| {
                     internal_datafusion_err!("flood_chunks without a bbox (checked at planning)")
                 })?;
-                let (assets, chunk, nodata) = (asset_list(&s.asset)?, s.chunk, s.nodata);
+                let (assets, chunk, nodata) = (s.assets.clone(), s.chunk, s.nodata);
                 let (policy, limits) = (s.policy.clone(), s.limits);
                 let plan = tokio::task::spawn_blocking(move || {
-                    plan_scan(&items, &bbox, &assets, chunk, nodata, policy, limits)
+                    plan_scan(ScanRequest {
+                        items: &items,
+                        bbox: &bbox,
+                        assets: &assets,
+                        chunk,
+                        nodata,
+                        policy,
+                        limits,
+                    })
                 })
                 .await
                 .map_err(join_err("scan planning"))??;
@@ -270,9 +275,8 @@ impl FloodChunksTable {
 #[async_trait]
 impl TableProvider for FloodChunksTable {
     fn schema(&self) -> SchemaRef {
-        let extra = asset_list(&self.spec.asset).unwrap_or_default();
         chunk_schema_for(
-            extra.get(1..).unwrap_or_default(),
+            self.spec.assets.get(1..).unwrap_or_default(),
             self.spec.regions.is_some(),
         )
     }

@@ -193,26 +193,32 @@ fn http_client(timeout_secs: u64) -> Result<ClientWithMiddleware> {
         .build())
 }
 
-/// What a failed request says: its causes, and the timeout when it is one.
-fn request_failure(e: &(dyn std::error::Error + 'static), timeout_secs: u64) -> String {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        // reqwest-middleware's error is transparent over reqwest's: ask both
-        let timed_out = c
-            .downcast_ref::<reqwest::Error>()
+/// The error of a failed request to `url`: [`Error::Timeout`] when it timed
+/// out, else [`Error::Http`] with its causes.
+fn request_failure(url: &str, e: &(dyn std::error::Error + 'static), timeout_secs: u64) -> Error {
+    // reqwest-middleware's error is transparent over reqwest's: ask both
+    let timed_out = crate::error::causes(e).any(|c| {
+        c.downcast_ref::<reqwest::Error>()
             .is_some_and(reqwest::Error::is_timeout)
             || c.downcast_ref::<reqwest_middleware::Error>()
-                .is_some_and(reqwest_middleware::Error::is_timeout);
-        if timed_out {
-            return format!(
-                "no answer within the {timeout_secs} s timeout ({} attempts; \
-                 `SET floodsql.http_timeout = N` to wait longer)",
+                .is_some_and(reqwest_middleware::Error::is_timeout)
+    });
+    if timed_out {
+        let location = crate::error::redact_urls(url);
+        return Error::Timeout {
+            message: format!(
+                "STAC request to {location} failed: no answer within the {timeout_secs} s \
+                 timeout ({} attempts; `SET floodsql.http_timeout = N` to wait longer)",
                 MAX_RETRIES + 1
-            );
-        }
-        cur = c.source();
+            ),
+            location,
+            seconds: timeout_secs,
+        };
     }
-    chain_message(e)
+    Error::Http {
+        url: url.to_string(),
+        message: chain_message(e),
+    }
 }
 
 async fn send_json(
@@ -227,12 +233,12 @@ async fn send_json(
     let resp = req
         .send()
         .await
-        .map_err(|e| http(request_failure(&e, timeout_secs)))?;
+        .map_err(|e| request_failure(url, &e, timeout_secs))?;
     let status = resp.status();
     let text = resp
         .text()
         .await
-        .map_err(|e| http(request_failure(&e, timeout_secs)))?;
+        .map_err(|e| request_failure(url, &e, timeout_secs))?;
     if !status.is_success() {
         let snippet: String = text.chars().take(300).collect();
         return Err(http(format!("HTTP {status}: {snippet}")));

@@ -162,40 +162,50 @@ impl Ellipsoid {
     }
 }
 
-/// Vectorises the raster at `path` (band 1).
-pub(crate) fn polygonize(path: &Path, opts: &PolygonOptions) -> Result<Polygons> {
-    let shown = path.display().to_string();
-    let ds = Dataset::open(path).map_err(|e| {
-        Error::invalid("raster", shown.clone(), format!("GDAL cannot open it: {e}"))
-    })?;
-    let band = ds
-        .rasterband(1)
-        .map_err(|_| Error::invalid("raster", shown.clone(), "it has no band"))?;
-    let dt = band.band_type();
-    if !dt.is_integer() {
-        return Err(Error::invalid(
-            "raster",
+/// A class raster opened and checked: integer pixels, a north-up grid, a CRS.
+struct ClassRaster {
+    ds: Dataset,
+    shown: String,
+    gt: [f64; 6],
+    srs: SpatialRef,
+    nodata: Option<f64>,
+    size: (usize, usize),
+}
+
+impl ClassRaster {
+    fn open(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let bad = |m: String| Error::invalid("raster", shown.clone(), m);
+        let ds = Dataset::open(path).map_err(|e| bad(format!("GDAL cannot open it: {e}")))?;
+        let band = ds.rasterband(1).map_err(|_| bad("it has no band".into()))?;
+        let dt = band.band_type();
+        if !dt.is_integer() {
+            return Err(bad(format!(
+                "a class raster has integer pixels, this one is {dt}"
+            )));
+        }
+        let nodata = band.no_data_value();
+        let gt = ds
+            .geo_transform()
+            .map_err(|_| bad("it has no geotransform".into()))?;
+        if gt[2] != 0.0 || gt[4] != 0.0 {
+            return Err(bad("its grid is rotated".into()));
+        }
+        let srs = ds.spatial_ref().map_err(|_| bad("it has no CRS".into()))?;
+        let size = ds.raster_size();
+        Ok(Self {
+            ds,
             shown,
-            format!("a class raster has integer pixels, this one is {dt}"),
-        ));
+            gt,
+            srs,
+            nodata,
+            size,
+        })
     }
-    let gt = ds
-        .geo_transform()
-        .map_err(|_| Error::invalid("raster", shown.clone(), "it has no geotransform"))?;
-    if gt[2] != 0.0 || gt[4] != 0.0 {
-        return Err(Error::invalid("raster", shown, "its grid is rotated"));
-    }
-    let srs = ds
-        .spatial_ref()
-        .map_err(|_| Error::invalid("raster", shown.clone(), "it has no CRS"))?;
-    let mut srs_gis = srs.clone();
-    srs_gis.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    let ellipsoid = Ellipsoid::new(&srs_gis)?;
-    let nodata = band.no_data_value();
-    let (w, h) = ds.raster_size();
-    let block = opts.block.max(16);
-    let keep = |v: i32| -> bool {
-        if nodata.is_some_and(|n| n == v as f64) {
+
+    /// Whether a pixel value is vectorised.
+    fn keeps(&self, opts: &PolygonOptions, v: i32) -> bool {
+        if self.nodata.is_some_and(|n| n == v as f64) {
             return false;
         }
         if opts.classes.is_empty() {
@@ -203,73 +213,107 @@ pub(crate) fn polygonize(path: &Path, opts: &PolygonOptions) -> Result<Polygons>
         } else {
             opts.classes.contains(&(v as i64))
         }
-    };
-    let mem = DriverManager::get_driver_by_name("MEM")?;
-    let memv = DriverManager::get_driver_by_name("Memory")?;
+    }
+
+    /// The polygons of one block (pixel coordinates of the whole raster),
+    /// each with its class and whether it touches an inner block edge (a
+    /// piece to merge with its neighbours').
+    fn block_polygons(
+        &self,
+        opts: &PolygonOptions,
+        b: Window,
+    ) -> Result<Vec<(i64, Geometry, bool)>> {
+        let (x0, y0, bw, bh) = (b.x, b.y, b.width, b.height);
+        let vals = self
+            .ds
+            .rasterband(1)?
+            .read_as::<i32>((x0 as isize, y0 as isize), (bw, bh), (bw, bh), None)
+            .map_err(gdal_err("reading the raster"))?;
+        let mask: Vec<u8> = vals
+            .data()
+            .iter()
+            .map(|&v| self.keeps(opts, v) as u8)
+            .collect();
+        if !mask.contains(&1) {
+            return Ok(Vec::new());
+        }
+        let mem = DriverManager::get_driver_by_name("MEM")?;
+        let mut vds = mem.create_with_band_type::<i32, _>("", bw, bh, 1)?;
+        vds.set_geo_transform(&[x0 as f64, 1.0, 0.0, y0 as f64, 0.0, 1.0])?;
+        let mut vb = vds.rasterband(1)?;
+        let mut buf = gdal::raster::Buffer::new((bw, bh), vals.data().to_vec());
+        vb.write((0, 0), (bw, bh), &mut buf)?;
+        let mds = mem.create_with_band_type::<u8, _>("", bw, bh, 1)?;
+        let mut mb = mds.rasterband(1)?;
+        let mut mbuf = gdal::raster::Buffer::new((bw, bh), mask);
+        mb.write((0, 0), (bw, bh), &mut mbuf)?;
+        let mut out = DriverManager::get_driver_by_name("Memory")?.create_vector_only("")?;
+        let layer = out.create_layer(LayerOptions {
+            name: "polygons",
+            ty: OGRwkbGeometryType::wkbPolygon,
+            ..Default::default()
+        })?;
+        layer.create_defn_fields(&[("class", OGRFieldType::OFTInteger64)])?;
+        // SAFETY: every handle belongs to a dataset alive for the call.
+        let rv = unsafe {
+            gdal_sys::GDALPolygonize(
+                vb.c_rasterband(),
+                mb.c_rasterband(),
+                layer.c_layer(),
+                0,
+                std::ptr::null_mut(),
+                None,
+                std::ptr::null_mut(),
+            )
+        };
+        if rv != gdal_sys::CPLErr::CE_None {
+            return Err(Error::Gdal(format!(
+                "vectorising block ({x0}, {y0}) of '{}' failed",
+                self.shown
+            )));
+        }
+        let (w, h) = self.size;
+        let inner_x = |x: f64| x > 0.0 && x < w as f64;
+        let inner_y = |y: f64| y > 0.0 && y < h as f64;
+        let (bx1, by1) = ((x0 + bw) as f64, (y0 + bh) as f64);
+        let mut found = Vec::new();
+        for f in out.layer(0)?.features() {
+            let class = f.field_as_integer64(0)?.unwrap_or_default();
+            let Some(g) = f.geometry() else { continue };
+            let e = g.envelope();
+            let at_edge = (e.MinX == x0 as f64 && inner_x(e.MinX))
+                || (e.MaxX == bx1 && inner_x(e.MaxX))
+                || (e.MinY == y0 as f64 && inner_y(e.MinY))
+                || (e.MaxY == by1 && inner_y(e.MaxY));
+            found.push((class, g.clone(), at_edge));
+        }
+        Ok(found)
+    }
+}
+
+/// Vectorises the raster at `path` (band 1).
+pub(crate) fn polygonize(path: &Path, opts: &PolygonOptions) -> Result<Polygons> {
+    let raster = ClassRaster::open(path)?;
+    let (w, h) = raster.size;
+    let block = opts.block.max(16);
     // finished polygons in pixel coordinates; pieces at block edges by class
     let mut done: Vec<(i64, Geometry)> = Vec::new();
     let mut pending: BTreeMap<i64, Vec<Geometry>> = BTreeMap::new();
     let mut blocks = 0;
     for y0 in (0..h).step_by(block) {
         for x0 in (0..w).step_by(block) {
-            let (bw, bh) = (block.min(w - x0), block.min(h - y0));
             blocks += 1;
-            let vals = band
-                .read_as::<i32>((x0 as isize, y0 as isize), (bw, bh), (bw, bh), None)
-                .map_err(gdal_err("reading the raster"))?;
-            let mask: Vec<u8> = vals.data().iter().map(|&v| keep(v) as u8).collect();
-            if !mask.contains(&1) {
-                continue;
-            }
-            let mut vds = mem.create_with_band_type::<i32, _>("", bw, bh, 1)?;
-            vds.set_geo_transform(&[x0 as f64, 1.0, 0.0, y0 as f64, 0.0, 1.0])?;
-            let mut vb = vds.rasterband(1)?;
-            let mut buf = gdal::raster::Buffer::new((bw, bh), vals.data().to_vec());
-            vb.write((0, 0), (bw, bh), &mut buf)?;
-            let mds = mem.create_with_band_type::<u8, _>("", bw, bh, 1)?;
-            let mut mb = mds.rasterband(1)?;
-            let mut mbuf = gdal::raster::Buffer::new((bw, bh), mask);
-            mb.write((0, 0), (bw, bh), &mut mbuf)?;
-            let mut out = memv.create_vector_only("")?;
-            let layer = out.create_layer(LayerOptions {
-                name: "polygons",
-                ty: OGRwkbGeometryType::wkbPolygon,
-                ..Default::default()
-            })?;
-            layer.create_defn_fields(&[("class", OGRFieldType::OFTInteger64)])?;
-            // SAFETY: every handle belongs to a dataset alive for the call.
-            let rv = unsafe {
-                gdal_sys::GDALPolygonize(
-                    vb.c_rasterband(),
-                    mb.c_rasterband(),
-                    layer.c_layer(),
-                    0,
-                    std::ptr::null_mut(),
-                    None,
-                    std::ptr::null_mut(),
-                )
+            let b = Window {
+                x: x0,
+                y: y0,
+                width: block.min(w - x0),
+                height: block.min(h - y0),
             };
-            if rv != gdal_sys::CPLErr::CE_None {
-                return Err(Error::Gdal(format!(
-                    "vectorising block ({x0}, {y0}) of '{shown}' failed"
-                )));
-            }
-            let mut layer = out.layer(0)?;
-            let inner_x = |x: f64| x > 0.0 && x < w as f64;
-            let inner_y = |y: f64| y > 0.0 && y < h as f64;
-            for f in layer.features() {
-                let class = f.field_as_integer64(0)?.unwrap_or_default();
-                let Some(g) = f.geometry() else { continue };
-                let e = g.envelope();
-                let (bx1, by1) = ((x0 + bw) as f64, (y0 + bh) as f64);
-                let at_edge = (e.MinX == x0 as f64 && inner_x(e.MinX))
-                    || (e.MaxX == bx1 && inner_x(e.MaxX))
-                    || (e.MinY == y0 as f64 && inner_y(e.MinY))
-                    || (e.MaxY == by1 && inner_y(e.MaxY));
+            for (class, g, at_edge) in raster.block_polygons(opts, b)? {
                 if at_edge {
-                    pending.entry(class).or_default().push(g.clone());
+                    pending.entry(class).or_default().push(g);
                 } else {
-                    done.push((class, g.clone()));
+                    done.push((class, g));
                 }
             }
         }
@@ -283,32 +327,20 @@ pub(crate) fn polygonize(path: &Path, opts: &PolygonOptions) -> Result<Polygons>
     }
     done.retain(|(_, px)| px.area().round() as u64 >= opts.min_pixels.max(1));
     let dates = match &opts.dates {
-        Some(paths) => Some(polygon_dates(&done, paths, (w, h), &gt, block)?),
+        Some(paths) => Some(polygon_dates(&done, paths, (w, h), &raster.gt, block)?),
         None => None,
     };
-    let mut polygons = Vec::new();
-    for (k, (class, px)) in done.into_iter().enumerate() {
-        let pixels = px.area().round() as u64;
-        let dense = px.clone();
-        // SAFETY: `dense` is a geometry we own.
-        unsafe { gdal_sys::OGR_G_Segmentize(dense.c_geometry(), 10.0) };
-        let area_km2 = ellipsoid.polygon_m2(&map_affine(&dense, &gt, false)?)? / 1e6;
-        let mut geometry = map_affine(&px, &gt, false)?;
-        if opts.simplify > 0.0 {
-            geometry = geometry
-                .simplify_preserve_topology(opts.simplify)
-                .map_err(gdal_err("simplifying a polygon"))?;
-        }
-        let (first, last) = dates.as_ref().map(|d| d[k]).unwrap_or_default();
-        polygons.push(FloodPolygon {
-            class,
-            pixels,
-            area_km2,
-            geometry,
-            first_day: (first != 0).then_some(first),
-            last_day: (last != 0).then_some(last),
-        });
-    }
+    let mut srs_gis = raster.srs.clone();
+    srs_gis.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let ellipsoid = Ellipsoid::new(&srs_gis)?;
+    let mut polygons = done
+        .into_iter()
+        .enumerate()
+        .map(|(k, (class, px))| {
+            let days = dates.as_ref().map(|d| d[k]).unwrap_or_default();
+            flood_polygon(class, &px, days, &raster.gt, &ellipsoid, opts)
+        })
+        .collect::<Result<Vec<_>>>()?;
     // a stable order: top to bottom, left to right
     polygons.sort_by(|a, b| {
         let (ea, eb) = (a.geometry.envelope(), b.geometry.envelope());
@@ -319,11 +351,43 @@ pub(crate) fn polygonize(path: &Path, opts: &PolygonOptions) -> Result<Polygons>
     });
     Ok(Polygons {
         polygons,
-        crs: srs.to_wkt()?,
-        projjson: srs.to_projjson()?,
+        crs: raster.srs.to_wkt()?,
+        projjson: raster.srs.to_projjson()?,
         blocks,
         pieces_merged,
         dated: opts.dates.is_some(),
+    })
+}
+
+/// A polygon found in pixel coordinates (`px`) as the result gives it: in
+/// the raster's CRS (simplified when asked), its pixel count, its geodesic
+/// km² and its (first, last) flood days (0: none).
+fn flood_polygon(
+    class: i64,
+    px: &Geometry,
+    (first, last): (u16, u16),
+    gt: &[f64; 6],
+    ellipsoid: &Ellipsoid,
+    opts: &PolygonOptions,
+) -> Result<FloodPolygon> {
+    let pixels = px.area().round() as u64;
+    let dense = px.clone();
+    // SAFETY: `dense` is a geometry we own.
+    unsafe { gdal_sys::OGR_G_Segmentize(dense.c_geometry(), 10.0) };
+    let area_km2 = ellipsoid.polygon_m2(&map_affine(&dense, gt, false)?)? / 1e6;
+    let mut geometry = map_affine(px, gt, false)?;
+    if opts.simplify > 0.0 {
+        geometry = geometry
+            .simplify_preserve_topology(opts.simplify)
+            .map_err(gdal_err("simplifying a polygon"))?;
+    }
+    Ok(FloodPolygon {
+        class,
+        pixels,
+        area_km2,
+        geometry,
+        first_day: (first != 0).then_some(first),
+        last_day: (last != 0).then_some(last),
     })
 }
 

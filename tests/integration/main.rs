@@ -3,5 +3,6 @@
 mod cli;
 mod cluster;
 mod common;
+mod errors;
 mod slt;
 mod udaf;

@@ -1,6 +1,6 @@
 """SIGINT / SIGTERM while a run writes its outputs: the query stops, every temp
-file and every output of the run already renamed into place goes, and the
-exit status is 130 / 143. The stage a signal lands in is chosen by watching
+file goes and no output of the run is left (they are renamed into place
+together, at the end), and the exit status is 130 / 143. The stage a signal lands in is chosen by watching
 the output directory of a real run (no hooks in floodsql)."""
 import os
 import signal
@@ -23,11 +23,11 @@ def start(scene, out_dir):
 STAGES = {
     # chunks are being written (the tiled GTiff and the Parquet temp exist)
     "writing_chunks": lambda names: any(n.endswith(".gtiff") for n in names),
-    # the Parquet file is final, the PNG and the COG are not yet
-    "after_parquet_renamed": lambda names: "x.parquet" in names and "x.tif" not in names,
-    # the COG is being made from the GTiff
+    # the COG is being made from the GTiff (the Parquet file is staged)
     "making_the_cog": lambda names: any(n.startswith(".x.tif.tmp-") and not n.endswith(".gtiff")
                                         for n in names),
+    # the PNG is being drawn (the COG is staged)
+    "making_the_png": lambda names: any(n.startswith(".x.png.tmp-") for n in names),
 }
 
 

@@ -2,7 +2,7 @@
 //! (value other than 0 and `nodata`, default 255). Output: LargeBinary, one
 //! little-endian u16 per pixel (saturating at 65535), row-major over the chunk.
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterKind, RasterMeta};
 
 #[derive(Debug, Default)]
 pub struct FloodCountKernel;
@@ -14,7 +14,7 @@ impl PixelKernel for FloodCountKernel {
         "How many slices saw the pixel flooded (neither 0 nor nodata); saturates at 65535.";
     const OUTPUT: &'static str = "uint16 count (little-endian)";
     const RASTER: RasterMeta = RasterMeta {
-        kind: "count",
+        kind: RasterKind::Count,
         nodata: None,
         bytes: 2,
     };

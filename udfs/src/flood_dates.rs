@@ -9,10 +9,10 @@
 //! SQL, numpy (`datetime64[D]`) and GDAL users convert easily, and it fits
 //! 16 bits until 2149.
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterKind, RasterMeta};
 
 const RASTER: RasterMeta = RasterMeta {
-    kind: "date",
+    kind: RasterKind::Date,
     nodata: Some(0),
     bytes: 2,
 };

@@ -3,7 +3,7 @@
 //! never flooded, 255 never observed — so that "dry" and "not seen" are no
 //! longer the same 0. Output: LargeBinary, one byte per pixel (nodata 255).
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterKind, RasterMeta};
 
 /// Cell bits while folding: 1 = flooded in some slice, 2 = observed in some slice.
 const FLOODED: u8 = 1;
@@ -20,7 +20,7 @@ impl PixelKernel for ExtentStatesKernel {
     const DESCRIPTION: &'static str = "The maximum flood extent in GFM's coding: 1 where any slice is flooded (neither 0 nor nodata), 0 where some slice observed the pixel and none saw it flooded, 255 where no slice observed it.";
     const OUTPUT: &'static str = "uint8 1/0/255 (255 = never observed, the raster's nodata)";
     const RASTER: RasterMeta = RasterMeta {
-        kind: "states",
+        kind: RasterKind::States,
         nodata: Some(255),
         bytes: 1,
     };

@@ -4,7 +4,7 @@
 //! **255 = never observed** (the raster's nodata). The two counters behind
 //! it saturate at 65535 slices like `flood_count` and `valid_count`.
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterKind, RasterMeta};
 
 #[derive(Debug, Default)]
 pub struct FrequencyKernel;
@@ -27,7 +27,7 @@ impl PixelKernel for FrequencyKernel {
     const OUTPUT: &'static str =
         "uint8 percent 0..=100 (255 = never observed, the raster's nodata)";
     const RASTER: RasterMeta = RasterMeta {
-        kind: "percent",
+        kind: RasterKind::Percent,
         nodata: Some(255),
         bytes: 1,
     };

@@ -6,7 +6,7 @@
 //! dry, nodata, excluded and never-observed pixels are all 0.
 //! Output: LargeBinary, one byte (0/1) per pixel, row-major over the chunk window.
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterKind, RasterMeta};
 
 #[derive(Debug, Default)]
 pub struct MaxExtentKernel;
@@ -17,7 +17,7 @@ impl PixelKernel for MaxExtentKernel {
     const DESCRIPTION: &'static str = "The maximum flood extent (the tutorial): 1 where any slice is flooded (neither 0 nor nodata), else 0 (dry, excluded and never observed alike).";
     const OUTPUT: &'static str = "uint8 0/1";
     const RASTER: RasterMeta = RasterMeta {
-        kind: "mask",
+        kind: RasterKind::Mask,
         nodata: None,
         bytes: 1,
     };

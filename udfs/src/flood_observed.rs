@@ -6,7 +6,7 @@
 //! tutorial's extent means either. Output: LargeBinary, one byte (0/1) per
 //! pixel, row-major over the chunk window.
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterKind, RasterMeta};
 
 #[derive(Debug, Default)]
 pub struct ObservedKernel;
@@ -17,7 +17,7 @@ impl PixelKernel for ObservedKernel {
     const DESCRIPTION: &'static str = "Where any slice observed the pixel: 1 where a slice holds a value other than nodata, else 0 (never observed).";
     const OUTPUT: &'static str = "uint8 0/1";
     const RASTER: RasterMeta = RasterMeta {
-        kind: "mask",
+        kind: RasterKind::Mask,
         nodata: None,
         bytes: 1,
     };

@@ -24,7 +24,8 @@ pub use flood_frequency::FloodFrequency;
 pub use flood_max_extent::FloodMaxExtent;
 pub use flood_observed::FloodObserved;
 pub use pixel_agg::{
-    day_of, PixelAggregate, PixelKernel, RasterMeta, DEFAULT_NODATA, META_KIND, META_NODATA,
+    day_of, PixelAggregate, PixelKernel, RasterKind, RasterMeta, DEFAULT_NODATA, META_KIND,
+    META_NODATA,
 };
 pub use pixel_areas::{AreaFunction, PixelAreas};
 pub use pixel_count::PixelCount;

@@ -106,14 +106,62 @@ impl Cell for [u16; 2] {
     }
 }
 
+/// What a pixel column holds: recorded by the aggregates in their result
+/// field's metadata ([`META_KIND`], as [`RasterKind::name`]) and read back
+/// by the writers, which match on it exhaustively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RasterKind {
+    /// 0/1 (an extent, `flood_observed`).
+    Mask,
+    /// Counts of slices.
+    Count,
+    /// GFM's three states: 1 flooded, 0 observed dry, 255 never observed.
+    States,
+    /// Days since 1970-01-01 (0: never flooded).
+    Date,
+    /// Percent 0..=100 (255: never observed).
+    Percent,
+    /// Values of no declared meaning (a binary column without the metadata).
+    Values,
+}
+
+impl RasterKind {
+    /// Every kind.
+    pub const ALL: [RasterKind; 6] = [
+        RasterKind::Mask,
+        RasterKind::Count,
+        RasterKind::States,
+        RasterKind::Date,
+        RasterKind::Percent,
+        RasterKind::Values,
+    ];
+
+    /// The name recorded in field metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            RasterKind::Mask => "mask",
+            RasterKind::Count => "count",
+            RasterKind::States => "states",
+            RasterKind::Date => "date",
+            RasterKind::Percent => "percent",
+            RasterKind::Values => "values",
+        }
+    }
+
+    /// The kind a name in field metadata records (`None`: not a kind this
+    /// build knows).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
 /// What kind of raster a function's output is, recorded in the metadata of
 /// its result field ([`META_KIND`], [`META_NODATA`]) so that the writers
 /// (GeoTIFF nodata, quicklook, summary) know without guessing from values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RasterMeta {
-    /// `mask` (0/1), `count`, `states` (GFM's 0/1/255), `date` (days since
-    /// 1970-01-01) or `percent`.
-    pub kind: &'static str,
+    /// What the pixels are.
+    pub kind: RasterKind,
     /// The value that means "no data" in the output, if any.
     pub nodata: Option<u16>,
     /// Bytes per output pixel (1 or 2, little-endian).
@@ -363,7 +411,7 @@ impl<K: PixelKernel> AggregateUDFImpl for PixelAggregate<K> {
     /// The result field carries the raster's kind and nodata (see
     /// [`RasterMeta`]), which survive aliases and travel with the schema.
     fn return_field(&self, _arg_fields: &[FieldRef]) -> Result<FieldRef> {
-        let mut meta = HashMap::from([(META_KIND.to_string(), K::RASTER.kind.to_string())]);
+        let mut meta = HashMap::from([(META_KIND.to_string(), K::RASTER.kind.name().to_string())]);
         if let Some(n) = K::RASTER.nodata {
             meta.insert(META_NODATA.to_string(), n.to_string());
         }

@@ -3,7 +3,7 @@
 //! little-endian u16 per pixel (saturating at 65535), row-major over the chunk.
 //! With `flood_count` it gives a flood frequency: flood_count / valid_count.
 
-use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterMeta};
+use crate::pixel_agg::{PixelAggregate, PixelKernel, RasterKind, RasterMeta};
 
 #[derive(Debug, Default)]
 pub struct ValidCountKernel;
@@ -15,7 +15,7 @@ impl PixelKernel for ValidCountKernel {
         "How many slices observed the pixel (a value other than nodata); saturates at 65535.";
     const OUTPUT: &'static str = "uint16 count (little-endian)";
     const RASTER: RasterMeta = RasterMeta {
-        kind: "count",
+        kind: RasterKind::Count,
         nodata: None,
         bytes: 2,
     };
