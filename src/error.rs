@@ -251,14 +251,20 @@ impl Error {
     /// `ArrowError`, an I/O error, any error chain: the outermost one found
     /// by walking the sources.
     pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
-        causes(e).find_map(|c| c.downcast_ref::<Error>())
+        causes(e).find_map(as_floodsql)
     }
 
     /// The innermost floodsql error inside `e` (see [`Error::find`]): for an
     /// item's error ([`Error::InItem`]) the cause, e.g. the refusal.
     pub fn find_root<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
-        causes(e).filter_map(|c| c.downcast_ref::<Error>()).last()
+        causes(e).filter_map(as_floodsql).last()
     }
+}
+
+/// `e` as floodsql's error: itself, or boxed (an item's cause, [`Error::InItem`]).
+fn as_floodsql<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    e.downcast_ref::<Error>()
+        .or_else(|| e.downcast_ref::<Box<Error>>().map(|b| b.as_ref()))
 }
 
 /// `e` and its causes, outermost first (the one walk over `source()`).

@@ -5,25 +5,9 @@
 //! results are written as COG, Parquet and PNG — locally or on a Ballista
 //! cluster.
 //!
-//! Modules form layers; a module only uses modules of lower layers (checked
-//! by the `layering` test below; `docs/architecture.md` draws the graph):
-//!
-//! | layer | modules | what |
-//! |---|---|---|
-//! | 0 | [`error`] | errors by kind |
-//! | 1 | `geo`, `datetime`, `access`, `crs` | lon/lat boxes, pixel windows; STAC time intervals; what a catalogue may make floodsql read; CRSs the installed PROJ can use |
-//! | 2 | `options`, `context`, `sqlargs`, `template`, `store` | session options; per-query state; SQL argument and template helpers; object stores (every remote byte) |
-//! | 3 | `stac`, `vector` | search, items → Arrow, `stac_items(...)`; regions (OGR) → `regions(...)`, zones on a grid, flood polygons |
-//! | 4 | `raster` | grid, GDAL reads, fusing, the scan, `flood_chunks(...)` |
-//! | 5 | `output` | assembling, COG / Parquet / PNG writers |
-//! | 6 | [`synth`] | synthetic GFM catalogues |
-//! | 7 | `functions` | the function set |
-//! | 8 | [`version`] | the version tag |
-//! | 9 | `codec` | Ballista codecs |
-//! | 10 | [`session`] | the one session factory |
-//! | 11 | `cluster` | scheduler, executor, client roles |
-//! | 12 | [`pipeline`] | SQL in, raster files out |
-//! | 13 | [`cli`] | the command line (`anyhow` only here) |
+//! Modules form layers; a module only uses modules of lower layers. The
+//! layers are listed once, in the table of `docs/architecture.md`, which the
+//! `layering` test below reads and checks every source file against.
 
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
@@ -72,31 +56,29 @@ mod layering {
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    /// The layer of each top-level module (the table in the crate docs).
-    const LAYERS: &[(&str, u32)] = &[
-        ("error", 0),
-        ("geo", 1),
-        ("datetime", 1),
-        ("access", 1),
-        ("crs", 1),
-        ("options", 2),
-        ("context", 2),
-        ("sqlargs", 2),
-        ("template", 2),
-        ("store", 2),
-        ("stac", 3),
-        ("vector", 3),
-        ("raster", 4),
-        ("output", 5),
-        ("synth", 6),
-        ("functions", 7),
-        ("version", 8),
-        ("codec", 9),
-        ("session", 10),
-        ("cluster", 11),
-        ("pipeline", 12),
-        ("cli", 13),
-    ];
+    /// The layer of each top-level module: the table of
+    /// `docs/architecture.md` (rows `| N | \`module\`, \`module\` | ... |`),
+    /// the one place the layers are listed.
+    fn layers() -> BTreeMap<String, u32> {
+        let doc = include_str!("../docs/architecture.md");
+        let mut out = BTreeMap::new();
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (Some(layer), Some(modules)) = (cells.get(1), cells.get(2)) else {
+                continue;
+            };
+            let Ok(layer) = layer.parse::<u32>() else {
+                continue;
+            };
+            for m in modules.split(',') {
+                let m = m.trim().trim_matches(|c| c == '`' || c == '*');
+                if !m.is_empty() {
+                    out.insert(m.to_string(), layer);
+                }
+            }
+        }
+        out
+    }
 
     fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -144,8 +126,15 @@ mod layering {
 
     #[test]
     fn modules_only_use_lower_layers() {
-        let layers: BTreeMap<&str, u32> = LAYERS.iter().copied().collect();
+        let layers = layers();
+        assert!(layers.len() > 20, "docs/architecture.md lists {layers:?}");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for m in layers.keys() {
+            assert!(
+                src.join(format!("{m}.rs")).is_file() || src.join(m).is_dir(),
+                "docs/architecture.md lists a module '{m}' that does not exist"
+            );
+        }
         let mut files = Vec::new();
         sources(&src, &mut files);
         let mut violations = Vec::new();
@@ -163,7 +152,7 @@ mod layering {
                 continue;
             }
             let Some(&own) = layers.get(top.as_str()) else {
-                panic!("module '{top}' has no layer: add it to LAYERS and the crate docs");
+                panic!("module '{top}' has no layer: add it to the table of docs/architecture.md");
             };
             let text = std::fs::read_to_string(&f).unwrap();
             for used in used_modules(&text) {

@@ -1,10 +1,13 @@
 //! Results on object storage: `--out s3://bucket/extent.tif` (also gs://,
-//! az://, and http(s):// servers that accept PUT). Each remote output is written by the same writers to a local
-//! staging file (in a private temp directory), then uploaded with
+//! az://, and http(s):// servers that accept PUT). Each remote output is
+//! written by the same writers, through the same output transaction, to a
+//! local staging file (in a private temp directory), then uploaded with
 //! object_store — in parts for large files, so memory stays bounded. An
 //! object becomes visible only when its upload completes, so readers never
-//! see a partial file; when one upload fails, the outputs already uploaded
-//! are deleted (all or nothing, as for local files). Credentials and
+//! see a partial file. The uploads are the remote half of the transaction:
+//! an object a run replaces is first copied aside, and when an upload fails
+//! or the run is cancelled the objects already uploaded are deleted and the
+//! replaced ones copied back (all or nothing, as for local files). Credentials and
 //! endpoints come from the environment (`AWS_ENDPOINT_URL`,
 //! `AWS_ACCESS_KEY_ID`, …), as for reads.
 
@@ -15,6 +18,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
+use crate::context::Cancel;
 use crate::error::{Error, Result};
 use crate::output::Outputs;
 use crate::store::{is_cloud, writable_object};
@@ -78,28 +82,97 @@ impl Staging {
         Ok((Staging { _dir: dir, uploads }, local))
     }
 
-    /// Uploads every staged output; on a failure, deletes those uploaded.
-    pub(crate) async fn upload(&self) -> Result<()> {
+    /// Uploads every staged output; when one fails, or `cancel` is set
+    /// before the last finished, the targets are put back as they were
+    /// (new objects deleted, replaced ones restored).
+    pub(crate) async fn upload(&self, cancel: &Cancel) -> Result<()> {
+        let mut kept: Vec<Kept> = Vec::new();
         let mut done: Vec<(&Arc<dyn ObjectStore>, &ObjectPath)> = Vec::new();
-        for (file, store, path, url) in &self.uploads {
-            match upload_one(file, store, path, url).await {
-                Ok(()) => done.push((store, path)),
-                Err(e) => {
-                    for (s, p) in done {
-                        let _ = s.delete(p).await;
-                    }
-                    return Err(e);
+        let result = async {
+            for (_, store, path, url) in &self.uploads {
+                kept.push(Kept::aside(store, path, url).await?);
+            }
+            for (file, store, path, url) in &self.uploads {
+                if cancel.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                upload_one(file, store, path, url).await?;
+                done.push((store, path));
+            }
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            for (s, p) in done {
+                let _ = s.delete(p).await;
+            }
+        }
+        for k in kept {
+            k.finish(result.is_err()).await;
+        }
+        result
+    }
+}
+
+/// An object a run replaces, copied aside until the uploads end.
+struct Kept {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    /// Where it was copied (None: there was no object).
+    aside: Option<ObjectPath>,
+}
+
+impl Kept {
+    async fn aside(store: &Arc<dyn ObjectStore>, path: &ObjectPath, url: &str) -> Result<Self> {
+        let mut kept = Kept {
+            store: store.clone(),
+            path: path.clone(),
+            aside: None,
+        };
+        if store.head(path).await.is_err() {
+            return Ok(kept);
+        }
+        let aside = ObjectPath::from(format!(
+            "{}.floodsql-replaced-{}",
+            path.as_ref(),
+            std::process::id()
+        ));
+        // a server-side copy where the store has one; else read and write
+        // it back (an HTTP server that takes PUT but not WebDAV's COPY)
+        if store.copy(path, &aside).await.is_err() {
+            let kept = async {
+                let bytes = store.get(path).await?.bytes().await?;
+                store.put(&aside, PutPayload::from(bytes)).await
+            }
+            .await;
+            kept.map_err(|e| Error::Output {
+                path: crate::error::redact_urls(url),
+                message: format!(
+                    "keeping the object this run replaces: {}",
+                    crate::error::chain_message(&e)
+                ),
+            })?;
+        }
+        kept.aside = Some(aside);
+        Ok(kept)
+    }
+
+    /// Puts the object back (`restore`) or drops the copy.
+    async fn finish(self, restore: bool) {
+        let Some(aside) = self.aside else {
+            return;
+        };
+        if restore && self.store.copy(&aside, &self.path).await.is_err() {
+            if let Ok(r) = self.store.get(&aside).await {
+                if let Ok(bytes) = r.bytes().await {
+                    let _ = self.store.put(&self.path, PutPayload::from(bytes)).await;
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Removes uploaded objects (the run was cancelled after uploading).
-    pub(crate) async fn remove_uploaded(&self) {
-        for (_, store, path, _) in &self.uploads {
-            let _ = store.delete(path).await;
-        }
+        let _ = self.store.delete(&aside).await;
     }
 }
 

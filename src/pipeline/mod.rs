@@ -178,11 +178,7 @@ pub async fn run_to_outputs(
         }
     };
     drop(job);
-    staging.upload().await?;
-    if progress.cancel.is_cancelled() {
-        staging.remove_uploaded().await;
-        return Err(Error::Cancelled.into());
-    }
+    staging.upload(&progress.cancel).await?;
     progress.scan.finish_and_clear();
     Ok(Summary {
         items: scan.n_items(),

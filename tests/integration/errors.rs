@@ -32,8 +32,11 @@ async fn a_refused_href_is_a_refusal_naming_its_location() {
     let dir = tempfile::tempdir().unwrap();
     let items = dir.path().join("items.json");
     std::fs::write(&items, fc.to_string()).unwrap();
+    // the scene's own COGs are allowed (they are not below this catalogue)
     let e = fails(&format!(
-        "SELECT count(*) FROM flood_chunks('{}', 'GFM', '{}', NULL, 'ensemble_flood_extent')",
+        "SET floodsql.allowed_paths = '{}'; \
+         SELECT count(*) FROM flood_chunks('{}', 'GFM', '{}', NULL, 'ensemble_flood_extent')",
+        scene.dir.display(),
         items.display(),
         scene.bbox
     ))

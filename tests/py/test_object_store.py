@@ -214,6 +214,19 @@ def test_outputs_go_to_s3_all_or_nothing(tiny, local_out, s3, tmp_path):
         assert "no-such-bucket" in p.stderr.strip().splitlines()[-1], p.stderr
         keys = [o["Key"] for o in client.list_objects_v2(Bucket="results").get("Contents", [])]
         assert not [k for k in keys if k.startswith("run2/")], keys
+        # the same over the first run's objects: they are put back byte for byte
+        def objects():
+            out = {}
+            for o in client.list_objects_v2(Bucket="results").get("Contents", []):
+                out[o["Key"]] = client.get_object(Bucket="results", Key=o["Key"])["Body"].read()
+            return out
+        before = objects()
+        assert "run/x.tif" in before and "run/x.stac.json" in before
+        p = extent(tiny.items_file, tiny.bbox, "s3://results/run/x.tif", "--datetime",
+                   "2022-09-01T00:00:00Z/2022-09-10T00:00:00Z", "--png", "s3://no-such-bucket/x.png",
+                   check=False, datetime=None)
+        assert p.returncode == 1 and "no-such-bucket" in p.stderr, p.stderr
+        assert objects() == before, "an object of the earlier run changed, or one was left"
         # a URL scheme results cannot go to
         p = extent(tiny.items_file, tiny.bbox, "ftp://host/x.tif", check=False)
         assert p.returncode == 1 and "ftp://host/x.tif" in p.stderr, p.stderr
