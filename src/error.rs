@@ -12,7 +12,12 @@
 use datafusion::error::DataFusionError;
 
 /// Everything that can go wrong in floodsql's library code.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and its causes as one quoted string (as
+/// anyhow does), not the variant's fields: Ballista ships a failed task's
+/// error to the client in `Debug` form, and the user should read the
+/// message there. Programs match on the variants.
+#[derive(thiserror::Error)]
 pub enum Error {
     // ---- user input ---------------------------------------------------
     /// A bbox that is not four finite lon/lat numbers in order.
@@ -170,6 +175,12 @@ pub enum Error {
     /// Something floodsql itself got wrong.
     #[error("internal error (a floodsql bug): {0}")]
     Internal(String),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.chain_message())
+    }
 }
 
 /// A location the read policy refuses (see `access`), and the rule.

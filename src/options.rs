@@ -377,6 +377,17 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// The README's list of session options names every declared option.
+    #[test]
+    fn the_readme_lists_every_option() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("Session options (`SET floodsql.x").unwrap();
+        let list = &readme[start..start + 1200];
+        for (key, _, _) in FloodsqlOptions::DECLARED {
+            assert!(list.contains(&format!("`{key}`")), "README lacks `{key}`");
+        }
+    }
+
     #[test]
     fn values_are_checked() {
         let mut a = FloodsqlOptions::default();

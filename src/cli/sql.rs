@@ -21,8 +21,13 @@ use crate::template::{bind, Param};
 pub(crate) struct SqlArgs {
     /// SQL file to run.
     pub(crate) file: Option<PathBuf>,
-    /// SQL text to run.
-    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    /// SQL text to run (it may start with a `--` comment).
+    #[arg(
+        short = 'c',
+        long = "command",
+        conflicts_with = "file",
+        allow_hyphen_values = true
+    )]
     pub(crate) command: Option<String>,
     /// Bind a ${name} parameter: --param name=value (integers stay integers, NULL is NULL).
     #[arg(long = "param", value_parser = parse_kv)]

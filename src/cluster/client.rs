@@ -260,15 +260,26 @@ fn tidy_cluster_message(text: &str) -> String {
             c => out.push(c),
         }
     }
+    let mut opened = 0;
     for noise in [
         "Failed to create SessionContext: ",
         "DataFusionError(",
         "Plan(\"",
         "Execution(\"",
+        // floodsql's own errors cross as External (their Debug: the message)
+        "External(\"",
     ] {
-        out = out.replace(noise, "");
+        if out.contains(noise) {
+            opened += noise.matches('(').count();
+            out = out.replace(noise, "");
+        }
     }
-    out.trim_end_matches(['"', ')', ' ']).to_string()
+    // the wrappers' closing parentheses, then the quote, not the message's own
+    let mut t = out.trim_end();
+    for _ in 0..opened {
+        t = t.strip_suffix(')').unwrap_or(t);
+    }
+    t.strip_suffix('"').unwrap_or(t).trim_end().to_string()
 }
 
 #[cfg(test)]
@@ -283,6 +294,22 @@ mod tests {
             "floodsql version mismatch: peer is floodsql 1, this process is floodsql 2"
         );
         assert_eq!(tidy_cluster_message(" plain "), "plain");
+        // floodsql's errors cross DataFusion as External: their Debug is the message
+        let e = datafusion::error::DataFusionError::from(crate::Error::VersionMismatch {
+            what: "the scheduler refuses".into(),
+            peer: "1".into(),
+            ours: "2".into(),
+        });
+        let status = tonic_like(&format!("Failed to create SessionContext: {e:?}"));
+        assert_eq!(
+            tidy_cluster_message(&status),
+            "floodsql version mismatch: the scheduler refuses: peer is floodsql 1, this process is floodsql 2 (run the same floodsql build on client, scheduler and executors)"
+        );
+    }
+
+    /// How a gRPC status prints a message (Debug-escaped, as tonic does).
+    fn tonic_like(message: &str) -> String {
+        format!("Execution error: Status {{ code: Internal, message: {message:?}, metadata: MetadataMap {{ }} }}")
     }
 
     #[test]

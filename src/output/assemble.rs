@@ -267,6 +267,33 @@ mod tests {
 
     use super::*;
 
+    /// Every kind the aggregates record reads back as itself; a kind this
+    /// build does not know is an error naming it, never another kind.
+    #[test]
+    fn raster_kinds_read_back_or_are_refused() {
+        let field = |kind: Option<&str>| {
+            let mut f = Field::new("pixels", DataType::LargeBinary, true);
+            if let Some(k) = kind {
+                f = f.with_metadata([(floodsql_udfs::META_KIND.to_string(), k.to_string())].into());
+            }
+            f
+        };
+        for k in RasterKind::ALL {
+            assert_eq!(PixelMeta::of_field(&field(Some(k.name()))).unwrap().kind, k);
+        }
+        assert_eq!(
+            PixelMeta::of_field(&field(None)).unwrap().kind,
+            RasterKind::Values
+        );
+        let e = PixelMeta::of_field(&field(Some("maks")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("raster kind 'maks'") && e.contains("mask, count"),
+            "{e}"
+        );
+    }
+
     pub(crate) fn grid(width: usize, height: usize) -> OutputGrid {
         OutputGrid {
             crs: "EPSG:32642".into(),

@@ -95,62 +95,16 @@ pub async fn run_to_outputs(
     let scanned_rows = scans.iter().map(|(_, n)| n).sum();
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
     progress.note(&format!("plan: {}", scan.estimate().one_line()));
-    let inputs: Vec<&str> = scan
-        .slices
-        .iter()
-        .flat_map(|s| {
-            s.sources.iter().flat_map(|src| {
-                std::iter::once(src.path.as_str()).chain(src.extra_paths.iter().map(String::as_str))
-            })
-        })
-        .collect();
-    outputs.check_not_inputs(&inputs)?;
-    // the writers run on a blocking thread, fed batch by batch; a bounded
-    // channel keeps the query from running ahead of them. They finish only
-    // on `Done`: a failed or cancelled query (the channel closes without it)
-    // drops the sink, which removes its temp files.
-    enum Msg {
-        Batch(RecordBatch),
-        Done,
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(2);
-    let mut provenance = provenance(&scan, sql, &run.title, outputs);
-    provenance.parameters = run
-        .parameters
-        .iter()
-        .map(|(k, v)| (k.clone(), crate::error::redact_urls(v)))
-        .collect();
-    if let Some(u) = &run.update {
-        // the result holds the earlier items too
-        provenance.item_ids.extend(u.items.iter().cloned());
-        provenance.item_ids.sort();
-        provenance.item_ids.dedup();
-        provenance.items = provenance.item_ids.len();
-        provenance.time_range = match (provenance.time_range.take(), &u.time_range) {
-            (Some((a, b)), Some((c, d))) => Some((a.min(c.clone()), b.max(d.clone()))),
-            (a, b) => a.or(b.clone()),
-        };
-    }
+    outputs.check_not_inputs(&scan.locations())?;
+    let provenance = run_provenance(&scan, sql, run, outputs);
     let base = run.update.as_ref().map(|u| (u.tif.clone(), scan.chunk));
-    let (grid, outputs) = (scan.grid.clone(), local);
-    let cancel = progress.cancel.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<Option<(Written, usize)>> {
-        let mut sink = RasterSink::new(&grid, &outputs, &provenance, cancel)?;
-        if let Some((tif, chunk)) = &base {
-            sink = sink.with_base(tif, *chunk)?;
-        }
-        let mut rows = 0;
-        loop {
-            match rx.blocking_recv() {
-                Some(Msg::Batch(b)) => {
-                    rows += b.num_rows();
-                    sink.write(&b)?;
-                }
-                Some(Msg::Done) => return Ok(Some((sink.finish()?, rows))),
-                None => return Ok(None),
-            }
-        }
-    });
+    let (tx, writer) = spawn_writers(
+        scan.grid.clone(),
+        local,
+        provenance,
+        base,
+        progress.cancel.clone(),
+    );
     let mut failure = None;
     while let Some(b) = stream.next().await {
         match b {
@@ -189,6 +143,74 @@ pub async fn run_to_outputs(
         written,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// A message to the writers.
+enum Msg {
+    Batch(RecordBatch),
+    /// The query ended: finish and commit the outputs.
+    Done,
+}
+
+/// The writers, on a blocking thread, fed batch by batch; a bounded channel
+/// keeps the query from running ahead of them. They finish only on
+/// [`Msg::Done`]: a failed or cancelled query (the channel closes without
+/// it) drops the sink, which leaves nothing of the run. `base`: the earlier
+/// result an update merges into, with its chunk size. The writer returns
+/// what was written and the result rows, or `None` when not finished.
+#[allow(clippy::type_complexity)]
+fn spawn_writers(
+    grid: crate::raster::grid::OutputGrid,
+    outputs: Outputs,
+    provenance: Provenance,
+    base: Option<(std::path::PathBuf, usize)>,
+    cancel: crate::context::Cancel,
+) -> (
+    tokio::sync::mpsc::Sender<Msg>,
+    tokio::task::JoinHandle<Result<Option<(Written, usize)>>>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(2);
+    let writer = tokio::task::spawn_blocking(move || -> Result<Option<(Written, usize)>> {
+        let mut sink = RasterSink::new(&grid, &outputs, &provenance, cancel)?;
+        if let Some((tif, chunk)) = &base {
+            sink = sink.with_base(tif, *chunk)?;
+        }
+        let mut rows = 0;
+        loop {
+            match rx.blocking_recv() {
+                Some(Msg::Batch(b)) => {
+                    rows += b.num_rows();
+                    sink.write(&b)?;
+                }
+                Some(Msg::Done) => return Ok(Some((sink.finish()?, rows))),
+                None => return Ok(None),
+            }
+        }
+    });
+    (tx, writer)
+}
+
+/// The provenance of a run: the scan's, its parameters (credentials
+/// masked), and for an update the earlier result's items and time range.
+fn run_provenance(scan: &ScanPlan, sql: &str, run: &RunLabel, outputs: &Outputs) -> Provenance {
+    let mut p = provenance(scan, sql, &run.title, outputs);
+    p.parameters = run
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::error::redact_urls(v)))
+        .collect();
+    if let Some(u) = &run.update {
+        // the result holds the earlier items too
+        p.item_ids.extend(u.items.iter().cloned());
+        p.item_ids.sort();
+        p.item_ids.dedup();
+        p.items = p.item_ids.len();
+        p.time_range = match (p.time_range.take(), &u.time_range) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c.clone()), b.max(d.clone()))),
+            (a, b) => a.or(b.clone()),
+        };
+    }
+    p
 }
 
 /// What the outputs record about where they come from.

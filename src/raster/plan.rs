@@ -120,6 +120,17 @@ impl PartialEq for IndexCache {
 }
 
 impl ScanPlan {
+    /// Every location the scan reads (each source's assets).
+    pub(crate) fn locations(&self) -> Vec<&str> {
+        self.slices
+            .iter()
+            .flat_map(|s| &s.sources)
+            .flat_map(|src| {
+                std::iter::once(src.path.as_str()).chain(src.extra_paths.iter().map(String::as_str))
+            })
+            .collect()
+    }
+
     /// What this scan will do (see [`ScanEstimate`]).
     pub fn estimate(&self) -> ScanEstimate {
         let index = self.chunk_index();

@@ -266,6 +266,50 @@ fn read_geoparquet(spec: &RegionsSpec) -> Result<RegionSet> {
         .and_then(|k| k.value.as_deref())
         .ok_or_else(|| bad(spec, "a Parquet file without GeoParquet 'geo' metadata"))
         .and_then(|v| serde_json::from_str(v).map_err(|e| pq(&e)))?;
+    let (primary, crs) = geoparquet_geometry(spec, &geo)?;
+    let (fields, attr_cols, geom_col) = geoparquet_columns(spec, builder.schema(), &primary)?;
+    let reader = builder.build().map_err(|e| pq(&e))?;
+    let mut regions = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| pq(&e))?;
+        let cast =
+            |i: usize, t: &DataType| arrow::compute::cast(batch.column(i), t).map_err(|e| pq(&e));
+        let attrs: Vec<(AttrKind, arrow::array::ArrayRef)> = attr_cols
+            .iter()
+            .zip(&fields)
+            .map(|(&i, (_, kind))| Ok((*kind, cast(i, &kind.arrow_type())?)))
+            .collect::<Result<_>>()?;
+        let geoms = cast(geom_col, &DataType::LargeBinary)?;
+        let geoms = geoms.as_binary::<i64>();
+        for r in 0..batch.num_rows() {
+            let values = attrs.iter().map(|(kind, a)| kind.value(a, r)).collect();
+            let id = regions.len() + 1;
+            let g = if geoms.is_null(r) {
+                None
+            } else {
+                Some(Geometry::from_wkb(geoms.value(r)).map_err(|e| {
+                    bad(
+                        spec,
+                        format!("region_id {id}: its WKB cannot be read ({e})"),
+                    )
+                })?)
+            };
+            let wkb = region_wkb(spec, g.as_ref(), id)?;
+            regions.push(Region { values, wkb });
+        }
+    }
+    Ok(RegionSet {
+        spec: spec.clone(),
+        layer: primary,
+        crs,
+        fields,
+        regions,
+    })
+}
+
+/// The primary geometry column of a GeoParquet file (`geo` metadata) and
+/// its CRS as WKT (OGC:CRS84 when the metadata gives none); only WKB.
+fn geoparquet_geometry(spec: &RegionsSpec, geo: &serde_json::Value) -> Result<(String, String)> {
     let primary = geo["primary_column"]
         .as_str()
         .ok_or_else(|| bad(spec, "GeoParquet metadata without primary_column"))?
@@ -293,12 +337,24 @@ fn read_geoparquet(spec: &RegionsSpec) -> Result<RegionSet> {
     let crs = srs
         .to_wkt()
         .map_err(|e| bad(spec, format!("its CRS cannot be written as WKT: {e}")))?;
-    let schema = builder.schema().clone();
+    Ok((primary, crs))
+}
+
+/// The attribute columns of a GeoParquet file ((name, kind), their
+/// indices) and the index of its primary geometry column; names checked.
+type Columns = (Vec<(String, AttrKind)>, Vec<usize>, usize);
+
+fn geoparquet_columns(
+    spec: &RegionsSpec,
+    schema: &arrow::datatypes::SchemaRef,
+    primary: &str,
+) -> Result<Columns> {
+    use arrow::datatypes::DataType;
     let mut fields = Vec::new();
     let mut attr_cols = Vec::new();
     let mut geom_col = None;
     for (i, f) in schema.fields().iter().enumerate() {
-        if f.name() == &primary {
+        if f.name() == primary {
             geom_col = Some(i);
             continue;
         }
@@ -318,70 +374,38 @@ fn read_geoparquet(spec: &RegionsSpec) -> Result<RegionSet> {
         )
     })?;
     check_names(spec, &fields)?;
-    let reader = builder.build().map_err(|e| pq(&e))?;
-    let mut regions = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| pq(&e))?;
-        let cast =
-            |i: usize, t: &DataType| arrow::compute::cast(batch.column(i), t).map_err(|e| pq(&e));
-        let attrs: Vec<(AttrKind, arrow::array::ArrayRef)> = attr_cols
-            .iter()
-            .zip(&fields)
-            .map(|(&i, (_, kind))| {
-                let t = match kind {
-                    AttrKind::Int => DataType::Int64,
-                    AttrKind::Real => DataType::Float64,
-                    AttrKind::Date => DataType::Date32,
-                    AttrKind::Text => DataType::Utf8,
-                };
-                Ok((*kind, cast(i, &t)?))
-            })
-            .collect::<Result<_>>()?;
-        let geoms = cast(geom_col, &DataType::LargeBinary)?;
-        let geoms = geoms.as_binary::<i64>();
-        for r in 0..batch.num_rows() {
-            let values = attrs
-                .iter()
-                .map(|(kind, a)| {
-                    if a.is_null(r) {
-                        return AttrValue::Null;
-                    }
-                    match kind {
-                        AttrKind::Int => {
-                            AttrValue::Int(a.as_primitive::<arrow::datatypes::Int64Type>().value(r))
-                        }
-                        AttrKind::Real => AttrValue::Real(
-                            a.as_primitive::<arrow::datatypes::Float64Type>().value(r),
-                        ),
-                        AttrKind::Date => AttrValue::Date(
-                            a.as_primitive::<arrow::datatypes::Date32Type>().value(r),
-                        ),
-                        AttrKind::Text => {
-                            AttrValue::Text(a.as_string::<i32>().value(r).to_string())
-                        }
-                    }
-                })
-                .collect();
-            let id = regions.len() + 1;
-            let g = if geoms.is_null(r) {
-                None
-            } else {
-                Some(Geometry::from_wkb(geoms.value(r)).map_err(|e| {
-                    bad(
-                        spec,
-                        format!("region_id {id}: its WKB cannot be read ({e})"),
-                    )
-                })?)
-            };
-            let wkb = region_wkb(spec, g.as_ref(), id)?;
-            regions.push(Region { values, wkb });
+    Ok((fields, attr_cols, geom_col))
+}
+
+impl AttrKind {
+    /// The Arrow type an attribute of this kind is read as.
+    fn arrow_type(self) -> arrow::datatypes::DataType {
+        use arrow::datatypes::DataType;
+        match self {
+            AttrKind::Int => DataType::Int64,
+            AttrKind::Real => DataType::Float64,
+            AttrKind::Date => DataType::Date32,
+            AttrKind::Text => DataType::Utf8,
         }
     }
-    Ok(RegionSet {
-        spec: spec.clone(),
-        layer: primary,
-        crs,
-        fields,
-        regions,
-    })
+
+    /// Row `r` of `a` (cast to [`Self::arrow_type`]).
+    fn value(self, a: &arrow::array::ArrayRef, r: usize) -> AttrValue {
+        use arrow::array::{Array, AsArray};
+        if a.is_null(r) {
+            return AttrValue::Null;
+        }
+        match self {
+            AttrKind::Int => {
+                AttrValue::Int(a.as_primitive::<arrow::datatypes::Int64Type>().value(r))
+            }
+            AttrKind::Real => {
+                AttrValue::Real(a.as_primitive::<arrow::datatypes::Float64Type>().value(r))
+            }
+            AttrKind::Date => {
+                AttrValue::Date(a.as_primitive::<arrow::datatypes::Date32Type>().value(r))
+            }
+            AttrKind::Text => AttrValue::Text(a.as_string::<i32>().value(r).to_string()),
+        }
+    }
 }

@@ -73,6 +73,20 @@ def terminate(proc, grace=10):
         proc.kill()
 
 
+def signal_at(proc, d, seen, send, what, seconds=120):
+    """Watches directory `d` while `proc` runs; the moment `seen(names)` is
+    true calls `send(proc)` (the test signals it). Fails (process killed)
+    when the run ends, or hangs, before that stage."""
+    deadline = time.time() + seconds
+    while proc.poll() is None and time.time() < deadline:
+        if seen(os.listdir(d)):
+            send(proc)
+            return
+        time.sleep(0.001)
+    proc.kill()
+    pytest.fail(f"the run ended (or hung) before {what}: {proc.returncode} {proc.communicate()[1]}")
+
+
 def stderr_within(client, seconds, what):
     """The client's stderr once it ends; the test fails (client killed) when
     it is still running `seconds` after `what`."""

@@ -5,10 +5,9 @@ the output directory of a real run (no hooks in floodsql)."""
 import os
 import signal
 import subprocess
-import time
 
 import pytest
-from conftest import DT_RFC, floodsql_bin
+from conftest import DT_RFC, floodsql_bin, signal_at
 
 
 def start(scene, out_dir):
@@ -35,18 +34,8 @@ STAGES = {
                          ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_a_signal_leaves_nothing_behind(stage, sig, code, medium, tmp_path):
-    seen = STAGES[stage]
     p = start(medium, tmp_path)
-    deadline = time.time() + 120
-    while p.poll() is None and time.time() < deadline:
-        names = os.listdir(tmp_path)
-        if seen(names):
-            p.send_signal(sig)
-            break
-        time.sleep(0.002)
-    else:
-        p.kill()
-        pytest.fail(f"the run ended (or hung) before stage {stage}: {p.returncode}")
+    signal_at(p, tmp_path, STAGES[stage], lambda p: p.send_signal(sig), f"stage {stage}")
     _, err = p.communicate(timeout=120)
     assert p.returncode == code, (p.returncode, err)
     assert "interrupted by" in err and "panicked" not in err, err

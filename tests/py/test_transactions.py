@@ -13,11 +13,10 @@ The stage is found by watching the directory of a real run (no hooks)."""
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from conftest import DT_RFC, extent, floodsql_bin, make_scene, run
+from conftest import DT_RFC, extent, floodsql_bin, run, signal_at
 
 FIRST_HALF = "2022-09-01T00:00:00Z/2022-09-15T00:00:00Z"
 
@@ -84,14 +83,14 @@ def test_a_failing_last_output_puts_every_file_back(kind, tiny, tiny_api, raster
     assert p.returncode == 1, p.stderr
     assert "panicked" not in p.stderr and outs[-1].name in p.stderr, p.stderr
     assert snapshot(tmp_path) == before, f"{kind}: files changed"
-    assert sorted(os.listdir(tmp_path)) == sorted(before) + [outs[-1].name], os.listdir(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted([*before, outs[-1].name]), os.listdir(tmp_path)
     assert os.listdir(outs[-1]) == ["keep"]
 
 
-def staged(d, outs):
-    names = {p.name for p in outs}
-    return any(n.startswith(".") and ".tmp-" in n and n[1:].split(".tmp-")[0] in names
-               for n in os.listdir(d))
+def staged(names, outs):
+    """Whether a staged temp file (`.NAME.tmp-PID…`) of an output is there."""
+    ours = {p.name for p in outs}
+    return any(n.startswith(".") and ".tmp-" in n and n[1:].split(".tmp-")[0] in ours for n in names)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -101,19 +100,15 @@ def test_sigint_while_writing_is_all_or_nothing(kind, tiny, tiny_api, raster, tm
     before = snapshot(tmp_path)
     p = subprocess.Popen([floodsql_bin(), "--quiet", *map(str, args)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while p.poll() is None and time.time() < deadline:
-        if staged(tmp_path, outs):
-            # frozen mid-write, signalled, resumed
-            p.send_signal(signal.SIGSTOP)
-            p.send_signal(signal.SIGINT)
-            p.send_signal(signal.SIGCONT)
-            break
-        time.sleep(0.001)
-    else:
-        p.kill()
-        pytest.fail(f"the run ended (or hung) before writing: {p.returncode} {p.communicate()[1]}")
+
+    def interrupt(p):
+        # frozen mid-write, signalled, resumed
+        for sig in (signal.SIGSTOP, signal.SIGINT, signal.SIGCONT):
+            p.send_signal(sig)
+
+    signal_at(p, tmp_path, lambda names: staged(names, outs), interrupt, "writing")
     _, err = p.communicate(timeout=120)
+    print(f"{kind}: exit {p.returncode}")
     after = snapshot(tmp_path)
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n], os.listdir(tmp_path)
     assert sorted(after) == sorted(before), "a new file or a file gone"
