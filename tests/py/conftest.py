@@ -75,14 +75,37 @@ def terminate(proc, grace=10):
 
 def signal_at(proc, d, seen, send, what, seconds=120):
     """Watches directory `d` while `proc` runs; the moment `seen(names)` is
-    true calls `send(proc)` (the test signals it). Fails (process killed)
-    when the run ends, or hangs, before that stage."""
-    deadline = time.time() + seconds
-    while proc.poll() is None and time.time() < deadline:
-        if seen(os.listdir(d)):
-            send(proc)
-            return
-        time.sleep(0.001)
+    true — names: what the directory holds, and every file created in it
+    since (inotify: a file that lives a millisecond is seen too) — calls
+    `send(proc)` (the test signals it). Fails (process killed) when the run
+    ends, or hangs, before that stage."""
+    import ctypes
+    import ctypes.util
+    import select
+    import struct
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert fd >= 0 and libc.inotify_add_watch(fd, str(d).encode(), 0x100) >= 0  # IN_CREATE
+    try:
+        deadline = time.time() + seconds
+        created = []
+        while time.time() < deadline:
+            # the process's last events are read even when it has just ended
+            ended = proc.poll() is not None
+            if select.select([fd], [], [], 0.001)[0]:
+                buf = os.read(fd, 1 << 16)
+                i = 0
+                while i < len(buf):
+                    _, _, _, n = struct.unpack_from("iIII", buf, i)
+                    created.append(buf[i + 16:i + 16 + n].rstrip(b"\0").decode())
+                    i += 16 + n
+            if seen(os.listdir(d) + created):
+                send(proc)  # does nothing once the process has ended
+                return
+            if ended:
+                break
+    finally:
+        os.close(fd)
     proc.kill()
     pytest.fail(f"the run ended (or hung) before {what}: {proc.returncode} {proc.communicate()[1]}")
 
