@@ -98,8 +98,47 @@ impl Outputs {
     /// the same file (checked before a query runs, so that a long run does
     /// not end in a refusal).
     pub(crate) fn check_dirs(&self) -> Result<()> {
+        self.check_formats()?;
         let all: Vec<&std::path::Path> = self.paths().map(PathBuf::as_path).collect();
         transaction::check_targets(&all)
+    }
+
+    /// Fails when an output's name says another format than the one it gets
+    /// (`--out o.png` would be a GeoTIFF named .png): a name without an
+    /// extension, or with its own, passes.
+    fn check_formats(&self) -> Result<()> {
+        const KINDS: [(&str, &str, &[&str]); 3] = [
+            ("--out", "a GeoTIFF (COG)", &["tif", "tiff"]),
+            ("--parquet", "a Parquet chunk table", &["parquet", "pq"]),
+            ("--png", "a PNG quicklook", &["png"]),
+        ];
+        const KNOWN: [&str; 9] = [
+            "tif", "tiff", "parquet", "pq", "png", "jpg", "csv", "json", "geojson",
+        ];
+        for ((flag, what, own), path) in KINDS.iter().zip([&self.tif, &self.parquet, &self.png]) {
+            let Some(ext) = path
+                .as_ref()
+                .and_then(|p| p.extension())
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            else {
+                continue;
+            };
+            if KNOWN.contains(&ext.as_str()) && !own.contains(&ext.as_str()) {
+                let p = path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                return Err(crate::error::Error::invalid(
+                    "output path",
+                    p,
+                    format!(
+                        "{flag} writes {what}, not a .{ext} file (name it .{})",
+                        own[0]
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Fails when an output would overwrite one of the query's inputs
@@ -245,6 +284,22 @@ mod tests {
         assert!(std::fs::read(dir.path().join("x.png"))
             .unwrap()
             .starts_with(b"\x89PNG"));
+    }
+
+    #[test]
+    fn outputs_named_for_another_format_are_refused() {
+        let o = |tif: &str| Outputs {
+            tif: Some(PathBuf::from(tif)),
+            ..Default::default()
+        };
+        let e = o("o.png").check_formats().unwrap_err().to_string();
+        assert!(
+            e.contains("--out writes a GeoTIFF (COG), not a .png file"),
+            "{e}"
+        );
+        for fine in ["o.tif", "o.TIFF", "o", "s3://b/o.tif", "o.v2"] {
+            assert!(o(fine).check_formats().is_ok(), "{fine}");
+        }
     }
 
     #[test]

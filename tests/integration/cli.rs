@@ -46,6 +46,20 @@ fn malformed_bbox() {
 }
 
 #[test]
+fn an_output_named_for_another_format() {
+    // refused before the query runs: nothing is written, not even q.tif
+    extent_fails(
+        &["--png", "q.tif"],
+        "--png writes a PNG quicklook, not a .tif file (name it .png)",
+    );
+    extent_fails(
+        &["--parquet", "q.png"],
+        "--parquet writes a Parquet chunk table",
+    );
+    assert!(!std::path::Path::new("q.tif").exists());
+}
+
+#[test]
 fn malformed_datetime() {
     extent_fails(
         &["--datetime", "last tuesday"],
