@@ -98,9 +98,9 @@ impl Outputs {
     /// the same file (checked before a query runs, so that a long run does
     /// not end in a refusal).
     pub(crate) fn check_dirs(&self) -> Result<()> {
-        self.check_formats()?;
         let all: Vec<&std::path::Path> = self.paths().map(PathBuf::as_path).collect();
-        transaction::check_targets(&all)
+        transaction::check_targets(&all)?;
+        self.check_formats()
     }
 
     /// Fails when an output's name says another format than the one it gets
