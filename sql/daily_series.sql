@@ -4,8 +4,9 @@
 -- in any of the day's slices is flooded that day; observed likewise), so a
 -- day with several acquisitions counts every pixel once. The outer query
 -- adds the chunks' true (ellipsoidal) areas: flooded and observed km² and
--- the share of the AOI's grid that was observed. Days without an
--- acquisition have no row. `slices`: the day's time slices (acquisition
+-- the share of the AOI's grid that was observed (areas added with `fsum`,
+-- correctly rounded: the same bits however the chunks are partitioned).
+-- Days without an acquisition have no row. `slices`: the day's time slices (acquisition
 -- times) over the chunk that saw the most of them.
 --
 -- The scan stays streaming: the inner aggregate is ordered by chunk
@@ -17,9 +18,9 @@
 -- max_flood_extent.sql.
 SELECT day,
        max(slices) AS slices,
-       sum(area_km2(flooded, areas)) AS flooded_km2,
-       sum(area_km2(observed, areas)) AS observed_km2,
-       sum(area_km2(observed, areas)) / max(grid_km2(areas)) AS share_observed
+       fsum(area_km2(flooded, areas)) AS flooded_km2,
+       fsum(area_km2(observed, areas)) AS observed_km2,
+       fsum(area_km2(observed, areas)) / max(grid_km2(areas)) AS share_observed
 FROM (
     SELECT date_trunc('day', datetime) AS day,
            x_off,

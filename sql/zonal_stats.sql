@@ -8,7 +8,9 @@
 -- states: flooded / observed dry / never observed, plus the first and last
 -- day flooded); `zonal_stats` sums each chunk per region with the chunk's
 -- true (ellipsoidal) pixel areas; the outer query adds the chunks up per
--- region and joins the regions' attributes. Only the part of a region on
+-- region and joins the regions' attributes. Areas are added with `fsum`
+-- (correctly rounded), so the table has the same bits on one partition,
+-- many, or a cluster. Only the part of a region on
 -- the scan's grid (the bbox) counts: region_km2 is that part's area.
 -- Regions with no pixel on the grid have NULL statistics.
 --
@@ -36,9 +38,9 @@ parts AS (
 ),
 per_region AS (
     SELECT z['region_id'] AS region_id,
-           sum(z['flooded_km2']) AS flooded_km2,
-           sum(z['observed_km2']) AS observed_km2,
-           sum(z['region_km2']) AS region_km2,
+           fsum(z['flooded_km2']) AS flooded_km2,
+           fsum(z['observed_km2']) AS observed_km2,
+           fsum(z['region_km2']) AS region_km2,
            sum(z['flooded_pixels']) AS flooded_pixels,
            sum(z['observed_pixels']) AS observed_pixels,
            sum(z['pixels']) AS pixels,

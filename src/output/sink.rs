@@ -28,6 +28,7 @@ use crate::output::transaction::OutputTransaction;
 use crate::output::{Outputs, Provenance};
 use crate::raster::area::AreaModel;
 use crate::raster::grid::OutputGrid;
+use floodsql_udfs::ExactSum;
 
 /// Media type of a Cloud-Optimized GeoTIFF.
 const COG_TYPE: &str = "image/tiff; application=geotiff; profile=cloud-optimized";
@@ -107,6 +108,10 @@ struct ChunkWriters {
     fig: Written,
     /// Pixel areas of the grid (None: no ellipsoid).
     area_model: Option<AreaModel>,
+    /// The exact sums behind `fig.areas` (ones, nonzero, nodata, covered):
+    /// chunks arrive in any order (partitions, a cluster), the figures do
+    /// not depend on it.
+    area_sums: [ExactSum; 4],
 }
 
 impl ChunkWriters {
@@ -148,11 +153,23 @@ impl ChunkWriters {
                     &mut bins,
                 )
                 .map_err(|e| Error::Internal(format!("pixel areas: {e}")))?;
-            let a = f.areas.get_or_insert_with(AreaFigures::default);
-            a.ones += bins[1];
-            a.nonzero += bins[1] + bins[2];
-            a.nodata += bins[3];
-            a.covered += bins.iter().sum::<f64>();
+            let [ones, nonzero, nodata, covered] = &mut self.area_sums;
+            ones.add(bins[1]);
+            nonzero.add(bins[1]);
+            nonzero.add(bins[2]);
+            nodata.add(bins[3]);
+            bins.iter().for_each(|&b| covered.add(b));
+            let value = |s: &ExactSum| {
+                s.value()
+                    .map_err(|e| Error::Internal(format!("pixel areas: {e}")))
+            };
+            f.areas = Some(AreaFigures {
+                ones: value(ones)?,
+                nonzero: value(nonzero)?,
+                nodata: value(nodata)?,
+                covered: value(covered)?,
+                grid: 0.0,
+            });
         }
         // one pass over the chunk: the summary's figures
         let nd = nd.map(u64::from);
@@ -312,6 +329,7 @@ impl RasterSink {
                     areas: None,
                 },
                 area_model: AreaModel::new(grid).ok(),
+                area_sums: Default::default(),
             },
             base: None,
             tx,

@@ -98,3 +98,21 @@ def test_area_functions_refuse_what_is_not_theirs(tiny, tiny_api):
     assert p.returncode != 0 and "not a pixel_areas value" in p.stderr, p.stderr
     p = run(["sql", "-c", f"SELECT area_km2(pixels) FROM {fc(tiny_api, tiny.bbox)}"], check=False)
     assert p.returncode != 0 and "area_km2 takes area_km2(pixels, pixel_areas [, value])" in p.stderr, p.stderr
+
+
+def test_fsum_is_python_fsum_on_any_partitioning():
+    """`fsum` (which the shipped SQL adds areas with) gives math.fsum's bits,
+    on one partition or several, where a plain float sum's last digits
+    depend on the order of its additions."""
+    import math
+    values = [1.0 / n for n in range(1, 200_001)] + [(-1.0) ** n * 1e10 / n for n in range(1, 1001)]
+    want = math.fsum(values)
+    for parts in ("1", "2", "7"):
+        p = run(["sql", "--format", "csv", "--set", f"datafusion.execution.target_partitions={parts}", "-c",
+                 "SELECT fsum(x) AS s, count(*) AS n FROM ("
+                 "SELECT 1.0 / CAST(value AS DOUBLE) AS x FROM range(1, 200001) "
+                 "UNION ALL SELECT power(-1.0, value) * 1e10 / value FROM range(1, 1001))"])
+        s, n = p.stdout.strip().splitlines()[1].split(",")
+        assert int(n) == len(values) and float(s) == want, (parts, s, repr(want))
+    p = run(["sql", "-c", "SELECT fsum('a')"], check=False)
+    assert p.returncode != 0 and "fsum takes a number, got Utf8" in p.stderr, p.stderr

@@ -9,6 +9,7 @@ pub mod flood_extent_states;
 pub mod flood_frequency;
 pub mod flood_max_extent;
 pub mod flood_observed;
+pub mod fsum;
 pub mod pixel_agg;
 pub mod pixel_areas;
 pub mod pixel_count;
@@ -23,6 +24,7 @@ pub use flood_extent_states::FloodExtentStates;
 pub use flood_frequency::FloodFrequency;
 pub use flood_max_extent::FloodMaxExtent;
 pub use flood_observed::FloodObserved;
+pub use fsum::{ExactSum, Fsum};
 pub use pixel_agg::{
     day_of, PixelAggregate, PixelKernel, RasterKind, RasterMeta, DEFAULT_NODATA, META_KIND,
     META_NODATA,

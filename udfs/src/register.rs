@@ -8,7 +8,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use crate::{
     AreaFunction, FloodCount, FloodExtentStates, FloodFirstDate, FloodFrequency, FloodLastDate,
-    FloodMaxExtent, FloodObserved, PixelCount, ReplaceWhere, ValidCount, ZonalStats,
+    FloodMaxExtent, FloodObserved, Fsum, PixelCount, ReplaceWhere, ValidCount, ZonalStats,
 };
 
 /// All floodsql UDAFs.
@@ -22,6 +22,7 @@ pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
         Arc::new(AggregateUDF::from(FloodFirstDate::default())),
         Arc::new(AggregateUDF::from(FloodLastDate::default())),
         Arc::new(AggregateUDF::from(FloodFrequency::default())),
+        Arc::new(AggregateUDF::from(Fsum::default())),
     ]
 }
 
@@ -72,6 +73,7 @@ mod tests {
                 "flood_last_date",
                 "flood_max_extent",
                 "flood_observed",
+                "fsum",
                 "grid_km2",
                 "observed_km2",
                 "pixel_count",
