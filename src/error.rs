@@ -285,6 +285,18 @@ pub fn causes<'a>(
     std::iter::successors(Some(e), |c| c.source())
 }
 
+/// The root cause of a DataFusion error, as a user should read it: a
+/// floodsql error's chain, or DataFusion's message without its
+/// "Error during planning:"-style prefix.
+pub fn root_message(e: &datafusion::error::DataFusionError) -> String {
+    use datafusion::error::DataFusionError;
+    match e.find_root() {
+        DataFusionError::Internal(m) => format!("internal error: {m}"),
+        DataFusionError::External(inner) => chain_message(inner.as_ref()),
+        root => root.message().into_owned(),
+    }
+}
+
 /// An error and its causes, each said once, one line.
 pub(crate) fn chain_message(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = String::new();

@@ -7,9 +7,14 @@ use crate::error::{Error, Result};
 
 /// A parameter value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Param {
+pub enum Param {
+    /// A string: bound as a quoted SQL literal.
     Str(String),
+    /// An integer: bound as it is.
     Int(i64),
+    /// A float: bound as a numeric literal (finite values only).
+    Float(f64),
+    /// SQL NULL.
     Null,
 }
 
@@ -19,6 +24,7 @@ impl Param {
         match self {
             Param::Str(s) => s.clone(),
             Param::Int(i) => i.to_string(),
+            Param::Float(f) => format!("{f:?}"),
             Param::Null => "NULL".into(),
         }
     }
@@ -45,6 +51,7 @@ impl Param {
         match self {
             Param::Str(s) => format!("'{}'", s.replace('\'', "''")),
             Param::Int(i) => i.to_string(),
+            Param::Float(f) => format!("{f:?}"),
             Param::Null => "NULL".into(),
         }
     }

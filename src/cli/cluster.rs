@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::Args;
 use datafusion::execution::context::SessionContext;
 
-use crate::cluster::client::{connect, ClusterUrl};
 use crate::cluster::executor::{parse_bytes, ExecutorOptions};
 use crate::cluster::scheduler::SchedulerOptions;
 use crate::cluster::{init_logging, parse_host_port};
@@ -101,33 +100,16 @@ pub(crate) fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Environment variables that set session options (before any `--set`).
-pub(crate) const ENV_OPTIONS: [(&str, &str); 2] = [
-    ("FLOODSQL_ALLOWED_HOSTS", "floodsql.allowed_hosts"),
-    ("FLOODSQL_ALLOWED_PATHS", "floodsql.allowed_paths"),
-];
-
 /// A local session, or one connected to `--cluster df://HOST:PORT`, with
-/// the options of [`ENV_OPTIONS`] and `--set KEY=VALUE` applied.
+/// the options the environment sets (`pipeline::ENV_OPTIONS`) and `--set
+/// KEY=VALUE` applied.
 pub(crate) async fn context(
     cluster: Option<&str>,
     partitions: Option<usize>,
     sets: &[String],
 ) -> anyhow::Result<SessionContext> {
-    let ctx = match cluster {
-        None => crate::session::new_context(partitions)?,
-        Some(u) => {
-            let url = ClusterUrl::parse(u)?;
-            connect(&url, partitions).await?
-        }
-    };
-    // the read policy's allow-lists may come from the environment (a
-    // deployment's standing choice); --set still wins
-    let from_env: Vec<String> = ENV_OPTIONS
-        .iter()
-        .filter_map(|(var, key)| Some(format!("{key}={}", std::env::var(var).ok()?)))
-        .collect();
-    for kv in from_env.iter().chain(sets) {
+    let ctx = crate::pipeline::connect(cluster, partitions).await?;
+    for kv in sets {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("--set expects KEY=VALUE, got '{kv}'");
         };

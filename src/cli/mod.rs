@@ -154,12 +154,10 @@ pub(crate) async fn until_signal<T>(
         _ = int.recv() => Interrupted { signal: "SIGINT", code: 130 },
         _ = term.recv() => Interrupted { signal: "SIGTERM", code: 143 },
     };
-    cancel.cancel();
-    if let Some((rest, id)) = cancel.job() {
-        match crate::cluster::client::cancel_job(&rest, &id).await {
-            Ok(()) => eprintln!("cancelled cluster job {id}"),
-            Err(e) => eprintln!("warning: {e}"),
-        }
+    match crate::pipeline::cancel(cancel).await {
+        Ok(Some(id)) => eprintln!("cancelled cluster job {id}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e}"),
     }
     Err(stopped.into())
 }
@@ -228,7 +226,7 @@ fn chain_report(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let (msg, root) = match cause.downcast_ref::<DataFusionError>() {
-            Some(df) => (root_message(df), true),
+            Some(df) => (crate::error::root_message(df), true),
             None => (cause.to_string(), false),
         };
         if !parts.iter().any(|p| p.contains(&msg)) {
@@ -239,15 +237,6 @@ fn chain_report(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
-}
-
-/// The root cause of a DataFusion error, as a user should read it.
-fn root_message(e: &DataFusionError) -> String {
-    match e.find_root() {
-        DataFusionError::Internal(m) => format!("internal error: {m}"),
-        DataFusionError::External(inner) => crate::error::chain_message(inner.as_ref()),
-        root => root.message().into_owned(),
-    }
 }
 
 /// Parses the process arguments and runs; errors print as `error: …` with

@@ -5,6 +5,7 @@
 //! plan runs, locally or on a cluster: the rasteriser needs the full grid,
 //! including chunks no item touches.
 
+pub(crate) mod array;
 pub(crate) mod statement;
 pub(crate) mod summary;
 
@@ -14,11 +15,14 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use futures::StreamExt;
 
+pub use array::{run_to_array, RasterArray};
 pub use statement::{plan_only, run_statement, split_statements, StatementOutput};
 pub use summary::Summary;
 
 pub use crate::output::{Outputs, Provenance};
+pub use crate::raster::plan::ScanEstimate;
 pub use crate::raster::resolve::{find_scans, resolve_scans};
+pub use crate::template::Param;
 
 use datafusion::execution::context::SessionContext;
 
@@ -145,6 +149,120 @@ pub async fn run_to_outputs(
     })
 }
 
+/// The chunk side (pixels) the CLI's scans use unless told otherwise.
+pub const DEFAULT_CHUNK: usize = crate::options::DEFAULT_CHUNK_SIZE;
+/// The collection the CLI's scans search unless told otherwise.
+pub const DEFAULT_COLLECTION: &str = crate::options::DEFAULT_COLLECTION;
+
+/// Environment variables that set session options: the read policy's
+/// allow-lists may be a deployment's standing choice. A session's own
+/// settings (`--set`, `SET`, a connection's options) win.
+pub const ENV_OPTIONS: [(&str, &str); 2] = [
+    ("FLOODSQL_ALLOWED_HOSTS", "floodsql.allowed_hosts"),
+    ("FLOODSQL_ALLOWED_PATHS", "floodsql.allowed_paths"),
+];
+
+/// A session: local (`cluster` None; `partitions` scan partitions, default
+/// the cores) or connected to a floodsql cluster at `df://HOST:PORT`, with
+/// the options of [`ENV_OPTIONS`] applied.
+pub async fn connect(
+    cluster: Option<&str>,
+    partitions: Option<usize>,
+) -> datafusion::error::Result<SessionContext> {
+    let ctx = match cluster {
+        None => crate::session::new_context(partitions)?,
+        Some(u) => {
+            let url = crate::cluster::client::ClusterUrl::parse(u)?;
+            crate::cluster::client::connect(&url, partitions).await?
+        }
+    };
+    for (var, key) in ENV_OPTIONS {
+        if let Ok(v) = std::env::var(var) {
+            set_option(&ctx, key, &v)
+                .map_err(|e| Error::invalid("environment variable", var, e.to_string()))?;
+        }
+    }
+    Ok(ctx)
+}
+
+/// Sets a session option (`floodsql.*`, `datafusion.*`, `ballista.*`) as
+/// SQL `SET key = value` would; an unknown or invalid one is refused with
+/// its name.
+pub fn set_option(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .set(key.trim(), value.trim())
+        .map_err(|e| Error::invalid("session option", key, crate::error::root_message(&e)))
+}
+
+/// Runs SQL text's statements and streams the last one's result (locally,
+/// or on the cluster the session is connected to); the cluster job is
+/// followed while the stream lives.
+pub async fn stream_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    progress: &QueryProgress,
+) -> datafusion::error::Result<datafusion::execution::SendableRecordBatchStream> {
+    let mut stmts = split_statements(sql)?;
+    let last = stmts
+        .pop()
+        .ok_or_else(|| Error::Sql("text has no statement".into()))?;
+    for s in stmts {
+        run_statement(ctx, s, progress).await?;
+    }
+    let StatementStream { stream, job, .. } = stream_statement(ctx, last, progress).await?;
+    let schema = stream.schema();
+    let stream = stream.map(move |b| {
+        let _follow = &job;
+        b
+    });
+    Ok(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream),
+    ))
+}
+
+/// Binds `${name}` parameters into SQL text, as `floodsql sql --param`
+/// does: strings quoted, numbers as they are; a name the text lacks, or a
+/// `${name}` left unbound, is an error naming it. A float must be finite.
+pub fn bind(sql: &str, params: &[(String, Param)]) -> Result<String> {
+    let mut map = std::collections::BTreeMap::new();
+    for (k, v) in params {
+        if let Param::Float(f) = v {
+            if !f.is_finite() {
+                return Err(Error::invalid(
+                    "parameter",
+                    k.clone(),
+                    format!("{f} is not a finite number"),
+                ));
+            }
+        }
+        map.insert(k.clone(), v.clone());
+    }
+    crate::template::bind(sql, &map)
+}
+
+/// The root cause of a query's error in one line, as the CLI prints it
+/// (credentials in URLs masked).
+pub fn report(e: &datafusion::error::DataFusionError) -> String {
+    crate::error::redact_urls(&crate::error::root_message(e))
+}
+
+/// Cancels a query: marks it cancelled (its writers then leave nothing
+/// behind) and, when it runs on a cluster, cancels its job on the
+/// scheduler. Returns the cancelled job's id.
+pub async fn cancel(cancel: &crate::context::Cancel) -> Result<Option<String>> {
+    cancel.cancel();
+    match cancel.job() {
+        Some((rest, id)) => {
+            crate::cluster::client::cancel_job(&rest, &id).await?;
+            Ok(Some(id))
+        }
+        None => Ok(None),
+    }
+}
+
 /// A message to the writers.
 enum Msg {
     Batch(RecordBatch),
@@ -248,7 +366,7 @@ fn provenance(scan: &ScanPlan, sql: &str, title: &str, outputs: &Outputs) -> Pro
 
 /// The scan whose grid a result is rasterised onto: the query's only
 /// `flood_chunks` scan, or several on the same grid.
-fn the_grid_scan(scans: Vec<Arc<ScanPlan>>) -> Result<Arc<ScanPlan>> {
+pub(crate) fn the_grid_scan(scans: Vec<Arc<ScanPlan>>) -> Result<Arc<ScanPlan>> {
     match scans.as_slice() {
         [] => Err(Error::NotRasterisable(
             "a raster output needs a query over flood_chunks(...): none found in the plan".into(),
