@@ -150,10 +150,18 @@ class _Bar:
         if not progress:
             return
         try:
-            from tqdm.auto import tqdm
+            if "ipykernel" in sys.modules:
+                import ipywidgets  # noqa: F401  (tqdm's Jupyter widget needs it)
+                from tqdm.auto import tqdm
+            else:
+                from tqdm import tqdm
         except ImportError:
-            return
-        self.bar = tqdm(desc=desc, unit="chunk", leave=False)
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+        # rows: (time slice, chunk) rows scanned locally; tasks on a cluster
+        self.bar = tqdm(desc=desc, unit="row", leave=False)
 
     def update(self, job):
         if self.bar is None:

@@ -229,5 +229,8 @@ def test_the_example_notebook_runs(tiny, tiny_api, tmp_path):
         os.environ.pop("FLOODSQL_EXAMPLE_STAC_URL")
         os.environ.pop("FLOODSQL_EXAMPLE_BBOX")
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    for o in outputs:
+        if o.get("output_type") == "stream":
+            print(o["name"], o["text"][:300])
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the plot cell drew nothing"
