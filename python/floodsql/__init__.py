@@ -339,11 +339,16 @@ def connect(cluster: str | None = None, *, partitions: int | None = None, option
 # ------------------------------------------------------------ one-call jobs
 
 
-def _scan_connection(connection, cluster, max_items):
+def _scan(sql, stac_url, bbox, datetime, collection, asset, chunk, max_items, cluster, connection,
+          progress, **more):
+    """The shipped or given scan SQL bound with a search's parameters, on
+    `connection` (or a new one, local or on `cluster`)."""
     con = connection or connect(cluster)
     if max_items is not None:
         con.set("floodsql.max_items", max_items)
-    return con
+    p = _scan_params(stac_url, bbox, datetime, collection, asset, chunk)
+    p.update(more)
+    return con.sql(sql, p, progress)
 
 
 def max_flood_extent(
@@ -362,66 +367,58 @@ def max_flood_extent(
     """The tutorial's maximum flood extent as an xarray.DataArray (uint8, 1
     where any time slice saw flood, else 0; dims ``y, x``) on the first
     item's grid, as odc-stac loads it."""
-    con = _scan_connection(connection, cluster, max_items)
-    p = _scan_params(stac_url, bbox, datetime, collection, asset, chunk)
-    return con.sql(_SQL["max_flood_extent"], p, progress).to_xarray(name="max_flood_extent")
+    r = _scan(_SQL["max_flood_extent"], stac_url, bbox, datetime, collection, asset, chunk, max_items,
+              cluster, connection, progress)
+    return r.to_xarray(name="max_flood_extent")
 
 
-def raster(
-    aggregate: str,
-    stac_url,
-    bbox,
-    datetime=None,
-    *,
-    collection: str | None = _DEFAULT_COLLECTION,
-    asset: str = "ensemble_flood_extent",
-    chunk: int | None = None,
-    max_items: int | None = None,
-    cluster: str | None = None,
-    connection: Connection | None = None,
-    progress=None,
-    name: str | None = None,
-):
+def raster(aggregate: str, stac_url, bbox, datetime=None, *, name: str | None = None, **scan):
     """Any per-pixel aggregate over the scan as an xarray.DataArray, e.g.
     ``"flood_extent_states(pixels)"``, ``"flood_count(pixels)"``,
-    ``"flood_first_date(pixels, datetime)"``, ``"flood_frequency(pixels)"``."""
-    con = _scan_connection(connection, cluster, max_items)
-    p = _scan_params(stac_url, bbox, datetime, collection, asset, chunk)
+    ``"flood_first_date(pixels, datetime)"``, ``"flood_frequency(pixels)"``;
+    ``scan``: the keyword arguments of :func:`max_flood_extent`."""
     sql = (
         f"SELECT x_off, y_off, width, height, {aggregate} AS pixels "
         "FROM flood_chunks(${source}, ${collection}, ${bbox}, ${datetime}, ${asset}, ${chunk}) "
         "GROUP BY x_off, y_off, width, height"
     )
-    return con.sql(sql, p, progress).to_xarray(name=name or aggregate.split("(")[0])
+    r = _scan(sql, stac_url, bbox, datetime, **_scan_keywords(scan))
+    return r.to_xarray(name=name or aggregate.split("(")[0])
 
 
-def daily_series(stac_url, bbox, datetime=None, *, collection=_DEFAULT_COLLECTION,
-                 asset="ensemble_flood_extent", chunk=None, max_items=None, cluster=None,
-                 connection=None, progress=None):
+def _scan_keywords(scan: dict) -> dict:
+    known = {"collection": _DEFAULT_COLLECTION, "asset": "ensemble_flood_extent", "chunk": None,
+             "max_items": None, "cluster": None, "connection": None, "progress": None}
+    unknown = set(scan) - set(known)
+    if unknown:
+        raise InvalidInputError(f"unknown keyword argument(s): {', '.join(sorted(unknown))} "
+                                f"(known: {', '.join(known)})")
+    return {**known, **scan}
+
+
+def daily_series(stac_url, bbox, datetime=None, **scan):
     """Per UTC day: flooded and observed km² and the share observed (the
-    ``floodsql series`` table) as a pandas DataFrame."""
-    con = _scan_connection(connection, cluster, max_items)
-    p = _scan_params(stac_url, bbox, datetime, collection, asset, chunk)
-    return con.sql(_SQL["daily_series"], p, progress).to_pandas()
+    ``floodsql series`` table) as a pandas DataFrame; ``scan``: the keyword
+    arguments of :func:`max_flood_extent`."""
+    return _scan(_SQL["daily_series"], stac_url, bbox, datetime, **_scan_keywords(scan)).to_pandas()
 
 
-def zonal_stats(stac_url, bbox, datetime=None, *, regions, collection=_DEFAULT_COLLECTION,
-                asset="ensemble_flood_extent", chunk=None, max_items=None, cluster=None,
-                connection=None, progress=None):
+def zonal_stats(stac_url, bbox, datetime=None, *, regions, **scan):
     """Flood statistics per region of a vector file (the ``floodsql zonal``
-    table) as a pandas DataFrame."""
-    con = _scan_connection(connection, cluster, max_items)
-    p = _scan_params(stac_url, bbox, datetime, collection, asset, chunk)
-    p["regions"] = os.fspath(regions)
-    return con.sql(_SQL["zonal_stats"], p, progress).to_pandas()
+    table) as a pandas DataFrame; ``scan``: the keyword arguments of
+    :func:`max_flood_extent`."""
+    return _scan(_SQL["zonal_stats"], stac_url, bbox, datetime, **_scan_keywords(scan),
+                 regions=os.fspath(regions)).to_pandas()
 
 
-def stac_items(stac_url, bbox, datetime=None, *, collection=_DEFAULT_COLLECTION,
-               max_items=None, cluster=None, connection=None, progress=None):
+def stac_items(stac_url, bbox, datetime=None, *, collection=_DEFAULT_COLLECTION, max_items=None,
+               cluster=None, connection=None, progress=None):
     """The items a search finds, one row each (``stac_items(...)``), as a
     pandas DataFrame."""
-    con = _scan_connection(connection, cluster, max_items)
+    con = connection or connect(cluster)
+    if max_items is not None:
+        con.set("floodsql.max_items", max_items)
     p = _scan_params(stac_url, bbox, datetime, collection, "ensemble_flood_extent", None)
-    sql = "SELECT * FROM stac_items(${source}, ${collection}, ${bbox}, ${datetime})"
     del p["asset"], p["chunk"]
+    sql = "SELECT * FROM stac_items(${source}, ${collection}, ${bbox}, ${datetime})"
     return con.sql(sql, p, progress).to_pandas()

@@ -166,6 +166,7 @@ impl Job {
         let rt = runtime()?;
         let cancel = self.progress.cancel.clone();
         let task = self.task.lock().map_err(|_| poisoned())?.take();
+        let was_running = task.is_some();
         let job = py.detach(|| {
             rt.block_on(async move {
                 let job = pipeline::cancel(&cancel).await;
@@ -176,7 +177,10 @@ impl Job {
                 job
             })
         });
-        *self.done.lock().map_err(|_| poisoned())? = Some(Err(Error::Cancelled.into()));
+        if was_running {
+            // a query that had already finished keeps its result
+            *self.done.lock().map_err(|_| poisoned())? = Some(Err(Error::Cancelled.into()));
+        }
         job.map_err(floodsql_error)
     }
 

@@ -13,8 +13,8 @@ use datafusion::execution::context::SessionContext;
 use crate::context::QueryProgress;
 use crate::error::{Error, Result};
 use crate::output::assemble::{pixel_meta, ChunkReader};
-use crate::pipeline::statement::{stream_statement, StatementStream};
-use crate::pipeline::{run_statement, split_statements, the_grid_scan};
+use crate::pipeline::statement::StatementStream;
+use crate::pipeline::{start_last, the_grid_scan};
 
 /// A raster result on its grid.
 #[derive(Debug, Clone)]
@@ -52,18 +52,11 @@ pub async fn run_to_array(
     sql: &str,
     progress: &QueryProgress,
 ) -> datafusion::error::Result<RasterArray> {
-    let mut stmts = split_statements(sql)?;
-    let last = stmts
-        .pop()
-        .ok_or_else(|| Error::Sql("text has no statement".into()))?;
-    for s in stmts {
-        run_statement(ctx, s, progress).await?;
-    }
     let StatementStream {
         mut stream,
         scans,
         job,
-    } = stream_statement(ctx, last, progress).await?;
+    } = start_last(ctx, sql, progress).await?;
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
     progress.note(&format!("plan: {}", scan.estimate().one_line()));
     let grid = scan.grid.clone();

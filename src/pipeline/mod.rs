@@ -84,18 +84,11 @@ pub async fn run_to_outputs(
     }
     let (staging, local) = Staging::new(outputs)?;
     local.check_dirs()?;
-    let mut stmts = split_statements(sql)?;
-    let last = stmts
-        .pop()
-        .ok_or_else(|| Error::Sql("text has no statement".into()))?;
-    for s in stmts {
-        run_statement(ctx, s, progress).await?;
-    }
     let StatementStream {
         mut stream,
         scans,
         job,
-    } = stream_statement(ctx, last, progress).await?;
+    } = start_last(ctx, sql, progress).await?;
     let scanned_rows = scans.iter().map(|(_, n)| n).sum();
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
     progress.note(&format!("plan: {}", scan.estimate().one_line()));
@@ -197,6 +190,22 @@ pub fn set_option(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
         .map_err(|e| Error::invalid("session option", key, crate::error::root_message(&e)))
 }
 
+/// Runs every statement of SQL text but the last, and starts the last.
+pub(crate) async fn start_last(
+    ctx: &SessionContext,
+    sql: &str,
+    progress: &QueryProgress,
+) -> datafusion::error::Result<StatementStream> {
+    let mut stmts = split_statements(sql)?;
+    let last = stmts
+        .pop()
+        .ok_or_else(|| Error::Sql("text has no statement".into()))?;
+    for s in stmts {
+        run_statement(ctx, s, progress).await?;
+    }
+    stream_statement(ctx, last, progress).await
+}
+
 /// Runs SQL text's statements and streams the last one's result (locally,
 /// or on the cluster the session is connected to); the cluster job is
 /// followed while the stream lives.
@@ -205,14 +214,7 @@ pub async fn stream_sql(
     sql: &str,
     progress: &QueryProgress,
 ) -> datafusion::error::Result<datafusion::execution::SendableRecordBatchStream> {
-    let mut stmts = split_statements(sql)?;
-    let last = stmts
-        .pop()
-        .ok_or_else(|| Error::Sql("text has no statement".into()))?;
-    for s in stmts {
-        run_statement(ctx, s, progress).await?;
-    }
-    let StatementStream { stream, job, .. } = stream_statement(ctx, last, progress).await?;
+    let StatementStream { stream, job, .. } = start_last(ctx, sql, progress).await?;
     let schema = stream.schema();
     let stream = stream.map(move |b| {
         let _follow = &job;

@@ -146,6 +146,20 @@ def test_tables_as_dataframes(tiny, tiny_api, tmp_path):
         assert [float(r[col]) for r in rows] == series[col].tolist(), col
 
 
+def interrupted(*args):
+    """py_interrupt.py's facts, after checking what every interrupted run
+    must show: KeyboardInterrupt raised within 3 s of the signal (the wait
+    slices are 0.1 s), no file left in the output directory."""
+    p = py(["py_interrupt.py", *args], timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    facts = json.loads(p.stdout.strip().splitlines()[-1])
+    print(facts)
+    assert facts["raised"] == "KeyboardInterrupt"
+    assert facts["seconds_to_raise"] < 3
+    assert facts["files_left"] == []
+    return facts
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     from test_cluster import Cluster
@@ -167,14 +181,7 @@ def test_a_cluster_connection_gives_the_local_bytes(cluster, tiny, tiny_api):
 def test_keyboard_interrupt_cancels_the_cluster_job(cluster, medium, medium_api, tmp_path):
     """On a cluster, the KeyboardInterrupt also cancels the job on the
     scheduler (it ends Failed, not Running), and nothing is written."""
-    p = py(["py_interrupt.py", medium_api, medium.bbox, DT_RFC, tmp_path / "out", cluster.url, cluster.rest],
-           timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    facts = json.loads(p.stdout.strip().splitlines()[-1])
-    print(facts)
-    assert facts["raised"] == "KeyboardInterrupt"
-    assert facts["seconds_to_raise"] < 3
-    assert facts["files_left"] == []
+    facts = interrupted(medium_api, medium.bbox, DT_RFC, tmp_path / "out", cluster.url, cluster.rest)
     assert facts["cluster_jobs"] == ["Failed"], facts
 
 
@@ -182,13 +189,7 @@ def test_keyboard_interrupt_cancels_the_query_and_leaves_nothing(medium, medium_
     """A SIGINT (Ctrl-C) from a timer thread mid-query ends the call
     promptly with KeyboardInterrupt, the query's threads stop working, and
     no output file exists."""
-    p = py(["py_interrupt.py", medium_api, medium.bbox, DT_RFC, tmp_path / "out"], timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    facts = json.loads(p.stdout.strip().splitlines()[-1])
-    print(facts)
-    assert facts["raised"] == "KeyboardInterrupt"
-    assert facts["seconds_to_raise"] < 3
-    assert facts["files_left"] == []
+    facts = interrupted(medium_api, medium.bbox, DT_RFC, tmp_path / "out")
     # the runtime's threads went idle: less than a fifth of a core over the
     # second after the call returned
     assert facts["cpu_seconds_after"] < 0.2
