@@ -6,11 +6,12 @@
 #   scale.sh          AOI 1/4 / 1x / 4x and time range 1x / 2x / 4x: peak RSS
 #   country.sh        a > 1 Gpx grid, local and on the cluster: client and executor RSS
 #   analytics.sh      zonal statistics (5 and 400 regions) and flood polygons vs the extent
+#   python.sh         the Python package vs the CLI vs the tutorial's cells (tutorial-sized scene)
 #
 #   benches/all.sh     RUNS=3  PROFILE=release|dev  BENCH_DIR=/tmp/floodsql-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for s in "e2e.sh tutorial" "remote.sh medium" "scale.sh" "country.sh" "analytics.sh"; do
+for s in "e2e.sh tutorial" "remote.sh medium" "scale.sh" "country.sh" "analytics.sh" "python.sh tutorial"; do
   echo "== benches/$s"
   # shellcheck disable=SC2086
   bash benches/$s

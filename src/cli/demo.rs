@@ -78,6 +78,30 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How to call the running binary: `floodsql` when that is what the PATH
+/// finds, else its full path (after `cargo run` it is in the target dir),
+/// with a hint on putting it on the PATH.
+fn command_name() -> (String, String) {
+    let Ok(exe) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return ("floodsql".into(), String::new());
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            d.join("floodsql")
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    if on_path {
+        return ("floodsql".into(), String::new());
+    }
+    let full = exe.display().to_string();
+    let hint = format!(
+        " (floodsql is not on your PATH: `alias floodsql={full}`, or `cargo install --locked --path .` for a release build there)"
+    );
+    (full, hint)
+}
+
 /// The same job by hand: `floodsql extent …` and `floodsql sql -c …` on the
 /// demo's catalogue, ready to paste into a POSIX shell.
 fn rerun_commands(a: &ExtentArgs, regions: &str) -> String {
@@ -98,8 +122,9 @@ fn rerun_commands(a: &ExtentArgs, regions: &str) -> String {
     // a SQL string literal
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let dt = a.scan.datetime.clone().unwrap_or_default();
+    // per time slice: how many pixels its acquisitions saw flooded
     let sql = format!(
-        "SELECT datetime, count(*) AS chunks, sum(items) AS items \
+        "SELECT datetime, count(*) AS chunks, sum(pixel_count(pixels, 1)) AS flooded_pixels \
          FROM flood_chunks({}, {}, {}, {}, {}) GROUP BY datetime ORDER BY datetime",
         lit(&a.scan.stac_url),
         lit(COLLECTION),
@@ -107,11 +132,12 @@ fn rerun_commands(a: &ExtentArgs, regions: &str) -> String {
         lit(&dt),
         lit(ASSET)
     );
+    let (bin, hint) = command_name();
     format!(
-        "the same by hand:\n  floodsql extent --stac-url {} --collection {COLLECTION} \\\n    \
+        "the same by hand{hint}:\n  {bin} extent --stac-url {} --collection {COLLECTION} \\\n    \
          --bbox {} --datetime {} --out my_extent.tif --png my_extent.png\n  \
-         floodsql sql -c {}\n  \
-         floodsql zonal --stac-url {} --bbox {} --datetime {} \\\n    --regions {} --csv my_regions.csv",
+         {bin} sql -c {}\n  \
+         {bin} zonal --stac-url {} --bbox {} --datetime {} \\\n    --regions {} --csv my_regions.csv",
         sh(&a.scan.stac_url),
         sh(&a.scan.bbox),
         sh(&dt),

@@ -354,6 +354,19 @@ pub(crate) fn run(
             Err(e) => return Err(e.into()),
         };
         let trimmed = line.trim();
+        if buf.is_empty() && trimmed.is_empty() {
+            continue; // an empty line is nothing, not the start of a statement
+        }
+        // backslash commands are recognised at any point (psql's rule); an
+        // unfinished statement is dropped, and said so, rather than taking
+        // the command as SQL text
+        if !buf.is_empty() && trimmed.starts_with('\\') {
+            eprintln!(
+                "(the unfinished statement of {} line(s) was dropped)",
+                buf.lines().count()
+            );
+            buf.clear();
+        }
         if buf.is_empty() && is_command(trimmed) {
             let _ = rl.add_history_entry(trimmed);
             save(&mut rl, &history);

@@ -22,8 +22,22 @@ use crate::raster::resolve::{find_scans, resolve_scans};
 /// Splits SQL text into statements with DataFusion's own parser.
 pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
     let stmts = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
-        .map_err(|e| Error::Sql(format!("syntax error: {e}")))?;
+        .map_err(|e| Error::Sql(format!("syntax error: {}", parser_message(&e))))?;
     Ok(stmts.into_iter().collect())
+}
+
+/// The parser's own words, once: DataFusion wraps them as `SQL error:
+/// ParserError("…")`.
+fn parser_message(e: &datafusion::error::DataFusionError) -> String {
+    use datafusion::error::DataFusionError;
+    use datafusion::sql::sqlparser::parser::ParserError;
+    match e {
+        DataFusionError::SQL(p, _) => match p.as_ref() {
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
+            ParserError::RecursionLimitExceeded => "the statement nests too deeply".into(),
+        },
+        other => other.message().into_owned(),
+    }
 }
 
 /// What one statement produced.
@@ -182,4 +196,16 @@ pub async fn run_statement(
     let batches: Vec<RecordBatch> = stream.try_collect().await?;
     drop(job);
     Ok(StatementOutput { batches })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn syntax_errors_say_the_parsers_words_once() {
+        let e = super::split_statements("SELEC 1").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "SQL syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1"
+        );
+    }
 }

@@ -16,28 +16,37 @@ def test_demo_prints_commands_that_reproduce_it(tmp_path):
     err = p.stderr
     assert "searching  catalogue " + str(demo / "catalog" / "items.json") in err, err
     lines = err.splitlines()
-    i = lines.index("the same by hand:")
+    i = next(k for k, l in enumerate(lines) if l.startswith("the same by hand"))
     extent_cmd = (lines[i + 1].rstrip("\\") + lines[i + 2]).strip()
     sql_cmd = lines[i + 3].strip()
-    assert extent_cmd.startswith("floodsql extent ") and sql_cmd.startswith("floodsql sql -c "), err
+    # the commands run as printed: the binary the demo ran, by its full path
+    # when `floodsql` is not on the PATH (as after `cargo run`), with a hint
+    binary = shlex.split(extent_cmd)[0]
+    assert os.path.samefile(binary, floodsql_bin()) or binary == "floodsql", err
+    if binary != "floodsql":
+        assert "floodsql is not on your PATH: `alias floodsql=" in lines[i], lines[i]
+    assert shlex.split(extent_cmd)[1] == "extent" and shlex.split(sql_cmd)[:3] == [binary, "sql", "-c"], err
     # the extent command, run from another directory, gives the demo's bytes
     work = tmp_path / "work"
     work.mkdir()
-    args = shlex.split(extent_cmd)[1:]
-    q = subprocess.run([floodsql_bin(), "--quiet", *args], cwd=work, capture_output=True, text=True)
+    q = subprocess.run([*shlex.split(extent_cmd), "--quiet"], cwd=work, capture_output=True, text=True)
     assert q.returncode == 0, q.stderr
     with rasterio.open(work / "my_extent.tif") as a, rasterio.open(demo / "max_flood_extent.tif") as b:
         assert a.transform == b.transform and a.crs == b.crs
         assert (a.read(1) == b.read(1)).all()
+        flooded = int((b.read(1) == 1).sum())
     assert (work / "my_extent.png").stat().st_size > 0
-    # the SQL command lists the slices the demo fused: as many as it reported
-    q = subprocess.run([floodsql_bin(), "--quiet", *shlex.split(sql_cmd)[1:]], cwd=work,
-                       capture_output=True, text=True)
+    # the SQL command lists the slices the demo fused, as many as it
+    # reported, with the pixels each saw flooded: together at least the
+    # extent's (a pixel flooded in several slices counts in each)
+    q = subprocess.run(shlex.split(sql_cmd), cwd=work, capture_output=True, text=True)
     assert q.returncode == 0, q.stderr
     slices = int(next(l for l in lines if l.startswith("time slices: ")).split()[-1])
     items = int(next(l for l in lines if l.startswith("items: ")).split()[-1])
     rows = [l for l in q.stdout.splitlines() if l.startswith("| 2022-")]
     assert len(rows) == slices, q.stdout
+    per_slice = [int(r.split("|")[3]) for r in rows]
+    assert sum(per_slice) >= flooded > 0 and max(per_slice) <= flooded, (per_slice, flooded)
     # the collection's extent covers every item and no more
     coll = json.loads((demo / "catalog" / "collection.json").read_text())
     feats = json.loads((demo / "catalog" / "items.json").read_text())["features"]

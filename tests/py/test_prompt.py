@@ -43,7 +43,14 @@ def test_a_session_at_the_prompt(tiny, tmp_path):
     run(p, "SELECT a FROM answer;", r"\| 42 \|")
     run(p, "\\timing", "Timing is on")
     run(p, "SELECT 7;", r"Elapsed \d+\.\d{3} s")
-    run(p, "\\d", r"answer\s+\| VIEW")
+    # no traps: an empty line is nothing (the next prompt is floodsql>, not
+    # a continuation), and a backslash command mid-statement runs (the
+    # unfinished statement dropped, and said so)
+    p.sendline("")
+    p.expect(PROMPT)
+    p.sendline("SELECT 1")
+    p.expect(r"\.\.\.> ")
+    run(p, "\\d", r"unfinished statement of 1 line\(s\) was dropped[\s\S]*answer\s+\| VIEW")
     run(p, "\\d answer", r"a\s+\| Int64")
     run(p, "\\nope", r"unknown command \\nope")
     # \out: the next result becomes a COG, equal to `floodsql extent`'s

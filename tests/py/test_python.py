@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,29 @@ def test_tables_as_dataframes(tiny, tiny_api, tmp_path):
     assert len(series) == len(rows) >= 3
     for col in ("flooded_km2", "observed_km2", "share_observed"):
         assert [float(r[col]) for r in rows] == series[col].tolist(), col
+
+
+def test_the_gil_is_released_while_a_query_runs(medium, medium_api):
+    """Another Python thread keeps running while a query runs: a 10 ms
+    sleep loop in this thread wakes close to 100 times a second (the GIL
+    held through the 0.1 s wait slices would allow about 10)."""
+    import threading
+    con = floodsql.connect()
+    r = con.sql(SQL_EXTENT, scan_params(medium_api, medium.bbox, 500), progress=False)
+    box = {}
+    t = threading.Thread(target=lambda: box.update(a=r.to_xarray()))
+    wakeups = 0
+    t.start()
+    t0 = time.monotonic()
+    while t.is_alive():
+        time.sleep(0.01)
+        wakeups += 1
+    seconds = time.monotonic() - t0
+    t.join()
+    assert box["a"].sum() > 0
+    print(f"{wakeups} wakeups in {seconds:.2f} s")
+    assert seconds > 0.5, "the query ended too soon to tell"
+    assert wakeups / seconds > 40, (wakeups, seconds)
 
 
 def interrupted(*args):
