@@ -26,7 +26,7 @@ export FLOODSQL_BIN="$TARGET_DIR/debug/floodsql"
 
 echo "== Python package (maturin develop: the debug build, into the venv)"
 # the same workspace and target dir as above: only the extension links anew
-(cd "$ROOT/python" && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --locked -q)
+(cd "$ROOT/python" && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --locked -q >/dev/null)
 
 echo "== cargo test"
 cargo test --locked --workspace
