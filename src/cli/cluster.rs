@@ -113,12 +113,7 @@ pub(crate) async fn context(
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("--set expects KEY=VALUE, got '{kv}'");
         };
-        ctx.state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .set(k.trim(), v.trim())
-            .map_err(|e| anyhow::anyhow!("--set {kv}: {e}"))?;
+        crate::pipeline::set_option(&ctx, k, v)?;
     }
     Ok(ctx)
 }
