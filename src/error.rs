@@ -110,7 +110,11 @@ pub enum Error {
         source: Box<Error>,
     },
     /// An item lacks the asset asked for.
-    #[error("asset '{asset}' not found in item '{item}' (assets: {available})")]
+    #[error(
+        "item '{item}' lacks asset '{asset}' (its assets: {available}); to read such items \
+         anyway, `SET floodsql.missing_assets = '{asset}=nodata'` (or a value, e.g. \
+         '{asset}=0'; CLI: --missing-assets)"
+    )]
     MissingAsset {
         /// The asset asked for.
         asset: String,

@@ -64,6 +64,154 @@ impl Reader {
     }
 }
 
+/// What a scan does with an item that lacks one of the assets it reads
+/// (`floodsql.missing_assets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum IfMissing {
+    /// Stop with an error naming the item and the asset (the default).
+    Error,
+    /// Read it as nodata: the item adds nothing to that column (odc-stac's
+    /// way: a band an item lacks is skipped).
+    Nodata,
+    /// Read it as this value over the item's footprint (e.g. a missing
+    /// `exclusion_mask` as 0: nothing excluded).
+    Value(u8),
+}
+
+impl IfMissing {
+    fn parse(v: &str) -> Option<Self> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "error" => Some(IfMissing::Error),
+            "nodata" => Some(IfMissing::Nodata),
+            n => n.parse().ok().map(IfMissing::Value),
+        }
+    }
+}
+
+impl std::fmt::Display for IfMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IfMissing::Error => f.write_str("error"),
+            IfMissing::Nodata => f.write_str("nodata"),
+            IfMissing::Value(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// `floodsql.missing_assets`: a policy per asset name, `*` for any other
+/// (`exclusion_mask=0,*=nodata`); an asset named nowhere is an error.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MissingAssets(pub(crate) Vec<(String, IfMissing)>);
+
+impl MissingAssets {
+    /// The policy for `asset`.
+    pub(crate) fn policy(&self, asset: &str) -> IfMissing {
+        let find = |name: &str| self.0.iter().find(|(a, _)| a == name).map(|(_, p)| *p);
+        find(asset)
+            .or_else(|| find("*"))
+            .unwrap_or(IfMissing::Error)
+    }
+}
+
+impl OptionValue for MissingAssets {
+    fn parse(key: &str, value: &str) -> Result<Self> {
+        let mut out = Vec::new();
+        for entry in crate::access::list(value) {
+            let parsed = entry
+                .split_once('=')
+                .and_then(|(a, p)| Some((a.trim().to_string(), IfMissing::parse(p)?)))
+                .filter(|(a, _)| !a.is_empty());
+            match parsed {
+                Some(e) => out.push(e),
+                None => {
+                    return config_err!(
+                        "floodsql.{key}: '{entry}' is not ASSET=POLICY (POLICY: error, nodata \
+                         or a value 0..=255; ASSET '*' for any asset), e.g. \
+                         'exclusion_mask=0,*=nodata'"
+                    )
+                }
+            }
+        }
+        Ok(MissingAssets(out))
+    }
+    fn show(&self) -> String {
+        self.0
+            .iter()
+            .map(|(a, p)| format!("{a}={p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// How a scan makes time slices of its items (`floodsql.group_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) enum GroupBy {
+    /// One slice per exact datetime (the tutorial's, odc-stac's default).
+    #[default]
+    Time,
+    /// One slice per day in local solar time at the grid's centre
+    /// longitude: the frames of one pass fused (odc-stac's
+    /// `groupby="solar_day"`).
+    SolarDay,
+}
+
+impl OptionValue for GroupBy {
+    fn parse(key: &str, value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "time" => Ok(GroupBy::Time),
+            "solar_day" => Ok(GroupBy::SolarDay),
+            _ => config_err!("floodsql.{key} must be 'time' or 'solar_day', got '{value}'"),
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            GroupBy::Time => "time",
+            GroupBy::SolarDay => "solar_day",
+        }
+        .to_string()
+    }
+}
+
+/// `floodsql.filter`: a CQL2 filter (text or JSON) on the items' fields,
+/// checked when set; empty = none.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct ItemFilter(pub(crate) String);
+
+impl ItemFilter {
+    /// The filter as cql2-json, or `None` when empty.
+    pub(crate) fn to_json(&self) -> Result<Option<serde_json::Value>> {
+        let text = self.0.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let expr: cql2::Expr = match text.parse() {
+            Ok(e) => e,
+            Err(e) => return config_err!("floodsql.filter: not CQL2 text or JSON: {e}"),
+        };
+        match expr.to_value() {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => config_err!("floodsql.filter: cannot be written as cql2-json: {e}"),
+        }
+    }
+}
+
+impl OptionValue for ItemFilter {
+    fn parse(key: &str, value: &str) -> Result<Self> {
+        let f = ItemFilter(value.trim().to_string());
+        if let Err(e) = f.to_json() {
+            return config_err!(
+                "{}",
+                e.to_string()
+                    .replace("floodsql.filter", &format!("floodsql.{key}"))
+            );
+        }
+        Ok(f)
+    }
+    fn show(&self) -> String {
+        self.0.clone()
+    }
+}
+
 /// A value of a session option: how `SET` parses it and `SHOW` prints it
 /// (printing then parsing gives the value back: Ballista ships options to
 /// the cluster as that text).
@@ -256,6 +404,17 @@ floodsql_options! {
     /// holds them (set by `floodsql extent --update`; a run that cannot be
     /// incremental fails with 'not incremental').
     skip_items: Vec<String> = Vec::new(), e.g. "A,B";
+    /// What a scan does with an item lacking an asset it reads, per asset:
+    /// ASSET=error|nodata|VALUE, comma-separated, '*' for any asset (e.g.
+    /// 'exclusion_mask=0': a missing mask excludes nothing); empty: error.
+    missing_assets: MissingAssets = MissingAssets::default(), e.g. "exclusion_mask=0,*=nodata";
+    /// Time slices: 'time' (one per exact datetime, the tutorial's) or
+    /// 'solar_day' (one per local solar day: the frames of a pass fused, as
+    /// odc-stac's groupby="solar_day").
+    group_by: GroupBy = GroupBy::Time, e.g. "solar_day";
+    /// CQL2 filter on the items (cql2-text or cql2-json): sent to STAC APIs
+    /// (filter extension), evaluated by floodsql on static catalogues.
+    filter: ItemFilter = ItemFilter::default(), e.g. "flooded_pixels > 0";
     /// floodsql version tag of the session's client (checked by schedulers
     /// and executors).
     version: String = String::new(), e.g. "0.0.0+fn.x";
@@ -386,6 +545,41 @@ mod tests {
         for (key, _, _) in FloodsqlOptions::DECLARED {
             assert!(list.contains(&format!("`{key}`")), "README lacks `{key}`");
         }
+    }
+
+    #[test]
+    fn missing_asset_policies() {
+        let mut a = FloodsqlOptions::default();
+        assert_eq!(a.missing_assets.policy("x"), IfMissing::Error);
+        a.set("missing_assets", "exclusion_mask=0, *=nodata")
+            .unwrap();
+        assert_eq!(
+            a.missing_assets.policy("exclusion_mask"),
+            IfMissing::Value(0)
+        );
+        assert_eq!(a.missing_assets.policy("other"), IfMissing::Nodata);
+        a.set("missing_assets", "a=ERROR").unwrap();
+        assert_eq!(a.missing_assets.policy("a"), IfMissing::Error);
+        assert_eq!(a.missing_assets.policy("b"), IfMissing::Error);
+        for bad in ["a", "a=256", "=0", "a=maybe"] {
+            let e = a.set("missing_assets", bad).unwrap_err().to_string();
+            assert!(e.contains("ASSET=POLICY") && e.contains(bad), "{bad}: {e}");
+        }
+        a.set("group_by", "Solar_Day").unwrap();
+        assert_eq!(a.group_by, GroupBy::SolarDay);
+        assert!(a.set("group_by", "week").is_err());
+        // a filter is checked when set, and kept as written
+        a.set(
+            "filter",
+            "flooded_pixels > 0 AND \"Equi7Tile\" = 'E051N015T3'",
+        )
+        .unwrap();
+        let j = a.filter.to_json().unwrap().unwrap();
+        assert_eq!(j["op"], "and", "{j}");
+        let e = a.set("filter", "flooded_pixels >").unwrap_err().to_string();
+        assert!(e.contains("floodsql.filter") && e.contains("CQL2"), "{e}");
+        a.set("filter", "").unwrap();
+        assert_eq!(a.filter.to_json().unwrap(), None);
     }
 
     #[test]

@@ -54,6 +54,21 @@ pub(crate) struct ScanArgs {
     /// or `--set datafusion.runtime.memory_limit=1G` (repeatable; as SQL `SET`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) set: Vec<String>,
+    /// CQL2 filter on the items (cql2-text or cql2-json), e.g.
+    /// "flooded_pixels > 0": sent to a STAC API (filter extension), evaluated
+    /// by floodsql on static catalogues (`floodsql.filter`).
+    #[arg(long, value_name = "CQL2")]
+    pub(crate) filter: Option<String>,
+    /// Time slices: 'time' (one per exact datetime, the tutorial's) or
+    /// 'solar_day' (the frames of one pass fused, as odc-stac's
+    /// groupby="solar_day"; `floodsql.group_by`).
+    #[arg(long, value_name = "time|solar_day")]
+    pub(crate) group_by: Option<String>,
+    /// What an item lacking an asset reads as: ASSET=error|nodata|VALUE,
+    /// comma-separated, '*' for any asset, e.g. 'exclusion_mask=0'
+    /// (`floodsql.missing_assets`; default: an error).
+    #[arg(long, value_name = "ASSET=POLICY,...")]
+    pub(crate) missing_assets: Option<String>,
     /// Print the SQL that runs, then run it.
     #[arg(long)]
     pub(crate) print_sql: bool,
@@ -78,6 +93,9 @@ impl ScanArgs {
             partitions: None,
             cluster: None,
             set: Vec::new(),
+            filter: None,
+            group_by: None,
+            missing_assets: None,
             print_sql: false,
             dry_run: false,
         }
@@ -148,7 +166,32 @@ impl ScanArgs {
             o.max_items = max_items;
             o.skip_items = skip.to_vec();
         })?;
+        for (key, value) in self.search_options() {
+            crate::pipeline::set_option(&ctx, &format!("floodsql.{key}"), &value)?;
+        }
         Ok(ctx)
+    }
+
+    /// The options the search and slicing flags set (`--filter`,
+    /// `--group-by`, `--missing-assets`), as (key, value): they shape the
+    /// result, so the lineage records them with the parameters.
+    pub(crate) fn search_options(&self) -> Vec<(String, String)> {
+        [
+            ("filter", &self.filter),
+            ("group_by", &self.group_by),
+            ("missing_assets", &self.missing_assets),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+        .collect()
+    }
+
+    /// The parameters a result records: the template's and the search
+    /// options given.
+    pub(crate) fn recorded(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut p = Param::pairs(&self.params()?);
+        p.extend(self.search_options());
+        Ok(p)
     }
 }
 
@@ -199,8 +242,16 @@ fn earlier(a: &ExtentArgs, tif: &Path) -> anyhow::Result<Update> {
         )
     })?;
     let props = recorded.properties;
-    let ours = Param::pairs(&a.scan.params()?);
-    for key in ["source", "collection", "bbox", "asset"] {
+    let ours = a.scan.recorded()?;
+    for key in [
+        "source",
+        "collection",
+        "bbox",
+        "asset",
+        "filter",
+        "group_by",
+        "missing_assets",
+    ] {
         let now = ours.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         let then = props.parameters.get(key).map(String::as_str);
         if then != now {
@@ -215,6 +266,7 @@ fn earlier(a: &ExtentArgs, tif: &Path) -> anyhow::Result<Update> {
     Ok(Update {
         tif: tif.to_path_buf(),
         items: props.items,
+        versions: props.item_versions,
         time_range: props.start_datetime.zip(props.end_datetime),
     })
 }
@@ -244,7 +296,7 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     let cancel = Cancel::default();
     if a.scan.dry_run {
-        let skip = update.as_ref().map(|u| u.items.clone()).unwrap_or_default();
+        let skip = update.as_ref().map(Update::skip_list).unwrap_or_default();
         return rt.block_on(super::until_signal(&cancel, async {
             let ctx = a.scan.context_skipping(&skip).await?;
             let progress = super::query_progress(quiet, on_cluster, &cancel);
@@ -252,7 +304,7 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
         }));
     }
     let label = RunLabel {
-        parameters: Param::pairs(&a.scan.params()?),
+        parameters: a.scan.recorded()?,
         update: update.clone(),
         ..RunLabel::titled("Maximum flood extent")
     };
@@ -269,7 +321,7 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let summary = match &update {
         None => go(&[], label)?,
-        Some(u) => match go(&u.items, label.clone()) {
+        Some(u) => match go(&u.skip_list(), label.clone()) {
             Ok(s) => {
                 eprintln!(
                     "update: read the {} new items only; {} held {} already",

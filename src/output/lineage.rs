@@ -166,6 +166,25 @@ pub(crate) fn item(run: &Run, item_path: &Path) -> Result<Value> {
     props.insert("floodsql:source".into(), json!(p.source));
     props.insert("floodsql:asset".into(), json!(p.asset));
     props.insert("floodsql:items".into(), json!(p.item_ids));
+    props.insert("floodsql:item_versions".into(), json!(p.item_versions));
+    if !p.missing.is_empty() {
+        let missing: serde_json::Map<String, Value> = p
+            .missing
+            .iter()
+            .map(|m| {
+                let read_as = if m.nodata {
+                    json!("nodata")
+                } else {
+                    json!(m.fill)
+                };
+                (
+                    m.asset.clone(),
+                    json!({"read_as": read_as, "items": m.items}),
+                )
+            })
+            .collect();
+        props.insert("floodsql:missing_assets".into(), Value::Object(missing));
+    }
     let mut assets = serde_json::Map::new();
     for (key, path, media, role) in &run.assets {
         let mut a = json!({
@@ -238,6 +257,8 @@ pub(crate) struct Recorded {
 pub(crate) struct RecordedProps {
     #[serde(rename = "floodsql:items", default)]
     pub(crate) items: Vec<String>,
+    #[serde(rename = "floodsql:item_versions", default)]
+    pub(crate) item_versions: std::collections::BTreeMap<String, String>,
     #[serde(rename = "floodsql:parameters", default)]
     pub(crate) parameters: std::collections::BTreeMap<String, String>,
     #[serde(default)]

@@ -40,6 +40,11 @@ pub struct Provenance {
     pub parameters: Vec<(String, String)>,
     /// The ids of the items read, sorted.
     pub item_ids: Vec<String>,
+    /// What identified each item's content (id → version, see
+    /// `StacItem::version`): an update tells a reprocessed item by it.
+    pub item_versions: std::collections::BTreeMap<String, String>,
+    /// Assets items lacked, and what stood for them.
+    pub missing: Vec<crate::raster::plan::MissingAsset>,
     /// The outputs as the user named them (the lineage item's hrefs).
     pub outputs: Outputs,
     /// floodsql's version tag (see `crate::version`).

@@ -52,8 +52,25 @@ pub struct Update {
     pub tif: std::path::PathBuf,
     /// The items it holds.
     pub items: Vec<String>,
+    /// What identified each item's content when it was read (id →
+    /// version; empty for results made before floodsql recorded them).
+    pub versions: std::collections::BTreeMap<String, String>,
     /// Its first and last time slice (RFC 3339).
     pub time_range: Option<(String, String)>,
+}
+
+impl Update {
+    /// The items to leave out (`floodsql.skip_items`): `ID@VERSION` when
+    /// the version is known, so that a reprocessed item is not skipped.
+    pub fn skip_list(&self) -> Vec<String> {
+        self.items
+            .iter()
+            .map(|id| match self.versions.get(id) {
+                Some(v) => format!("{id}@{v}"),
+                None => id.clone(),
+            })
+            .collect()
+    }
 }
 
 impl RunLabel {
@@ -324,6 +341,11 @@ fn run_provenance(scan: &ScanPlan, sql: &str, run: &RunLabel, outputs: &Outputs)
         p.item_ids.extend(u.items.iter().cloned());
         p.item_ids.sort();
         p.item_ids.dedup();
+        for (id, v) in &u.versions {
+            p.item_versions
+                .entry(id.clone())
+                .or_insert_with(|| v.clone());
+        }
         p.items = p.item_ids.len();
         p.time_range = match (p.time_range.take(), &u.time_range) {
             (Some((a, b)), Some((c, d))) => Some((a.min(c.clone()), b.max(d.clone()))),
@@ -361,6 +383,14 @@ fn provenance(scan: &ScanPlan, sql: &str, title: &str, outputs: &Outputs) -> Pro
             ids.dedup();
             ids
         },
+        item_versions: scan
+            .slices
+            .iter()
+            .flat_map(|s| &s.sources)
+            .filter(|src| !src.version.is_empty())
+            .map(|src| (src.item_id.clone(), src.version.clone()))
+            .collect(),
+        missing: scan.missing(),
         outputs: outputs.clone(),
         version: crate::version::version_tag().to_string(),
     }

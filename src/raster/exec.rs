@@ -757,7 +757,10 @@ impl UnitReader {
                 .await?
             }
             Reader::Gdal => {
-                let windows = sources.len();
+                let windows = sources
+                    .iter()
+                    .filter(|s| s.loc.location().is_some())
+                    .count();
                 let (grid, policy) = (self.grid.clone(), self.policy.clone());
                 let px = tokio::task::spawn_blocking(move || {
                     fuse_window(window, &sources, &grid, nodata, &policy)
@@ -870,13 +873,14 @@ mod tests {
     fn src(id: &str, col_off: i64, row_off: i64, width: usize, height: usize) -> Source {
         Source {
             item_id: id.into(),
-            path: format!("/nowhere/{id}.tif"),
+            version: String::new(),
+            loc: crate::raster::plan::AssetLoc::Read(format!("/nowhere/{id}.tif")),
             col_off,
             row_off,
             width,
             height,
             warp: None,
-            extra_paths: Vec::new(),
+            extra_locs: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::geo::{Overlap, Window};
 use crate::raster::cog::CogReader;
 use crate::raster::grid::OutputGrid;
-use crate::raster::plan::Source;
+use crate::raster::plan::{AssetLoc, Source};
 use crate::raster::read::{read_window, warp_window};
 
 /// What fusing one window cost.
@@ -55,7 +55,9 @@ fn fuse_warped(
     fill: u8,
     policy: &ReadPolicy,
 ) -> Result<()> {
-    let Some(w) = &src.warp else {
+    let (Some(w), AssetLoc::Read(path)) = (&src.warp, &src.loc) else {
+        // a missing asset of a warped item reads as nodata (planning
+        // refuses any other value there)
         return Ok(());
     };
     let b = crate::raster::warp::WARP_BLOCK;
@@ -73,10 +75,10 @@ fn fuse_warped(
                 continue;
             };
             if !checked {
-                check(policy, src)?;
+                check(policy, src, path)?;
                 checked = true;
             }
-            let buf = warp_window(&src.path, (w.width, w.height), grid, roi, fill)
+            let buf = warp_window(path, (w.width, w.height), grid, roi, fill)
                 .map_err(|e| item_err(src, e))?;
             paste_roi(out, window, roi, &buf, fill);
         }
@@ -97,10 +99,21 @@ fn paste_roi(out: &mut [u8], window: Window, roi: Window, buf: &[u8], nodata: u8
     }
 }
 
-fn check(policy: &ReadPolicy, src: &Source) -> Result<()> {
-    policy
-        .allow_for_gdal(&src.path)
-        .map_err(|e| item_err(src, e))
+fn check(policy: &ReadPolicy, src: &Source, path: &str) -> Result<()> {
+    policy.allow_for_gdal(path).map_err(|e| item_err(src, e))
+}
+
+/// A missing asset standing as `value` over the source's overlap `o`:
+/// pasted like a read (nothing when `value` is the nodata).
+fn paste_fill(out: &mut [u8], window: Window, o: &Overlap, value: u8, nodata: u8) {
+    if value == nodata {
+        return;
+    }
+    let row = vec![value; o.src.width];
+    for r in 0..o.src.height {
+        let dst = &mut out[(o.dst_y + r) * window.width + o.dst_x..][..o.src.width];
+        paste_row(dst, &row, nodata);
+    }
 }
 
 /// Fuses `sources` (already in fusing order) over the output `window` with
@@ -122,9 +135,16 @@ pub(crate) fn fuse_window(
         let Some(o) = src.overlap(window) else {
             continue;
         };
-        check(policy, src)?;
+        let path = match &src.loc {
+            AssetLoc::Read(p) => p,
+            AssetLoc::Fill(v) => {
+                paste_fill(&mut out, window, &o, *v, fill);
+                continue;
+            }
+        };
+        check(policy, src, path)?;
         let buf =
-            read_window(&src.path, (src.width, src.height), o.src).map_err(|e| item_err(src, e))?;
+            read_window(path, (src.width, src.height), o.src).map_err(|e| item_err(src, e))?;
         paste(&mut out, window, &o, &buf, fill);
     }
     Ok(out)
@@ -154,18 +174,19 @@ pub(crate) async fn fuse_window_native(
         })
         .collect();
     let fetched = futures::future::try_join_all(parts.iter().map(|(src, o)| async move {
-        match o {
-            Some(o) => reader
-                .fetch(env, &src.path, (src.width, src.height), o.src)
+        match (o, &src.loc) {
+            (Some(o), AssetLoc::Read(path)) => reader
+                .fetch(env, path, (src.width, src.height), o.src)
                 .await
                 .map(Some)
                 .map_err(|e| item_err(src, e)),
-            None => Ok(None),
+            _ => Ok(None),
         }
     }))
     .await?;
     let stats = FuseStats {
-        windows: parts.len(),
+        windows: fetched.iter().flatten().count()
+            + parts.iter().filter(|(s, _)| s.warp.is_some()).count(),
         fetched_bytes: fetched.iter().flatten().map(|f| f.bytes()).sum(),
     };
     let (grid, policy) = (grid.clone(), policy.clone());
@@ -173,11 +194,12 @@ pub(crate) async fn fuse_window_native(
         .decode(move || {
             let mut out = vec![fill; window.area()];
             for ((src, o), f) in parts.iter().zip(fetched) {
-                match (o, f) {
-                    (Some(o), Some(f)) => {
+                match (o, f, &src.loc) {
+                    (Some(o), Some(f), _) => {
                         let buf = f.decode().map_err(|e| item_err(src, e))?;
                         paste(&mut out, window, o, &buf, fill);
                     }
+                    (Some(o), None, AssetLoc::Fill(v)) => paste_fill(&mut out, window, o, *v, fill),
                     _ => fuse_warped(&mut out, window, src, &grid, fill, &policy)?,
                 }
             }

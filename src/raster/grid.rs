@@ -58,6 +58,19 @@ impl OutputGrid {
         }
     }
 
+    /// The longitude of the grid's centre (odc-stac's `mid_lon`: the
+    /// centroid of the grid's extent, in its CRS, taken to EPSG:4326).
+    pub(crate) fn centre_lon(&self) -> Result<f64> {
+        let mut wgs84 = SpatialRef::from_epsg(4326)?;
+        wgs84.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        let t = CoordTransform::new(&spatial_ref(&self.crs)?, &wgs84)?;
+        let mut xs = [(self.col0 as f64 + self.width as f64 / 2.0) * self.res];
+        let mut ys = [self.row0 as f64 * self.res - self.height as f64 / 2.0 * self.res];
+        t.transform_coords(&mut xs, &mut ys, &mut [0.0])
+            .map_err(|e| Error::Gdal(format!("the grid's centre in lon/lat: {e}")))?;
+        Ok(xs[0])
+    }
+
     /// The whole grid as a window.
     pub(crate) fn window(&self) -> Window {
         Window {

@@ -14,18 +14,44 @@ use floodsql_udfs::DEFAULT_NODATA;
 use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::{overlap, Bbox, Overlap, Window};
+use crate::options::{GroupBy, IfMissing, MissingAssets};
 use crate::raster::grid::{output_grid, split_float, OutputGrid};
 use crate::raster::warp::Warp;
 use crate::stac::item::StacItem;
 use crate::vector::zones::ZoneSet;
 
+/// Where a source's asset is read from — or, when its item lacks the
+/// asset and `floodsql.missing_assets` allows that, the value standing for
+/// it over the item's footprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum AssetLoc {
+    /// An absolute local path or a URL (see `stac::item::resolve_href`).
+    Read(String),
+    /// The item lacks the asset: it reads as this value (the column's
+    /// nodata: it adds nothing).
+    Fill(u8),
+}
+
+impl AssetLoc {
+    /// The location read, if any.
+    pub(crate) fn location(&self) -> Option<&str> {
+        match self {
+            AssetLoc::Read(p) => Some(p),
+            AssetLoc::Fill(_) => None,
+        }
+    }
+}
+
 /// One asset placed on the output lattice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Source {
     pub(crate) item_id: String,
-    /// Location of the asset: an absolute local path or a URL (see
-    /// `stac::item::resolve_href`).
-    pub(crate) path: String,
+    /// What identifies the item's content ([`StacItem::version`]): an
+    /// update notices a reprocessed item by it.
+    #[serde(default)]
+    pub(crate) version: String,
+    /// The asset giving `pixels`.
+    pub(crate) loc: AssetLoc,
     /// Position of the asset's top-left pixel in output pixel coordinates.
     pub(crate) col_off: i64,
     pub(crate) row_off: i64,
@@ -35,24 +61,24 @@ pub(crate) struct Source {
     /// per chunk; the fields above are then its footprint on the output grid.
     #[serde(default)]
     pub(crate) warp: Option<crate::raster::warp::Warp>,
-    /// Locations of the scan's other assets of this item
-    /// ([`ScanPlan::columns`], same order), on the same grid.
+    /// The scan's other assets of this item ([`ScanPlan::columns`], same
+    /// order), on the same grid.
     #[serde(default)]
-    pub(crate) extra_paths: Vec<String>,
+    pub(crate) extra_locs: Vec<AssetLoc>,
 }
 
 impl Source {
     /// This source reading its `k`-th extra asset instead.
     pub(crate) fn for_extra(&self, k: usize) -> Result<Source> {
-        let path = self.extra_paths.get(k).cloned().ok_or_else(|| {
+        let loc = self.extra_locs.get(k).cloned().ok_or_else(|| {
             Error::Internal(format!(
                 "item '{}' has no location for extra asset {k}",
                 self.item_id
             ))
         })?;
         Ok(Source {
-            path,
-            extra_paths: Vec::new(),
+            loc,
+            extra_locs: Vec::new(),
             ..self.clone()
         })
     }
@@ -125,10 +151,40 @@ impl ScanPlan {
         self.slices
             .iter()
             .flat_map(|s| &s.sources)
-            .flat_map(|src| {
-                std::iter::once(src.path.as_str()).chain(src.extra_paths.iter().map(String::as_str))
-            })
+            .flat_map(|src| std::iter::once(&src.loc).chain(&src.extra_locs))
+            .filter_map(AssetLoc::location)
             .collect()
+    }
+
+    /// The assets items lack, and what stands for them
+    /// (`floodsql.missing_assets`), in column order.
+    pub(crate) fn missing(&self) -> Vec<MissingAsset> {
+        let specs = std::iter::once(&self.pixels).chain(&self.columns);
+        let mut out = Vec::new();
+        for (k, spec) in specs.enumerate() {
+            let mut items = Vec::new();
+            let mut fill = spec.nodata;
+            for src in self.slices.iter().flat_map(|s| &s.sources) {
+                let loc = if k == 0 {
+                    Some(&src.loc)
+                } else {
+                    src.extra_locs.get(k - 1)
+                };
+                if let Some(AssetLoc::Fill(v)) = loc {
+                    items.push(src.item_id.clone());
+                    fill = *v;
+                }
+            }
+            if !items.is_empty() {
+                out.push(MissingAsset {
+                    asset: spec.name.clone(),
+                    fill,
+                    nodata: fill == spec.nodata,
+                    items,
+                });
+            }
+        }
+        out
     }
 
     /// What this scan will do (see [`ScanEstimate`]).
@@ -145,6 +201,7 @@ impl ScanPlan {
             chunks: cols * rows,
             chunks_with_data: index.chunks().count(),
             rows: self.rows(),
+            missing: self.missing(),
             read_bytes: self
                 .slices
                 .iter()
@@ -164,10 +221,15 @@ impl ScanPlan {
             .sum()
     }
 
-    /// Pixels of `src` on the grid.
+    /// Pixels of `src` on the grid, per asset read.
     fn read_bytes(&self, src: &Source) -> u64 {
+        let read = std::iter::once(&src.loc)
+            .chain(&src.extra_locs)
+            .filter(|l| l.location().is_some())
+            .count() as u64;
         src.overlap(self.grid.window())
             .map_or(0, |o| o.src.width as u64 * o.src.height as u64)
+            * read
     }
 
     /// Items (sources) in total.
@@ -361,13 +423,45 @@ pub struct ScanEstimate {
     /// Source pixels decoded (bytes; uint8 assets): each item's overlap with
     /// the grid, before compression.
     pub read_bytes: u64,
+    /// Assets some items lack (`floodsql.missing_assets`).
+    pub missing: Vec<MissingAsset>,
+}
+
+/// An asset some items of a scan lack, and what stands for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingAsset {
+    /// The asset's name.
+    pub asset: String,
+    /// The value it reads as over those items' footprints.
+    pub fill: u8,
+    /// Whether that value is the column's nodata (the items add nothing).
+    pub nodata: bool,
+    /// The items lacking it, in fusing order.
+    pub items: Vec<String>,
+}
+
+impl std::fmt::Display for MissingAsset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let read_as = if self.nodata {
+            "nodata".to_string()
+        } else {
+            self.fill.to_string()
+        };
+        write!(
+            f,
+            "{} items lack {} (read as {read_as})",
+            self.items.len(),
+            self.asset
+        )
+    }
 }
 
 impl ScanEstimate {
     /// The estimate in one line, as a run prints it before reading.
     pub fn one_line(&self) -> String {
+        let missing: String = self.missing.iter().map(|m| format!("; {m}")).collect();
         format!(
-            "{} items in {} slices; grid {} x {} px ({}px); {}B of pixels to read",
+            "{} items in {} slices; grid {} x {} px ({}px); {}B of pixels to read{missing}",
             self.items,
             self.slices,
             self.width,
@@ -409,6 +503,9 @@ impl std::fmt::Display for ScanEstimate {
             "to read           {}B of decoded pixels",
             si(self.read_bytes as f64)
         )?;
+        for m in &self.missing {
+            writeln!(f, "missing assets    {m}")?;
+        }
         write!(
             f,
             "raster output     {}B per band uncompressed (uint8; x2 for uint16 counts)",
@@ -439,6 +536,10 @@ pub(crate) struct ScanRequest<'a> {
     pub(crate) nodata: Option<u8>,
     pub(crate) policy: ReadPolicy,
     pub(crate) limits: ScanLimits,
+    /// What an item lacking an asset reads as.
+    pub(crate) missing: &'a MissingAssets,
+    /// How items make time slices.
+    pub(crate) group_by: GroupBy,
 }
 
 /// Builds the scan plan; GDAL (CRS maths) is used, so call it off the runtime.
@@ -453,6 +554,8 @@ pub(crate) fn plan_scan(req: ScanRequest<'_>) -> Result<ScanPlan> {
         nodata,
         policy,
         limits,
+        missing,
+        group_by,
     } = req;
     let (asset, extra) = match assets {
         [first, rest @ ..] => (first.as_str(), rest),
@@ -481,22 +584,42 @@ pub(crate) fn plan_scan(req: ScanRequest<'_>) -> Result<ScanPlan> {
         .collect::<Result<Vec<_>>>()?;
     let mut sorted: Vec<&StacItem> = items.iter().collect();
     sorted.sort_by(|a, b| (a.nominal_datetime(), &a.id).cmp(&(b.nominal_datetime(), &b.id)));
-    let probed = header_grids(&sorted, asset, &policy)?;
-    let mut by_time: BTreeMap<i64, Vec<Source>> = BTreeMap::new();
+    let probed = header_grids(&sorted, assets, missing, &policy)?;
+    let fills: Vec<(IfMissing, u8)> = std::iter::once(&pixels)
+        .chain(&columns)
+        .map(|c| (missing.policy(&c.name), c.nodata))
+        .collect();
+    let solar_lon = match group_by {
+        GroupBy::Time => None,
+        GroupBy::SolarDay => Some(grid.centre_lon()?),
+    };
+    // slices keyed by exact time, or by solar day; each slice's time is its
+    // first item's (odc-stac's), its items in (datetime, id) order
+    let mut slices: BTreeMap<i64, TimeSlice> = BTreeMap::new();
     for (k, it) in sorted.into_iter().enumerate() {
-        let (dt, src) = Placing {
+        let placed = Placing {
             item: it,
             asset,
             extra,
+            fills: &fills,
             grid: &grid,
             policy: &policy,
             header: probed.get(&k),
         }
         .place()?;
         // items outside the output grid never contribute
-        if src.overlap(grid.window()).is_some() {
-            by_time.entry(dt).or_default().push(src);
-        }
+        let Some((dt, src)) = placed.filter(|(_, s)| s.overlap(grid.window()).is_some()) else {
+            continue;
+        };
+        let key = solar_lon.map_or(dt, |lon| solar_day(dt, lon));
+        slices
+            .entry(key)
+            .or_insert_with(|| TimeSlice {
+                datetime_us: dt,
+                sources: Vec::new(),
+            })
+            .sources
+            .push(src);
     }
     let plan = ScanPlan {
         search: String::new(),
@@ -507,13 +630,7 @@ pub(crate) fn plan_scan(req: ScanRequest<'_>) -> Result<ScanPlan> {
         columns,
         zones: None,
         policy,
-        slices: by_time
-            .into_iter()
-            .map(|(datetime_us, sources)| TimeSlice {
-                datetime_us,
-                sources,
-            })
-            .collect(),
+        slices: slices.into_values().collect(),
     };
     let read: u64 = plan
         .slices
@@ -530,6 +647,16 @@ pub(crate) fn plan_scan(req: ScanRequest<'_>) -> Result<ScanPlan> {
         "narrow the bbox or the datetime range",
     )?;
     Ok(plan)
+}
+
+/// The solar day (days since 1970-01-01) of a time (µs, UTC) at longitude
+/// `lon`: odc-stac's rule — the time shifted by `int(lon / 15)` whole hours
+/// (truncated towards 0), then its date.
+pub(crate) fn solar_day(datetime_us: i64, lon: f64) -> i64 {
+    const HOUR_US: i64 = 3_600_000_000;
+    const DAY_US: i64 = 24 * HOUR_US;
+    let shifted = datetime_us + (lon / 15.0).trunc() as i64 * HOUR_US;
+    shifted.div_euclid(DAY_US)
 }
 
 /// The output grid, as the tutorial makes it: CRS and resolution from the
@@ -574,6 +701,9 @@ struct Placing<'a> {
     item: &'a StacItem,
     asset: &'a str,
     extra: &'a [String],
+    /// Per asset (`asset`, then `extra`): what stands for it when the item
+    /// lacks it, and the column's nodata.
+    fills: &'a [(IfMissing, u8)],
     grid: &'a OutputGrid,
     policy: &'a ReadPolicy,
     /// Its COG header's grid, when its STAC metadata lacks one.
@@ -588,8 +718,10 @@ impl Placing<'_> {
         }
     }
 
-    /// The item as a source at its time (µs), wherever it lands.
-    fn place(&self) -> Result<(i64, Source)> {
+    /// The item as a source at its time (µs), wherever it lands; `None`
+    /// when it lacks every asset of the scan and they read as nodata
+    /// (nothing to place).
+    fn place(&self) -> Result<Option<(i64, Source)>> {
         let it = self.item;
         // like the tutorial's stack: datetime, else start_datetime, else end_datetime
         let dt = it.nominal_datetime().ok_or_else(|| {
@@ -597,11 +729,28 @@ impl Placing<'_> {
                 "no 'datetime', 'start_datetime' or 'end_datetime': no time to place it at".into(),
             )
         })?;
-        let (path, extra_paths) = self.locations()?;
-        let (shape, t) = self.item_grid()?;
+        let (loc, extra_locs) = self.locations()?;
+        // the item's grid is its first present asset's (they share one)
+        let Some(gridded) = self.gridded_asset() else {
+            if std::iter::once(&loc)
+                .chain(&extra_locs)
+                .zip(self.fills)
+                .all(|(l, (_, nodata))| *l == AssetLoc::Fill(*nodata))
+            {
+                return Ok(None);
+            }
+            return Err(self.bad(format!(
+                "it has none of the assets {}, so no grid to place its fill values on",
+                std::iter::once(self.asset)
+                    .chain(self.extra.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let (shape, t) = self.item_grid(gridded)?;
         let grid = self.grid;
         let icrs = it
-            .crs(Some(self.asset))
+            .crs(Some(gridded))
             .ok_or_else(|| self.bad("no CRS".into()))?;
         let other_crs = icrs != grid.crs && !crate::crs::same(&icrs, &grid.crs)?;
         let [a, b, c, d, e, f] = t;
@@ -644,55 +793,99 @@ impl Placing<'_> {
                 .map_err(|e| self.bad(format!("cannot place it on the output grid: {e}")))?;
             (col_off, row_off, width, height, Some(warp))
         };
-        Ok((
+        if warp.is_some() {
+            let filled = std::iter::once(&loc)
+                .chain(&extra_locs)
+                .zip(self.fills)
+                .find(|(l, (_, nodata))| matches!(l, AssetLoc::Fill(v) if v != nodata));
+            if filled.is_some() {
+                return Err(self.bad(
+                    "it lacks an asset whose policy is a value, and is not on the output \
+                     lattice (another CRS or resolution): a value can stand for a missing \
+                     asset only on items pasted as they are (use 'nodata' for it)"
+                        .into(),
+                ));
+            }
+        }
+        let version = it.version(
+            &std::iter::once(self.asset.to_string())
+                .chain(self.extra.iter().cloned())
+                .collect::<Vec<_>>(),
+        );
+        Ok(Some((
             dt.timestamp_micros(),
             Source {
                 item_id: it.id.clone(),
-                path,
+                version,
+                loc,
                 col_off,
                 row_off,
                 width,
                 height,
                 warp,
-                extra_paths,
+                extra_locs,
             },
-        ))
+        )))
+    }
+
+    /// The first of the scan's assets the item has (its grid is the item's
+    /// for every asset of the scan).
+    fn gridded_asset(&self) -> Option<&str> {
+        std::iter::once(self.asset)
+            .chain(self.extra.iter().map(String::as_str))
+            .find(|a| self.item.assets.contains_key(*a))
+    }
+
+    /// Where asset `k` (0: `asset`, then `extra`) is read from, or what
+    /// stands for it when the item lacks it (its policy permitting).
+    fn location(&self, k: usize, name: &str) -> Result<AssetLoc> {
+        let it = self.item;
+        if !it.assets.contains_key(name) {
+            let (policy, nodata) = self.fills[k];
+            match policy {
+                IfMissing::Error => {}
+                IfMissing::Nodata => return Ok(AssetLoc::Fill(nodata)),
+                IfMissing::Value(v) => return Ok(AssetLoc::Fill(v)),
+            }
+        }
+        let path = it.asset_location(name)?;
+        self.policy.allow(&path).map_err(|e| Error::InItem {
+            item: it.id.clone(),
+            context: "asset unreadable".into(),
+            source: Box::new(e),
+        })?;
+        Ok(AssetLoc::Read(path))
     }
 
     /// The locations of the item's assets (checked against the read
     /// policy; the extra ones on the grid of the first).
-    fn locations(&self) -> Result<(String, Vec<String>)> {
+    fn locations(&self) -> Result<(AssetLoc, Vec<AssetLoc>)> {
         let it = self.item;
-        let in_item = |e: Error| Error::InItem {
-            item: it.id.clone(),
-            context: "asset unreadable".into(),
-            source: Box::new(e),
-        };
-        let path = it.asset_location(self.asset)?;
-        self.policy.allow(&path).map_err(in_item)?;
-        let mut extra_paths = Vec::with_capacity(self.extra.len());
-        for e in self.extra {
-            let p = it.asset_location(e)?;
-            self.policy.allow(&p).map_err(in_item)?;
-            if it.proj_shape(Some(e)) != it.proj_shape(Some(self.asset))
-                || it.proj_transform(Some(e)) != it.proj_transform(Some(self.asset))
-            {
-                return Err(self.bad(format!(
-                    "asset '{e}' is not on the grid of '{}' (the assets of one scan are read on one grid per item)",
-                    self.asset
-                )));
+        let loc = self.location(0, self.asset)?;
+        let mut extra_locs = Vec::with_capacity(self.extra.len());
+        for (k, e) in self.extra.iter().enumerate() {
+            let l = self.location(k + 1, e)?;
+            if let (AssetLoc::Read(_), AssetLoc::Read(_)) = (&loc, &l) {
+                if it.proj_shape(Some(e)) != it.proj_shape(Some(self.asset))
+                    || it.proj_transform(Some(e)) != it.proj_transform(Some(self.asset))
+                {
+                    return Err(self.bad(format!(
+                        "asset '{e}' is not on the grid of '{}' (the assets of one scan are read on one grid per item)",
+                        self.asset
+                    )));
+                }
             }
-            extra_paths.push(p);
+            extra_locs.push(l);
         }
-        Ok((path, extra_paths))
+        Ok((loc, extra_locs))
     }
 
     /// The item's own grid: (rows, cols) and its affine, from its STAC
     /// metadata or its COG header; checked.
-    fn item_grid(&self) -> Result<HeaderGrid> {
+    fn item_grid(&self, asset: &str) -> Result<HeaderGrid> {
         let it = self.item;
         let (rows, cols) = it
-            .proj_shape(Some(self.asset))
+            .proj_shape(Some(asset))
             .or(self.header.map(|h| h.0))
             .ok_or_else(|| self.bad("no proj:shape".into()))?;
         if !(1..=MAX_SOURCE_SIDE).contains(&rows) || !(1..=MAX_SOURCE_SIDE).contains(&cols) {
@@ -701,7 +894,7 @@ impl Placing<'_> {
             )));
         }
         let t = it
-            .proj_transform(Some(self.asset))
+            .proj_transform(Some(asset))
             .or(self.header.map(|h| h.1))
             .ok_or_else(|| self.bad("no proj:transform".into()))?;
         if t.iter().any(|v| !v.is_finite()) {
@@ -721,11 +914,28 @@ type HeaderGrid = ((usize, usize), [f64; 6]);
 /// off the async runtime.
 fn header_grids(
     items: &[&StacItem],
-    asset: &str,
+    assets: &[String],
+    if_missing: &MissingAssets,
     policy: &ReadPolicy,
 ) -> Result<HashMap<usize, HeaderGrid>> {
     let mut missing = Vec::new();
     for (k, it) in items.iter().enumerate() {
+        // the grid is the first present asset's (see `Placing::gridded_asset`)
+        let asset = match assets.iter().find(|a| it.assets.contains_key(*a)) {
+            Some(a) => a.as_str(),
+            // lacking all: placed as fill, or refused, by `Placing`
+            None if assets
+                .iter()
+                .all(|a| if_missing.policy(a) != IfMissing::Error) =>
+            {
+                continue
+            }
+            None => &assets[0],
+        };
+        if assets[0] != asset && if_missing.policy(&assets[0]) == IfMissing::Error {
+            // refused by `Placing`, naming the item and asset
+            continue;
+        }
         if it.proj_shape(Some(asset)).is_some() && it.proj_transform(Some(asset)).is_some() {
             continue;
         }
@@ -799,13 +1009,14 @@ pub(crate) mod tests {
             let t = next(4) as usize;
             slices[t].sources.push(Source {
                 item_id: format!("i{i}"),
-                path: format!("/x/{i}.tif"),
+                version: String::new(),
+                loc: AssetLoc::Read(format!("/x/{i}.tif")),
                 col_off: next(1400) as i64 - 300,
                 row_off: next(1200) as i64 - 300,
                 width: 1 + next(400) as usize,
                 height: 1 + next(400) as usize,
                 warp: None,
-                extra_paths: Vec::new(),
+                extra_locs: Vec::new(),
             });
         }
         ScanPlan {
@@ -884,6 +1095,47 @@ pub(crate) mod tests {
             "assets": {"a": {"href": "/x.tif", "raster:bands": [band]}},
         });
         StacItem::from_json(v, None).unwrap()
+    }
+
+    /// odc-stac's solar day: the UTC time shifted by int(lon / 15) whole
+    /// hours (truncated towards 0), then its date.
+    #[test]
+    fn solar_days_as_odc_stac() {
+        let us = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_micros()
+        };
+        let day = |s: &str| us(&format!("{s}T00:00:00Z")) / 86_400_000_000;
+        // 68.2 E: +4 h; 19:59:40 UTC is 23:59:40 local, 20:00:10 is next day
+        assert_eq!(
+            solar_day(us("2022-09-03T19:59:40Z"), 68.2),
+            day("2022-09-03")
+        );
+        assert_eq!(
+            solar_day(us("2022-09-03T20:00:10Z"), 68.2),
+            day("2022-09-04")
+        );
+        // 23:59:50 and 00:00:20 UTC: two UTC days, one solar day
+        assert_eq!(
+            solar_day(us("2022-09-03T23:59:50Z"), 68.2),
+            solar_day(us("2022-09-04T00:00:20Z"), 68.2)
+        );
+        // 14.99 E: no shift; -16 W: -1 h (truncation towards 0, not floor)
+        assert_eq!(
+            solar_day(us("2022-09-03T23:30:00Z"), 14.99),
+            day("2022-09-03")
+        );
+        assert_eq!(
+            solar_day(us("2022-09-04T00:30:00Z"), -16.0),
+            day("2022-09-03")
+        );
+        assert_eq!(
+            solar_day(us("2022-09-04T00:30:00Z"), -14.9),
+            day("2022-09-04")
+        );
+        // before 1970: days floor, not truncate
+        assert_eq!(solar_day(us("1969-12-31T12:00:00Z"), 0.0), -1);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! needs no access to the catalogue and the client knows the output grid), or
 //! else when the query is planned for execution.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
@@ -22,7 +22,7 @@ use tokio::sync::OnceCell;
 use crate::access::ReadPolicy;
 use crate::context::QueryProgress;
 use crate::error::{join_err, Error};
-use crate::options::FloodsqlOptions;
+use crate::options::{FloodsqlOptions, GroupBy, MissingAssets};
 use crate::raster::exec::{chunk_schema_for, ChunkColumn, FloodChunksExec, ZONES};
 use crate::raster::plan::{plan_scan, ScanLimits, ScanPlan, ScanRequest};
 use crate::sqlargs::{check_arity, opt_str, opt_usize, req_str};
@@ -85,6 +85,8 @@ impl TableFunctionImpl for FloodChunksFunction {
                 max_read_bytes: opts.max_read_bytes.0,
             },
             skip_items: opts.skip_items,
+            missing_assets: opts.missing_assets,
+            group_by: opts.group_by,
             regions,
         })))
     }
@@ -143,42 +145,74 @@ pub(crate) struct FloodChunksSpec {
     /// Regions whose zones the scan gives (column `zones`).
     #[serde(default)]
     pub(crate) regions: Option<RegionsSpec>,
+    /// What an item lacking an asset reads as (`floodsql.missing_assets`).
+    #[serde(default)]
+    pub(crate) missing_assets: MissingAssets,
+    /// How items make time slices (`floodsql.group_by`).
+    #[serde(default)]
+    pub(crate) group_by: GroupBy,
 }
 
 /// The part of `plan` an earlier result holding the items `skip` lacks:
 /// the time slices with none of them. Merging that part into the earlier
 /// result gives what the full plan gives only when every slice is either
 /// wholly old or wholly new (a slice fuses its items first-valid-wins, so
-/// one read in part before must be read whole: by a full run) and every
-/// skipped item is still in the plan; otherwise [`Error::NotIncremental`].
-/// Items the search finds that touch no chunk of the grid play no part.
+/// one read in part before must be read whole: by a full run), every
+/// skipped item is still in the plan, and none of them changed since
+/// (an entry `ID@VERSION` names the content read then, see
+/// `StacItem::version`: a reprocessed item republished under its id has
+/// another, and its old pixels cannot be taken out of a merged result);
+/// otherwise [`Error::NotIncremental`]. Items the search finds that touch
+/// no chunk of the grid play no part.
 pub(crate) fn keep_new(mut plan: ScanPlan, skip: &[String]) -> Result<ScanPlan, Error> {
     if skip.is_empty() {
         return Ok(plan);
     }
-    let skip: HashSet<&str> = skip.iter().map(String::as_str).collect();
-    let planned: HashSet<&str> = plan
+    // id → the version read then (None: not recorded)
+    let skip: HashMap<&str, Option<&str>> = skip
+        .iter()
+        .map(|e| match e.rsplit_once('@') {
+            Some((id, v)) if v.len() == 16 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (id, Some(v))
+            }
+            _ => (e.as_str(), None),
+        })
+        .collect();
+    let planned: HashMap<&str, &str> = plan
         .slices
         .iter()
-        .flat_map(|s| s.sources.iter().map(|src| src.item_id.as_str()))
+        .flat_map(|s| &s.sources)
+        .map(|src| (src.item_id.as_str(), src.version.as_str()))
         .collect();
-    let gone: Vec<&&str> = skip.iter().filter(|id| !planned.contains(**id)).collect();
+    let mut gone: Vec<&str> = skip
+        .keys()
+        .filter(|id| !planned.contains_key(**id))
+        .copied()
+        .collect();
+    gone.sort();
     if let Some(first) = gone.first() {
         return Err(Error::NotIncremental(format!(
             "{} item(s) of the earlier result are no longer found by the search (e.g. '{first}')",
             gone.len()
         )));
     }
+    let mut changed: Vec<&str> = skip
+        .iter()
+        .filter(|(id, then)| then.is_some_and(|v| planned.get(*id) != Some(&v)))
+        .map(|(id, _)| *id)
+        .collect();
+    changed.sort();
+    if let Some(first) = changed.first() {
+        return Err(Error::NotIncremental(format!(
+            "{} item(s) of the earlier result were republished with other content since it \
+             was made (reprocessed: e.g. '{first}', whose updated/created or asset changed)",
+            changed.len()
+        )));
+    }
+    let old = |id: &str| skip.contains_key(id);
     for s in &plan.slices {
-        let old = s
-            .sources
-            .iter()
-            .filter(|x| skip.contains(x.item_id.as_str()));
-        let new = s
-            .sources
-            .iter()
-            .find(|x| !skip.contains(x.item_id.as_str()));
-        if let (Some(new), Some(_)) = (new, old.clone().next()) {
+        let new = s.sources.iter().find(|x| !old(&x.item_id));
+        if let (Some(new), true) = (new, s.sources.iter().any(|x| old(&x.item_id))) {
             return Err(Error::NotIncremental(format!(
                 "new item '{}' belongs to a time slice the earlier result read in part",
                 new.item_id
@@ -187,7 +221,7 @@ pub(crate) fn keep_new(mut plan: ScanPlan, skip: &[String]) -> Result<ScanPlan, 
     }
     let before = plan.n_items();
     plan.slices
-        .retain(|s| !s.sources.iter().any(|x| skip.contains(x.item_id.as_str())));
+        .retain(|s| !s.sources.iter().any(|x| old(&x.item_id)));
     if plan.slices.is_empty() {
         return Err(Error::NothingNew(before));
     }
@@ -240,6 +274,7 @@ impl FloodChunksTable {
                 })?;
                 let (assets, chunk, nodata) = (s.assets.clone(), s.chunk, s.nodata);
                 let (policy, limits) = (s.policy.clone(), s.limits);
+                let (missing, group_by) = (s.missing_assets.clone(), s.group_by);
                 let plan = tokio::task::spawn_blocking(move || {
                     plan_scan(ScanRequest {
                         items: &items,
@@ -249,6 +284,8 @@ impl FloodChunksTable {
                         nodata,
                         policy,
                         limits,
+                        missing: &missing,
+                        group_by,
                     })
                 })
                 .await
@@ -346,6 +383,26 @@ mod tests {
         ));
         // no skip list: the plan as it is
         assert_eq!(keep_new(p.clone(), &[]).unwrap(), p);
+        // versions: the same content is skipped; another (reprocessed) is
+        // not incremental, naming the item
+        let mut v = p.clone();
+        for s in &mut v.slices {
+            for src in &mut s.sources {
+                src.version = format!("{:016x}", src.item_id.len());
+            }
+        }
+        let same: Vec<String> = ids(&v, 0)
+            .into_iter()
+            .map(|id| format!("{id}@{:016x}", id.len()))
+            .collect();
+        assert_eq!(keep_new(v.clone(), &same).unwrap().slices.len(), 3);
+        let mut other = same.clone();
+        other[0] = format!("{}@00000000000000ff", ids(&v, 0)[0]);
+        let e = keep_new(v.clone(), &other).unwrap_err().to_string();
+        assert!(
+            e.contains("republished") && e.contains(&format!("'{}'", ids(&v, 0)[0])),
+            "{e}"
+        );
     }
 
     #[test]

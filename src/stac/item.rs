@@ -133,6 +133,41 @@ impl StacItem {
         }
     }
 
+    /// The item as CQL2 sees it: `id`, `collection`, `geometry`, `bbox` and
+    /// `properties` (a property is named bare, `flooded_pixels`, or with
+    /// its path, `properties.flooded_pixels`).
+    pub(crate) fn filter_view(&self) -> Value {
+        serde_json::json!({
+            "type": "Feature",
+            "id": self.id,
+            "collection": self.collection,
+            "geometry": self.geometry,
+            "bbox": self.bbox,
+            "properties": self.properties,
+        })
+    }
+
+    /// What identifies the content the scan reads of this item, as short
+    /// hex: a hash of its `updated` and `created` (item and each asset
+    /// read), and the assets' `file:checksum`, `file:size` and hrefs — a
+    /// reprocessed item republished under its id changes it.
+    pub(crate) fn version(&self, assets: &[String]) -> String {
+        let mut h = Fnv::default();
+        for key in ["updated", "created"] {
+            h.add(key, self.properties.get(key));
+        }
+        for a in assets {
+            let Some(Value::Object(o)) = self.assets.get(a) else {
+                h.add(a, None);
+                continue;
+            };
+            for key in ["href", "updated", "created", "file:checksum", "file:size"] {
+                h.add(key, o.get(key));
+            }
+        }
+        format!("{:016x}", h.0)
+    }
+
     /// The asset object, or a clear error listing the available ones.
     pub(crate) fn asset(&self, name: &str) -> Result<&Map<String, Value>> {
         match self.assets.get(name) {
@@ -353,6 +388,25 @@ pub(crate) fn resolve_href(href: &str, base: Option<&str>) -> std::result::Resul
         None => Err(format!(
             "relative asset href '{href}' and no item location to resolve it against"
         )),
+    }
+}
+
+/// FNV-1a over (key, JSON value) pairs: a stable hash (the same on every
+/// build and platform, unlike `std`'s), for [`StacItem::version`].
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn add(&mut self, key: &str, v: Option<&Value>) {
+        let text = v.map_or_else(|| "-".to_string(), Value::to_string);
+        for b in key.bytes().chain([0]).chain(text.bytes()).chain([0]) {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }
 

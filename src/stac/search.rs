@@ -13,7 +13,7 @@ use std::time::Duration;
 use indicatif::ProgressBar;
 use object_store::ObjectStoreExt;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
+use reqwest_retry::policies::ExponentialBackoff;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -36,6 +36,10 @@ pub(crate) struct SearchParams {
     /// Seconds one request may take (each attempt).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// A CQL2 filter on the items, as cql2-json (`floodsql.filter`): sent
+    /// to an API (filter extension), evaluated here on static catalogues.
+    #[serde(default)]
+    pub filter: Option<Value>,
 }
 
 fn default_timeout() -> u64 {
@@ -57,10 +61,24 @@ impl SearchParams {
             .datetime
             .to_stac()
             .map_or("any time".to_string(), |d| format!("datetime {d}"));
+        let filter = self
+            .filter_text()
+            .map_or(String::new(), |f| format!(", filter {f}"));
         crate::error::redact_urls(&format!(
-            "source {}, {collections}, {bbox}, {datetime}",
+            "source {}, {collections}, {bbox}, {datetime}{filter}",
             self.source
         ))
+    }
+
+    /// The filter as cql2-text, for messages.
+    pub(crate) fn filter_text(&self) -> Option<String> {
+        let f = self.filter.as_ref()?;
+        Some(
+            serde_json::from_value::<cql2::Expr>(f.clone())
+                .ok()
+                .and_then(|e| e.to_text().ok())
+                .unwrap_or_else(|| f.to_string()),
+        )
     }
 
     /// The catalogue and collections, in words (credentials masked).
@@ -135,8 +153,46 @@ async fn catalogue_collections(p: &SearchParams) -> Option<Vec<String>> {
     Some(ids)
 }
 
-/// Retries after a failed request (a transient error or a timeout).
+/// Retries after a failed request (a transient error, a timeout, or a
+/// rate limit: HTTP 429 or 503).
 const MAX_RETRIES: u32 = 2;
+
+/// The longest `Retry-After` floodsql waits out (per answer): a server that
+/// asks for more is reported at once, naming what it asked.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The wait before retry `n` (0-based) when the server says nothing:
+/// exponential from 200 ms, at most 5 s, with jitter (`reqwest-retry`'s
+/// policy).
+fn backoff(n: u32) -> Duration {
+    use reqwest_retry::{RetryDecision, RetryPolicy};
+    let policy = ExponentialBackoff::builder()
+        .retry_bounds(Duration::from_millis(200), Duration::from_secs(5))
+        .build_with_max_retries(MAX_RETRIES);
+    match policy.should_retry(std::time::SystemTime::now(), n) {
+        RetryDecision::Retry { execute_after } => execute_after
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+        RetryDecision::DoNotRetry => Duration::from_millis(200),
+    }
+}
+
+/// A response's `Retry-After` (delay-seconds or an HTTP date), as a wait
+/// from now; `None` when absent or unreadable.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or_default())
+}
 
 /// Headers for a private STAC API given on the command line (`--header`).
 static CLI_HEADERS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
@@ -185,12 +241,8 @@ fn http_client(timeout_secs: u64) -> Result<ClientWithMiddleware> {
         .user_agent(concat!("floodsql/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::Internal(format!("building the HTTP client: {e}")))?;
-    let policy = ExponentialBackoff::builder()
-        .retry_bounds(Duration::from_millis(200), Duration::from_secs(5))
-        .build_with_max_retries(MAX_RETRIES);
-    Ok(ClientBuilder::new(inner)
-        .with(RetryTransientMiddleware::new_with_policy(policy))
-        .build())
+    // retries are `send_json`'s: it reads the answers' Retry-After
+    Ok(ClientBuilder::new(inner).build())
 }
 
 /// The error of a failed request to `url`: [`Error::Timeout`] when it timed
@@ -221,6 +273,11 @@ fn request_failure(url: &str, e: &(dyn std::error::Error + 'static), timeout_sec
     }
 }
 
+/// Sends `req` and reads its JSON answer. Transient failures (connection
+/// errors, timeouts, 5xx, 408) are retried up to [`MAX_RETRIES`] times after
+/// a backoff; a rate limit (429, or 503 with `Retry-After`) is waited out as
+/// the server asks, within the same budget and at most [`MAX_RETRY_AFTER`]
+/// per answer — never sooner than asked.
 async fn send_json(
     req: reqwest_middleware::RequestBuilder,
     url: &str,
@@ -230,10 +287,60 @@ async fn send_json(
         url: url.to_string(),
         message,
     };
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| request_failure(url, &e, timeout_secs))?;
+    let mut attempt = 0u32;
+    let resp = loop {
+        let this = req
+            .try_clone()
+            .ok_or_else(|| Error::Internal("a STAC request that cannot be retried".into()))?;
+        let wait = match this.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let limited = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || (status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                        && resp.headers().contains_key(reqwest::header::RETRY_AFTER));
+                let transient = status.is_server_error()
+                    || status == reqwest::StatusCode::REQUEST_TIMEOUT
+                    || limited;
+                if !transient {
+                    break resp;
+                }
+                let asked = retry_after(&resp);
+                if let Some(a) = asked.filter(|a| *a > MAX_RETRY_AFTER) {
+                    return Err(http(format!(
+                        "HTTP {status}: rate-limited: the server asks to wait {} s \
+                         (Retry-After), more than floodsql waits ({} s); try again later",
+                        a.as_secs(),
+                        MAX_RETRY_AFTER.as_secs()
+                    )));
+                }
+                if attempt >= MAX_RETRIES {
+                    if limited {
+                        return Err(http(format!(
+                            "HTTP {status}: still rate-limited after {} attempts \
+                             (waited as its Retry-After asked); try again later",
+                            attempt + 1
+                        )));
+                    }
+                    break resp;
+                }
+                asked
+                    .unwrap_or_else(|| backoff(attempt))
+                    .max(backoff(attempt))
+            }
+            Err(e) => {
+                let transient = matches!(
+                    reqwest_retry::default_on_request_failure(&e),
+                    Some(reqwest_retry::Retryable::Transient)
+                );
+                if !transient || attempt >= MAX_RETRIES {
+                    return Err(request_failure(url, &e, timeout_secs));
+                }
+                backoff(attempt)
+            }
+        };
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    };
     let status = resp.status();
     let text = resp
         .text()
@@ -258,7 +365,7 @@ pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<V
             let root = send_json(req, &p.source, p.timeout_secs).await?;
             match root.get("type").and_then(Value::as_str) {
                 Some("FeatureCollection") | Some("Feature") => {
-                    filter_static(p, items_from_value(root, Some(&p.source))?)
+                    filter_static(p, items_from_value(root, Some(&p.source))?)?
                 }
                 _ => {
                     let href = search_link(&root)
@@ -283,9 +390,9 @@ pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<V
             .map_err(failed)?;
         let text = String::from_utf8(bytes.to_vec())
             .map_err(|e| Error::BadSource(p.source.clone(), format!("not UTF-8 text: {e}")))?;
-        filter_static(p, items_from_text(&text, &p.source)?)
+        filter_static(p, items_from_text(&text, &p.source)?)?
     } else {
-        filter_static(p, read_local_static(&p.source).await?)
+        filter_static(p, read_local_static(&p.source).await?)?
     };
     progress.set_position(items.len() as u64);
     Ok(items)
@@ -326,6 +433,10 @@ async fn api_search(
         body.insert("datetime".into(), json!(dt));
     }
     body.insert("limit".into(), json!(p.page_size));
+    if let Some(f) = &p.filter {
+        body.insert("filter".into(), f.clone());
+        body.insert("filter-lang".into(), json!("cql2-json"));
+    }
 
     let mut items = Vec::new();
     let mut next: Option<(String, Option<Map<String, Value>>)> = Some((url, Some(body.clone())));
@@ -516,24 +627,48 @@ fn collect_json(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
 
 /// Applies the search's filters to a static catalogue (bbox against the item
 /// bbox; datetime inclusive; collection by id), then the `max_items` cap.
-fn filter_static(p: &SearchParams, items: Vec<StacItem>) -> Vec<StacItem> {
-    let mut out: Vec<StacItem> = items
-        .into_iter()
-        .filter(|it| {
-            (p.collections.is_empty()
-                || it
-                    .collection
-                    .as_ref()
-                    .is_some_and(|c| p.collections.contains(c)))
-                && p.bbox
-                    .is_none_or(|b| it.lonlat_bbox().is_some_and(|ib| b.intersects(&ib)))
-                && it.in_interval(&p.datetime)
-        })
-        .collect();
-    if let Some(m) = p.max_items {
-        out.truncate(m);
+fn filter_static(p: &SearchParams, items: Vec<StacItem>) -> Result<Vec<StacItem>> {
+    let cql = match &p.filter {
+        Some(f) => Some(
+            serde_json::from_value::<cql2::Expr>(f.clone())
+                .map_err(|e| Error::Internal(format!("a checked filter no longer parses: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut out = Vec::new();
+    for it in items {
+        let found = (p.collections.is_empty()
+            || it
+                .collection
+                .as_ref()
+                .is_some_and(|c| p.collections.contains(c)))
+            && p.bbox
+                .is_none_or(|b| it.lonlat_bbox().is_some_and(|ib| b.intersects(&ib)))
+            && it.in_interval(&p.datetime);
+        if !found {
+            continue;
+        }
+        if let Some(e) = &cql {
+            // a filter naming a property the item lacks does not match it
+            // (as an API answers), and is no error
+            let view = it.filter_view();
+            let reduced = e
+                .clone()
+                .reduce(Some(&view))
+                .map_err(|err| Error::BadItem {
+                    item: it.id.clone(),
+                    message: format!("filter {}: {err}", p.filter_text().unwrap_or_default()),
+                })?;
+            if !reduced.is_true() {
+                continue;
+            }
+        }
+        out.push(it);
+        if p.max_items.is_some_and(|m| out.len() >= m) {
+            break;
+        }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -581,7 +716,11 @@ mod tests {
             bbox: None,
             ..params("x".into(), 10, None)
         };
-        let kept: Vec<String> = filter_static(&p, items).into_iter().map(|i| i.id).collect();
+        let kept: Vec<String> = filter_static(&p, items)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
         assert_eq!(
             kept,
             [
@@ -662,9 +801,17 @@ mod tests {
                 let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let (status, text) = handler(&method, &path, &body);
                 log.lock().unwrap().push((method, path, body));
+                // a reply "Retry-After: V\n…" sends that header and the rest
+                let (extra, text) = match text.strip_prefix("Retry-After: ") {
+                    Some(rest) => {
+                        let (v, t) = rest.split_once('\n').unwrap_or((rest, ""));
+                        (format!("Retry-After: {v}\r\n"), t.to_string())
+                    }
+                    None => (String::new(), text),
+                };
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}\
                      Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
                     text.len()
                 );
@@ -708,6 +855,7 @@ mod tests {
             max_items,
             page_size,
             timeout_secs: 15,
+            filter: None,
         }
     }
 
@@ -907,5 +1055,132 @@ mod tests {
             "{e}"
         );
         assert_eq!(held.lock().unwrap().len(), 1 + MAX_RETRIES as usize);
+    }
+
+    /// A CQL2 filter on a static catalogue: what an API's filter extension
+    /// answers — a property the item lacks does not match; text and JSON
+    /// forms agree.
+    #[test]
+    fn static_catalogues_are_filtered_with_cql2() {
+        let it = |id: &str, props: Value| {
+            let mut p = json!({"datetime": "2022-09-01T00:00:00Z"});
+            p.as_object_mut()
+                .unwrap()
+                .extend(props.as_object().unwrap().clone());
+            StacItem::from_json(
+                json!({"type": "Feature", "id": id, "collection": "GFM", "properties": p, "assets": {}}),
+                None,
+            )
+            .unwrap()
+        };
+        let items = vec![
+            it(
+                "wet",
+                json!({"flooded_pixels": 12, "Equi7Tile": "E051N015T3"}),
+            ),
+            it(
+                "dry",
+                json!({"flooded_pixels": 0, "Equi7Tile": "E051N015T3"}),
+            ),
+            it(
+                "other",
+                json!({"flooded_pixels": 5, "Equi7Tile": "E054N018T3"}),
+            ),
+            it("unknown", json!({})),
+        ];
+        let kept = |filter: &str| {
+            use datafusion::config::ExtensionOptions;
+            let mut o = crate::options::FloodsqlOptions::default();
+            o.set("filter", filter).unwrap();
+            let p = SearchParams {
+                bbox: None,
+                filter: o.filter.to_json().unwrap(),
+                ..params("x".into(), 10, None)
+            };
+            ids(&filter_static(&p, items.clone()).unwrap())
+        };
+        assert_eq!(kept("flooded_pixels > 0"), ["wet", "other"]);
+        assert_eq!(
+            kept("flooded_pixels > 0 AND \"Equi7Tile\" = 'E051N015T3'"),
+            ["wet"]
+        );
+        assert_eq!(kept("NOT flooded_pixels > 0"), ["dry"]);
+        assert_eq!(kept("id IN ('dry', 'unknown')"), ["dry", "unknown"]);
+        assert_eq!(
+            kept(r#"{"op": ">", "args": [{"property": "flooded_pixels"}, 10]}"#),
+            ["wet"]
+        );
+    }
+
+    /// A rate limit is waited out as the server asks (never sooner), within
+    /// the retry budget; a server asking for more than floodsql waits is
+    /// reported at once, naming what it asked.
+    #[tokio::test]
+    async fn rate_limits_are_waited_out_as_asked() {
+        let stamps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = stamps.clone();
+        let (url, _) = serve(move |_| {
+            let s2 = s2.clone();
+            move |_: &str, _: &str, _: &Value| {
+                let mut st = s2.lock().unwrap();
+                st.push(std::time::Instant::now());
+                if st.len() <= 2 {
+                    (429, "Retry-After: 1\n{}".to_string())
+                } else {
+                    (200, page("", vec![item(0)], None))
+                }
+            }
+        });
+        let items = search(
+            &params(format!("{url}/search"), 2, None),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ids(&items), ["it0"]);
+        let st = stamps.lock().unwrap().clone();
+        assert_eq!(st.len(), 3);
+        for w in st.windows(2) {
+            assert!(
+                w[1] - w[0] >= Duration::from_secs(1),
+                "asked 1 s: {:?}",
+                w[1] - w[0]
+            );
+        }
+        // asks for an hour: reported without waiting, after one request
+        let (url, seen) =
+            serve(|_| |_: &str, _: &str, _: &Value| (429, "Retry-After: 3600\n{}".to_string()));
+        let e = search_err(&url).await;
+        assert!(
+            e.contains("429") && e.contains("3600 s") && e.contains("30 s"),
+            "{e}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        // rate-limited on every attempt: the budget ends it, named
+        let (url, seen) =
+            serve(|_| |_: &str, _: &str, _: &Value| (503, "Retry-After: 0\n{}".to_string()));
+        let e = search_err(&url).await;
+        assert!(e.contains("still rate-limited after 3 attempts"), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let resp = |v: &str| {
+            reqwest::Response::from(
+                http::Response::builder()
+                    .header("Retry-After", v)
+                    .body("")
+                    .unwrap(),
+            )
+        };
+        assert_eq!(retry_after(&resp("7")), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(20)).to_rfc2822();
+        let d = retry_after(&resp(&later)).unwrap();
+        assert!(
+            (Duration::from_secs(18)..=Duration::from_secs(20)).contains(&d),
+            "{d:?}"
+        );
+        assert_eq!(retry_after(&resp("soon")), None);
     }
 }

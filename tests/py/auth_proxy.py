@@ -5,8 +5,16 @@ path, body), rewriting the upstream's own URL in responses to the proxy's.
 
     python auth_proxy.py UPSTREAM_URL PORT
 
-GET /__stats: {"forwarded": n, "refused": n} as JSON.
+GET /__stats: {"forwarded": n, "refused": n, "limited": n, "gaps": [s, ...]}
+as JSON.
+
+With AUTH_PROXY_RATE_LIMIT=S (and no AUTH_PROXY_REQUIRE) it is a server that
+rate-limits instead: a request sooner than S seconds after the last one it
+forwarded is answered 429 with `Retry-After: S`; "gaps" are the seconds
+between forwarded requests, "retry_gaps" those from each 429 to the next
+request.
 """
+import time
 import json
 import os
 import sys
@@ -15,9 +23,13 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATS = {"forwarded": 0, "refused": 0}
+STATS = {"forwarded": 0, "refused": 0, "limited": 0, "gaps": [], "retry_gaps": []}
 LOCK = threading.Lock()
-NAME, VALUE = (v.strip() for v in os.environ["AUTH_PROXY_REQUIRE"].split(":", 1))
+REQUIRE = os.environ.get("AUTH_PROXY_REQUIRE")
+NAME, VALUE = (v.strip() for v in REQUIRE.split(":", 1)) if REQUIRE else (None, None)
+RATE = float(os.environ.get("AUTH_PROXY_RATE_LIMIT", "0"))
+LAST = [None]
+LAST_429 = [None]
 
 
 class Proxy(BaseHTTPRequestHandler):
@@ -38,7 +50,25 @@ class Proxy(BaseHTTPRequestHandler):
         if self.path == "/__stats":
             with LOCK:
                 return self._send(200, json.dumps(STATS).encode())
-        if self.headers.get(NAME) != VALUE:
+        if RATE:
+            with LOCK:
+                now = time.monotonic()
+                if LAST_429[0] is not None:
+                    STATS["retry_gaps"].append(now - LAST_429[0])
+                    LAST_429[0] = None
+                if LAST[0] is not None and now - LAST[0] < RATE:
+                    LAST_429[0] = now
+                    STATS["limited"] += 1
+                    self.send_response(429)
+                    self.send_header("Retry-After", str(int(RATE)))
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                    return
+                if LAST[0] is not None:
+                    STATS["gaps"].append(now - LAST[0])
+                LAST[0] = now
+        elif self.headers.get(NAME) != VALUE:
             with LOCK:
                 STATS["refused"] += 1
             return self._send(401, b'{"code": "Unauthorized", "description": "missing or wrong token"}')
