@@ -17,7 +17,7 @@
 use std::sync::LazyLock;
 
 /// Bumped whenever the layout of floodsql's codec payloads changes.
-pub const CODEC_FORMAT: u32 = 7;
+pub const CODEC_FORMAT: u32 = 8;
 
 /// Environment variable that overrides this process's version tag (tests).
 pub const OVERRIDE_ENV: &str = "FLOODSQL_VERSION_OVERRIDE";

@@ -737,7 +737,27 @@ impl Placing<'_> {
                 .zip(self.fills)
                 .all(|(l, (_, nodata))| *l == AssetLoc::Fill(*nodata))
             {
-                return Ok(None);
+                // it reads as nodata throughout: placed over its bbox, it
+                // still makes its time slice (as odc-stac does) and is
+                // counted among the items lacking the asset
+                return Ok(self
+                    .bbox_footprint()?
+                    .map(|(col_off, row_off, width, height)| {
+                        (
+                            dt.timestamp_micros(),
+                            Source {
+                                item_id: it.id.clone(),
+                                version: it.version(&[]),
+                                loc,
+                                col_off,
+                                row_off,
+                                width,
+                                height,
+                                warp: None,
+                                extra_locs,
+                            },
+                        )
+                    }));
             }
             return Err(self.bad(format!(
                 "it has none of the assets {}, so no grid to place its fill values on",
@@ -825,6 +845,32 @@ impl Placing<'_> {
                 warp,
                 extra_locs,
             },
+        )))
+    }
+
+    /// The item's lon/lat bbox on the output grid, in whole pixels
+    /// (outwards): (col_off, row_off, width, height); `None` without one.
+    fn bbox_footprint(&self) -> Result<Option<(i64, i64, usize, usize)>> {
+        let Some([minx, miny, maxx, maxy]) = self.item.lonlat_bbox() else {
+            return Ok(None);
+        };
+        let Ok(b) = Bbox::parse(&format!("{minx},{miny},{maxx},{maxy}")) else {
+            return Ok(None);
+        };
+        let [x0, y0, x1, y1] = crate::raster::grid::project_bbox(&b, &self.grid.crs)?;
+        let res = self.grid.res;
+        let col = |x: f64| x / res - self.grid.col0 as f64;
+        let row = |y: f64| self.grid.row0 as f64 - y / res;
+        let (c0, c1) = (col(x0).floor(), col(x1).ceil());
+        let (r0, r1) = (row(y1).floor(), row(y0).ceil());
+        if ![c0, c1, r0, r1].iter().all(|v| v.abs() < MAX_OFFSET) {
+            return Ok(None);
+        }
+        Ok(Some((
+            c0 as i64,
+            r0 as i64,
+            (c1 - c0).max(1.0) as usize,
+            (r1 - r0).max(1.0) as usize,
         )))
     }
 

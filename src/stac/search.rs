@@ -358,18 +358,53 @@ pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<V
     let items = if p.source.starts_with("http://") || p.source.starts_with("https://") {
         let client = http_client(p.timeout_secs)?;
         let headers = catalogue_headers()?;
-        if p.source.trim_end_matches('/').ends_with("/search") {
-            api_search(&client, &headers, p, p.source.clone(), progress).await?
+        let search_url = p.source.trim_end_matches('/').ends_with("/search");
+        let root_url = if search_url {
+            p.source
+                .trim_end_matches('/')
+                .trim_end_matches("/search")
+                .to_string()
         } else {
+            p.source.clone()
+        };
+        let root = if !search_url {
             let req = authorised(client.get(&p.source), &p.source, p, &headers);
-            let root = send_json(req, &p.source, p.timeout_secs).await?;
-            match root.get("type").and_then(Value::as_str) {
-                Some("FeatureCollection") | Some("Feature") => {
-                    filter_static(p, items_from_value(root, Some(&p.source))?)?
-                }
-                _ => {
-                    let href = search_link(&root)
-                        .unwrap_or_else(|| format!("{}/search", p.source.trim_end_matches('/')));
+            Some(send_json(req, &p.source, p.timeout_secs).await?)
+        } else if p.filter.is_some() {
+            // what the API conforms to (unknown: the filter is evaluated here)
+            let req = authorised(client.get(&root_url), &root_url, p, &headers);
+            send_json(req, &root_url, p.timeout_secs).await.ok()
+        } else {
+            None
+        };
+        match root {
+            Some(root)
+                if matches!(
+                    root.get("type").and_then(Value::as_str),
+                    Some("FeatureCollection") | Some("Feature")
+                ) =>
+            {
+                filter_static(p, items_from_value(root, Some(&p.source))?)?
+            }
+            root => {
+                let href = if search_url {
+                    p.source.clone()
+                } else {
+                    root.as_ref()
+                        .and_then(search_link)
+                        .unwrap_or_else(|| format!("{}/search", p.source.trim_end_matches('/')))
+                };
+                if p.filter.is_some() && !root.as_ref().is_some_and(filters_items) {
+                    // an API without the filter extension ignores a filter
+                    // or answers nothing: search without it, filter here
+                    let unfiltered = SearchParams {
+                        filter: None,
+                        max_items: None,
+                        ..p.clone()
+                    };
+                    let items = api_search(&client, &headers, &unfiltered, href, progress).await?;
+                    cql_filter(p, items)?
+                } else {
                     api_search(&client, &headers, p, href, progress).await?
                 }
             }
@@ -404,6 +439,18 @@ async fn read_local_static(source: &str) -> Result<Vec<StacItem>> {
     tokio::task::spawn_blocking(move || read_static(Path::new(&path)))
         .await
         .map_err(join_err("reading the static catalogue"))?
+}
+
+/// Whether an API's landing page declares the filter extension with
+/// cql2-json (`conformsTo`).
+fn filters_items(root: &Value) -> bool {
+    let classes: Vec<&str> = root
+        .get("conformsTo")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    classes.iter().any(|c| c.contains("item-search#filter"))
+        && classes.iter().any(|c| c.ends_with("/cql2-json"))
 }
 
 fn search_link(root: &Value) -> Option<String> {
@@ -628,6 +675,23 @@ fn collect_json(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
 /// Applies the search's filters to a static catalogue (bbox against the item
 /// bbox; datetime inclusive; collection by id), then the `max_items` cap.
 fn filter_static(p: &SearchParams, items: Vec<StacItem>) -> Result<Vec<StacItem>> {
+    let found = items.into_iter().filter(|it| {
+        (p.collections.is_empty()
+            || it
+                .collection
+                .as_ref()
+                .is_some_and(|c| p.collections.contains(c)))
+            && p.bbox
+                .is_none_or(|b| it.lonlat_bbox().is_some_and(|ib| b.intersects(&ib)))
+            && it.in_interval(&p.datetime)
+    });
+    cql_filter(p, found.collect())
+}
+
+/// The items `p`'s CQL2 filter keeps (all without one), then the
+/// `max_items` cap. A filter naming a property an item lacks does not match
+/// it (as an API answers), and is no error.
+fn cql_filter(p: &SearchParams, items: Vec<StacItem>) -> Result<Vec<StacItem>> {
     let cql = match &p.filter {
         Some(f) => Some(
             serde_json::from_value::<cql2::Expr>(f.clone())
@@ -637,20 +701,7 @@ fn filter_static(p: &SearchParams, items: Vec<StacItem>) -> Result<Vec<StacItem>
     };
     let mut out = Vec::new();
     for it in items {
-        let found = (p.collections.is_empty()
-            || it
-                .collection
-                .as_ref()
-                .is_some_and(|c| p.collections.contains(c)))
-            && p.bbox
-                .is_none_or(|b| it.lonlat_bbox().is_some_and(|ib| b.intersects(&ib)))
-            && it.in_interval(&p.datetime);
-        if !found {
-            continue;
-        }
         if let Some(e) = &cql {
-            // a filter naming a property the item lacks does not match it
-            // (as an API answers), and is no error
             let view = it.filter_view();
             let reduced = e
                 .clone()
@@ -1110,6 +1161,57 @@ mod tests {
             kept(r#"{"op": ">", "args": [{"property": "flooded_pixels"}, 10]}"#),
             ["wet"]
         );
+    }
+
+    /// A filter goes to an API that declares the filter extension
+    /// (cql2-json); another API is searched without it and the items are
+    /// filtered here — the same items either way.
+    #[tokio::test]
+    async fn filters_go_to_apis_that_declare_them() {
+        for declares in [true, false] {
+            let (url, seen) = serve(move |url| {
+                move |method: &str, path: &str, body: &Value| {
+                    if method == "GET" && path == "/" {
+                        let mut conf = vec!["https://api.stacspec.org/v1.0.0/item-search"];
+                        if declares {
+                            conf.push("https://api.stacspec.org/v1.0.0-rc.2/item-search#filter");
+                            conf.push("http://www.opengis.net/spec/cql2/1.0/conf/cql2-json");
+                        }
+                        let root = json!({"type": "Catalog", "conformsTo": conf, "links": [
+                            {"rel": "search", "href": format!("{url}/search"), "method": "POST"}]});
+                        return (200, root.to_string());
+                    }
+                    let feats: Vec<Value> = (0..4)
+                        .map(|i| {
+                            let mut it = item(i);
+                            it["properties"]["flooded_pixels"] = json!(i);
+                            it
+                        })
+                        .filter(|it| {
+                            body.get("filter").is_none()
+                                || it["properties"]["flooded_pixels"].as_u64() > Some(1)
+                        })
+                        .collect();
+                    (200, page("", feats, None))
+                }
+            });
+            let mut o = crate::options::FloodsqlOptions::default();
+            datafusion::config::ExtensionOptions::set(&mut o, "filter", "flooded_pixels > 1")
+                .unwrap();
+            let p = SearchParams {
+                filter: o.filter.to_json().unwrap(),
+                ..params(format!("{url}/"), 10, None)
+            };
+            let items = search(&p, &ProgressBar::hidden()).await.unwrap();
+            assert_eq!(ids(&items), ["it2", "it3"], "declares: {declares}");
+            let seen = seen.lock().unwrap().clone();
+            let sent = &seen.last().unwrap().2;
+            assert_eq!(sent.get("filter").is_some(), declares, "{sent}");
+            if declares {
+                assert_eq!(sent["filter-lang"], "cql2-json");
+                assert_eq!(sent["filter"]["op"], ">");
+            }
+        }
     }
 
     /// A rate limit is waited out as the server asks (never sooner), within

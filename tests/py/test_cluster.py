@@ -377,3 +377,39 @@ def test_zonal_statistics_on_cluster_equal_local(cluster, tiny, tiny_api, tmp_pa
     remote = run([*args, "--csv", tmp_path / "cluster.csv", "--cluster", cluster.url, "--partitions", "4"])
     assert (tmp_path / "local.csv").read_text() == (tmp_path / "cluster.csv").read_text()
     assert local.stdout == remote.stdout and "North district" in local.stdout
+
+
+def test_the_real_feeds_options_on_cluster_equal_local(cluster, tiny_masks, tmp_path):
+    """Missing assets, solar-day slices and a CQL2 filter, set as session
+    options, reach the executors' scans: frames of one pass, items lacking
+    exclusion_mask and a filter on a property give the local bytes."""
+    import shutil
+    from conftest import StacServer, write_scene
+    shutil.copytree(tiny_masks.path, tmp_path / "scene")
+    doc = json.loads((tmp_path / "scene" / "items.json").read_text())
+    for k, f in enumerate(doc["features"]):
+        f["properties"]["flooded_pixels"] = k % 4
+        f["properties"]["datetime"] = f["properties"]["datetime"][:11] + f"10:00:{(k % 3) * 20:02d}Z"
+        if k % 3 == 1:
+            del f["assets"]["exclusion_mask"]
+    scene = write_scene(tmp_path / "scene", doc, tiny_masks.bbox)
+    api = StacServer(scene, tmp_path)
+    try:
+        fc = (f"flood_chunks('{api.url}', 'GFM', '{scene.bbox}', '{DT_RFC}', "
+              f"'ensemble_flood_extent,reference_water_mask,exclusion_mask', 256)")
+        q = (f"SELECT x_off, y_off, width, height, flood_count(replace_where(replace_where(pixels, "
+             f"reference_water_mask, 1, 0), exclusion_mask, 1, 255)) AS pixels FROM {fc} "
+             f"GROUP BY x_off, y_off, width, height")
+        sets = ["--set", "floodsql.missing_assets=exclusion_mask=0", "--set", "floodsql.group_by=solar_day",
+                "--set", "floodsql.filter=flooded_pixels > 0"]
+        a, b = tmp_path / "local.tif", tmp_path / "cluster.tif"
+        p = run(["sql", *sets, "-c", q, "--out", a])
+        assert "lack exclusion_mask (read as 0)" in p.stderr, p.stderr
+        run(["sql", *sets, "-c", q, "--out", b, "--cluster", cluster.url, "--partitions", "4"])
+        assert a.read_bytes() == b.read_bytes()
+        # the options changed the answer (else the test proves nothing)
+        plain = tmp_path / "plain.tif"
+        run(["sql", "--set", "floodsql.missing_assets=exclusion_mask=0", "-c", q, "--out", plain])
+        assert not np.array_equal(read(plain)[0], read(a)[0])
+    finally:
+        api.stop()
