@@ -30,6 +30,7 @@ A query runs with the GIL released; Ctrl-C (KeyboardInterrupt) cancels it
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import sys
 
@@ -339,13 +340,29 @@ def connect(cluster: str | None = None, *, partitions: int | None = None, option
 # ------------------------------------------------------------ one-call jobs
 
 
+def _search_options(con, max_items=None, filter=None, groupby=None, missing_assets=None):
+    """Sets the search's options on `con`: ``filter`` (CQL2 text, or
+    cql2-json as a dict), ``groupby`` ("time" or "solar_day", as odc-stac
+    names it), ``missing_assets`` ({asset: "error" | "nodata" | value}, "*"
+    for any asset, or the option's text)."""
+    if max_items is not None:
+        con.set("floodsql.max_items", max_items)
+    if filter is not None:
+        con.set("floodsql.filter", filter if isinstance(filter, str) else json.dumps(filter))
+    if groupby is not None:
+        con.set("floodsql.group_by", groupby)
+    if missing_assets is not None:
+        if isinstance(missing_assets, dict):
+            missing_assets = ",".join(f"{k}={v}" for k, v in missing_assets.items())
+        con.set("floodsql.missing_assets", missing_assets)
+
+
 def _scan(sql, stac_url, bbox, datetime, collection, asset, chunk, max_items, cluster, connection,
-          progress, **more):
+          progress, filter=None, groupby=None, missing_assets=None, **more):
     """The shipped or given scan SQL bound with a search's parameters, on
     `connection` (or a new one, local or on `cluster`)."""
     con = connection or connect(cluster)
-    if max_items is not None:
-        con.set("floodsql.max_items", max_items)
+    _search_options(con, max_items, filter, groupby, missing_assets)
     p = _scan_params(stac_url, bbox, datetime, collection, asset, chunk)
     p.update(more)
     return con.sql(sql, p, progress)
@@ -363,12 +380,22 @@ def max_flood_extent(
     cluster: str | None = None,
     connection: Connection | None = None,
     progress=None,
+    filter: str | dict | None = None,
+    groupby: str | None = None,
+    missing_assets: dict | str | None = None,
 ):
     """The tutorial's maximum flood extent as an xarray.DataArray (uint8, 1
     where any time slice saw flood, else 0; dims ``y, x``) on the first
-    item's grid, as odc-stac loads it."""
+    item's grid, as odc-stac loads it.
+
+    The real feed: ``filter`` a CQL2 filter on the items (text, or
+    cql2-json as a dict; sent to the API's filter extension),
+    ``groupby="solar_day"`` fuses the frames of a pass into one slice per
+    day as odc-stac's option of that name, ``missing_assets={"exclusion_mask":
+    0}`` reads items lacking an asset ("nodata", a value; default: an
+    error)."""
     r = _scan(_SQL["max_flood_extent"], stac_url, bbox, datetime, collection, asset, chunk, max_items,
-              cluster, connection, progress)
+              cluster, connection, progress, filter, groupby, missing_assets)
     return r.to_xarray(name="max_flood_extent")
 
 
@@ -388,7 +415,8 @@ def raster(aggregate: str, stac_url, bbox, datetime=None, *, name: str | None = 
 
 def _scan_keywords(scan: dict) -> dict:
     known = {"collection": _DEFAULT_COLLECTION, "asset": "ensemble_flood_extent", "chunk": None,
-             "max_items": None, "cluster": None, "connection": None, "progress": None}
+             "max_items": None, "cluster": None, "connection": None, "progress": None,
+             "filter": None, "groupby": None, "missing_assets": None}
     unknown = set(scan) - set(known)
     if unknown:
         raise InvalidInputError(f"unknown keyword argument(s): {', '.join(sorted(unknown))} "
@@ -412,12 +440,11 @@ def zonal_stats(stac_url, bbox, datetime=None, *, regions, **scan):
 
 
 def stac_items(stac_url, bbox, datetime=None, *, collection=_DEFAULT_COLLECTION, max_items=None,
-               cluster=None, connection=None, progress=None):
+               cluster=None, connection=None, progress=None, filter=None):
     """The items a search finds, one row each (``stac_items(...)``), as a
-    pandas DataFrame."""
+    pandas DataFrame; ``filter``: a CQL2 filter, as :func:`max_flood_extent`."""
     con = connection or connect(cluster)
-    if max_items is not None:
-        con.set("floodsql.max_items", max_items)
+    _search_options(con, max_items, filter)
     p = _scan_params(stac_url, bbox, datetime, collection, "ensemble_flood_extent", None)
     del p["asset"], p["chunk"]
     sql = "SELECT * FROM stac_items(${source}, ${collection}, ${bbox}, ${datetime})"

@@ -398,6 +398,19 @@ fn plan_to_py(py: Python<'_>, plans: &[pipeline::ScanEstimate]) -> PyResult<Py<P
         d.set_item("chunks_with_data", e.chunks_with_data)?;
         d.set_item("rows", e.rows)?;
         d.set_item("read_bytes", e.read_bytes)?;
+        let missing = PyDict::new(py);
+        for m in &e.missing {
+            let read_as = if m.nodata {
+                "nodata".into_pyobject(py)?.into_any()
+            } else {
+                m.fill.into_pyobject(py)?.into_any()
+            };
+            let one = PyDict::new(py);
+            one.set_item("read_as", read_as)?;
+            one.set_item("items", &m.items)?;
+            missing.set_item(&m.asset, one)?;
+        }
+        d.set_item("missing_assets", missing)?;
         d.set_item("text", e.one_line())?;
         out.append(d)?;
     }

@@ -386,3 +386,38 @@ def test_rate_limits_are_waited_out(tiny, tiny_api, tmp_path):
         assert not (tmp_path / "no.tif").exists()
     finally:
         proxy.stop()
+
+
+def test_the_python_package_takes_the_same_options(tiny, tiny_masks, tmp_path):
+    """`floodsql.raster(..., groupby=, missing_assets=, filter=)` gives the
+    CLI's pixels with the same options, and `plan()` says who lacks what."""
+    import floodsql
+    scene = framed_scene(tiny, tmp_path / "framed")
+    cli = tmp_path / "cli.tif"
+    run(["sql", "--set", "floodsql.group_by=solar_day", "--out", cli, "-c",
+         counts_sql(str(scene.items_file), scene.bbox, "valid_count")])
+    arr = floodsql.raster("valid_count(pixels)", scene.items_file, scene.bbox, DT_RFC, groupby="solar_day",
+                          chunk=256)
+    np.testing.assert_array_equal(arr.values, band(cli))
+    per_time = floodsql.raster("valid_count(pixels)", scene.items_file, scene.bbox, DT_RFC, chunk=256)
+    assert not np.array_equal(per_time.values, arr.values)
+
+    doc = copy_scene(tiny_masks, tmp_path / "masks")
+    for f in doc["features"][1::2]:
+        del f["assets"]["exclusion_mask"]
+    masks = write_scene(tmp_path / "masks", doc, tiny_masks.bbox)
+    con = floodsql.connect(options={"floodsql.missing_assets": "exclusion_mask=0"})
+    sql = masked_sql(str(masks.items_file), masks.bbox)
+    (plan,) = con.sql(sql).plan()
+    lacking = plan["missing_assets"]["exclusion_mask"]
+    assert lacking["read_as"] == 0 and lacking["items"], plan
+    out = tmp_path / "py.tif"
+    con.sql(sql).write(tif=out)
+    cli = tmp_path / "cli-masks.tif"
+    run(["sql", "--set", "floodsql.missing_assets=exclusion_mask=0", "--out", cli, "-c", sql])
+    np.testing.assert_array_equal(band(out), band(cli))
+    with pytest.raises(floodsql.InvalidInputError, match="ASSET=POLICY"):
+        floodsql.max_flood_extent(masks.items_file, masks.bbox, DT_RFC, missing_assets={"exclusion_mask": "maybe"})
+    items = floodsql.stac_items(scene.items_file, scene.bbox, DT_RFC, filter={"op": "like", "args": [
+        {"property": "id"}, "%-frame"]})
+    assert list(items["id"]) and all(i.endswith("-frame") for i in items["id"])
