@@ -63,6 +63,19 @@ def grid(bbox, crs, res):
     return c0, r1, max(1, c1 - c0), max(1, r1 - r0)  # left, top (lattice units), width, height
 
 
+def slices_on_grid(api, bbox, start, end):
+    """A search's items by datetime (a dict, in search order per slice) and
+    the output grid of the first item's CRS and gsd: (slices, (left, top,
+    width, height))."""
+    items = search(api, bbox, start, end)
+    p = items[0]["properties"]
+    crs = pyproj.CRS.from_user_input(p.get("proj:wkt2") or p.get("proj:projjson") or p["proj:code"])
+    slices = defaultdict(list)
+    for it in items:
+        slices[it["properties"]["datetime"]].append(it)
+    return slices, grid(bbox, crs, p["gsd"])
+
+
 def paste(fused, data, tr, left, top, res, nodata, fill):
     """First valid wins: `data` (a COG read whole, transform `tr`) into the
     pixels of `fused` (the output grid at `left`, `top` in lattice units)

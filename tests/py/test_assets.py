@@ -5,30 +5,21 @@ combines them. Checked against an independent computation: a plain STAC
 search, every asset's COG read whole with rasterio, fused first-valid-wins in
 (datetime, id) order per asset, combined with numpy."""
 import sys
-from collections import defaultdict
 
 import numpy as np
-import pyproj
 import pytest
 import rasterio
 from conftest import DT, DT_RFC, HERE, run
 
 sys.path.insert(0, str(HERE))
-from reference import grid, paste, path_of, search  # noqa: E402  (test code, no floodsql)
+from reference import paste, path_of, slices_on_grid  # noqa: E402  (test code, no floodsql)
 
 ASSETS = ["ensemble_flood_extent", "reference_water_mask", "exclusion_mask"]
 
 
 def fused_slices(api, bbox):
     """{datetime: {asset: fused uint8 array}} on the output grid."""
-    b = [float(v) for v in bbox.split(",")]
-    items = search(api, b, *DT)
-    p = items[0]["properties"]
-    crs = pyproj.CRS.from_user_input(p.get("proj:wkt2") or p.get("proj:projjson") or p["proj:code"])
-    left, top, w, h = grid(b, crs, p["gsd"])
-    slices = defaultdict(list)
-    for it in items:
-        slices[it["properties"]["datetime"]].append(it)
+    slices, (left, top, w, h) = slices_on_grid(api, [float(v) for v in bbox.split(",")], *DT)
     out = {}
     for dt in sorted(slices):
         per = {}

@@ -21,7 +21,7 @@ from conftest import (DT, DT_RFC, HERE, PY, PgstacServer, StacServer, extent, fr
                       run, wait_http, write_scene)
 
 sys.path.insert(0, str(HERE))
-from reference import grid, paste, path_of, search  # noqa: E402  (test code, no floodsql)
+from reference import paste, path_of, search, slices_on_grid  # noqa: E402  (test code, no floodsql)
 
 MASKED = ("replace_where(replace_where(pixels, reference_water_mask, 1, 0), "
           "exclusion_mask, 1, 255)")
@@ -49,14 +49,7 @@ def independent_masked_extent(api, bbox, mask_fill, observed=False):
     each asset fused first-valid-wins in id order; an item lacking
     exclusion_mask stands as `mask_fill` over its footprint. With
     `observed`: the pixels any slice observed after masking instead."""
-    b = [float(v) for v in bbox.split(",")]
-    items = search(api, b, *DT)
-    p = items[0]["properties"]
-    crs = pyproj.CRS.from_user_input(p.get("proj:wkt2") or p.get("proj:projjson") or p["proj:code"])
-    left, top, w, h = grid(b, crs, p["gsd"])
-    slices = defaultdict(list)
-    for it in items:
-        slices[it["properties"]["datetime"]].append(it)
+    slices, (left, top, w, h) = slices_on_grid(api, [float(v) for v in bbox.split(",")], *DT)
     extent = np.zeros((h, w), bool)
     for dt in sorted(slices):
         fused = {}
