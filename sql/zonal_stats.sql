@@ -50,6 +50,7 @@ per_region AS (
     GROUP BY z['region_id']
 )
 SELECT r.* EXCLUDE (geometry),
+       p.region_id IS NOT NULL AS on_grid,
        p.flooded_km2,
        p.observed_km2,
        p.observed_km2 / p.region_km2 AS share_observed,

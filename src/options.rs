@@ -426,7 +426,7 @@ fn unknown_option(key: &str) -> String {
     let keys = FloodsqlOptions::DECLARED.iter().map(|(k, _, _)| *k);
     let near = keys
         .clone()
-        .map(|k| (edit_distance(k, key), k))
+        .map(|k| (crate::error::edit_distance(k, key), k))
         .min()
         .filter(|(d, _)| *d <= 2 || (*d <= 3 && key.len() > 8));
     match near {
@@ -436,22 +436,6 @@ fn unknown_option(key: &str) -> String {
             keys.collect::<Vec<_>>().join(", ")
         ),
     }
-}
-
-/// Levenshtein distance (short option keys).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for j in 0..b.len() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + (ca != b[j]) as usize).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 impl FloodsqlOptions {

@@ -110,7 +110,7 @@ pub(crate) fn session_version(config: &SessionConfig) -> String {
 /// what the scheduler plans with and what executors resolve functions from.
 fn cluster_state(config: SessionConfig) -> Result<SessionState> {
     let mut state = ballista_core::utils::default_session_builder(config)?;
-    floodsql_udfs::register_all(&mut state)?;
+    crate::functions::register_scalars(&mut state)?;
     Ok(state)
 }
 

@@ -60,6 +60,21 @@ impl Param {
 /// Replaces every `${name}`; an unbound name is an error naming it, and so
 /// is a parameter the text never uses (a misspelt `--param`).
 pub(crate) fn bind(sql: &str, params: &BTreeMap<String, Param>) -> Result<String> {
+    // a misspelt --param is named as such (not as the ${name} it left unbound)
+    let named = names(sql);
+    for given in params.keys().filter(|k| !named.contains(k.as_str())) {
+        let near = named
+            .iter()
+            .filter(|n| !params.contains_key(**n))
+            .map(|n| (crate::error::edit_distance(n, given), *n))
+            .min()
+            .filter(|(d, _)| *d <= 2 || (*d <= 3 && given.len() > 6));
+        if let Some((_, n)) = near {
+            return Err(Error::Sql(format!(
+                "--param {given} is not a parameter of the SQL: did you mean {n}? (the SQL has ${{{n}}})"
+            )));
+        }
+    }
     let (out, used) = bind_some(sql, params)?;
     if let Some(unused) = params.keys().find(|k| !used.contains(k.as_str())) {
         return Err(Error::Sql(format!(
@@ -75,6 +90,19 @@ pub(crate) fn bind(sql: &str, params: &BTreeMap<String, Param>) -> Result<String
         )));
     }
     Ok(out)
+}
+
+/// The `${name}`s of `sql`.
+fn names(sql: &str) -> std::collections::BTreeSet<&str> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = sql;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find('}') else { break };
+        out.insert(&after[..j]);
+        rest = &after[j + 1..];
+    }
+    out
 }
 
 /// [`bind`] without the unused-parameter check (the prompt binds each
@@ -126,5 +154,13 @@ mod tests {
             "{e}"
         );
         assert_eq!(bind_some("f(${a})", &p).unwrap().0, "f('it''s')");
+        // a misspelt --param: named, with the parameter it was meant for
+        let mut q = BTreeMap::new();
+        q.insert("sourc".to_string(), Param::Str("x".into()));
+        let e = bind("f(${source}, ${bbox})", &q).unwrap_err().to_string();
+        assert!(
+            e.contains("--param sourc is not a parameter") && e.contains("did you mean source?"),
+            "{e}"
+        );
     }
 }

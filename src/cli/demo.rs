@@ -57,20 +57,10 @@ pub(crate) fn run(a: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         csv: None,
         parquet: None,
     };
-    let (tif, pq, png) = (
-        args.out.clone().unwrap_or_default(),
-        args.parquet.clone(),
-        args.png.clone(),
-    );
+    // what it wrote and the summary (stdout), then the same by hand
     super::extent::run(args, quiet)?;
-    eprintln!(
-        "wrote {}\n      {}\n      {}\n      {} (lineage: a STAC item)\n\n{again}",
-        tif.display(),
-        pq.map(|p| p.display().to_string()).unwrap_or_default(),
-        png.map(|p| p.display().to_string()).unwrap_or_default(),
-        crate::output::lineage::lineage_path(&tif).display()
-    );
-    eprintln!(
+    println!("\n{again}");
+    println!(
         "\nflood statistics per region of {} (floodsql zonal; sql/zonal_stats.sql):",
         scene.regions_file.display()
     );

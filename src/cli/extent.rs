@@ -352,6 +352,6 @@ pub(crate) fn run(a: ExtentArgs, quiet: bool) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         },
     };
-    eprintln!("{}", summary.describe());
+    super::print_written(&outputs, &summary);
     Ok(())
 }

@@ -129,13 +129,30 @@ impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "interrupted by {}: the query was cancelled and this run's files removed",
+            "interrupted by {}: the query was cancelled (no partial output is left)",
             self.signal
         )
     }
 }
 
 impl std::error::Error for Interrupted {}
+
+/// What a raster run wrote, then its summary: results, so on stdout
+/// (diagnostics — the plan line, progress, notes — go to stderr).
+pub(crate) fn print_written(
+    outputs: &crate::pipeline::Outputs,
+    summary: &crate::pipeline::Summary,
+) {
+    let all = outputs.clone().with_lineage();
+    for p in all.paths() {
+        if Some(p) == all.lineage.as_ref() {
+            println!("wrote {} (lineage: a STAC item)", p.display());
+        } else {
+            println!("wrote {}", p.display());
+        }
+    }
+    println!("{}", summary.describe());
+}
 
 /// Runs `job` until it ends or SIGINT/SIGTERM arrives. On a signal: `cancel`
 /// is set (writers in their last steps take back what they renamed), `job`

@@ -85,11 +85,11 @@ pub(crate) fn run(a: PolygonsArgs, _quiet: bool) -> anyhow::Result<()> {
             .map_err(join_err("vectorising"))??;
             anyhow::Ok(r)
         }))?;
-    eprintln!(
+    for p in [&a.parquet, &a.geojson].into_iter().flatten() {
+        println!("wrote {}", p.display());
+    }
+    println!(
         "polygons: {n} ({pixels} pixels, {km2:.3} km² on the ellipsoid); {blocks} blocks, {merged} pieces merged across block edges"
     );
-    for p in [&a.parquet, &a.geojson].into_iter().flatten() {
-        eprintln!("wrote {}", p.display());
-    }
     Ok(())
 }

@@ -55,18 +55,29 @@ const COMMANDS: &[(Command, &[&str], &str, &str)] = &[
         "",
         "leave the prompt",
     ),
-    (Command::Describe, &["\\d"], "", "list tables and views"),
+    (
+        Command::Describe,
+        &["\\d"],
+        "",
+        "list the table functions, tables and views",
+    ),
     (
         Command::Describe,
         &["\\d"],
         "NAME",
-        "describe a table or view (its columns)",
+        "describe a table function, table or view (its columns)",
     ),
     (
         Command::Functions,
         &["\\df"],
         "",
-        "floodsql's functions: syntax and description",
+        "floodsql's functions, one line each",
+    ),
+    (
+        Command::Functions,
+        &["\\df"],
+        "NAME",
+        "a function's documentation: syntax, arguments, example",
     ),
     (
         Command::Timing,
@@ -82,6 +93,16 @@ const COMMANDS: &[(Command, &[&str], &str, &str)] = &[
          .tif (COG), .parquet, .png (as `sql --out`)",
     ),
 ];
+
+/// Queries on the demo scene (`floodsql demo`) that `\\?` offers.
+const STARTERS: &str = "\
+  SELECT id, datetime FROM stac_items('floodsql-demo/catalog/items.json', 'GFM',
+    '68.0127,26.7242,68.4127,27.0642', '2022-09') ORDER BY datetime LIMIT 5;
+
+  SELECT datetime, sum(pixel_count(pixels, 1)) AS flooded_pixels
+  FROM flood_chunks('floodsql-demo/catalog/items.json', 'GFM',
+    '68.0127,26.7242,68.4127,27.0642', '2022-09', 'ensemble_flood_extent')
+  GROUP BY datetime ORDER BY datetime;";
 
 /// The command a line names, with its arguments.
 fn parse_command(line: &str) -> Option<(Command, &str)> {
@@ -107,8 +128,10 @@ fn help() -> String {
     out.push_str(
         "\nTab completes keywords, functions and tables. SET floodsql.<option> = value\n\
          changes a session option (SHOW ALL lists them). History: ~/.floodsql_history\n\
-         (FLOODSQL_HISTORY overrides).",
+         (FLOODSQL_HISTORY overrides).\n\nTo start, on the demo scene (`floodsql demo` \
+         makes it in ./floodsql-demo):\n\n",
     );
+    out.push_str(STARTERS);
     out
 }
 
@@ -418,7 +441,19 @@ fn command(
 ) -> anyhow::Result<bool> {
     let Some((cmd, args)) = parse_command(line) else {
         let name = line.split_whitespace().next().unwrap_or(line);
-        anyhow::bail!("unknown command {name}: \\? lists the commands");
+        let near = COMMANDS
+            .iter()
+            .flat_map(|(_, names, _, _)| names.iter())
+            .filter(|n| n.starts_with('\\'))
+            .map(|n| (crate::error::edit_distance(n, name), *n))
+            .min()
+            .filter(|(d, _)| *d <= 2);
+        match near {
+            Some((_, n)) => {
+                anyhow::bail!("unknown command {name}: did you mean {n}? (\\? lists the commands)")
+            }
+            None => anyhow::bail!("unknown command {name}: \\? lists the commands"),
+        }
     };
     match cmd {
         Command::Quit => return Ok(false),
@@ -427,21 +462,48 @@ fn command(
             session.timing = !session.timing;
             println!("Timing is {}.", if session.timing { "on" } else { "off" });
         }
-        Command::Functions => print_table(
-            &["kind", "name", "syntax", "description"],
-            crate::functions::documented()
-                .into_iter()
-                .map(|f| vec![f.kind.to_string(), f.name, f.syntax, f.description])
-                .collect(),
-        )?,
-        Command::Describe if args.is_empty() => statement(
-            rt,
-            ctx,
-            o,
-            session,
-            "SELECT table_schema, table_name, table_type FROM information_schema.tables \
-             WHERE table_schema <> 'information_schema' ORDER BY table_schema, table_name;",
-        )?,
+        Command::Functions if args.is_empty() => {
+            // one line each, fitted to the terminal: kind, name, summary
+            let docs = crate::functions::documented();
+            let room = term_width().saturating_sub(34).max(30);
+            print_table(
+                &["kind", "name", "what it gives"],
+                docs.into_iter()
+                    .map(|f| vec![f.kind.to_string(), f.name.clone(), clip(f.summary(), room)])
+                    .collect(),
+            )?;
+            println!("\\df NAME shows a function's syntax, arguments and example.");
+        }
+        Command::Functions => println!("{}", function_doc(args)?),
+        Command::Describe if args.is_empty() => {
+            let room = term_width().saturating_sub(30).max(30);
+            print_table(
+                &["table function", "columns"],
+                crate::functions::documented()
+                    .into_iter()
+                    .filter(|f| f.kind == "table")
+                    .map(|f| {
+                        let cols: Vec<&str> = f.columns.iter().map(|(n, _)| n.as_str()).collect();
+                        vec![f.name.clone(), clip(&cols.join(", "), room)]
+                    })
+                    .collect(),
+            )?;
+            statement(
+                rt,
+                ctx,
+                o,
+                session,
+                "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+                 WHERE table_schema <> 'information_schema' ORDER BY table_schema, table_name;",
+            )?
+        }
+        Command::Describe
+            if crate::functions::documented()
+                .iter()
+                .any(|f| f.kind == "table" && f.name == args) =>
+        {
+            println!("{}", function_doc(args)?)
+        }
         Command::Describe => {
             if !args
                 .chars()
@@ -468,6 +530,86 @@ fn command(
     Ok(true)
 }
 
+/// The terminal's width in columns (stdout's), else `$COLUMNS`, else 100.
+fn term_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own; fd 1 may not be a
+    // terminal, in which case the call fails and leaves it zeroed
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        return ws.ws_col as usize;
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100)
+}
+
+/// `text` cut to `room` characters, with an ellipsis when cut.
+fn clip(text: &str, room: usize) -> String {
+    if text.chars().count() <= room {
+        return text.to_string();
+    }
+    let mut t: String = text.chars().take(room.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// A function's whole documentation (`\\df NAME`, `\\d TABLE_FUNCTION`).
+fn function_doc(name: &str) -> anyhow::Result<String> {
+    let docs = crate::functions::documented();
+    let Some(f) = docs
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(name.trim()))
+    else {
+        let near = docs
+            .iter()
+            .map(|f| (crate::error::edit_distance(&f.name, name), f.name.as_str()))
+            .min()
+            .filter(|(d, _)| *d <= 3)
+            .map_or(String::new(), |(_, n)| format!(": did you mean {n}?"));
+        anyhow::bail!("no floodsql function '{name}'{near} (\\df lists them)");
+    };
+    let mut out = format!("{} ({} function)\n\n  {}\n\n", f.name, f.kind, f.syntax);
+    out.push_str(&wrap(&f.description, term_width().min(100), "  "));
+    if !f.arguments.is_empty() {
+        out.push_str("\n\narguments:\n");
+        let w = f.arguments.iter().map(|(a, _)| a.len()).max().unwrap_or(0);
+        for (a, what) in &f.arguments {
+            out.push_str(&format!("  {a:<w$}  {what}\n"));
+        }
+    }
+    if !f.columns.is_empty() {
+        out.push_str("\ncolumns:\n");
+        for (c, t) in &f.columns {
+            out.push_str(&format!("  {c:<16} {t}\n"));
+        }
+    }
+    if let Some(e) = &f.example {
+        out.push_str(&format!("\nexample:\n{}\n", e.trim_end()));
+    }
+    Ok(out.trim_end().to_string())
+}
+
+/// `text` wrapped at `width` columns, each line indented.
+fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from(indent);
+    for word in text.split_whitespace() {
+        if line.len() > indent.len() && line.len() + 1 + word.len() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = String::from(indent);
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out
+}
+
 /// Runs statement text (Ctrl-C cancels it and keeps the prompt): printed,
 /// or rasterised when `\out` named outputs for it.
 fn statement(
@@ -490,7 +632,7 @@ fn statement(
                 };
                 let s = run_to_outputs(ctx, &sql, &outputs, &run, &progress).await;
                 progress.search.finish_and_clear();
-                eprintln!("{}", s?.describe());
+                super::print_written(&outputs, &s?);
                 Ok(())
             }
             None => {

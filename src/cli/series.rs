@@ -87,9 +87,13 @@ pub(super) fn run_table(
     let Some(batches) = batches else {
         return Ok(());
     };
+    let shown: Vec<_> = batches
+        .iter()
+        .map(super::sql::displayed)
+        .collect::<anyhow::Result<_>>()?;
     println!(
         "{}",
-        arrow::util::pretty::pretty_format_batches(&batches).context("printing the result")?
+        arrow::util::pretty::pretty_format_batches(&shown).context("printing the result")?
     );
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     eprintln!("{rows_are}: {rows}");
@@ -117,7 +121,7 @@ pub(super) fn run_table(
             .into_iter()
             .flatten()
         {
-            eprintln!("wrote {}", p.display());
+            println!("wrote {}", p.display());
         }
     }
     Ok(())

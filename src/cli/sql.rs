@@ -106,6 +106,44 @@ fn printable(b: &RecordBatch) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
+/// A float for people: 3 decimals (km², shares), scientific below 0.001;
+/// CSV, JSON and Parquet keep every digit.
+fn rounded(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || v.abs() >= 1e-3 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+/// `b` as a table shows it: floats rounded ([`rounded`]), right-aligned
+/// by padding to one width per column.
+pub(super) fn displayed(b: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if matches!(f.data_type(), DataType::Float64 | DataType::Float32) {
+            let c2 = arrow::compute::cast(c, &DataType::Float64)?;
+            let a = c2
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .context("float")?;
+            let texts: Vec<Option<String>> = a.iter().map(|v| v.map(rounded)).collect();
+            let width = texts.iter().flatten().map(String::len).max().unwrap_or(0);
+            let s: StringArray = texts
+                .into_iter()
+                .map(|t| t.map(|t| format!("{t:>width$}")))
+                .collect();
+            fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+            cols.push(Arc::new(s));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
 pub(super) async fn run_text(
     ctx: &SessionContext,
     sql: &str,
@@ -129,7 +167,9 @@ pub(super) async fn run_text(
         }
         match format {
             Format::Table => {
-                println!("{}", arrow::util::pretty::pretty_format_batches(&shown)?)
+                let rounded: Vec<RecordBatch> =
+                    shown.iter().map(displayed).collect::<anyhow::Result<_>>()?;
+                println!("{}", arrow::util::pretty::pretty_format_batches(&rounded)?)
             }
             Format::Csv => {
                 let mut w = arrow::csv::WriterBuilder::new()
@@ -209,7 +249,7 @@ pub(crate) fn run(a: SqlArgs, quiet: bool) -> anyhow::Result<()> {
             };
             let s = run_to_outputs(&ctx, &sql, &outputs, &run, &progress).await;
             progress.search.finish_and_clear();
-            eprintln!("{}", s?.describe());
+            super::print_written(&outputs, &s?);
             Ok(())
         } else {
             run_text(&ctx, &sql, quiet, on_cluster, &cancel, a.format).await

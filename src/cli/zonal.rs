@@ -49,7 +49,7 @@ impl ZonalArgs {
         let query = crate::template::bind(crate::ZONAL_STATS_SQL, &self.params()?)?;
         let query = query.trim_end().trim_end_matches(';');
         let brief = format!(
-            "SELECT name, round(flooded_km2, 3) AS flooded_km2, round(observed_km2, 3) AS observed_km2, \
+            "SELECT name, on_grid, round(flooded_km2, 3) AS flooded_km2, round(observed_km2, 3) AS observed_km2, \
              round(share_observed, 3) AS share_observed, first_flooded, last_flooded\nFROM (\n{query}\n)\nORDER BY region_id"
         );
         Ok(brief)

@@ -568,6 +568,25 @@ pub(crate) fn plan_scan(req: ScanRequest<'_>) -> Result<ScanPlan> {
             format!("must be within {MIN_CHUNK}..={MAX_CHUNK} pixels"),
         ));
     }
+    // a name no item has is a misspelling, whatever the missing-asset policy
+    for a in assets {
+        if !items.iter().any(|it| it.assets.contains_key(a)) {
+            let mut names: Vec<&str> = items
+                .iter()
+                .flat_map(|it| it.assets.keys().map(String::as_str))
+                .collect();
+            names.sort();
+            names.dedup();
+            return Err(Error::invalid(
+                "asset",
+                a,
+                format!(
+                    "no item of the search has asset '{a}' (their assets: {})",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
     let grid = scan_grid(items, bbox, asset, &limits)?;
     let pixels = AssetSpec {
         name: asset.to_string(),

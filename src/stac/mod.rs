@@ -2,5 +2,6 @@
 
 pub(crate) mod arrow;
 pub(crate) mod item;
+pub(crate) mod property;
 pub(crate) mod search;
 pub(crate) mod table;

@@ -73,7 +73,10 @@ fn malformed_datetime() {
 
 #[test]
 fn unknown_asset() {
-    extent_fails(&["--asset", "nope"], "asset 'nope' not found");
+    extent_fails(
+        &["--asset", "nope"],
+        "no item of the search has asset 'nope'",
+    );
 }
 
 #[test]

@@ -44,8 +44,8 @@ def test_analytic_rasters_match_reference(tiny, tiny_api, ref, tmp_path, expr, k
     if key == "states":
         assert {0, 1, 255} <= set(np.unique(want).tolist())
         flooded, unseen = int((want == 1).sum()), int((want == 255).sum())
-        assert f"flooded pixels: {flooded} " in p.stderr, p.stderr
-        assert f"never observed: {unseen} " in p.stderr, p.stderr
+        assert f"flooded pixels: {flooded} " in p.stdout, p.stdout
+        assert f"never observed: {unseen} " in p.stdout, p.stdout
         # the three-state extent's 1s are the tutorial's extent
         np.testing.assert_array_equal(want == 1, ref["extent"] == 1)
     if key in ("first_day", "last_day"):
@@ -53,7 +53,7 @@ def test_analytic_rasters_match_reference(tiny, tiny_api, ref, tmp_path, expr, k
         assert days.min() < days.max()  # several flood dates in the scene
         first = np.datetime64(int(days.min()), "D")
         last = np.datetime64(int(days.max()), "D")
-        assert f"dates {first} .. {last}" in p.stderr, p.stderr
+        assert f"dates {first} .. {last}" in p.stdout, p.stdout
     if key == "frequency":
         assert 0 < int(want[want <= 100].max()) <= 100
         assert ((want > 0) & (want < 100)).any()  # not only 0 and 100

@@ -61,8 +61,8 @@ def test_flooded_area_is_the_sum_of_geodesic_pixel_areas(tiny, tiny_api, ref, ge
     # the summary of `floodsql extent` says both figures
     p = extent(tiny_api, tiny.bbox, tmp_path / "x.tif", "--png", tmp_path / "x.png")
     m = re.search(r"flooded pixels: (\d+) \(([\d.]+) km² on the ellipsoid; ([\d.]+) km² as 20 m x 20 m pixels\)",
-                  p.stderr)
-    assert m, p.stderr
+                  p.stdout)
+    assert m, p.stdout
     assert int(m[1]) == len(rows)
     assert abs(float(m[2]) - want) < 0.0006 and abs(float(m[3]) - res2) < 0.0006, (m.groups(), want, res2)
 

@@ -61,7 +61,7 @@ def test_masked_extent_matches_independent_computation(tiny_masks, tiny_masks_ap
     np.testing.assert_array_equal(got, want.astype(np.uint8))
     # the masks matter: permanent water is taken out of the tutorial's extent
     assert plain.sum() > want.sum() > 0
-    assert "flooded pixels" in p.stderr
+    assert "flooded pixels" in p.stdout
 
 
 def test_each_asset_column_is_its_fused_slice(tiny_masks, tiny_masks_api):

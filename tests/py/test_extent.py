@@ -24,8 +24,8 @@ def test_tiny_matches_reference_over_paged_api(tiny, tiny_api, tmp_path):
     assert px.shape == ref["extent"].shape
     assert np.array_equal(px, ref["extent"])
     assert px.sum() > 0 and (px == 0).sum() > 0          # not trivially all-0/1
-    assert f"items: {int(ref['n_items'])}" in r.stderr    # the search paged through all items
-    assert f"time slices: {int(ref['n_slices'])}" in r.stderr
+    assert f"items: {int(ref['n_items'])}" in r.stdout    # the search paged through all items
+    assert f"time slices: {int(ref['n_slices'])}" in r.stdout
     assert crs is not None and "Azimuthal" in crs.to_wkt()
     assert nodata is None
     assert prof["dtype"] == "uint8"
@@ -111,8 +111,8 @@ def test_counts_match_reference(tiny, tiny_api, tmp_path):
         assert px.max() > 1
         # the summary speaks of counts, not of "flooded pixels: 0"
         want = f"pixels above 0: {int((ref[key] > 0).sum())} "
-        assert want in p.stderr and f"largest value: {int(ref[key].max())} (16-bit" in p.stderr, p.stderr
-        assert "flooded pixels" not in p.stderr
+        assert want in p.stdout and f"largest value: {int(ref[key].max())} (16-bit" in p.stdout, p.stdout
+        assert "flooded pixels" not in p.stdout
 
 
 def test_parquet_and_png(tiny, tiny_api, tmp_path):

@@ -15,7 +15,10 @@ def test_demo_prints_commands_that_reproduce_it(tmp_path):
     p = run(["demo", "--out", demo])
     err = p.stderr
     assert "searching  catalogue " + str(demo / "catalog" / "items.json") in err, err
-    lines = err.splitlines()
+    # results on stdout: what it wrote, the summary, the commands to paste
+    lines = p.stdout.splitlines()
+    assert f"wrote {demo.resolve() / 'max_flood_extent.tif'}" in lines, p.stdout
+    err = p.stdout
     i = next(k for k, l in enumerate(lines) if l.startswith("the same by hand"))
     extent_cmd = (lines[i + 1].rstrip("\\") + lines[i + 2]).strip()
     sql_cmd = lines[i + 3].strip()

@@ -273,6 +273,17 @@ def test_cql2_filters_on_an_api_and_on_a_static_catalogue(tiny, tmp_path):
             assert 0 < len(want) < len(every), text
             assert item_ids(srv.url, bbox, "--set", f"floodsql.filter={text}") == want, text
             assert item_ids(str(scene.items_file), bbox, "--set", f"floodsql.filter={text}") == want, text
+        # the properties users filter on, in SQL: the JSON functions over
+        # stac_items' properties agree with the filter
+        p = run(["sql", "--format", "csv", "-c",
+                 f"SELECT id, item_property(properties, 'flooded_pixels') AS fp, "
+                 f"item_property(properties, 'Equi7Tile') AS tile "
+                 f"FROM stac_items('{srv.url}', 'GFM', '{bbox}', '{DT_RFC}') "
+                 f"WHERE CAST(item_property(properties, 'flooded_pixels') AS BIGINT) > 0 ORDER BY id"])
+        rows = list(csv.reader(io.StringIO(p.stdout)))[1:]
+        assert [r[0] for r in rows] == item_ids(srv.url, bbox, "--set", "floodsql.filter=flooded_pixels > 0")
+        by_id = {f["id"]: f["properties"] for f in doc["features"]}
+        assert all(int(r[1]) == by_id[r[0]]["flooded_pixels"] and r[2] == by_id[r[0]]["Equi7Tile"] for r in rows)
         # the extent of a filtered search is the extent of those items alone
         text = "flooded_pixels > 0"
         out = tmp_path / "f.tif"

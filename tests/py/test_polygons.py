@@ -101,7 +101,7 @@ def test_areas_and_geoparquet_metadata(raster, tmp_path):
     m2 = gt[1] * gt[1] / np.asarray(pyproj.Proj(crs).get_factors(lon, lat).areal_scale)
     total = sum(t["area_km2"].to_pylist())
     assert abs(total / (m2.sum() / 1e6) - 1) < 1e-5, (total, m2.sum() / 1e6)
-    assert f"{total:.3f} km²" in p.stderr
+    assert f"{total:.3f} km²" in p.stdout
     # GeoJSON: RFC 7946 lon/lat, the same polygons
     gj = json.loads(gj_out.read_text())
     assert len(gj["features"]) == t.num_rows

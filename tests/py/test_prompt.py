@@ -87,3 +87,42 @@ def test_a_session_at_the_prompt(tiny, tmp_path):
     p.expect(PROMPT)
     p.sendcontrol("d")
     p.expect(pexpect.EOF)
+
+
+def test_the_prompt_explains_itself(tmp_path):
+    """\\d lists the three table functions from the start and \\d NAME
+    describes each; \\df fits the terminal, one line per function, and
+    \\df NAME gives the whole documentation with its example; \\? offers
+    starter queries; a misspelt command gets "did you mean"; Ctrl-C then
+    Enter gives a fresh prompt, not a continuation."""
+    env = dict(os.environ, FLOODSQL_HISTORY=str(tmp_path / "history"), TERM="xterm")
+    p = pexpect.spawn(floodsql_bin(), ["sql"], env=env, encoding="utf-8", timeout=60, dimensions=(50, 100))
+    p.expect(PROMPT)
+    p.sendline("\\d")
+    p.expect(PROMPT)
+    listed = p.before
+    for f in ("stac_items", "flood_chunks", "regions"):
+        assert f in listed, listed
+    run(p, "\\d stac_items", r"columns:[\s\S]*properties\s+Utf8")
+    run(p, "\\d flood_chunks", r"pixels\s+LargeBinary[\s\S]*example:")
+    p.sendline("\\df")
+    p.expect(r"\\df NAME shows")
+    p.expect(PROMPT)
+    lines = [ln for ln in p.before.splitlines() if ln.strip()]
+    table = [ln for ln in listed.splitlines() + lines if ln.startswith(("|", "+"))]
+    assert table and all(len(ln) <= 100 for ln in table), max(table, key=len)
+    run(p, "\\df flood_max_extent", r"flood_max_extent \(aggregate function\)[\s\S]*arguments:")
+    run(p, "\\df flood_max_extnt", r"did you mean flood_max_extent\?")
+    run(p, "\\dff", r"unknown command \\dff: did you mean \\df\?")
+    run(p, "\\?", r"stac_items\('floodsql-demo/catalog/items.json'")
+    # Ctrl-C on a running query, then Enter: a fresh prompt
+    p.sendline("SELECT count(*) FROM generate_series(1, 100000000000);")
+    import time
+    time.sleep(1.5)
+    p.sendintr()
+    p.expect("interrupted by SIGINT: the query was cancelled")
+    p.expect(PROMPT)
+    p.sendline("")
+    p.expect(PROMPT)
+    p.sendline("\\q")
+    p.expect(pexpect.EOF)

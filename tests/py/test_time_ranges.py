@@ -64,11 +64,11 @@ def test_null_datetime_items_are_placed_at_their_start_like_the_peer(tiny, tmp_p
     finally:
         s.stop()
     # the straddling item is in, the earlier one not
-    found = [l for l in p.stderr.splitlines() if l.startswith("items: ")]
+    found = [l for l in p.stdout.splitlines() if l.startswith("items: ")]
     original = extent(tiny.items_file, tiny.bbox, tmp_path / "orig.tif")
-    before = [l for l in original.stderr.splitlines() if l.startswith("items: ")]
+    before = [l for l in original.stdout.splitlines() if l.startswith("items: ")]
     assert int(found[0].split()[1]) == int(before[0].split()[1]) + 1, (found, before)
-    assert "items: " in q.stderr
+    assert "items: " in q.stdout
 
 
 def test_an_item_with_no_time_at_all_is_refused_naming_it(tiny, tmp_path):

@@ -116,6 +116,9 @@ def test_zonal_statistics_equal_rasterize_numpy_pyproj(tiny, tiny_api, tiny_ref,
     assert overlap.sum() > 100 and (z[overlap] == 3).all(), "the ward (listed later) wins where it overlaps"
     p, rows, out = zonal(tiny_api, tiny, tmp_path, "--chunk", "200")
     check(rows, want)
+    # a region off the grid says so (its figures are empty, not zero)
+    assert {r["name"]: r["on_grid"] for r in rows} == \
+        {n: ("true" if w["pixels"] > 0 else "false") for n, w in want.items()}
     # Parquet holds the same table (pyarrow)
     t = pq.read_table(out["parquet"]).to_pylist()
     assert [r["name"] for r in t] == [r["name"] for r in rows]
