@@ -54,6 +54,14 @@ impl QueryProgress {
             self.search.suspend(|| n(line));
         }
     }
+
+    /// Tells the user the scan's plan: the search is over, so its spinner
+    /// goes (its count of items found would contradict the plan's count of
+    /// items on the grid).
+    pub fn plan(&self, line: &str) {
+        self.search.finish_and_clear();
+        self.note(&format!("plan: {line}"));
+    }
 }
 
 impl Default for QueryProgress {

@@ -58,7 +58,7 @@ pub async fn run_to_array(
         job,
     } = start_last(ctx, sql, progress).await?;
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
-    progress.note(&format!("plan: {}", scan.estimate().one_line()));
+    progress.plan(&scan.estimate().one_line());
     let grid = scan.grid.clone();
     // what the pixels are is in the result's schema, rows or none
     let meta = pixel_meta(&arrow::array::RecordBatch::new_empty(stream.schema()))?;

@@ -108,7 +108,7 @@ pub async fn run_to_outputs(
     } = start_last(ctx, sql, progress).await?;
     let scanned_rows = scans.iter().map(|(_, n)| n).sum();
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
-    progress.note(&format!("plan: {}", scan.estimate().one_line()));
+    progress.plan(&scan.estimate().one_line());
     outputs.check_not_inputs(&scan.locations())?;
     let provenance = run_provenance(&scan, sql, run, outputs);
     let base = run.update.as_ref().map(|u| (u.tif.clone(), scan.chunk));
