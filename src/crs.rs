@@ -258,6 +258,30 @@ fn projjson_aeqd(text: &str) -> Option<String> {
     Some(v.to_string())
 }
 
+/// The name a map's caption gives its CRS: Equi7Grid's zones by their name
+/// and code whichever spelling the items use (GFM's legacy WKT names only
+/// "Azimuthal_Equidistant"), any other CRS by its own name and authority
+/// code when it has one.
+pub(crate) fn map_name(crs: &str) -> String {
+    let Ok(srs) = spatial_ref(crs) else {
+        return describe(crs).trim_matches('\'').to_string();
+    };
+    let name = srs.name().unwrap_or_else(|| describe(crs));
+    if name.contains("Azimuthal") || name.contains("Equi7") {
+        // compared with the definitions this module knows (no lookup in a
+        // PROJ database that may not have the codes)
+        for (code, continent, lat, lon, fe, fn_) in EQUI7 {
+            if same(crs, &equi7_wkt2(continent, lat, lon, fe, fn_)).unwrap_or(false) {
+                return format!("Equi7 {continent} (EPSG:{code})");
+            }
+        }
+    }
+    match (srs.auth_name(), srs.auth_code()) {
+        (Some(auth), Ok(code)) => format!("{name} ({auth}:{code})"),
+        _ => name,
+    }
+}
+
 /// A short name for messages: the CRS's own name, or its code.
 pub(crate) fn describe(crs: &str) -> String {
     let t = crs.trim();
@@ -319,6 +343,14 @@ mod tests {
             let (px, py) = project(EQUI7_AS_WKT2, lon, lat);
             assert!((px - x).abs() < 1e-3 && (py - y).abs() < 1e-3, "{px} {py}");
         }
+    }
+
+    #[test]
+    fn map_names() {
+        assert_eq!(map_name(EQUI7_AS_LEGACY_WKT), "Equi7 Asia (EPSG:27703)");
+        assert_eq!(map_name(EQUI7_AS_WKT2), "Equi7 Asia (EPSG:27703)");
+        assert_eq!(map_name("EPSG:27704"), "Equi7 Europe (EPSG:27704)");
+        assert_eq!(map_name("EPSG:32642"), "WGS 84 / UTM zone 42N (EPSG:32642)");
     }
 
     #[test]

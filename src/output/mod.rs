@@ -7,6 +7,7 @@
 pub(crate) mod assemble;
 pub(crate) mod atomic;
 pub(crate) mod cog;
+pub(crate) mod lettering;
 pub(crate) mod lineage;
 pub(crate) mod parquet;
 pub(crate) mod png;

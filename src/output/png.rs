@@ -23,6 +23,7 @@ use plotters::style::{register_font, FontStyle};
 
 use crate::error::{Error, Result};
 use crate::output::assemble::{PixelMeta, RasterKind};
+use crate::output::lettering::{measure, Lettering};
 use crate::output::Provenance;
 use crate::raster::grid::OutputGrid;
 
@@ -193,15 +194,218 @@ fn metres(v: f64) -> String {
     }
 }
 
-/// The corners of `grid` in lon/lat ("NW 68.01°E 27.06°N, SE …"), when the
-/// CRS can be transformed.
+/// Between a grid's CRS and lon/lat (WGS 84, lon first), both ways.
+struct LonLat {
+    to: gdal::spatial_ref::CoordTransform,
+    from: gdal::spatial_ref::CoordTransform,
+}
+
+impl LonLat {
+    fn new(grid: &OutputGrid) -> Option<Self> {
+        use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+        let mut map = crate::raster::grid::spatial_ref(&grid.crs).ok()?;
+        let mut wgs84 = SpatialRef::from_epsg(4326).ok()?;
+        wgs84.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        map.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        Some(Self {
+            to: CoordTransform::new(&map, &wgs84).ok()?,
+            from: CoordTransform::new(&wgs84, &map).ok()?,
+        })
+    }
+
+    /// Map coordinates to lon/lat, in place (`None` when PROJ fails).
+    fn lonlat(&self, xs: &mut [f64], ys: &mut [f64]) -> Option<()> {
+        let mut zs = vec![0.0; xs.len()];
+        self.to.transform_coords(xs, ys, &mut zs).ok()
+    }
+
+    /// Lon/lat to map coordinates, in place.
+    fn map(&self, xs: &mut [f64], ys: &mut [f64]) -> Option<()> {
+        let mut zs = vec![0.0; xs.len()];
+        self.from.transform_coords(xs, ys, &mut zs).ok()
+    }
+}
+
+/// A longitude or latitude as a label: "68.05°E", with the decimals `step`
+/// needs.
+fn degrees(v: f64, step: f64, east_west: bool) -> String {
+    let decimals = (-step.log10().floor()).max(0.0) as usize + usize::from(step_has_half(step));
+    let hemi = match (east_west, v < 0.0) {
+        (true, false) => "E",
+        (true, true) => "W",
+        (false, false) => "N",
+        (false, true) => "S",
+    };
+    let v = if v.abs() < step * 1e-6 { 0.0 } else { v.abs() };
+    format!("{v:.decimals$}°{hemi}")
+}
+
+/// Whether a step such as 0.25 or 2.5 needs one decimal more than its power
+/// of ten.
+fn step_has_half(step: f64) -> bool {
+    let p = 10f64.powf(step.log10().floor());
+    let m = step / p;
+    (m - m.round()).abs() > 1e-6
+}
+
+/// A graticule step in degrees of about `span / 4`.
+fn degree_step(span: f64) -> f64 {
+    const STEPS: [f64; 15] = [
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+    ];
+    STEPS
+        .into_iter()
+        .rev()
+        .find(|s| span / s >= 3.0)
+        .unwrap_or(0.001)
+}
+
+/// The part of the segment a-b inside the rectangle [x0, x1] x [y0, y1]
+/// (Liang–Barsky), if any.
+type Seg = ((f64, f64), (f64, f64));
+fn clip(a: (f64, f64), b: (f64, f64), r: [f64; 4]) -> Option<Seg> {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let (mut t0, mut t1) = (0.0f64, 1.0f64);
+    for (p, q) in [
+        (-dx, a.0 - r[0]),
+        (dx, r[2] - a.0),
+        (-dy, a.1 - r[1]),
+        (dy, r[3] - a.1),
+    ] {
+        if p == 0.0 {
+            if q < 0.0 {
+                return None;
+            }
+            continue;
+        }
+        let t = q / p;
+        if p < 0.0 {
+            t0 = t0.max(t);
+        } else {
+            t1 = t1.min(t);
+        }
+        if t0 > t1 {
+            return None;
+        }
+    }
+    Some((
+        (a.0 + t0 * dx, a.1 + t0 * dy),
+        (a.0 + t1 * dx, a.1 + t1 * dy),
+    ))
+}
+
+/// A lon/lat graticule over the map: its lines as image-pixel segments,
+/// and the labels of the meridians (along the top edge) and the parallels
+/// (along the right edge).
+#[derive(Debug, Default)]
+struct Graticule {
+    segments: Vec<Seg>,
+    /// (label, x) of each meridian crossing the top edge.
+    top: Vec<(String, i32)>,
+    /// (label, y) of each parallel crossing the right edge.
+    right: Vec<(String, i32)>,
+}
+
+/// The graticule of `grid` drawn in the map of `at` (`k`: grid pixels per
+/// quicklook pixel); empty when the CRS cannot be taken to lon/lat.
+fn graticule(grid: &OutputGrid, at: &Layout, k: usize) -> Graticule {
+    let Some(t) = LonLat::new(grid) else {
+        return Graticule::default();
+    };
+    let gt = grid.geotransform();
+    let px_m = gt[1] * k as f64;
+    let ((mx0, my0), (mx1, my1)) = at.map();
+    let rect = [mx0 as f64, my0 as f64, mx1 as f64, my1 as f64];
+    // the map's edge in lon/lat gives the range to draw over
+    let n = 64;
+    let (w_m, h_m) = (grid.width as f64 * gt[1], grid.height as f64 * gt[1]);
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for i in 0..=n {
+        let f = i as f64 / n as f64;
+        for (x, y) in [(f, 0.0), (f, 1.0), (0.0, f), (1.0, f)] {
+            xs.push(gt[0] + x * w_m);
+            ys.push(gt[3] - y * h_m);
+        }
+    }
+    if t.lonlat(&mut xs, &mut ys).is_none() {
+        return Graticule::default();
+    }
+    let range = |v: &[f64]| {
+        v.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            })
+    };
+    let ((lon0, lon1), (lat0, lat1)) = (range(&xs), range(&ys));
+    let step = degree_step((lon1 - lon0).min(lat1 - lat0));
+    let to_px = |x: f64, y: f64| {
+        (
+            mx0 as f64 + (x - gt[0]) / px_m,
+            my0 as f64 + (gt[3] - y) / px_m,
+        )
+    };
+    let mut g = Graticule::default();
+    // one line per meridian and per parallel, traced through PROJ
+    let trace = |lon_const: bool, v: f64| -> Vec<Seg> {
+        let (a, b) = if lon_const {
+            (lat0, lat1)
+        } else {
+            (lon0, lon1)
+        };
+        let (mut lx, mut ly): (Vec<f64>, Vec<f64>) = (0..=n)
+            .map(|i| {
+                let u = a + (b - a) * i as f64 / n as f64;
+                if lon_const {
+                    (v, u)
+                } else {
+                    (u, v)
+                }
+            })
+            .unzip();
+        if t.map(&mut lx, &mut ly).is_none() {
+            return Vec::new();
+        }
+        let pts: Vec<(f64, f64)> = lx.iter().zip(&ly).map(|(&x, &y)| to_px(x, y)).collect();
+        pts.windows(2)
+            .filter_map(|p| clip(p[0], p[1], rect))
+            .collect()
+    };
+    let mut lon = (lon0 / step).ceil() * step;
+    while lon <= lon1 {
+        let segs = trace(true, lon);
+        // the label goes where the meridian meets the top edge
+        let top = segs
+            .iter()
+            .flat_map(|(a, b)| [*a, *b])
+            .find(|p| (p.1 - rect[1]).abs() < 1.0);
+        if let Some((x, _)) = top {
+            g.top.push((degrees(lon, step, true), x.round() as i32));
+        }
+        g.segments.extend(segs);
+        lon += step;
+    }
+    let mut lat = (lat0 / step).ceil() * step;
+    while lat <= lat1 {
+        let segs = trace(false, lat);
+        let edge = segs
+            .iter()
+            .flat_map(|(a, b)| [*a, *b])
+            .filter(|p| (p.0 - rect[2]).abs() < 1.0)
+            .map(|p| p.1)
+            .next();
+        if let Some(y) = edge {
+            g.right.push((degrees(lat, step, false), y.round() as i32));
+        }
+        g.segments.extend(segs);
+        lat += step;
+    }
+    g
+}
+
+/// The corners of `grid` in lon/lat ("NW 68.010°E 27.060°N, SE …"), when
+/// the CRS can be transformed.
 fn corners_lonlat(grid: &OutputGrid) -> Option<String> {
-    use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
-    let mut src = crate::raster::grid::spatial_ref(&grid.crs).ok()?;
-    let mut dst = SpatialRef::from_epsg(4326).ok()?;
-    dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    let t = CoordTransform::new(&src, &dst).ok()?;
+    let t = LonLat::new(grid)?;
     let gt = grid.geotransform();
     let (x0, y0) = (gt[0], gt[3]);
     let (x1, y1) = (
@@ -210,7 +414,7 @@ fn corners_lonlat(grid: &OutputGrid) -> Option<String> {
     );
     let mut xs = [x0, x1];
     let mut ys = [y0, y1];
-    t.transform_coords(&mut xs, &mut ys, &mut []).ok()?;
+    t.lonlat(&mut xs, &mut ys)?;
     let ll = |lon: f64, lat: f64| {
         format!(
             "{:.3}°{} {:.3}°{}",
@@ -223,7 +427,14 @@ fn corners_lonlat(grid: &OutputGrid) -> Option<String> {
     Some(format!("NW {}, SE {}", ll(xs[0], ys[0]), ll(xs[1], ys[1])))
 }
 
-/// Where things sit in the quicklook image: margins around the map.
+/// Text sizes (px) of the quicklook.
+const TITLE: f64 = 20.0;
+const BODY: f64 = 13.0;
+const SMALL: f64 = 11.0;
+const CAPTION: f64 = 12.0;
+
+/// Where things sit in the quicklook image: margins around the map, sized
+/// to what they hold (no empty band).
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     /// Image size.
@@ -236,11 +447,21 @@ struct Layout {
     mt: usize,
 }
 
+/// Gap between blocks of text and the map.
+const GAP: usize = 8;
+
 impl Layout {
-    fn new(qw: usize, qh: usize) -> Self {
-        let (ml, mt, mr, mb) = (80usize, 64usize, 24usize, 128usize);
+    /// The layout of a `qw` x `qh` map whose caption has `caption_lines`.
+    fn new(qw: usize, qh: usize, caption_lines: usize) -> Self {
+        let line = |size: f64| measure("Ag", size, false).1 as usize;
+        let ml = 64usize;
+        // title, subtitle, the meridians' labels, the ticks
+        let mt = 8 + line(TITLE) + 4 + line(BODY) + GAP + line(SMALL) + 6;
+        // the tick labels, the legend, the caption
+        let mb =
+            6 + line(SMALL) + GAP + line(BODY) + GAP + caption_lines * (line(CAPTION) + 4) + GAP;
         Self {
-            w: (ml + qw + mr).max(760),
+            w: Self::width(qw),
             h: mt + qh + mb,
             qw,
             qh,
@@ -249,12 +470,27 @@ impl Layout {
         }
     }
 
+    /// The image width for a map `qw` wide.
+    fn width(qw: usize) -> usize {
+        (64 + qw + 64).max(760)
+    }
+
     /// The map's top-left and bottom-right corners in image pixels.
     fn map(&self) -> ((i32, i32), (i32, i32)) {
         (
             (self.ml as i32, self.mt as i32),
             ((self.ml + self.qw) as i32, (self.mt + self.qh) as i32),
         )
+    }
+
+    /// Where the legend's row starts (y).
+    fn legend_y(&self) -> i32 {
+        self.map().1 .1 + (6 + measure("Ag", SMALL, false).1 as usize + GAP) as i32
+    }
+
+    /// Where the caption starts (y).
+    fn caption_y(&self) -> i32 {
+        self.legend_y() + (measure("Ag", BODY, false).1 as usize + GAP) as i32
     }
 }
 
@@ -269,7 +505,7 @@ struct Colours {
     max: u32,
 }
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+type Area<'a> = DrawingArea<Lettering<BitMapBackend<'a>>, Shift>;
 
 /// A drawing step's error as floodsql's.
 fn drawn<E: std::fmt::Display>(r: std::result::Result<(), E>) -> Result<()> {
@@ -299,20 +535,28 @@ pub(crate) fn render(
         min,
         max,
     };
-    let at = Layout::new(ql.qw, ql.qh);
+    let caption = wrap(&caption(grid, ql.k), Layout::width(ql.qw) as u32 - 64 - 16);
+    let at = Layout::new(ql.qw, ql.qh, caption.len());
     let mut buf = vec![0u8; at.w * at.h * 3];
     for px in buf.chunks_exact_mut(3) {
         px.copy_from_slice(&PAPER);
     }
     paint_map(ql, &at, colours, &mut buf);
     {
-        let area =
-            BitMapBackend::with_buffer(&mut buf, (at.w as u32, at.h as u32)).into_drawing_area();
+        let area = Lettering(BitMapBackend::with_buffer(
+            &mut buf,
+            (at.w as u32, at.h as u32),
+        ))
+        .into_drawing_area();
         draw_title(&area, &at, prov)?;
+        draw_graticule(&area, &at, &graticule(grid, &at, ql.k))?;
         draw_axes(&area, &at, grid, ql.k)?;
-        let ly = at.map().1 .1 + 30;
-        draw_legend(&area, &at, ly, ql, colours, figures, grid.geotransform()[1])?;
-        draw_caption(&area, &at, ly, grid, ql.k)?;
+        draw_legend(&area, &at, ql, colours, figures, grid.geotransform()[1])?;
+        let mut y = at.caption_y();
+        for line in &caption {
+            drawn(area.draw_text(line, &font(CAPTION), (at.ml as i32, y)))?;
+            y += measure("Ag", CAPTION, false).1 as i32 + 4;
+        }
         drawn(area.present())?;
     }
     Ok((buf, at.w, at.h))
@@ -348,7 +592,7 @@ fn draw_title(area: &Area, at: &Layout, prov: &Provenance) -> Result<()> {
         Some(dates) => format!("{} — {dates}", prov.title),
         None => prov.title.clone(),
     };
-    drawn(area.draw_text(&title, &bold(20.0), (x, 10)))?;
+    drawn(area.draw_text(&title, &bold(TITLE), (x, 8)))?;
     let mut sub = Vec::new();
     if !prov.source.is_empty() {
         sub.push(prov.source.clone());
@@ -359,11 +603,45 @@ fn draw_title(area: &Area, at: &Layout, prov: &Provenance) -> Result<()> {
     if prov.items > 0 {
         sub.push(format!("{} items", prov.items));
     }
-    drawn(area.draw_text(&sub.join(" · "), &font(13.0), (x, 38)))
+    let y = 8 + measure("Ag", TITLE, true).1 as i32 + 4;
+    drawn(area.draw_text(&sub.join(" · "), &font(BODY), (x, y)))
 }
 
-/// The frame, ticks in projected coordinates and the scale bar (`k`:
-/// grid pixels per quicklook pixel).
+/// The graticule's lines (thin, translucent) and its labels outside the
+/// frame: meridians above it, parallels right of it, none overlapping.
+fn draw_graticule(area: &Area, at: &Layout, g: &Graticule) -> Result<()> {
+    let line = RGBColor(40, 40, 40).mix(0.45);
+    let p = |q: (f64, f64)| (q.0.round() as i32, q.1.round() as i32);
+    for &(a, b) in &g.segments {
+        drawn(area.draw(&PathElement::new([p(a), p(b)], line)))?;
+    }
+    let ((_, top), (right, _)) = at.map();
+    let small = font(SMALL);
+    let label_h = measure("Ag", SMALL, false).1 as i32;
+    let mut free_from = i32::MIN;
+    for (label, x) in &g.top {
+        let w = measure(label, SMALL, false).0 as i32;
+        if x - w / 2 < free_from {
+            continue;
+        }
+        free_from = x + w / 2 + 8;
+        drawn(area.draw(&PathElement::new([(*x, top - 5), (*x, top - 1)], BLACK)))?;
+        drawn(area.draw_text(label, &small, (x - w / 2, top - 6 - label_h)))?;
+    }
+    let mut free_from = i32::MIN;
+    for (label, y) in g.right.iter().rev() {
+        if y - label_h / 2 < free_from {
+            continue;
+        }
+        free_from = y + label_h / 2 + 4;
+        drawn(area.draw(&PathElement::new([(right, *y), (right + 4, *y)], BLACK)))?;
+        drawn(area.draw_text(label, &small, (right + 6, y - label_h / 2)))?;
+    }
+    Ok(())
+}
+
+/// The frame, ticks in projected km along the left and bottom edges, and
+/// the scale bar (`k`: grid pixels per quicklook pixel).
 fn draw_axes(area: &Area, at: &Layout, grid: &OutputGrid, k: usize) -> Result<()> {
     let ((mlx, mty), (x1, y1)) = at.map();
     let (qw, qh) = (at.qw, at.qh);
@@ -374,48 +652,69 @@ fn draw_axes(area: &Area, at: &Layout, grid: &OutputGrid, k: usize) -> Result<()
     let gt = grid.geotransform();
     let px_m = gt[1] * k as f64; // metres per quicklook pixel
     let step = nice(qw.max(qh) as f64 * px_m / 5.0);
-    let small = font(11.0);
+    let small = font(SMALL);
+    let label_h = measure("Ag", SMALL, false).1 as i32;
+    let km = |t: f64| {
+        let v = t / 1000.0;
+        if (v - v.round()).abs() < 1e-9 {
+            format!("{}", v.round() as i64)
+        } else {
+            format!("{v}")
+        }
+    };
     let mut t = (gt[0] / step).ceil() * step;
     while t <= gt[0] + qw as f64 * px_m {
         let x = mlx + ((t - gt[0]) / px_m) as i32;
+        let label = km(t);
+        let w = measure(&label, SMALL, false).0 as i32;
         drawn(area.draw(&PathElement::new([(x, y1), (x, y1 + 5)], BLACK)))?;
-        drawn(area.draw_text(&format!("{}", t / 1000.0), &small, (x - 18, y1 + 8)))?;
+        drawn(area.draw_text(&label, &small, (x - w / 2, y1 + 6)))?;
         t += step;
     }
     let mut t = (gt[3] / step).floor() * step;
     while t >= gt[3] - qh as f64 * px_m {
         let y = mty + ((gt[3] - t) / px_m) as i32;
+        let label = km(t);
+        let w = measure(&label, SMALL, false).0 as i32;
         drawn(area.draw(&PathElement::new([(mlx - 6, y), (mlx - 1, y)], BLACK)))?;
-        drawn(area.draw_text(&format!("{}", t / 1000.0), &small, (4, y - 6)))?;
+        drawn(area.draw_text(&label, &small, (mlx - 8 - w, y - label_h / 2)))?;
         t -= step;
     }
-    drawn(area.draw_text("km (map CRS)", &small, (4, mty - 16)))?;
+    drawn(area.draw_text(
+        "km",
+        &small,
+        (
+            mlx - 8 - measure("km", SMALL, false).0 as i32,
+            mty - 6 - label_h,
+        ),
+    ))?;
     // scale bar, bottom left inside the map
     let bar_m = nice(qw as f64 * px_m / 4.0);
     let bar_px = (bar_m / px_m).round() as i32;
     let (bx, by) = (mlx + 12, y1 - 18);
     drawn(area.draw(&Rectangle::new(
-        [(bx - 4, by - 18), (bx + bar_px + 4, by + 8)],
+        [(bx - 4, by - label_h - 4), (bx + bar_px + 4, by + 8)],
         WHITE.mix(0.8).filled(),
     )))?;
     drawn(area.draw(&Rectangle::new(
         [(bx, by), (bx + bar_px, by + 5)],
         BLACK.filled(),
     )))?;
-    drawn(area.draw_text(&metres(bar_m), &small, (bx, by - 15)))
+    drawn(area.draw_text(&metres(bar_m), &small, (bx, by - label_h - 2)))
 }
 
-/// The legend at height `ly`: the classes of a mask (with the flooded km²),
-/// or the ramp's range; swatches for 0 and the never observed.
+/// The legend's row: the classes of a mask (with the flooded km²), or the
+/// ramp's range; swatches for 0 and the never observed.
 fn draw_legend(
     area: &Area,
     at: &Layout,
-    ly: i32,
     ql: &Quicklook,
     c: Colours,
     figures: Figures,
     res: f64,
 ) -> Result<()> {
+    let ly = at.legend_y();
+    let text_y = ly - 2;
     let mut lx = at.ml as i32;
     let km2 = |n: u64| n as f64 * res * res / 1e6;
     let mut entries: Vec<(RGBColor, String)> = Vec::new();
@@ -450,8 +749,8 @@ fn draw_legend(
                 format!("{min} .. {max} (value per pixel)")
             }
         };
-        drawn(area.draw_text(&label, &font(13.0), (lx + rw + 8, ly - 1)))?;
-        lx += rw + 8 + (label.chars().count() as i32) * 7 + 24;
+        drawn(area.draw_text(&label, &font(BODY), (lx + rw + 8, text_y)))?;
+        lx += rw + 8 + measure(&label, BODY, false).0 as i32 + 24;
         if c.kind != RasterKind::Date {
             entries.push((rgb(DRY), "0".into()));
         }
@@ -473,33 +772,51 @@ fn draw_legend(
             [(lx, ly), (lx + 16, ly + 12)],
             BLACK.stroke_width(1),
         )))?;
-        drawn(area.draw_text(label, &font(13.0), (lx + 22, ly - 1)))?;
-        lx += 22 + (label.chars().count() as i32) * 7 + 24;
+        drawn(area.draw_text(label, &font(BODY), (lx + 22, text_y)))?;
+        lx += 22 + measure(label, BODY, false).0 as i32 + 24;
     }
     Ok(())
 }
 
-/// The caption under the legend: grid, corners in lon/lat, the tool.
-fn draw_caption(area: &Area, at: &Layout, ly: i32, grid: &OutputGrid, k: usize) -> Result<()> {
-    let x = at.ml as i32;
-    let mut cap = format!(
-        "grid {} x {} px at {} m",
+/// The caption's parts: the grid, its CRS and what the axes are in, the
+/// corners in lon/lat, the tool.
+fn caption(grid: &OutputGrid, k: usize) -> Vec<String> {
+    let mut parts = vec![format!(
+        "grid {} x {} px at {} m{}",
         grid.width,
         grid.height,
-        grid.geotransform()[1]
-    );
-    if k > 1 {
-        cap.push_str(&format!(" (shown 1:{k}, block maxima)"));
-    }
+        grid.geotransform()[1],
+        if k > 1 {
+            format!(" (shown 1:{k}, block maxima)")
+        } else {
+            String::new()
+        }
+    )];
+    parts.push(format!(
+        "CRS {}, axes in km; graticule in degrees (WGS 84)",
+        crate::crs::map_name(&grid.crs)
+    ));
     if let Some(c) = corners_lonlat(grid) {
-        cap.push_str(&format!(" · {c}"));
+        parts.push(c);
     }
-    drawn(area.draw_text(&cap, &font(12.0), (x, ly + 26)))?;
-    drawn(area.draw_text(
-        &format!("made with floodsql {}", env!("CARGO_PKG_VERSION")),
-        &font(12.0),
-        (x, ly + 46),
-    ))
+    parts.push(format!("made with floodsql {}", env!("CARGO_PKG_VERSION")));
+    parts
+}
+
+/// `parts` joined by " · " into lines at most `width` px wide (a part
+/// wider than that gets a line of its own).
+fn wrap(parts: &[String], width: u32) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for p in parts {
+        match lines.last_mut() {
+            Some(l) if measure(&format!("{l} · {p}"), CAPTION, false).0 <= width => {
+                l.push_str(" · ");
+                l.push_str(p);
+            }
+            _ => lines.push(p.clone()),
+        }
+    }
+    lines
 }
 
 /// Writes the quicklook PNG at `out` (a staged file; messages name `named`).
@@ -560,5 +877,92 @@ mod tests {
         };
         let (rgb, w, h) = render(&ql, &Provenance::default(), &grid, Figures::default()).unwrap();
         assert_eq!(rgb.len(), w * h * 3);
+    }
+
+    /// A 600 x 600 px UTM 42N grid at 50 m centred on easting 500 000, the
+    /// zone's central meridian (69°E), near 27°N.
+    fn utm_grid() -> OutputGrid {
+        OutputGrid {
+            crs: "EPSG:32642".into(),
+            res: 50.0,
+            col0: (500_000 - 15_000) / 50,
+            row0: 3_000_000 / 50,
+            width: 600,
+            height: 600,
+        }
+    }
+
+    #[test]
+    fn graticule_meridians_meet_the_top_where_proj_says() {
+        // UTM's central meridian is the grid line of easting 500 000: its
+        // label sits over that column, whatever the rest of the layout
+        let grid = utm_grid();
+        let at = Layout::new(600, 600, 2);
+        let g = graticule(&grid, &at, 1);
+        assert!(g.top.len() >= 2 && g.right.len() >= 2, "{g:?}");
+        let x_69 = at.ml as i32 + (500_000 - grid.col0 as i32 * 50) / 50;
+        let (label, x) = g
+            .top
+            .iter()
+            .find(|(l, _)| l.starts_with("69.0"))
+            .unwrap_or_else(|| panic!("no 69°E meridian in {:?}", g.top));
+        assert!(label.ends_with("°E"), "{label}");
+        assert!(
+            (x - x_69).abs() <= 1,
+            "69°E at x {x}, easting 500 000 at {x_69}"
+        );
+        // parallels are labelled from north to south down the right edge,
+        // each a different latitude
+        let ys: Vec<i32> = g.right.iter().map(|(_, y)| *y).collect();
+        assert!(ys.windows(2).all(|p| p[0] > p[1]), "{:?}", g.right);
+        assert!(g.right.iter().all(|(l, _)| l.ends_with("°N")));
+        // every segment lies inside the map's frame
+        let ((x0, y0), (x1, y1)) = at.map();
+        for (a, b) in &g.segments {
+            for p in [a, b] {
+                assert!(p.0 >= x0 as f64 - 0.01 && p.0 <= x1 as f64 + 0.01);
+                assert!(p.1 >= y0 as f64 - 0.01 && p.1 <= y1 as f64 + 0.01);
+            }
+        }
+    }
+
+    #[test]
+    fn no_empty_band_and_the_crs_named() {
+        let grid = utm_grid();
+        let mut ql = Quicklook::new(600, 600);
+        ql.add(0, 0, 2, &[1, 0, 0, 1], 1);
+        let (rgb, w, h) = render(&ql, &Provenance::default(), &grid, Figures::default()).unwrap();
+        // the last row with anything on it is within a margin of the bottom
+        let last = (0..h)
+            .rev()
+            .find(|y| rgb[y * w * 3..][..w * 3].iter().any(|&v| v != 255))
+            .unwrap();
+        assert!(
+            h - last <= 2 * GAP,
+            "{} empty rows at the bottom",
+            h - last - 1
+        );
+        let cap = caption(&grid, 1).join(" · ");
+        assert!(
+            cap.contains("CRS WGS 84 / UTM zone 42N (EPSG:32642)"),
+            "{cap}"
+        );
+        // lines wrap to the width they are given, and keep every part
+        let lines = wrap(&caption(&grid, 1), 300);
+        assert!(lines.len() >= 3);
+        assert!(lines
+            .iter()
+            .all(|l| measure(l, CAPTION, false).0 <= 300 || !l.contains(" · ")));
+        assert_eq!(lines.join(" · "), cap);
+    }
+
+    #[test]
+    fn degree_labels() {
+        assert_eq!(degrees(68.1, 0.1, true), "68.1°E");
+        assert_eq!(degrees(-0.25, 0.25, true), "0.25°W");
+        assert_eq!(degrees(27.0, 0.05, false), "27.00°N");
+        assert_eq!(degrees(-12.0, 2.0, false), "12°S");
+        assert_eq!(degree_step(0.35), 0.1);
+        assert_eq!(degree_step(4.0), 1.0);
     }
 }

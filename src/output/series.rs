@@ -13,6 +13,7 @@ use plotters::prelude::*;
 
 use crate::context::Cancel;
 use crate::error::{io_err, Error, Result};
+use crate::output::lettering::Lettering;
 use crate::output::png::{bold, day_label, font, write_rgb};
 use crate::output::transaction::OutputTransaction;
 
@@ -95,49 +96,114 @@ fn out_err(p: &Path, message: String) -> Error {
     }
 }
 
-/// The series' days (days since 1970-01-01, fractional) and every `*_km2`
-/// column: (name, values).
-type Lines = (Vec<f64>, Vec<(String, Vec<f64>)>);
+/// A series as the chart reads it: its days (days since 1970-01-01,
+/// fractional), the areas drawn as bars (every `*_km2` column but
+/// `observed_km2`), and the coverage drawn on the second axis.
+#[derive(Debug, Default)]
+struct Lines {
+    days: Vec<f64>,
+    bars: Vec<(String, Vec<f64>)>,
+    coverage: Option<Coverage>,
+}
+
+/// What the second axis shows: the share of the area observed (a
+/// `share_observed` column, 0..1, drawn in %) or, without one, the
+/// `observed_km2` column.
+#[derive(Debug)]
+struct Coverage {
+    label: &'static str,
+    percent: bool,
+    values: Vec<f64>,
+}
+
+/// A numeric column as f64 (nulls as NaN).
+fn floats(c: &dyn Array, name: &str) -> Result<Vec<f64>> {
+    let v = arrow::compute::cast(c, &DataType::Float64).map_err(|e| {
+        out_err(
+            Path::new("series chart"),
+            format!("column '{name}' is not numeric: {e}"),
+        )
+    })?;
+    let v = v.as_primitive::<Float64Type>();
+    Ok((0..v.len())
+        .map(|i| if v.is_valid(i) { v.value(i) } else { f64::NAN })
+        .collect())
+}
 
 fn lines(batches: &[RecordBatch]) -> Result<Lines> {
     let bad = |m: String| out_err(Path::new("series chart"), m);
-    let mut days = Vec::new();
-    let mut cols: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut out = Lines::default();
+    let (mut share, mut observed) = (Vec::new(), Vec::new());
     for b in batches {
-        let s = b.schema();
         let day = b
             .column_by_name("day")
             .ok_or_else(|| bad("the series has no 'day' column".into()))?;
         let day = arrow::compute::cast(day, &DataType::Timestamp(TimeUnit::Microsecond, None))
             .map_err(|e| bad(format!("column 'day' is not a timestamp: {e}")))?;
         let day = day.as_primitive::<TimestampMicrosecondType>();
-        days.extend((0..day.len()).map(|i| day.value(i) as f64 / 86_400e6));
-        for (f, c) in s.fields().iter().zip(b.columns()) {
-            if !f.name().ends_with("_km2") {
-                continue;
-            }
-            let v = arrow::compute::cast(c, &DataType::Float64)
-                .map_err(|e| bad(format!("column '{}' is not numeric: {e}", f.name())))?;
-            let v = v.as_primitive::<Float64Type>();
-            let vals = (0..v.len()).map(|i| if v.is_valid(i) { v.value(i) } else { f64::NAN });
-            match cols.iter_mut().find(|(n, _)| n == f.name()) {
-                Some((_, all)) => all.extend(vals),
-                None => cols.push((f.name().clone(), vals.collect())),
+        out.days
+            .extend((0..day.len()).map(|i| day.value(i) as f64 / 86_400e6));
+        for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+            let name = f.name().as_str();
+            match name {
+                "share_observed" => share.extend(floats(c, name)?),
+                "observed_km2" => observed.extend(floats(c, name)?),
+                _ if name.ends_with("_km2") => {
+                    let vals = floats(c, name)?;
+                    match out.bars.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, all)) => all.extend(vals),
+                        None => out.bars.push((name.to_string(), vals)),
+                    }
+                }
+                _ => {}
             }
         }
     }
-    Ok((days, cols))
+    out.coverage = if share.len() == out.days.len() && !share.is_empty() {
+        Some(Coverage {
+            label: "share of the area observed (%)",
+            percent: true,
+            values: share.iter().map(|v| v * 100.0).collect(),
+        })
+    } else if observed.len() == out.days.len() && !observed.is_empty() {
+        Some(Coverage {
+            label: "area observed (km²)",
+            percent: false,
+            values: observed,
+        })
+    } else {
+        None
+    };
+    if out.bars.is_empty() {
+        // a series of observed area alone is drawn as bars
+        if let Some(c) = out.coverage.take().filter(|c| !c.percent) {
+            out.bars.push(("observed_km2".into(), c.values));
+        }
+    }
+    Ok(out)
 }
 
-/// The line chart: (rgb, width, height).
+/// An axis value as a label: no trailing ".0", at most 3 decimals.
+fn tick(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The line chart: (rgb, width, height). Each day with data gets a bar per
+/// area column, so days without an acquisition stay empty (no line joins
+/// across them); the coverage of each day is a marker on the right axis.
 pub(crate) fn chart(
     batches: &[RecordBatch],
     title: &str,
     subtitle: &str,
 ) -> Result<(Vec<u8>, usize, usize)> {
-    let (days, cols) = lines(batches)?;
+    let Lines {
+        days,
+        bars,
+        coverage,
+    } = lines(batches)?;
     let err = |e: String| out_err(Path::new("series chart"), e);
-    if days.is_empty() || cols.is_empty() {
+    if days.is_empty() || bars.is_empty() {
         return Err(err(
             "nothing to draw: the series needs rows and a '*_km2' column".into(),
         ));
@@ -145,74 +211,102 @@ pub(crate) fn chart(
     let (w, h) = (900usize, 520usize);
     let mut buf = vec![255u8; w * h * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)).into_drawing_area();
+        let root = Lettering(BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)))
+            .into_drawing_area();
         let d =
             |r: std::result::Result<(), DrawingAreaErrorKind<_>>| r.map_err(|e| err(e.to_string()));
-        d(root.draw_text(title, &bold(20.0), (20, 10)))?;
-        d(root.draw_text(subtitle, &font(13.0), (20, 38)))?;
-        let area = root.margin(64, 16, 16, 24);
-        let (x0, x1) = (
-            days.iter().copied().fold(f64::INFINITY, f64::min),
-            days.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        );
-        let (x0, x1) = if x1 > x0 {
-            (x0, x1)
-        } else {
-            (x0 - 1.0, x0 + 1.0)
-        };
-        let ymax = cols
+        d(root.draw_text(title, &bold(20.0), (20, 8)))?;
+        d(root.draw_text(subtitle, &font(13.0), (20, 36)))?;
+        let area = root.margin(60, 8, 8, 8);
+        // half a day of room either side, so the end bars are whole
+        let lo = days.iter().copied().fold(f64::INFINITY, f64::min) - 0.75;
+        let hi = days.iter().copied().fold(f64::NEG_INFINITY, f64::max) + 0.75;
+        let ymax = bars
             .iter()
             .flat_map(|(_, v)| v.iter().copied())
             .filter(|v| v.is_finite())
             .fold(0.0, f64::max)
             .max(1e-9)
-            * 1.08;
+            * 1.12;
         let mut chart = ChartBuilder::on(&area)
-            .x_label_area_size(36)
-            .y_label_area_size(72)
-            .build_cartesian_2d(x0..x1, 0.0..ymax)
-            .map_err(|e| err(e.to_string()))?;
+            .x_label_area_size(32)
+            .y_label_area_size(64)
+            .right_y_label_area_size(if coverage.is_some() { 64 } else { 8 })
+            .build_cartesian_2d(lo..hi, 0.0..ymax)
+            .map_err(|e| err(e.to_string()))?
+            .set_secondary_coord(
+                lo..hi,
+                0.0..coverage.as_ref().map_or(1.0, |c| {
+                    if c.percent {
+                        105.0
+                    } else {
+                        c.values
+                            .iter()
+                            .copied()
+                            .filter(|v| v.is_finite())
+                            .fold(0.0, f64::max)
+                            * 1.12
+                    }
+                }),
+            );
         chart
             .configure_mesh()
             .x_labels(8)
             .x_label_formatter(&|x| day_label(x.round().max(0.0) as u32))
+            .y_label_formatter(&|v| tick(*v))
             .y_desc("km² (ellipsoidal)")
             .label_style(font(12.0))
             .axis_desc_style(font(13.0))
+            .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(0, 0, 0).mix(0.12))
             .draw()
             .map_err(|e| err(e.to_string()))?;
         let palette = [
             RGBColor(20, 90, 200),
-            RGBColor(120, 120, 120),
             RGBColor(200, 90, 20),
             RGBColor(30, 150, 60),
+            RGBColor(150, 60, 160),
         ];
-        for (i, (name, vals)) in cols.iter().enumerate() {
+        let width = 0.7 / bars.len() as f64;
+        for (i, (name, vals)) in bars.iter().enumerate() {
             let c = palette[i % palette.len()];
-            let pts: Vec<(f64, f64)> = days
-                .iter()
-                .copied()
-                .zip(vals.iter().copied())
-                .filter(|(_, v)| v.is_finite())
-                .collect();
+            let off = -0.35 + width * i as f64;
             chart
-                .draw_series(std::iter::once(PathElement::new(
-                    pts.clone(),
-                    c.stroke_width(2),
-                )))
+                .draw_series(days.iter().zip(vals).filter(|(_, v)| v.is_finite()).map(
+                    |(&x, &v)| Rectangle::new([(x + off, 0.0), (x + off + width, v)], c.filled()),
+                ))
                 .map_err(|e| err(e.to_string()))?
-                .label(name.replace('_', " "))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(2)));
+                .label(name.replace('_', " ").replace("km2", "km²"))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
+        }
+        if let Some(cov) = &coverage {
+            let grey = RGBColor(90, 90, 90);
             chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .configure_secondary_axes()
+                .y_desc(cov.label)
+                .y_label_formatter(&|v| tick(*v))
+                .label_style(font(12.0))
+                .axis_desc_style(font(13.0))
+                .draw()
                 .map_err(|e| err(e.to_string()))?;
+            chart
+                .draw_secondary_series(
+                    days.iter()
+                        .zip(&cov.values)
+                        .filter(|(_, v)| v.is_finite())
+                        .map(|(&x, &v)| Cross::new((x, v), 4, grey.stroke_width(2))),
+                )
+                .map_err(|e| err(e.to_string()))?
+                .label(cov.label)
+                .legend(move |(x, y)| Cross::new((x + 7, y), 4, grey.stroke_width(2)));
         }
         chart
             .configure_series_labels()
             .label_font(font(13.0))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::UpperLeft)
             .draw()
             .map_err(|e| err(e.to_string()))?;
         d(root.present())?;
@@ -251,6 +345,32 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn days_without_data_stay_empty() {
+        // three days with data over ten: three separate bars, no line
+        // joining them, and the share observed on its own axis
+        let (rgb, w, h) = chart(&[series()], "t", "s").unwrap();
+        let blue = |x: usize, y: usize| {
+            let p = &rgb[(y * w + x) * 3..][..3];
+            p == [20, 90, 200]
+        };
+        // the lowest row with bar colour: just above the x axis
+        let row = (0..h).rev().find(|&y| (0..w).any(|x| blue(x, y))).unwrap();
+        let mut runs = 0;
+        for x in 1..w {
+            if blue(x, row) && !blue(x - 1, row) {
+                runs += 1;
+            }
+        }
+        assert_eq!(runs, 3, "bars at the bottom row {row}");
+        let (ls, _) = lines(&[series()])
+            .unwrap()
+            .bars
+            .into_iter()
+            .unzip::<_, _, Vec<_>, Vec<_>>();
+        assert_eq!(ls, ["flooded_km2"]);
     }
 
     #[test]
