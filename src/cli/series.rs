@@ -96,7 +96,7 @@ pub(super) fn run_table(
         arrow::util::pretty::pretty_format_batches(&shown).context("printing the result")?
     );
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    eprintln!("{rows_are}: {rows}");
+    println!("{rows_are}: {rows}");
     if outputs.any() {
         if rows == 0 {
             anyhow::bail!("the result has no row: nothing written");

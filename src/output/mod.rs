@@ -61,6 +61,51 @@ impl Provenance {
     }
 }
 
+/// A format an output flag writes, and the extensions that name it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Format {
+    what: &'static str,
+    own: &'static [&'static str],
+}
+
+impl Format {
+    pub(crate) const GEOTIFF: Self = Self::new("a GeoTIFF (COG)", &["tif", "tiff"]);
+    pub(crate) const PARQUET: Self = Self::new("Parquet", &["parquet", "pq"]);
+    pub(crate) const PNG: Self = Self::new("a PNG picture", &["png"]);
+    pub(crate) const CSV: Self = Self::new("CSV", &["csv"]);
+    pub(crate) const GEOJSON: Self = Self::new("GeoJSON", &["geojson", "json"]);
+
+    const fn new(what: &'static str, own: &'static [&'static str]) -> Self {
+        Self { what, own }
+    }
+
+    /// Fails when `path`'s extension names another format this tool knows
+    /// (`--out o.png` would be a GeoTIFF named .png); a name without an
+    /// extension, or with one floodsql does not write, passes.
+    pub(crate) fn check(&self, flag: &str, path: Option<&std::path::Path>) -> Result<()> {
+        const KNOWN: [&str; 11] = [
+            "tif", "tiff", "parquet", "pq", "png", "jpg", "jpeg", "csv", "json", "geojson", "nc",
+        ];
+        let Some((path, ext)) = path.and_then(|p| {
+            p.extension()
+                .map(|e| (p, e.to_string_lossy().to_ascii_lowercase()))
+        }) else {
+            return Ok(());
+        };
+        if KNOWN.contains(&ext.as_str()) && !self.own.contains(&ext.as_str()) {
+            return Err(crate::error::Error::invalid(
+                "output path",
+                path.display().to_string(),
+                format!(
+                    "{flag} writes {}, not a .{ext} file (name it .{})",
+                    self.what, self.own[0]
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where to write a raster result.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outputs {
@@ -110,41 +155,11 @@ impl Outputs {
     }
 
     /// Fails when an output's name says another format than the one it gets
-    /// (`--out o.png` would be a GeoTIFF named .png): a name without an
-    /// extension, or with its own, passes.
+    /// (see [`Format::check`]).
     fn check_formats(&self) -> Result<()> {
-        const KINDS: [(&str, &str, &[&str]); 3] = [
-            ("--out", "a GeoTIFF (COG)", &["tif", "tiff"]),
-            ("--parquet", "a Parquet chunk table", &["parquet", "pq"]),
-            ("--png", "a PNG quicklook", &["png"]),
-        ];
-        const KNOWN: [&str; 9] = [
-            "tif", "tiff", "parquet", "pq", "png", "jpg", "csv", "json", "geojson",
-        ];
-        for ((flag, what, own), path) in KINDS.iter().zip([&self.tif, &self.parquet, &self.png]) {
-            let Some(ext) = path
-                .as_ref()
-                .and_then(|p| p.extension())
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            else {
-                continue;
-            };
-            if KNOWN.contains(&ext.as_str()) && !own.contains(&ext.as_str()) {
-                let p = path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                return Err(crate::error::Error::invalid(
-                    "output path",
-                    p,
-                    format!(
-                        "{flag} writes {what}, not a .{ext} file (name it .{})",
-                        own[0]
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        Format::GEOTIFF.check("--out", self.tif.as_deref())?;
+        Format::PARQUET.check("--parquet", self.parquet.as_deref())?;
+        Format::PNG.check("--png", self.png.as_deref())
     }
 
     /// Fails when an output would overwrite one of the query's inputs

@@ -34,6 +34,8 @@ impl PolygonOutputs {
     /// The transaction these outputs are written in: refused when a
     /// directory is missing or both outputs are one file.
     pub(crate) fn transaction(&self, cancel: Cancel) -> Result<OutputTransaction> {
+        super::Format::PARQUET.check("--parquet", self.parquet.as_deref())?;
+        super::Format::GEOJSON.check("--geojson", self.geojson.as_deref())?;
         OutputTransaction::new(
             [&self.parquet, &self.geojson]
                 .into_iter()

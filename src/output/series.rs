@@ -16,6 +16,7 @@ use crate::error::{io_err, Error, Result};
 use crate::output::lettering::Lettering;
 use crate::output::png::{bold, day_label, font, write_rgb};
 use crate::output::transaction::OutputTransaction;
+use crate::output::Format;
 
 /// Where a series goes.
 #[derive(Debug, Clone, Default)]
@@ -39,8 +40,12 @@ impl SeriesOutputs {
     }
 
     /// The transaction these outputs are written in: refused when a
-    /// directory is missing or two outputs are one file.
+    /// directory is missing, two outputs are one file or a name says
+    /// another format.
     pub(crate) fn transaction(&self, cancel: Cancel) -> Result<OutputTransaction> {
+        Format::CSV.check("--csv", self.csv.as_deref())?;
+        Format::PARQUET.check("--parquet", self.parquet.as_deref())?;
+        Format::PNG.check("--png", self.png.as_deref())?;
         OutputTransaction::new(self.paths(), cancel)
     }
 }

@@ -50,13 +50,75 @@ fn an_output_named_for_another_format() {
     // refused before the query runs: nothing is written, not even q.tif
     extent_fails(
         &["--png", "q.tif"],
-        "--png writes a PNG quicklook, not a .tif file (name it .png)",
+        "--png writes a PNG picture, not a .tif file (name it .png)",
     );
     extent_fails(
         &["--parquet", "q.png"],
-        "--parquet writes a Parquet chunk table",
+        "--parquet writes Parquet, not a .png",
     );
     assert!(!std::path::Path::new("q.tif").exists());
+}
+
+#[test]
+fn every_command_refuses_an_output_named_for_another_format() {
+    // series, zonal and polygons check their outputs' names as extent does,
+    // before any work: exit 1, one line naming the flag, nothing written
+    let scene = tiny_scene();
+    let items = scene.dir.join("items.json").display().to_string();
+    let regions = scene.dir.join("regions.geojson").display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let scan = ["--stac-url", &items, "--bbox", &scene.bbox];
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            [&["series"][..], &scan, &["--png", &at("s.csv")]]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "--png writes a PNG picture, not a .csv file (name it .png)",
+        ),
+        (
+            [&["series"][..], &scan, &["--csv", &at("s.parquet")]]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "--csv writes CSV, not a .parquet file (name it .csv)",
+        ),
+        (
+            [
+                &["zonal"][..],
+                &scan,
+                &["--regions", &regions, "--parquet", &at("z.csv")],
+            ]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            "--parquet writes Parquet, not a .csv file (name it .parquet)",
+        ),
+        (
+            ["polygons", &at("r.tif"), "--geojson", &at("p.parquet")]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "--geojson writes GeoJSON, not a .parquet file (name it .geojson)",
+        ),
+    ];
+    for (args, needle) in cases {
+        floodsql()
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(needle))
+            .stderr(predicate::str::contains("panicked").not());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
