@@ -2,6 +2,9 @@
 item that the output grid needs, on N threads. No fusing, no aggregation.
 
 usage: decode_floor.py API_URL MINX,MINY,MAXX,MAXY START END [THREADS]
+       decode_floor.py --windows API_URL MINX,MINY,MAXX,MAXY START END
+         prints each item's needed window instead ("PATH COL ROW WIDTH HEIGHT",
+         file pixels), for the physical floor (benches/inflate_floor.rs)
 """
 import sys
 import time
@@ -16,8 +19,12 @@ from reference import grid, path_of, search  # noqa: E402
 
 
 def main():
-    api, bbox_s, start, end = sys.argv[1:5]
-    threads = int(sys.argv[5]) if len(sys.argv) > 5 else 2
+    args = sys.argv[1:]
+    list_windows = args[:1] == ["--windows"]
+    if list_windows:
+        args = args[1:]
+    api, bbox_s, start, end = args[:4]
+    threads = int(args[4]) if len(args) > 4 else 2
     bbox = [float(v) for v in bbox_s.split(",")]
     items = search(api, bbox, start, end, page=100)
     import pyproj
@@ -25,6 +32,23 @@ def main():
     res = items[0]["properties"]["gsd"]
     left, top, w, h = grid(bbox, crs, res)
     t0 = time.time()
+
+    def window(it):
+        a = it["assets"]["ensemble_flood_extent"]
+        tr = it["properties"]["proj:transform"]
+        rows, cols = it["properties"]["proj:shape"]
+        col, row = round(tr[2] / res - left), round(top - tr[5] / res)
+        x0, y0 = max(col, 0), max(row, 0)
+        x1, y1 = min(col + cols, w), min(row + rows, h)
+        if x0 >= x1 or y0 >= y1:
+            return None
+        return path_of(a["href"]), x0 - col, y0 - row, x1 - x0, y1 - y0
+
+    if list_windows:
+        for it in items:
+            if (win := window(it)) is not None:
+                print(*win)
+        return
 
     def read(it):
         a = it["assets"]["ensemble_flood_extent"]

@@ -29,6 +29,10 @@ wait_url "$API/"
   measure decode_floor "$PY" benches/decode_floor.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 2
 } > "$OUT/results"
 [ "${CLUSTER:-1}" != 0 ] && echo "executors' peak RSS MB: $(executor_peaks)"
+# the physical floor: the needed blocks' compressed bytes inflated, nothing else
+"$PY" benches/decode_floor.py --windows "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 > "$OUT/windows.txt"
+cargo bench --locked -q --profile "$([ "$PROFILE" = release ] && echo bench || echo dev)" \
+  --bench inflate_floor -- "$OUT/windows.txt"
 
 "$PY" - "$OUT/results" "$OUT/ours.tif" "$OUT/peer.tif" "$SCALE" "$PROFILE" "$OUT/cluster.tif" <<'PYEOF'
 import os, sys

@@ -88,7 +88,8 @@ impl Quicklook {
     }
 
     /// Folds in a chunk at (x, y), `w` pixels wide, its pixels row-major
-    /// (`bytes_per_pixel` each, little-endian).
+    /// (`bytes_per_pixel` each, little-endian). Each row is taken a block's
+    /// run of pixels at a time (no division per pixel).
     pub(crate) fn add(&mut self, x: usize, y: usize, w: usize, px: &[u8], bytes_per_pixel: usize) {
         self.bytes_per_pixel = bytes_per_pixel;
         let (k, qw, qh) = (self.k, self.qw, self.qh);
@@ -96,24 +97,31 @@ impl Quicklook {
         if nodata.is_some() && self.observed.is_none() {
             self.observed = Some(vec![0; qw * qh]);
         }
+        let value = |v: &[u8]| match v {
+            [a] => *a as u32,
+            [a, b] => u16::from_le_bytes([*a, *b]) as u32,
+            _ => 0,
+        };
         for (r, row) in px.chunks_exact(w * bytes_per_pixel).enumerate() {
             let at = ((y + r) / k) * qw;
-            for (c, v) in row.chunks_exact(bytes_per_pixel).enumerate() {
-                let v = match v {
-                    [a] => *a as u32,
-                    [a, b] => u16::from_le_bytes([*a, *b]) as u32,
-                    _ => 0,
+            for (qx, (c0, c1)) in runs(x, w, k) {
+                let seg = row[c0 * bytes_per_pixel..c1 * bytes_per_pixel]
+                    .chunks_exact(bytes_per_pixel)
+                    .map(value);
+                let i = at + qx;
+                let m = match nodata {
+                    Some(n) => {
+                        let Some(m) = seg.filter(|&v| v != n).max() else {
+                            continue;
+                        };
+                        if let Some(o) = self.observed.as_mut() {
+                            o[i] = 1;
+                        }
+                        m
+                    }
+                    None => seg.max().unwrap_or(0),
                 };
-                let i = at + (x + c) / k;
-                if nodata.is_some() {
-                    if Some(v) == nodata {
-                        continue;
-                    }
-                    if let Some(o) = self.observed.as_mut() {
-                        o[i] = 1;
-                    }
-                }
-                self.q[i] = self.q[i].max(v);
+                self.q[i] = self.q[i].max(m);
             }
         }
     }
@@ -124,12 +132,25 @@ impl Quicklook {
         let o = self.observed.get_or_insert_with(|| vec![0; qw * qh]);
         for (r, row) in obs.chunks_exact(w).enumerate() {
             let orow = &mut o[((y + r) / k) * qw..][..qw];
-            for (c, &v) in row.iter().enumerate() {
-                let cell = &mut orow[(x + c) / k];
-                *cell = (*cell).max(v);
+            for (qx, (c0, c1)) in runs(x, w, k) {
+                let m = row[c0..c1].iter().fold(0u8, |a, &b| a.max(b));
+                orow[qx] = orow[qx].max(m);
             }
         }
     }
+}
+
+/// The runs of a row of `w` pixels starting at column `x` that fall in one
+/// quicklook column each (`k` pixels per column): (column, (first, end)) with
+/// `first..end` indices into the row.
+fn runs(x: usize, w: usize, k: usize) -> impl Iterator<Item = (usize, (usize, usize))> {
+    let first = x / k;
+    let last = (x + w).div_ceil(k);
+    (first..last).map(move |q| {
+        let c0 = (q * k).max(x) - x;
+        let c1 = ((q + 1) * k).min(x + w) - x;
+        (q, (c0, c1))
+    })
 }
 
 /// What the caption says besides the provenance.
@@ -851,6 +872,82 @@ pub(crate) fn write_rgb(rgb: &[u8], w: usize, h: usize, out: &Path, named: &Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chunk to fold: x, y, width, pixels, observed bytes.
+    type Chunk = (usize, usize, usize, Vec<u8>, Option<Vec<u8>>);
+
+    /// The quicklook as a per-pixel loop would fold it: (maxima, observed).
+    fn naive(
+        dims: (usize, usize),
+        chunks: &[Chunk],
+        bpp: usize,
+        nodata: Option<u32>,
+    ) -> (Vec<u32>, Vec<u8>) {
+        let k = dims.0.max(dims.1).div_ceil(MAX_SIDE).max(1);
+        let qw = dims.0.div_ceil(k);
+        let qh = dims.1.div_ceil(k);
+        let (mut q, mut o) = (vec![0u32; qw * qh], vec![0u8; qw * qh]);
+        for (x, y, w, px, obs) in chunks {
+            for (i, v) in px.chunks_exact(bpp).enumerate() {
+                let (c, r) = (i % w, i / w);
+                let cell = ((y + r) / k) * qw + (x + c) / k;
+                let v = if bpp == 1 {
+                    v[0] as u32
+                } else {
+                    u16::from_le_bytes([v[0], v[1]]) as u32
+                };
+                if Some(v) == nodata {
+                    continue;
+                }
+                if nodata.is_some() {
+                    o[cell] = 1;
+                }
+                q[cell] = q[cell].max(v);
+            }
+            for (i, &b) in obs.iter().flatten().enumerate() {
+                let (c, r) = (i % w, i / w);
+                let cell = ((y + r) / k) * qw + (x + c) / k;
+                o[cell] = o[cell].max(b);
+            }
+        }
+        (q, o)
+    }
+
+    #[test]
+    fn block_runs_fold_as_pixel_by_pixel() {
+        // chunks at offsets that do not fall on block edges, 1- and 2-byte
+        // pixels, with and without nodata, with an observed column
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u8
+        };
+        for (bpp, nodata) in [(1, None), (1, Some(255u32)), (2, None), (2, Some(0))] {
+            let dims = (3100, 1234); // k = 4
+            let mut chunks = Vec::new();
+            for (x, y, w, h) in [(0, 0, 1000, 7), (1001, 5, 333, 9), (2999, 1230, 101, 4)] {
+                let px: Vec<u8> = (0..w * h * bpp).map(|_| next() % 4 * 85).collect();
+                let obs: Vec<u8> = (0..w * h).map(|_| next() % 2).collect();
+                chunks.push((x, y, w, px, Some(obs)));
+            }
+            let mut ql = Quicklook::new(dims.0, dims.1);
+            ql.set_meta(PixelMeta {
+                nodata: nodata.map(|n| n as u16),
+                ..PixelMeta::default()
+            });
+            for (x, y, w, px, obs) in &chunks {
+                ql.add(*x, *y, *w, px, bpp);
+                if let Some(o) = obs {
+                    ql.add_observed(*x, *y, *w, o);
+                }
+            }
+            let (q, o) = naive(dims, &chunks, bpp, nodata);
+            assert_eq!(ql.q, q, "{bpp} {nodata:?}");
+            assert_eq!(ql.observed.unwrap(), o, "{bpp} {nodata:?}");
+        }
+    }
 
     #[test]
     fn block_maxima_fold_chunk_by_chunk() {

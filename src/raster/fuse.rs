@@ -10,6 +10,7 @@ use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::{Overlap, Window};
 use crate::raster::cog::CogReader;
+use crate::raster::constant::Pixels;
 use crate::raster::grid::OutputGrid;
 use crate::raster::plan::{AssetLoc, Source};
 use crate::raster::read::{read_window, warp_window};
@@ -195,10 +196,11 @@ pub(crate) async fn fuse_window_native(
             let mut out = vec![fill; window.area()];
             for ((src, o), f) in parts.iter().zip(fetched) {
                 match (o, f, &src.loc) {
-                    (Some(o), Some(f), _) => {
-                        let buf = f.decode().map_err(|e| item_err(src, e))?;
-                        paste(&mut out, window, o, &buf, fill);
-                    }
+                    (Some(o), Some(f), _) => match f.decode().map_err(|e| item_err(src, e))? {
+                        Pixels::Data(buf) => paste(&mut out, window, o, &buf, fill),
+                        // a window of one value: nothing to paste for nodata
+                        Pixels::Constant(v) => paste_fill(&mut out, window, o, v, fill),
+                    },
                     (Some(o), None, AssetLoc::Fill(v)) => paste_fill(&mut out, window, o, *v, fill),
                     _ => fuse_warped(&mut out, window, src, &grid, fill, &policy)?,
                 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod area;
 pub(crate) mod cog;
+pub(crate) mod constant;
 pub(crate) mod exec;
 pub(crate) mod fuse;
 pub(crate) mod grid;

@@ -1,0 +1,149 @@
+//! The physical floor of a scan: the compressed bytes of every block the
+//! scan needs, inflated and nothing else — no fusing, no aggregation, no
+//! output. Measures flate2's zlib-rs backend (what floodsql inflates with)
+//! and libdeflate on one thread, and both on every core: the faster of the
+//! two is the floor.
+//!
+//!   cargo bench --profile dev --bench inflate_floor -- WINDOWS_FILE
+//!
+//! WINDOWS_FILE has one needed window per line, "PATH COL ROW WIDTH HEIGHT"
+//! in the file's pixels (`benches/decode_floor.py --windows` writes it, from
+//! its own search and grid, not floodsql's). Block offsets and sizes come
+//! from GDAL (`BLOCK_OFFSET_x_y` / `BLOCK_SIZE_x_y` of the TIFF domain); each
+//! block a window touches is counted once per file.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Instant;
+
+use gdal::Metadata;
+
+fn main() {
+    let list = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .expect("usage: inflate_floor WINDOWS_FILE");
+    let text = std::fs::read_to_string(&list).expect("reading the windows file");
+    // (path) -> blocks needed
+    let mut need: HashMap<String, BTreeSet<(usize, usize)>> = HashMap::new();
+    let mut block_size = HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [path, col, row, w, h] = f[..] else {
+            continue;
+        };
+        let n = |s: &str| s.parse::<usize>().expect("a number");
+        let (col, row, w, h) = (n(col), n(row), n(w), n(h));
+        let (bw, bh) = *block_size.entry(path.to_string()).or_insert_with(|| {
+            let ds = gdal::Dataset::open(path).expect("opening a COG");
+            ds.rasterband(1).expect("band 1").block_size()
+        });
+        let set = need.entry(path.to_string()).or_default();
+        for by in row / bh..(row + h).div_ceil(bh) {
+            for bx in col / bw..(col + w).div_ceil(bw) {
+                set.insert((bx, by));
+            }
+        }
+    }
+    // the compressed bytes of every needed block
+    let mut blocks: Vec<(Vec<u8>, usize)> = Vec::new();
+    for (path, set) in &need {
+        let ds = gdal::Dataset::open(path).expect("opening a COG");
+        let band = ds.rasterband(1).expect("band 1");
+        let (bw, bh) = band.block_size();
+        let mut file = std::fs::File::open(path).expect("opening a COG");
+        for (bx, by) in set {
+            let item = |k: &str| {
+                band.metadata_item(&format!("BLOCK_{k}_{bx}_{by}"), "TIFF")
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            let (Some(off), Some(len)) = (item("OFFSET"), item("SIZE")) else {
+                continue; // sparse
+            };
+            let mut b = vec![0u8; len as usize];
+            file.seek(SeekFrom::Start(off)).expect("seek");
+            file.read_exact(&mut b).expect("read");
+            blocks.push((b, bw * bh));
+        }
+    }
+    let compressed: usize = blocks.iter().map(|b| b.0.len()).sum();
+    let decoded: usize = blocks.iter().map(|b| b.1).sum();
+    let mut distinct: HashMap<&[u8], usize> = HashMap::new();
+    for (b, _) in &blocks {
+        *distinct.entry(b).or_default() += 1;
+    }
+    let (top, top_n) = distinct
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(b, n)| (b.len(), *n))
+        .unwrap_or((0, 0));
+    println!(
+        "blocks: {} in {} files, {:.1} MB compressed, {:.2} GB decoded; the commonest block ({top} bytes) is {:.0} % of them",
+        blocks.len(),
+        need.len(),
+        compressed as f64 / 1e6,
+        decoded as f64 / 1e9,
+        100.0 * top_n as f64 / blocks.len().max(1) as f64
+    );
+    let zlib_rs = |set: &[(Vec<u8>, usize)]| {
+        for (b, n) in set {
+            let mut v = Vec::with_capacity(*n);
+            flate2::read::ZlibDecoder::new(&b[..])
+                .read_to_end(&mut v)
+                .expect("inflate");
+            std::hint::black_box(&v);
+        }
+    };
+    let libdeflate = |set: &[(Vec<u8>, usize)]| {
+        let mut d = libdeflater::Decompressor::new();
+        for (b, n) in set {
+            let mut v = vec![0u8; *n];
+            d.zlib_decompress(b, &mut v).expect("inflate");
+            std::hint::black_box(&v);
+        }
+    };
+    let time = |f: &dyn Fn()| {
+        // the best of 3
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let libdeflate_reused = |set: &[(Vec<u8>, usize)]| {
+        let mut d = libdeflater::Decompressor::new();
+        let mut v = vec![0u8; set.iter().map(|b| b.1).max().unwrap_or(0)];
+        for (b, n) in set {
+            d.zlib_decompress(b, &mut v[..*n]).expect("inflate");
+            std::hint::black_box(&v);
+        }
+    };
+    let r = time(&|| libdeflate_reused(&blocks));
+    println!("libdeflate into one reused buffer: {r:.3} s");
+    let z = time(&|| zlib_rs(&blocks));
+    let l = time(&|| libdeflate(&blocks));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = blocks.len().div_ceil(cores).max(1);
+    let floor = time(&|| {
+        std::thread::scope(|s| {
+            for part in blocks.chunks(per) {
+                s.spawn(|| libdeflate(part));
+            }
+        })
+    });
+    println!(
+        "inflate, 1 thread: zlib-rs (flate2) {z:.3} s, libdeflate {l:.3} s ({:.2}x)",
+        z / l
+    );
+    let floor_z = time(&|| {
+        std::thread::scope(|s| {
+            for part in blocks.chunks(per) {
+                s.spawn(|| zlib_rs(part));
+            }
+        })
+    });
+    println!("all {cores} cores: libdeflate {floor:.3} s, zlib-rs {floor_z:.3} s");
+    println!("physical floor: {:.3} s", floor.min(floor_z));
+}
