@@ -51,16 +51,11 @@ def main():
         return
 
     def read(it):
-        a = it["assets"]["ensemble_flood_extent"]
-        tr = it["properties"]["proj:transform"]
-        rows, cols = it["properties"]["proj:shape"]
-        col, row = round(tr[2] / res - left), round(top - tr[5] / res)
-        x0, y0 = max(col, 0), max(row, 0)
-        x1, y1 = min(col + cols, w), min(row + rows, h)
-        if x0 >= x1 or y0 >= y1:
+        if (win := window(it)) is None:
             return 0
-        with rasterio.open(path_of(a["href"])) as src:
-            return src.read(1, window=Window(x0 - col, y0 - row, x1 - x0, y1 - y0)).size
+        path, col, row, width, height = win
+        with rasterio.open(path) as src:
+            return src.read(1, window=Window(col, row, width, height)).size
 
     with ThreadPoolExecutor(threads) as ex:
         px = sum(ex.map(read, items))

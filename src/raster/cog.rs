@@ -902,26 +902,33 @@ mod tests {
     use gdal::raster::{Buffer, RasterCreationOptions};
     use gdal::DriverManager;
 
-    /// A GeoTIFF of `w`x`h` with pseudo-random runs, written by GDAL with
-    /// the given creation options.
-    fn write(path: &std::path::Path, w: usize, h: usize, opts: &[&str]) -> Vec<u8> {
+    /// A GeoTIFF of `w`x`h` whose pixel (x, y) is `px(x, y)`, written by
+    /// GDAL with the given creation options; returns its pixels.
+    fn write_with(
+        path: &std::path::Path,
+        (w, h): (usize, usize),
+        opts: &[&str],
+        px: impl Fn(usize, usize) -> u8,
+    ) -> Vec<u8> {
         let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
         let o = RasterCreationOptions::from_iter(opts.iter().copied());
         let mut ds = drv
             .create_with_band_type_with_options::<u8, _>(path, w, h, 1, &o)
             .unwrap();
-        let v: Vec<u8> = (0..w * h)
-            .map(|i| {
-                let (x, y) = (i % w, i / w);
-                [0u8, 1, 255][(x / 7 + y / 5 + (x * y) % 3) % 3]
-            })
-            .collect();
+        let v: Vec<u8> = (0..w * h).map(|i| px(i % w, i / w)).collect();
         ds.rasterband(1)
             .unwrap()
             .write((0, 0), (w, h), &mut Buffer::new((w, h), v.clone()))
             .unwrap();
         ds.flush_cache().unwrap();
         v
+    }
+
+    /// A GeoTIFF of `w`x`h` with pseudo-random runs.
+    fn write(path: &std::path::Path, w: usize, h: usize, opts: &[&str]) -> Vec<u8> {
+        write_with(path, (w, h), opts, |x, y| {
+            [0u8, 1, 255][(x / 7 + y / 5 + (x * y) % 3) % 3]
+        })
     }
 
     fn window(x: usize, y: usize, width: usize, height: usize) -> Window {
@@ -991,28 +998,14 @@ mod tests {
     /// 255 (by position) except every fifth, which holds a pattern; its
     /// size is not a multiple of the block, so edge blocks are partial.
     fn write_blocky(path: &std::path::Path, w: usize, h: usize, opts: &[&str]) -> Vec<u8> {
-        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
-        let o = RasterCreationOptions::from_iter(opts.iter().copied());
-        let mut ds = drv
-            .create_with_band_type_with_options::<u8, _>(path, w, h, 1, &o)
-            .unwrap();
-        let v: Vec<u8> = (0..w * h)
-            .map(|i| {
-                let (x, y) = (i % w, i / w);
-                let block = (x / 16) + 7 * (y / 16);
-                if block % 5 == 4 {
-                    [0u8, 1, 255][(x + 2 * y) % 3]
-                } else {
-                    [0u8, 1, 255][block % 3]
-                }
-            })
-            .collect();
-        ds.rasterband(1)
-            .unwrap()
-            .write((0, 0), (w, h), &mut Buffer::new((w, h), v.clone()))
-            .unwrap();
-        ds.flush_cache().unwrap();
-        v
+        write_with(path, (w, h), opts, |x, y| {
+            let block = (x / 16) + 7 * (y / 16);
+            if block % 5 == 4 {
+                [0u8, 1, 255][(x + 2 * y) % 3]
+            } else {
+                [0u8, 1, 255][block % 3]
+            }
+        })
     }
 
     #[tokio::test]
