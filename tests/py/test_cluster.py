@@ -81,12 +81,12 @@ class Cluster:
                 p.kill()
 
 
-def start_medium_extent(cluster_url, medium, medium_api, out):
-    """The medium scene's extent on a cluster, in 300 px chunks over 32
+def start_medium_extent(cluster_url, medium, medium_api, out, chunk=300):
+    """The medium scene's extent on a cluster, in `chunk` px chunks over 32
     partitions (long enough to be interrupted), as a running client process."""
     return subprocess.Popen(
         [floodsql_bin(), "--quiet", "extent", "--stac-url", medium_api, "--collection", "GFM",
-         "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out), "--chunk", "300",
+         "--bbox", medium.bbox, "--datetime", DT_RFC, "--out", str(out), "--chunk", str(chunk),
          "--cluster", cluster_url, "--partitions", "32"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -238,7 +238,9 @@ def test_a_signal_on_the_client_cancels_its_cluster_job(cluster, medium, medium_
     before = {j["job_id"] for j in _get(cluster.rest + "/api/jobs")}
     out = tmp_path / "out"
     out.mkdir()
-    client = start_medium_extent(cluster.url, medium, medium_api, out / "x.tif")
+    # small chunks: the job must outlast the half second below (windows of
+    # constant blocks cost next to nothing now, so 300 px chunks finish first)
+    client = start_medium_extent(cluster.url, medium, medium_api, out / "x.tif", chunk=100)
     job, deadline = None, time.time() + 60
     while job is None and time.time() < deadline and client.poll() is None:
         running = [j for j in _get(cluster.rest + "/api/jobs")
