@@ -386,10 +386,9 @@ impl Fetched {
         let mut out: Option<Vec<u8>> = None;
         let mut so_far: Option<u8> = None;
         for (bx, by, bytes) in blocks {
-            let block = match l.classify(by * l.across + bx, by, bytes) {
-                Ok(b) => b,
-                Err(e) => return Err(store_err(&location, e)),
-            };
+            let block = l
+                .classify(by * l.across + bx, by, bytes)
+                .map_err(|e| store_err(&location, e))?;
             let value = match &block {
                 Block::Constant(v) => Some(*v),
                 Block::Data(_) => None,
