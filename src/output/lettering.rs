@@ -51,10 +51,14 @@ fn lay_out(text: &str, size: f64, bold: bool, mut ink: impl FnMut(i32, i32, f32)
             outline.draw(|x, y, cov| ink(x0 + x as i32, y0 + y as i32, cov));
         }
     }
-    (
-        caret.ceil().max(0.0) as u32,
-        (font.ascent() - font.descent()).ceil() as u32,
-    )
+    (caret.ceil().max(0.0) as u32, line_height(size, bold))
+}
+
+/// The height of a line of text at `size` px (ascent to descent), as
+/// [`measure`] gives it for any text.
+pub(crate) fn line_height(size: f64, bold: bool) -> u32 {
+    let font = face(bold).as_scaled(PxScale::from(size as f32));
+    (font.ascent() - font.descent()).ceil() as u32
 }
 
 /// The box `text` takes at `size` px: (width, height).

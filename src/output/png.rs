@@ -23,7 +23,7 @@ use plotters::style::{register_font, FontStyle};
 
 use crate::error::{Error, Result};
 use crate::output::assemble::{PixelMeta, RasterKind};
-use crate::output::lettering::{measure, Lettering};
+use crate::output::lettering::{line_height, measure, Lettering};
 use crate::output::Provenance;
 use crate::raster::grid::OutputGrid;
 
@@ -474,7 +474,7 @@ const GAP: usize = 8;
 impl Layout {
     /// The layout of a `qw` x `qh` map whose caption has `caption_lines`.
     fn new(qw: usize, qh: usize, caption_lines: usize) -> Self {
-        let line = |size: f64| measure("Ag", size, false).1 as usize;
+        let line = |size: f64| line_height(size, false) as usize;
         let ml = 64usize;
         // title, subtitle, the meridians' labels, the ticks
         let mt = 8 + line(TITLE) + 4 + line(BODY) + GAP + line(SMALL) + 6;
@@ -506,12 +506,12 @@ impl Layout {
 
     /// Where the legend's row starts (y).
     fn legend_y(&self) -> i32 {
-        self.map().1 .1 + (6 + measure("Ag", SMALL, false).1 as usize + GAP) as i32
+        self.map().1 .1 + (6 + line_height(SMALL, false) as usize + GAP) as i32
     }
 
     /// Where the caption starts (y).
     fn caption_y(&self) -> i32 {
-        self.legend_y() + (measure("Ag", BODY, false).1 as usize + GAP) as i32
+        self.legend_y() + (line_height(BODY, false) as usize + GAP) as i32
     }
 }
 
@@ -576,7 +576,7 @@ pub(crate) fn render(
         let mut y = at.caption_y();
         for line in &caption {
             drawn(area.draw_text(line, &font(CAPTION), (at.ml as i32, y)))?;
-            y += measure("Ag", CAPTION, false).1 as i32 + 4;
+            y += line_height(CAPTION, false) as i32 + 4;
         }
         drawn(area.present())?;
     }
@@ -624,7 +624,7 @@ fn draw_title(area: &Area, at: &Layout, prov: &Provenance) -> Result<()> {
     if prov.items > 0 {
         sub.push(format!("{} items", prov.items));
     }
-    let y = 8 + measure("Ag", TITLE, true).1 as i32 + 4;
+    let y = 8 + line_height(TITLE, true) as i32 + 4;
     drawn(area.draw_text(&sub.join(" · "), &font(BODY), (x, y)))
 }
 
@@ -638,7 +638,7 @@ fn draw_graticule(area: &Area, at: &Layout, g: &Graticule) -> Result<()> {
     }
     let ((_, top), (right, _)) = at.map();
     let small = font(SMALL);
-    let label_h = measure("Ag", SMALL, false).1 as i32;
+    let label_h = line_height(SMALL, false) as i32;
     let mut free_from = i32::MIN;
     for (label, x) in &g.top {
         let w = measure(label, SMALL, false).0 as i32;
@@ -674,7 +674,7 @@ fn draw_axes(area: &Area, at: &Layout, grid: &OutputGrid, k: usize) -> Result<()
     let px_m = gt[1] * k as f64; // metres per quicklook pixel
     let step = nice(qw.max(qh) as f64 * px_m / 5.0);
     let small = font(SMALL);
-    let label_h = measure("Ag", SMALL, false).1 as i32;
+    let label_h = line_height(SMALL, false) as i32;
     let km = |t: f64| {
         let v = t / 1000.0;
         if (v - v.round()).abs() < 1e-9 {
