@@ -83,7 +83,24 @@ pub(crate) struct Object {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     location: String,
+    /// The reader's bound on store calls in flight.
+    calls: Arc<tokio::sync::Semaphore>,
 }
+
+impl Object {
+    /// A permit to call the store (see [`STORE_CALLS`]).
+    async fn permit(&self) -> std::io::Result<tokio::sync::SemaphorePermit<'_>> {
+        self.calls
+            .acquire()
+            .await
+            .map_err(|_| std::io::Error::other("the COG reader was closed"))
+    }
+}
+
+/// Store calls (`get_range` / `get_ranges`, each at most 10 requests) one
+/// reader has in flight: rows are fetched far ahead to hide latency, and
+/// this keeps a server from seeing hundreds of connections at once.
+const STORE_CALLS: usize = 64;
 
 /// A read error whose location the caller adds (a block of a file).
 fn read_err(message: String) -> Error {
@@ -146,6 +163,7 @@ struct RangeReader(Object);
 #[async_trait::async_trait]
 impl AsyncFileReader for RangeReader {
     async fn get_bytes(&self, range: Range<u64>) -> async_tiff::error::AsyncTiffResult<Bytes> {
+        let _permit = self.0.permit().await?;
         self.0
             .store
             .get_range(&self.0.path, range)
@@ -157,6 +175,7 @@ impl AsyncFileReader for RangeReader {
         &self,
         ranges: Vec<Range<u64>>,
     ) -> async_tiff::error::AsyncTiffResult<Vec<Bytes>> {
+        let _permit = self.0.permit().await?;
         self.0
             .store
             .get_ranges(&self.0.path, &ranges)
@@ -312,11 +331,8 @@ impl Layout {
             // after another, for every block). flate2's zlib-rs backend:
             // measured 1.7-2x faster than libdeflate on GFM-like blocks
             // (benches/inflate_floor.rs)
-            use std::io::Read;
             let mut v = Vec::with_capacity(self.block_h * stride);
-            flate2::read::ZlibDecoder::new(&bytes[..])
-                .read_to_end(&mut v)
-                .map_err(|e| read_err(format!("decoding block {i}: {e}")))?;
+            inflate(&bytes, &mut v).map_err(|e| read_err(format!("decoding block {i}: {e}")))?;
             v
         } else {
             let decoder = DECODERS
@@ -350,6 +366,38 @@ impl Layout {
         }
         Ok(v)
     }
+}
+
+/// Inflates a zlib stream (a DEFLATE block) into `out`'s spare capacity,
+/// growing it only if the block is larger than reserved: no zero-fill
+/// before writing (as `read_to_end` does) and one inflater per decode
+/// thread, reset between blocks.
+fn inflate(bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    thread_local! {
+        static INFLATER: std::cell::RefCell<Decompress> = std::cell::RefCell::new(Decompress::new(true));
+    }
+    INFLATER.with_borrow_mut(|d| {
+        d.reset(true);
+        loop {
+            let consumed = d.total_in() as usize;
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity().max(4096));
+            }
+            let before = out.len();
+            let status = d
+                .decompress_vec(&bytes[consumed..], out, FlushDecompress::Finish)
+                .map_err(|e| e.to_string())?;
+            match status {
+                Status::StreamEnd => return Ok(()),
+                // room to write was left, yet nothing came: the stream is cut short
+                _ if out.len() == before && out.len() < out.capacity() => {
+                    return Err("truncated DEFLATE stream".into())
+                }
+                _ => {}
+            }
+        }
+    })
 }
 
 /// The compressed blocks of one window, ready to decode.
@@ -506,6 +554,8 @@ pub(crate) struct CogReader {
     /// HTTP stores of this reader (their redirect rule is this scan's
     /// policy, so they are not shared through the runtime's registry).
     http_stores: Mutex<HashMap<Url, Arc<dyn ObjectStore>>>,
+    /// Store calls in flight (see [`STORE_CALLS`]).
+    calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl CogReader {
@@ -516,6 +566,7 @@ impl CogReader {
             blocks: Arc::default(),
             policy: Arc::new(policy),
             http_stores: Mutex::default(),
+            calls: Arc::new(tokio::sync::Semaphore::new(STORE_CALLS)),
         }
     }
 
@@ -557,6 +608,7 @@ impl CogReader {
             store,
             path,
             location: location.to_string(),
+            calls: self.calls.clone(),
         })
     }
 }
@@ -860,30 +912,33 @@ async fn fetch_blocks(
     key: Arc<str>,
     cache: Arc<Mutex<BlockCache>>,
 ) -> std::result::Result<Arc<Vec<Bytes>>, Arc<str>> {
-    let got = obj
-        .store
-        .get_ranges(&obj.path, &ranges)
-        .await
-        .map_err(|e| crate::error::chain_message(&e))
-        .and_then(|got| {
-            if got.len() != ranges.len() {
+    let got = match obj.permit().await {
+        Ok(_permit) => obj
+            .store
+            .get_ranges(&obj.path, &ranges)
+            .await
+            .map_err(|e| crate::error::chain_message(&e)),
+        Err(e) => Err(e.to_string()),
+    };
+    let got = got.and_then(|got| {
+        if got.len() != ranges.len() {
+            return Err(format!(
+                "{} ranges asked, {} returned",
+                ranges.len(),
+                got.len()
+            ));
+        }
+        for ((r, i), b) in ranges.iter().zip(&ids).zip(&got) {
+            if b.len() as u64 != r.end - r.start {
                 return Err(format!(
-                    "{} ranges asked, {} returned",
-                    ranges.len(),
-                    got.len()
+                    "block {i}: {} bytes read of {} (truncated file?)",
+                    b.len(),
+                    r.end - r.start
                 ));
             }
-            for ((r, i), b) in ranges.iter().zip(&ids).zip(&got) {
-                if b.len() as u64 != r.end - r.start {
-                    return Err(format!(
-                        "block {i}: {} bytes read of {} (truncated file?)",
-                        b.len(),
-                        r.end - r.start
-                    ));
-                }
-            }
-            Ok(got)
-        });
+        }
+        Ok(got)
+    });
     if let Ok(mut c) = lock_blocks(&cache) {
         for (k, i) in ids.iter().enumerate() {
             c.in_flight.remove(&(key.clone(), *i));

@@ -22,6 +22,7 @@ use arrow::array::{
     ArrayRef, Int32Array, LargeBinaryArray, RecordBatch, RecordBatchOptions,
     TimestampMicrosecondArray, UInt32Array,
 };
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -51,7 +52,8 @@ use crate::geo::Window;
 use crate::options::{FloodsqlOptions, Reader};
 use crate::raster::area::{AreaColumn, ChunkValue, ZoneColumn};
 use crate::raster::cog::CogReader;
-use crate::raster::fuse::{fuse_window, fuse_window_native, FuseStats};
+use crate::raster::constant::Pixels;
+use crate::raster::fuse::{fetch_window, fuse_window, FetchedWindow, FuseStats};
 use crate::raster::grid::OutputGrid;
 use crate::raster::plan::{AssetSpec, ChunkIndex, ScanPlan, Source};
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -122,6 +124,13 @@ impl ChunkColumn {
         }
     }
 }
+
+/// How many rows per partition have their blocks fetched, for each one
+/// being decoded (`floodsql.read_concurrency`): a fetched row holds only
+/// compressed bytes (tens of KB for GFM's mostly constant blocks), so 16 x
+/// 8 rows in flight cost a few MB and keep 100 ms of store latency off the
+/// critical path.
+const READ_AHEAD: usize = 8;
 
 /// The schema of `flood_chunks(...)`.
 pub(crate) fn chunk_schema() -> SchemaRef {
@@ -205,6 +214,9 @@ struct ScanMetrics {
     pixel_bytes: Count,
     /// Wall time of reading and fusing windows (summed over windows in flight).
     read_time: Time,
+    /// Rows (per asset) whose pixels are all one value, shared rather than
+    /// materialised (see `floodsql_udfs::constant`).
+    constant_rows: Count,
 }
 
 impl ScanMetrics {
@@ -215,6 +227,7 @@ impl ScanMetrics {
             fetched_bytes: MetricBuilder::new(set).counter("fetched_bytes", partition),
             pixel_bytes: MetricBuilder::new(set).counter("pixel_bytes", partition),
             read_time: MetricBuilder::new(set).subset_time("read_time", partition),
+            constant_rows: MetricBuilder::new(set).counter("constant_rows", partition),
         }
     }
 }
@@ -626,8 +639,14 @@ impl ExecutionPlan for FloodChunksExec {
         })
         .try_flatten();
         let opener = Arc::new(UnitReader::new(self, partition, &ctx)?);
+        let reader = opener.clone();
+        // two stages: rows' blocks fetched well ahead (compressed bytes:
+        // hides the store's latency), then decoded and fused a few at a
+        // time (pixels: bounds the memory)
         let stream = units
-            .map_ok(move |u| opener.clone().read(u))
+            .map_ok(move |u| opener.clone().fetch(u))
+            .try_buffered(self.concurrency * READ_AHEAD)
+            .map_ok(move |p| reader.clone().read(p))
             .try_buffered(self.concurrency);
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
@@ -708,24 +727,54 @@ impl UnitReader {
         })
     }
 
-    /// The row of one (slice, chunk): every asset read fused over the
-    /// chunk, the per-chunk columns computed.
-    async fn read(self: Arc<Self>, u: Unit) -> Result<RecordBatch> {
-        let zones = chunk_value(self.zones.clone(), u.window, "zones").await?;
-        let areas = chunk_value(self.areas.clone(), u.window, "pixel areas").await?;
-        let pixels = match &self.pixels {
-            Some(a) => Some(self.fuse(u.window, u.sources.clone(), a.nodata).await?),
-            None => None,
-        };
-        let mut extra = Vec::with_capacity(self.extra.len());
+    /// The first stage of a (slice, chunk) row: with the native reader,
+    /// every asset's blocks fetched (compressed bytes only, so many rows can
+    /// wait in this stage at once and hide the store's latency); with GDAL,
+    /// nothing yet.
+    async fn fetch(self: Arc<Self>, u: Unit) -> Result<Prefetched> {
+        let mut assets = Vec::with_capacity(1 + self.extra.len());
+        if let Some(a) = &self.pixels {
+            assets.push((a.nodata, u.sources.clone()));
+        }
         for (k, a) in &self.extra {
             let sources = u
                 .sources
                 .iter()
                 .map(|s| s.for_extra(*k))
                 .collect::<crate::error::Result<Vec<_>>>()?;
-            extra.push(self.fuse(u.window, sources, a.nodata).await?);
+            assets.push((a.nodata, sources));
         }
+        let mut windows = Vec::with_capacity(assets.len());
+        for (nodata, sources) in assets {
+            let timer = self.metrics.read_time.timer();
+            let pending = match self.reader {
+                Reader::Native => {
+                    Pending::Fetched(fetch_window(&self.cog, &self.env, u.window, &sources).await?)
+                }
+                Reader::Gdal => Pending::Sources(sources),
+            };
+            timer.done();
+            windows.push((nodata, pending));
+        }
+        Ok(Prefetched { unit: u, windows })
+    }
+
+    /// The row of one (slice, chunk): every asset read fused over the
+    /// chunk, the per-chunk columns computed.
+    async fn read(self: Arc<Self>, p: Prefetched) -> Result<RecordBatch> {
+        let Prefetched { unit: u, windows } = p;
+        let zones = chunk_value(self.zones.clone(), u.window, "zones").await?;
+        let areas = chunk_value(self.areas.clone(), u.window, "pixel areas").await?;
+        let mut fused = Vec::with_capacity(windows.len());
+        for (nodata, pending) in windows {
+            fused.push(self.fuse(u.window, pending, nodata).await?);
+        }
+        let mut fused = fused.into_iter();
+        let pixels = match &self.pixels {
+            Some(_) => fused.next(),
+            None => None,
+        };
+        let extra: Vec<Pixels> = fused.collect();
         self.progress.scan.inc(1);
         let _compute = self.metrics.baseline.elapsed_compute().timer();
         Ok(unit_batch(
@@ -740,23 +789,12 @@ impl UnitReader {
         .record_output(&self.metrics.baseline))
     }
 
-    /// One asset's sources fused over `window` by the session's reader.
-    async fn fuse(&self, window: Window, sources: Vec<Source>, nodata: u8) -> Result<Vec<u8>> {
+    /// One asset's window fused by the session's reader.
+    async fn fuse(&self, window: Window, pending: Pending, nodata: u8) -> Result<Pixels> {
         let timer = self.metrics.read_time.timer();
-        let (px, stats) = match self.reader {
-            Reader::Native => {
-                fuse_window_native(
-                    &self.cog,
-                    &self.env,
-                    window,
-                    &sources,
-                    &self.grid,
-                    nodata,
-                    &self.policy,
-                )
-                .await?
-            }
-            Reader::Gdal => {
+        let (px, stats) = match pending {
+            Pending::Fetched(f) => f.fuse(&self.cog, &self.grid, nodata, &self.policy).await?,
+            Pending::Sources(sources) => {
                 let windows = sources
                     .iter()
                     .filter(|s| s.loc.location().is_some())
@@ -771,15 +809,34 @@ impl UnitReader {
                     windows,
                     ..FuseStats::default()
                 };
-                (px, stats)
+                (Pixels::Data(px), stats)
             }
         };
         timer.done();
         self.metrics.windows_read.add(stats.windows);
         self.metrics.fetched_bytes.add(stats.fetched_bytes);
-        self.metrics.pixel_bytes.add(px.len());
+        self.metrics.pixel_bytes.add(window.area());
+        if let Pixels::Constant(_) = px {
+            self.metrics.constant_rows.add(1);
+        }
         Ok(px)
     }
+}
+
+/// One asset's window between the two stages of a row.
+enum Pending {
+    /// Its blocks fetched (native reader).
+    Fetched(FetchedWindow),
+    /// Its sources, read and fused by GDAL in the second stage.
+    Sources(Vec<Source>),
+}
+
+/// A (slice, chunk) row between its two stages: each asset's window (the
+/// `pixels` asset first, when read, then the extra ones in column order)
+/// with the asset's nodata.
+struct Prefetched {
+    unit: Unit,
+    windows: Vec<(u8, Pending)>,
 }
 
 /// The value of a per-chunk column for window `w`, if the column is read
@@ -803,8 +860,8 @@ async fn chunk_value<C: ChunkValue + 'static>(
 /// asset columns, in their order in `columns`.
 fn unit_batch(
     u: &Unit,
-    pixels: Option<Vec<u8>>,
-    extra: Vec<Vec<u8>>,
+    pixels: Option<Pixels>,
+    extra: Vec<Pixels>,
     areas: Option<Arc<Vec<u8>>>,
     zones: Option<Arc<Vec<u8>>>,
     columns: &[Col],
@@ -812,6 +869,7 @@ fn unit_batch(
 ) -> Result<RecordBatch> {
     let i32a = |v: usize| -> ArrayRef { Arc::new(Int32Array::from(vec![v as i32])) };
     let w = u.window;
+    let mut pixels = pixels;
     let mut extra = extra.into_iter();
     let arrays = columns
         .iter()
@@ -822,7 +880,7 @@ fn unit_batch(
                     let px = extra.next().ok_or_else(|| {
                         internal_datafusion_err!("FloodChunksExec: an asset column not read")
                     })?;
-                    return Ok(Arc::new(LargeBinaryArray::from_vec(vec![px.as_slice()])));
+                    return Ok(pixel_array(px, w.area()));
                 }
                 Col::Zones => {
                     let z = zones.as_deref().ok_or_else(|| {
@@ -843,10 +901,10 @@ fn unit_batch(
                 ChunkColumn::Height => i32a(w.height),
                 ChunkColumn::Items => i32a(u.sources.len()),
                 ChunkColumn::Pixels => {
-                    let px = pixels.as_deref().ok_or_else(|| {
+                    let px = pixels.take().ok_or_else(|| {
                         internal_datafusion_err!("FloodChunksExec: pixels not read")
                     })?;
-                    Arc::new(LargeBinaryArray::from_vec(vec![px]))
+                    pixel_array(px, w.area())
                 }
                 ChunkColumn::PixelAreas => {
                     let a = areas.as_deref().ok_or_else(|| {
@@ -862,6 +920,20 @@ fn unit_batch(
         arrays,
         &RecordBatchOptions::new().with_row_count(Some(1)),
     )?)
+}
+
+/// One row's pixels as a one-value LargeBinary array, without copying: a
+/// decoded buffer is handed over as it is, and a row of one value is a
+/// slice of the process-wide buffer of that value
+/// ([`floodsql_udfs::constant`]), which the aggregates fold as a value.
+fn pixel_array(px: Pixels, len: usize) -> ArrayRef {
+    let values = match px {
+        Pixels::Data(d) => Buffer::from_vec(d),
+        Pixels::Constant(v) => floodsql_udfs::constant::shared(v, len)
+            .unwrap_or_else(|| Buffer::from_vec(vec![v; len])),
+    };
+    let offsets = OffsetBuffer::new(vec![0i64, values.len() as i64].into());
+    Arc::new(LargeBinaryArray::new(offsets, values, None))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::{Overlap, Window};
-use crate::raster::cog::CogReader;
+use crate::raster::cog::{CogReader, Fetched};
 use crate::raster::constant::Pixels;
 use crate::raster::grid::OutputGrid;
 use crate::raster::plan::{AssetLoc, Source};
@@ -151,22 +151,26 @@ pub(crate) fn fuse_window(
     Ok(out)
 }
 
-/// Fuses `sources` over `window` with the native reader: every source's
-/// blocks fetched concurrently on the runtime, then decoded and pasted in
-/// fusing order on the reader's decode pool (one thread per core: windows
-/// waiting on the network hold only compressed bytes).
-pub(crate) async fn fuse_window_native(
+/// The sources of one window with their compressed blocks fetched, ready
+/// to fuse ([`fetch_window`] then [`FetchedWindow::fuse`]): what a window
+/// holds while it waits for the decode pool — compressed bytes only.
+pub(crate) struct FetchedWindow {
+    window: Window,
+    /// Each source with its overlap (None: warped) and fetched blocks
+    /// (None: warped, or a missing asset standing as a value).
+    parts: Vec<(Source, Option<Overlap>, Option<Fetched>)>,
+    stats: FuseStats,
+}
+
+/// Fetches the blocks `sources` need over `window` with the native reader,
+/// concurrently on the runtime. Sources in another CRS (no overlap in their
+/// own pixels) are warped by GDAL when fused.
+pub(crate) async fn fetch_window(
     reader: &CogReader,
     env: &RuntimeEnv,
     window: Window,
     sources: &[Source],
-    grid: &OutputGrid,
-    fill: u8,
-    policy: &ReadPolicy,
-) -> Result<(Vec<u8>, FuseStats)> {
-    // sources on the output lattice: blocks fetched here, decoded on the
-    // pool; sources in another CRS (no overlap in their own pixels): warped
-    // by GDAL on the pool, in fusing order with the others
+) -> Result<FetchedWindow> {
     let parts: Vec<(Source, Option<Overlap>)> = sources
         .iter()
         .filter_map(|s| match s.warp {
@@ -190,25 +194,118 @@ pub(crate) async fn fuse_window_native(
             + parts.iter().filter(|(s, _)| s.warp.is_some()).count(),
         fetched_bytes: fetched.iter().flatten().map(|f| f.bytes()).sum(),
     };
-    let (grid, policy) = (grid.clone(), policy.clone());
-    let out = reader
-        .decode(move || {
-            let mut out = vec![fill; window.area()];
-            for ((src, o), f) in parts.iter().zip(fetched) {
-                match (o, f, &src.loc) {
-                    (Some(o), Some(f), _) => match f.decode().map_err(|e| item_err(src, e))? {
-                        Pixels::Data(buf) => paste(&mut out, window, o, &buf, fill),
-                        // a window of one value: nothing to paste for nodata
-                        Pixels::Constant(v) => paste_fill(&mut out, window, o, v, fill),
-                    },
-                    (Some(o), None, AssetLoc::Fill(v)) => paste_fill(&mut out, window, o, *v, fill),
-                    _ => fuse_warped(&mut out, window, src, &grid, fill, &policy)?,
+    Ok(FetchedWindow {
+        window,
+        parts: parts
+            .into_iter()
+            .zip(fetched)
+            .map(|((s, o), f)| (s, o, f))
+            .collect(),
+        stats,
+    })
+}
+
+impl FetchedWindow {
+    /// Decodes the sources and pastes them in fusing order on the reader's
+    /// decode pool (one thread per core: windows waiting on the network or
+    /// for the pool hold only compressed bytes).
+    pub(crate) async fn fuse(
+        self,
+        reader: &CogReader,
+        grid: &OutputGrid,
+        fill: u8,
+        policy: &ReadPolicy,
+    ) -> Result<(Pixels, FuseStats)> {
+        let FetchedWindow {
+            window,
+            parts,
+            stats,
+        } = self;
+        let (grid, policy) = (grid.clone(), policy.clone());
+        let out = reader
+            .decode(move || {
+                let mut out = Fused::new(window, fill);
+                for (src, o, f) in parts {
+                    match (o, f, &src.loc) {
+                        // every source is decoded, even under a window already
+                        // full, so that a corrupt file is reported as with GDAL
+                        (Some(o), Some(f), _) => match f.decode().map_err(|e| item_err(&src, e))? {
+                            Pixels::Data(buf) => out.paste(&o, buf),
+                            Pixels::Constant(v) => out.paste_value(&o, v),
+                        },
+                        (Some(o), None, AssetLoc::Fill(v)) => out.paste_value(&o, *v),
+                        _ => fuse_warped(out.data(), window, &src, &grid, fill, &policy)?,
+                    }
                 }
+                Ok::<_, Error>(out.pixels)
+            })
+            .await??;
+        Ok((out, stats))
+    }
+}
+
+/// A window being fused that stays one value for as long as it can: no
+/// pixel buffer is made while every source pasted so far is constant over
+/// it (nodata, or a value covering the whole window), and the first source
+/// covering the whole window is taken as it is, not pasted.
+struct Fused {
+    window: Window,
+    fill: u8,
+    pixels: Pixels,
+}
+
+impl Fused {
+    fn new(window: Window, fill: u8) -> Self {
+        Self {
+            window,
+            fill,
+            pixels: Pixels::Constant(fill),
+        }
+    }
+
+    /// Whether `o` covers the whole window.
+    fn covers(&self, o: &Overlap) -> bool {
+        o.src.width == self.window.width && o.src.height == self.window.height
+    }
+
+    /// The pixels, materialised.
+    fn data(&mut self) -> &mut Vec<u8> {
+        if let Pixels::Constant(v) = self.pixels {
+            self.pixels = Pixels::Data(vec![v; self.window.area()]);
+        }
+        match &mut self.pixels {
+            Pixels::Data(d) => d,
+            Pixels::Constant(_) => unreachable!("materialised just above"),
+        }
+    }
+
+    /// Pastes a source's pixels over `o` (first valid wins).
+    fn paste(&mut self, o: &Overlap, buf: Vec<u8>) {
+        match self.pixels {
+            // nothing is nodata any more: a later source changes nothing
+            Pixels::Constant(v) if v != self.fill => {}
+            // nothing pasted yet: the source's pixels are the window's
+            Pixels::Constant(_) if self.covers(o) => self.pixels = Pixels::Data(buf),
+            _ => {
+                let (window, fill) = (self.window, self.fill);
+                paste(self.data(), window, o, &buf, fill)
             }
-            Ok::<_, Error>(out)
-        })
-        .await??;
-    Ok((out, stats))
+        }
+    }
+
+    /// Pastes one value over `o` (a constant source window or a missing
+    /// asset's value).
+    fn paste_value(&mut self, o: &Overlap, value: u8) {
+        match self.pixels {
+            _ if value == self.fill => {}
+            Pixels::Constant(v) if v != self.fill => {}
+            Pixels::Constant(_) if self.covers(o) => self.pixels = Pixels::Constant(value),
+            _ => {
+                let (window, fill) = (self.window, self.fill);
+                paste_fill(self.data(), window, o, value, fill)
+            }
+        }
+    }
 }
 
 /// dst = src where dst is still `nodata` (a nodata src leaves it nodata).

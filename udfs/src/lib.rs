@@ -3,6 +3,7 @@
 //! Pure Arrow/DataFusion kernels: no GDAL, no I/O. Each SQL function lives in
 //! its own file; [`register::all_udafs`] lists them.
 
+pub mod constant;
 pub mod flood_count;
 pub mod flood_dates;
 pub mod flood_extent_states;

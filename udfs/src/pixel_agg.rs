@@ -200,6 +200,21 @@ pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
     /// Fold one time slice's pixels into the cells (`cells.len() ==
     /// pixels.len()`); `day`: the slice's [`day_of`] (0 unless `DATED`).
     fn update(cells: &mut [Self::Cell], pixels: &[u8], nodata: u8, day: u16);
+    /// Fold a slice whose every pixel is `value` (a constant row, see
+    /// [`crate::constant`]): what `update` would do with `value` repeated.
+    /// Default: nothing for the nodata — a nodata pixel leaves every
+    /// kernel's cell as it was (each kernel's tests pin it) — else `update`
+    /// over a small block of `value`, so no pixel buffer is read.
+    fn update_constant(cells: &mut [Self::Cell], value: u8, nodata: u8, day: u16) {
+        if value == nodata {
+            return;
+        }
+        const BLOCK: usize = 4096;
+        let block = [value; BLOCK];
+        for c in cells.chunks_mut(BLOCK) {
+            Self::update(c, &block[..c.len()], nodata, day);
+        }
+    }
     /// Merge two partial states (default: the cell type's merge).
     fn merge(cells: &mut [Self::Cell], other: &[Self::Cell]) {
         <Self::Cell as Cell>::merge(cells, other)
@@ -504,7 +519,10 @@ fn fold_slice<K: PixelKernel>(
 ) -> Result<()> {
     let c = cells.get_or_insert_with(|| vec![K::Cell::default(); pixels.len()]);
     check_len(K::NAME, c.len(), pixels.len())?;
-    K::update(c, pixels, nodata, day);
+    match crate::constant::value_of(pixels) {
+        Some(v) => K::update_constant(c, v, nodata, day),
+        None => K::update(c, pixels, nodata, day),
+    }
     Ok(())
 }
 
@@ -706,5 +724,148 @@ impl<K: PixelKernel> GroupsAccumulator for PixelGroupsAccumulator<K> {
                 .map(|c| c.capacity() * std::mem::size_of::<K::Cell>())
                 .sum::<usize>()
             + self.scratch.capacity() * std::mem::size_of::<K::Cell>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flood_count::FloodCountKernel;
+    use crate::flood_dates::{FirstDateKernel, LastDateKernel};
+    use crate::flood_extent_states::ExtentStatesKernel;
+    use crate::flood_frequency::FrequencyKernel;
+    use crate::flood_max_extent::MaxExtentKernel;
+    use crate::flood_observed::ObservedKernel;
+    use crate::valid_count::ValidCountKernel;
+
+    /// Pixel values from a small linear congruential generator: 0, 1, 255
+    /// and a few others.
+    fn pixels(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                [0u8, 1, 255, 255, 0, 7][(x >> 33) as usize % 6]
+            })
+            .collect()
+    }
+
+    /// A constant row folded as a value (`update_constant`) leaves the same
+    /// cells as its bytes folded by `update`, from states built by random
+    /// slices, for the values 0, 1, 255 and another, with nodata 255 and 0,
+    /// and lengths not a multiple of the block.
+    fn constant_equals_bytes<K: PixelKernel>()
+    where
+        K::Cell: PartialEq,
+    {
+        for n in [1, 4095, 4096, 10_001] {
+            for nodata in [255u8, 0] {
+                for v in [0u8, 1, 7, 255] {
+                    let mut cells = vec![K::Cell::default(); n];
+                    for seed in 0..3 {
+                        K::update(&mut cells, &pixels(seed, n), nodata, 19_000 + seed as u16);
+                    }
+                    let (mut by_value, mut by_bytes) = (cells.clone(), cells.clone());
+                    K::update_constant(&mut by_value, v, nodata, 19_500);
+                    K::update(&mut by_bytes, &vec![v; n], nodata, 19_500);
+                    assert!(
+                        by_value == by_bytes,
+                        "{}: value {v}, nodata {nodata}, {n} px",
+                        K::NAME
+                    );
+                    if v == nodata {
+                        assert!(
+                            by_bytes == cells,
+                            "{}: a nodata slice changed cells",
+                            K::NAME
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_folds_a_constant_row_as_its_bytes() {
+        constant_equals_bytes::<MaxExtentKernel>();
+        constant_equals_bytes::<ObservedKernel>();
+        constant_equals_bytes::<FloodCountKernel>();
+        constant_equals_bytes::<ValidCountKernel>();
+        constant_equals_bytes::<ExtentStatesKernel>();
+        constant_equals_bytes::<FrequencyKernel>();
+        constant_equals_bytes::<FirstDateKernel>();
+        constant_equals_bytes::<LastDateKernel>();
+    }
+
+    /// Through the groups accumulator: rows shared by the scan (recognised
+    /// as constant) give the same state as the same bytes in a plain array.
+    #[test]
+    fn shared_rows_aggregate_as_plain_bytes() {
+        use arrow::array::LargeBinaryArray;
+        let n = 250 * 130;
+        let data = pixels(9, n);
+        let rows: Vec<(Option<u8>, &[u8])> = vec![
+            (None, &data),
+            (Some(255), &[]),
+            (Some(0), &[]),
+            (Some(1), &[]),
+        ];
+        let shared_rows: Vec<arrow::buffer::Buffer> = rows
+            .iter()
+            .map(|(v, d)| match v {
+                Some(v) => crate::constant::shared(*v, n).unwrap(),
+                None => arrow::buffer::Buffer::from_vec(d.to_vec()),
+            })
+            .collect();
+        let offsets: Vec<i64> = (0..=rows.len()).map(|i| (i * n) as i64).collect();
+        let plain: Vec<u8> = shared_rows
+            .iter()
+            .flat_map(|b| b.as_slice().to_vec())
+            .collect();
+        let plain = LargeBinaryArray::try_new(
+            arrow::buffer::OffsetBuffer::new(offsets.into()),
+            plain.into(),
+            None,
+        )
+        .unwrap();
+        // one array per row so that each value is a slice of its own buffer
+        let run = |arrays: Vec<ArrayRef>| {
+            let mut acc = PixelGroupsAccumulator::<ExtentStatesKernel> {
+                nodata: 255,
+                groups: Vec::new(),
+                scratch: Vec::new(),
+            };
+            for a in arrays {
+                acc.update_batch(&[a], &[0], None, 1).unwrap();
+            }
+            acc.evaluate(EmitTo::All).unwrap()
+        };
+        let one_by_one: Vec<ArrayRef> = shared_rows
+            .iter()
+            .map(|b| {
+                Arc::new(
+                    LargeBinaryArray::try_new(
+                        arrow::buffer::OffsetBuffer::new(vec![0i64, n as i64].into()),
+                        b.clone(),
+                        None,
+                    )
+                    .unwrap(),
+                ) as ArrayRef
+            })
+            .collect();
+        assert_eq!(
+            crate::constant::value_of(shared_rows[1].as_slice()),
+            Some(255)
+        );
+        let got = run(one_by_one);
+        let want = run((0..rows.len())
+            .map(|i| Arc::new(plain.slice(i, 1)) as ArrayRef)
+            .collect());
+        assert_eq!(
+            got.as_binary::<i64>().value(0),
+            want.as_binary::<i64>().value(0)
+        );
     }
 }
