@@ -153,6 +153,10 @@ def main():
     Handler.root = root
     Handler.delay = (float(sys.argv[3]) / 1000.0) if len(sys.argv) > 3 else 0.0
     host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
+    # a listen backlog like a real server's (socketserver's default is 5:
+    # a client opening 100 connections at once would see SYNs dropped and
+    # retried a second later, a stall no object store shows)
+    ThreadingHTTPServer.request_queue_size = 1024
     srv = ThreadingHTTPServer((host, port), Handler)
     srv.daemon_threads = True
     srv.serve_forever()
