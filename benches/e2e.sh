@@ -5,7 +5,7 @@
 # and peak RSS, as ratios to the Python peer measured in the same run. For the
 # cluster row, peak MB is the client's only (executors are separate processes).
 #
-#   benches/e2e.sh [tiny|small|medium|tutorial]      (default: medium)
+#   benches/e2e.sh [tiny|small|medium|tutorial|gfm]  (default: medium)
 #   RUNS=3  PEER_RUNS=1 (the Python stack)  PROFILE=release|dev  FLOODSQL_VENV=...
 #   BENCH_DIR=/tmp/floodsql-bench  CLUSTER=1
 set -euo pipefail
@@ -31,8 +31,10 @@ wait_url "$API/"
 [ "${CLUSTER:-1}" != 0 ] && echo "executors' peak RSS MB: $(executor_peaks)"
 # the physical floor: the needed blocks' compressed bytes inflated, nothing else
 "$PY" benches/decode_floor.py --windows "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 > "$OUT/windows.txt"
-cargo bench --locked -q --profile "$([ "$PROFILE" = release ] && echo bench || echo dev)" \
-  --bench inflate_floor -- "$OUT/windows.txt"
+# (dev profile: its per-package opt-levels build zlib-rs and libdeflate at
+# opt-level 3, as release does; the bench profile would rebuild every
+# dependency with the dev-dependencies' features)
+cargo bench --locked -q --profile dev --bench inflate_floor -- "$OUT/windows.txt"
 
 "$PY" - "$OUT/results" "$OUT/ours.tif" "$OUT/peer.tif" "$SCALE" "$PROFILE" "$OUT/cluster.tif" <<'PYEOF'
 import os, sys

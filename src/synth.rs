@@ -43,6 +43,10 @@ pub enum Scale {
     Medium,
     /// the tutorial's AOI (~9000 px), 15000 px T3 tiles, 40 acquisitions (~150 items)
     Tutorial,
+    /// the tutorial's scene with COGs shaped like GFM's own: mostly constant
+    /// dry or nodata 512 px blocks, a few percent flooded, every other item
+    /// ZSTD instead of DEFLATE
+    Gfm,
 }
 
 /// How a scene's items state their CRS (all of them Equi7Grid Asia).
@@ -101,6 +105,9 @@ pub struct SynthSpec {
     /// Also write each item's `reference_water_mask` and `exclusion_mask`
     /// (static: the river's core, the 48 px exclusion blocks).
     pub masks: bool,
+    /// Content shaped like GFM's COGs (see [`Scale::Gfm`]) rather than the
+    /// dense test pattern.
+    pub gfm_shaped: bool,
 }
 
 impl SynthSpec {
@@ -110,7 +117,7 @@ impl SynthSpec {
             Scale::Tiny => (0.06, 0.05, 500, 5),
             Scale::Small => (0.2, 0.17, 1500, 10),
             Scale::Medium => (0.5, 0.4, 3000, 12),
-            Scale::Tutorial => {
+            Scale::Tutorial | Scale::Gfm => {
                 return SynthSpec {
                     bbox: [67.398376, 26.197341, 69.027100, 27.591066],
                     tile_px: 15000,
@@ -118,6 +125,7 @@ impl SynthSpec {
                     seed,
                     crs_form: CrsForm::Legacy,
                     masks: false,
+                    gfm_shaped: scale == Scale::Gfm,
                 }
             }
         };
@@ -135,6 +143,7 @@ impl SynthSpec {
             seed,
             crs_form: CrsForm::Legacy,
             masks: false,
+            gfm_shaped: false,
         }
     }
 }
@@ -263,12 +272,27 @@ fn fill_mask_rows(t: &ColTables, col0: i64, gy: i64, seed: u64, water: &mut [u8]
     }
 }
 
+/// Whether pixel (gx, gy) lies in one of the GFM-shaped scene's exclusion
+/// patches (towns, radar shadow): 2048 px squares, ~1 in 9 — elsewhere no
+/// pixel is excluded, so dry land makes whole constant blocks.
+fn in_exclusion_patch(seed: u64, gx: i64, gy: i64) -> bool {
+    let (px, py) = (gx.div_euclid(2048), gy.div_euclid(2048));
+    mix(seed ^ 0x5EED ^ (px as u64).wrapping_mul(7919) ^ (py as u64).wrapping_mul(104_729))
+        .is_multiple_of(9)
+}
+
 /// Flood (1) / dry (0) / outside swath or excluded (255) for one tile row.
-fn fill_row(a: &Acq, t: &ColTables, col0: i64, gy: i64, seed: u64, row: &mut [u8]) {
+/// GFM-shaped (`gfm`): flooding only where the field peaks and along a
+/// narrow river (a few percent of the land), exclusion holes only in
+/// patches.
+fn fill_row(a: &Acq, t: &ColTables, col0: i64, gy: i64, seed: u64, gfm: bool, row: &mut [u8]) {
     let field = RowField::new(gy);
     let y = (gy as f64 - 0.5) * RES;
-    let thr = 3.2 - 1.6 * a.level;
-    let river_w = 1.0 + 6.0 * a.level;
+    let (thr, river_w) = if gfm {
+        (3.45 - 0.35 * a.level, 0.3 + 0.9 * a.level)
+    } else {
+        (3.2 - 1.6 * a.level, 1.0 + 6.0 * a.level)
+    };
     for (c, v) in row.iter_mut().enumerate() {
         let gx = col0 + c as i64;
         // swath (pixel centre)
@@ -279,7 +303,7 @@ fn fill_row(a: &Acq, t: &ColTables, col0: i64, gy: i64, seed: u64, row: &mut [u8
             continue;
         }
         // exclusion holes: fixed 48 px blocks, ~1 in 23
-        if excluded(seed, gx, gy) {
+        if excluded(seed, gx, gy) && (!gfm || in_exclusion_patch(seed, gx, gy)) {
             *v = 255;
             continue;
         }
@@ -576,7 +600,7 @@ fn write_cogs(
     dir: &Path,
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let (seed, tile_px, masks) = (spec.seed, spec.tile_px, spec.masks);
+    let (seed, tile_px, masks, gfm) = (spec.seed, spec.tile_px, spec.masks, spec.gfm_shaped);
     let jobs: Vec<(usize, &ItemSpec)> = items.iter().enumerate().collect();
     let errors: std::sync::Mutex<Vec<Error>> = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -584,13 +608,15 @@ fn write_cogs(
             let jobs = &jobs;
             let errors = &errors;
             s.spawn(move || {
-                for (_, it) in jobs.iter().filter(|(i, _)| i % 2 == w) {
+                for (i, it) in jobs.iter().filter(|(i, _)| i % 2 == w) {
+                    // GFM-shaped: every other item ZSTD, as catalogues mix
+                    let codec = if gfm && i % 4 >= 2 { "ZSTD" } else { "DEFLATE" };
                     let mut a = acqs[it.acq].clone();
                     a.cx += it.swath_shift;
                     let mut data = vec![0u8; tile_px * tile_px];
                     let tables = ColTables::new(it.col0, tile_px);
                     for (r, row) in data.chunks_exact_mut(tile_px).enumerate() {
-                        fill_row(&a, &tables, it.col0, it.row0 - r as i64, seed, row);
+                        fill_row(&a, &tables, it.col0, it.row0 - r as i64, seed, gfm, row);
                     }
                     let path = dir.join("cogs").join(format!("{}_{ASSET}.tif", it.id));
                     let mut tiles = vec![(path, data)];
@@ -610,7 +636,7 @@ fn write_cogs(
                         }
                     }
                     for (path, px) in tiles {
-                        if let Err(e) = write_tile(&path, it.col0, it.row0, tile_px, px) {
+                        if let Err(e) = write_tile(&path, it.col0, it.row0, tile_px, codec, px) {
                             if let Ok(mut v) = errors.lock() {
                                 v.push(e);
                             }
@@ -713,7 +739,14 @@ fn write_text(p: &Path, s: &str) -> Result<()> {
     write_atomic(p, |tmp| std::fs::write(tmp, s).map_err(io_err(tmp)))
 }
 
-fn write_tile(path: &Path, col0: i64, row0: i64, size: usize, data: Vec<u8>) -> Result<()> {
+fn write_tile(
+    path: &Path,
+    col0: i64,
+    row0: i64,
+    size: usize,
+    codec: &str,
+    data: Vec<u8>,
+) -> Result<()> {
     let mem = DriverManager::get_driver_by_name("MEM")?;
     let mut ds = mem.create_with_band_type::<u8, _>("", size, size, 1)?;
     ds.set_geo_transform(&[col0 as f64 * RES, RES, 0.0, row0 as f64 * RES, 0.0, -RES])?;
@@ -724,8 +757,9 @@ fn write_tile(path: &Path, col0: i64, row0: i64, size: usize, data: Vec<u8>) -> 
         band.write((0, 0), (size, size), &mut Buffer::new((size, size), data))?;
     }
     let cog = DriverManager::get_driver_by_name("COG")?;
+    let compress = format!("COMPRESS={codec}");
     let opts =
-        RasterCreationOptions::from_iter(["COMPRESS=DEFLATE", "BLOCKSIZE=512", "OVERVIEWS=NONE"]);
+        RasterCreationOptions::from_iter([compress.as_str(), "BLOCKSIZE=512", "OVERVIEWS=NONE"]);
     write_atomic(path, |tmp| {
         ds.create_copy(&cog, tmp, &opts)?;
         Ok(())

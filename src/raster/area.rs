@@ -6,6 +6,7 @@
 //! and the area of the whole grid, from its outline densified every
 //! [`NODE_STEP`] pixels. Blocking (GDAL): call from a blocking thread.
 
+use arrow::buffer::Buffer;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform};
@@ -147,18 +148,19 @@ impl AreaModel {
 /// window only: a partition scans a chunk's slices one after the other, so
 /// one chunk is enough and memory does not grow with the grid.
 #[derive(Default)]
-struct LastWindow(Mutex<Option<(Window, Arc<Vec<u8>>)>>);
+/// (An Arrow buffer: every row of the chunk shares it, uncopied.)
+struct LastWindow(Mutex<Option<(Window, Buffer)>>);
 
 impl LastWindow {
     /// The value of `w`: the kept one, or `make()`'s (then kept).
-    fn get_or(&self, w: Window, make: impl FnOnce() -> Result<Vec<u8>>) -> Result<Arc<Vec<u8>>> {
+    fn get_or(&self, w: Window, make: impl FnOnce() -> Result<Vec<u8>>) -> Result<Buffer> {
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((lw, v)) = last.as_ref() {
             if *lw == w {
                 return Ok(v.clone());
             }
         }
-        let v = Arc::new(make()?);
+        let v = Buffer::from_vec(make()?);
         *last = Some((w, v.clone()));
         Ok(v)
     }
@@ -168,7 +170,7 @@ impl LastWindow {
 /// blocking thread: GDAL).
 pub(crate) trait ChunkValue: Send + Sync {
     /// The encoded value of chunk window `w`.
-    fn value(&self, w: Window) -> Result<Arc<Vec<u8>>>;
+    fn value(&self, w: Window) -> Result<Buffer>;
 }
 
 /// The `pixel_areas` values of one scan partition: the grid's area (shared
@@ -190,7 +192,7 @@ impl AreaColumn {
 }
 
 impl ChunkValue for AreaColumn {
-    fn value(&self, w: Window) -> Result<Arc<Vec<u8>>> {
+    fn value(&self, w: Window) -> Result<Buffer> {
         self.last.get_or(w, || {
             let model = AreaModel::new(&self.grid)?;
             let grid_m2 = match self.grid_m2.get() {
@@ -223,7 +225,7 @@ impl ZoneColumn {
 }
 
 impl ChunkValue for ZoneColumn {
-    fn value(&self, w: Window) -> Result<Arc<Vec<u8>>> {
+    fn value(&self, w: Window) -> Result<Buffer> {
         self.last.get_or(w, || self.zones.window(w))
     }
 }

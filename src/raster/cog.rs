@@ -337,6 +337,11 @@ impl Layout {
             let mut v = Vec::with_capacity(self.block_h * stride);
             inflate(&bytes, &mut v).map_err(|e| read_err(format!("decoding block {i}: {e}")))?;
             v
+        } else if let Some(v) = matches!(self.compression, Compression::ZSTD)
+            .then(|| unzstd(&bytes, self.block_h * stride))
+            .flatten()
+        {
+            v
         } else {
             let decoder = DECODERS
                 .as_ref()
@@ -403,6 +408,23 @@ fn inflate(bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
     })
 }
 
+/// Decompresses a ZSTD block of `size` bytes with this decode thread's
+/// context, into a buffer of that size (no zero-fill; async-tiff's decoder
+/// makes a context per block and grows its output from empty). `None` when
+/// the block does not decode into `size` bytes: the generic decoder then
+/// reports or handles it.
+fn unzstd(bytes: &[u8], size: usize) -> Option<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
+    }
+    CONTEXT.with_borrow_mut(|d| {
+        let mut out = Vec::with_capacity(size);
+        d.as_mut()?.decompress_to_buffer(bytes, &mut out).ok()?;
+        Some(out)
+    })
+}
+
 /// The compressed blocks of one window, ready to decode.
 pub(crate) struct Fetched {
     layout: Arc<Layout>,
@@ -432,32 +454,48 @@ impl Fetched {
             blocks,
             location,
         } = self;
-        // the window's pixels once a block differs from those before it;
-        // until then, the one value of every block so far
+        // the window's pixels, appended row by row once a block differs
+        // from those before it (no fill first); until then the one value
+        // of every block so far, and the window rows they cover
         let mut out: Option<Vec<u8>> = None;
         let mut so_far: Option<u8> = None;
-        for (bx, by, bytes) in blocks {
-            let block = l
-                .classify(by * l.across + bx, by, bytes)
-                .map_err(|e| store_err(&location, e))?;
-            let value = match &block {
-                Block::Constant(v) => Some(*v),
-                Block::Data(_) => None,
-            };
+        let mut uniform_rows = 0;
+        // blocks come row-major: one block row at a time
+        for row in blocks.chunk_by(|a, b| a.1 == b.1) {
+            let by = row[0].1;
+            let decoded = row
+                .iter()
+                .map(|(bx, by, bytes)| {
+                    l.classify(by * l.across + bx, *by, bytes.clone())
+                        .map(|b| (*bx, b))
+                        .map_err(|e| store_err(&location, e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let (ys, ye) = l.rows_of(&w, by);
             if out.is_none() {
-                match (so_far, value) {
-                    (None, Some(v)) => {
-                        so_far = Some(v);
-                        continue;
-                    }
-                    (Some(u), Some(v)) if u == v => continue,
-                    // the blocks before all hold `u` (or there were none):
-                    // every pixel not yet written is covered by a later block
-                    (u, _) => out = Some(vec![u.unwrap_or(l.sparse_fill); w.area()]),
+                let value = decoded
+                    .iter()
+                    .try_fold(so_far, |acc, (_, b)| match (acc, b) {
+                        (None, Block::Constant(v)) => Some(Some(*v)),
+                        (Some(u), Block::Constant(v)) if u == *v => Some(Some(u)),
+                        _ => None,
+                    });
+                if let Some(v) = value {
+                    so_far = v;
+                    uniform_rows += ye - ys;
+                    continue;
                 }
             }
-            let Some(out) = out.as_mut() else { continue };
-            l.place(&w, bx, by, &block, so_far, out);
+            let o = out.get_or_insert_with(|| {
+                let mut o = Vec::with_capacity(w.area());
+                o.resize(uniform_rows * w.width, so_far.unwrap_or(l.sparse_fill));
+                o
+            });
+            for y in ys..ye {
+                for (bx, block) in &decoded {
+                    l.append_row(&w, *bx, by, y, block, o);
+                }
+            }
         }
         Ok(match (out, so_far) {
             (Some(out), _) => Pixels::Data(out),
@@ -502,38 +540,37 @@ impl Layout {
         Ok(Block::Data(data))
     }
 
-    /// Writes the part of `block` (at block column `bx`, row `by`) inside
-    /// window `w` into `out` (the window's pixels). A constant block equal
-    /// to `filled` (the value `out` was made with) is already there.
-    fn place(
+    /// The window rows `ys..ye` that block row `by` holds.
+    fn rows_of(&self, w: &Window, by: usize) -> (usize, usize) {
+        let y0 = by * self.block_h;
+        let ys = w.y.max(y0);
+        let ye = (w.y + w.height).min(y0 + self.block_h).min(self.height);
+        (ys, ye)
+    }
+
+    /// Appends to `out` the part of image row `y` that `block` (at block
+    /// column `bx`, row `by`) holds inside window `w`.
+    fn append_row(
         &self,
         w: &Window,
         bx: usize,
         by: usize,
+        y: usize,
         block: &Block,
-        filled: Option<u8>,
-        out: &mut [u8],
+        out: &mut Vec<u8>,
     ) {
-        let (x0, y0) = (bx * self.block_w, by * self.block_h);
+        let x0 = bx * self.block_w;
         let xs = w.x.max(x0);
         let xe = (w.x + w.width).min(x0 + self.block_w).min(self.width);
-        let ys = w.y.max(y0);
-        let ye = (w.y + w.height).min(y0 + self.block_h).min(self.height);
-        let stride = self.block_w * self.samples;
-        for y in ys..ye {
-            let dst = &mut out[(y - w.y) * w.width + (xs - w.x)..][..xe - xs];
-            match block {
-                Block::Constant(v) if Some(*v) == filled => return,
-                Block::Constant(v) => dst.fill(*v),
-                Block::Data(data) => {
-                    let src = &data[(y - y0) * stride..];
-                    if self.samples == 1 {
-                        dst.copy_from_slice(&src[xs - x0..xe - x0]);
-                    } else {
-                        for (k, d) in dst.iter_mut().enumerate() {
-                            *d = src[(xs - x0 + k) * self.samples];
-                        }
-                    }
+        match block {
+            Block::Constant(v) => out.resize(out.len() + (xe - xs), *v),
+            Block::Data(data) => {
+                let stride = self.block_w * self.samples;
+                let src = &data[(y - by * self.block_h) * stride..];
+                if self.samples == 1 {
+                    out.extend_from_slice(&src[xs - x0..xe - x0]);
+                } else {
+                    out.extend((xs..xe).map(|x| src[(x - x0) * self.samples]));
                 }
             }
         }

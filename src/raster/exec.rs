@@ -845,7 +845,7 @@ async fn chunk_value<C: ChunkValue + 'static>(
     column: Option<Arc<C>>,
     w: Window,
     what: &'static str,
-) -> Result<Option<Arc<Vec<u8>>>> {
+) -> Result<Option<Buffer>> {
     match column {
         Some(c) => Ok(Some(
             tokio::task::spawn_blocking(move || c.value(w))
@@ -862,8 +862,8 @@ fn unit_batch(
     u: &Unit,
     pixels: Option<Pixels>,
     extra: Vec<Pixels>,
-    areas: Option<Arc<Vec<u8>>>,
-    zones: Option<Arc<Vec<u8>>>,
+    areas: Option<Buffer>,
+    zones: Option<Buffer>,
     columns: &[Col],
     schema: SchemaRef,
 ) -> Result<RecordBatch> {
@@ -883,10 +883,10 @@ fn unit_batch(
                     return Ok(pixel_array(px, w.area()));
                 }
                 Col::Zones => {
-                    let z = zones.as_deref().ok_or_else(|| {
+                    let z = zones.clone().ok_or_else(|| {
                         internal_datafusion_err!("FloodChunksExec: zones not computed")
                     })?;
-                    return Ok(Arc::new(LargeBinaryArray::from_vec(vec![z.as_slice()])));
+                    return Ok(binary_row(z));
                 }
             };
             Ok(match c {
@@ -907,10 +907,10 @@ fn unit_batch(
                     pixel_array(px, w.area())
                 }
                 ChunkColumn::PixelAreas => {
-                    let a = areas.as_deref().ok_or_else(|| {
+                    let a = areas.clone().ok_or_else(|| {
                         internal_datafusion_err!("FloodChunksExec: pixel areas not computed")
                     })?;
-                    Arc::new(LargeBinaryArray::from_vec(vec![a.as_slice()]))
+                    binary_row(a)
                 }
             })
         })
@@ -932,6 +932,11 @@ fn pixel_array(px: Pixels, len: usize) -> ArrayRef {
         Pixels::Constant(v) => floodsql_udfs::constant::shared(v, len)
             .unwrap_or_else(|| Buffer::from_vec(vec![v; len])),
     };
+    binary_row(values)
+}
+
+/// `values` as the one value of a LargeBinary array (no copy).
+fn binary_row(values: Buffer) -> ArrayRef {
     let offsets = OffsetBuffer::new(vec![0i64, values.len() as i64].into());
     Arc::new(LargeBinaryArray::new(offsets, values, None))
 }
@@ -1144,6 +1149,25 @@ mod tests {
                 assert_eq!(p.rows(), want.len());
             }
         }
+    }
+
+    /// A constant row reaches the aggregates as the shared buffer of its
+    /// value (recognised, and reading as that value repeated); a data row
+    /// as its own bytes, not recognised.
+    #[test]
+    fn constant_rows_are_shared_and_data_rows_are_not() {
+        use arrow::array::AsArray;
+        for v in [0u8, 1, 255] {
+            let a = pixel_array(Pixels::Constant(v), 5000);
+            let row = a.as_binary::<i64>().value(0);
+            assert_eq!(row, vec![v; 5000].as_slice());
+            assert_eq!(floodsql_udfs::constant::value_of(row), Some(v));
+        }
+        let data = vec![255u8; 5000];
+        let a = pixel_array(Pixels::Data(data.clone()), 5000);
+        let row = a.as_binary::<i64>().value(0);
+        assert_eq!(row, data.as_slice());
+        assert_eq!(floodsql_udfs::constant::value_of(row), None);
     }
 
     #[test]

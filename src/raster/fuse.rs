@@ -321,6 +321,57 @@ pub(crate) fn paste_row(dst: &mut [u8], src: &[u8], nodata: u8) {
 mod tests {
     use super::*;
 
+    /// A window fused through [`Fused`] — kept one value while it can, a
+    /// covering source taken as is, later sources skipped once nothing is
+    /// nodata — equals every source pasted as bytes into a window of
+    /// nodata, for random runs of sources that are data or one value (0,
+    /// 1, 255, 7), covering the window or a part of it (edge parts
+    /// included), with nodata 255 and 0.
+    #[test]
+    fn fused_as_values_equals_fused_as_bytes() {
+        let mut x: u64 = 12345;
+        let mut next = |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        let window = Window {
+            x: 100,
+            y: 40,
+            width: 37,
+            height: 23,
+        };
+        for case in 0..3000 {
+            let fill = [255u8, 0][case % 2];
+            let mut fused = Fused::new(window, fill);
+            let mut naive = vec![fill; window.area()];
+            for _ in 0..1 + next(4) {
+                // the source's part of the window: all of it, or a part
+                // touching an edge or inside
+                let o = if next(2) == 0 {
+                    crate::geo::overlap(100, 40, 37, 23, window)
+                } else {
+                    let (w, h) = (1 + next(37) as usize, 1 + next(23) as usize);
+                    let (dx, dy) = (next(38 - w as u64) as i64, next(24 - h as u64) as i64);
+                    crate::geo::overlap(100 + dx, 40 + dy, w, h, window)
+                }
+                .unwrap();
+                let n = o.src.width * o.src.height;
+                let value = [0u8, 1, 255, 7][next(4) as usize];
+                if next(2) == 0 {
+                    fused.paste_value(&o, value);
+                    paste_fill(&mut naive, window, &o, value, fill);
+                } else {
+                    let buf: Vec<u8> = (0..n).map(|_| [0u8, 1, 255, 7][next(4) as usize]).collect();
+                    paste(&mut naive, window, &o, &buf, fill);
+                    fused.paste(&o, buf);
+                }
+            }
+            assert_eq!(fused.pixels.into_vec(window.area()), naive, "case {case}");
+        }
+    }
+
     #[test]
     fn first_valid_wins() {
         let mut d = vec![255, 255, 1, 0];
