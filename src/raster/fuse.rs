@@ -237,7 +237,7 @@ impl FetchedWindow {
                         _ => fuse_warped(out.data(), window, &src, &grid, fill, &policy)?,
                     }
                 }
-                Ok::<_, Error>(out.pixels)
+                Ok::<_, Error>(out.into_pixels())
             })
             .await??;
         Ok((out, stats))
@@ -251,7 +251,10 @@ impl FetchedWindow {
 struct Fused {
     window: Window,
     fill: u8,
-    pixels: Pixels,
+    /// Every pixel's value while `data` is `None`.
+    value: u8,
+    /// The pixels, once materialised.
+    data: Option<Vec<u8>>,
 }
 
 impl Fused {
@@ -259,7 +262,8 @@ impl Fused {
         Self {
             window,
             fill,
-            pixels: Pixels::Constant(fill),
+            value: fill,
+            data: None,
         }
     }
 
@@ -268,43 +272,57 @@ impl Fused {
         o.src.width == self.window.width && o.src.height == self.window.height
     }
 
+    /// Whether the window is still one value and that value is nodata.
+    fn empty(&self) -> bool {
+        self.data.is_none() && self.value == self.fill
+    }
+
+    /// Whether the window is one value other than nodata: no later source
+    /// can change it.
+    fn full(&self) -> bool {
+        self.data.is_none() && self.value != self.fill
+    }
+
     /// The pixels, materialised.
     fn data(&mut self) -> &mut Vec<u8> {
-        if let Pixels::Constant(v) = self.pixels {
-            self.pixels = Pixels::Data(vec![v; self.window.area()]);
-        }
-        match &mut self.pixels {
-            Pixels::Data(d) => d,
-            Pixels::Constant(_) => unreachable!("materialised just above"),
+        let (value, area) = (self.value, self.window.area());
+        self.data.get_or_insert_with(|| vec![value; area])
+    }
+
+    /// The fused window.
+    fn into_pixels(self) -> Pixels {
+        match self.data {
+            Some(d) => Pixels::Data(d),
+            None => Pixels::Constant(self.value),
         }
     }
 
     /// Pastes a source's pixels over `o` (first valid wins).
     fn paste(&mut self, o: &Overlap, buf: Vec<u8>) {
-        match self.pixels {
-            // nothing is nodata any more: a later source changes nothing
-            Pixels::Constant(v) if v != self.fill => {}
-            // nothing pasted yet: the source's pixels are the window's
-            Pixels::Constant(_) if self.covers(o) => self.pixels = Pixels::Data(buf),
-            _ => {
-                let (window, fill) = (self.window, self.fill);
-                paste(self.data(), window, o, &buf, fill)
-            }
+        if self.full() {
+            return;
         }
+        if self.empty() && self.covers(o) {
+            // nothing pasted yet: the source's pixels are the window's
+            self.data = Some(buf);
+            return;
+        }
+        let (window, fill) = (self.window, self.fill);
+        paste(self.data(), window, o, &buf, fill)
     }
 
     /// Pastes one value over `o` (a constant source window or a missing
     /// asset's value).
     fn paste_value(&mut self, o: &Overlap, value: u8) {
-        match self.pixels {
-            _ if value == self.fill => {}
-            Pixels::Constant(v) if v != self.fill => {}
-            Pixels::Constant(_) if self.covers(o) => self.pixels = Pixels::Constant(value),
-            _ => {
-                let (window, fill) = (self.window, self.fill);
-                paste_fill(self.data(), window, o, value, fill)
-            }
+        if value == self.fill || self.full() {
+            return;
         }
+        if self.empty() && self.covers(o) {
+            self.value = value;
+            return;
+        }
+        let (window, fill) = (self.window, self.fill);
+        paste_fill(self.data(), window, o, value, fill)
     }
 }
 
@@ -368,7 +386,11 @@ mod tests {
                     fused.paste(&o, buf);
                 }
             }
-            assert_eq!(fused.pixels.into_vec(window.area()), naive, "case {case}");
+            assert_eq!(
+                fused.into_pixels().into_vec(window.area()),
+                naive,
+                "case {case}"
+            );
         }
     }
 
