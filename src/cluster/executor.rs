@@ -150,12 +150,58 @@ pub(crate) fn executor_config(o: &ExecutorOptions) -> Result<ExecutorProcessConf
         override_execution_engine: Some(Arc::new(engine)),
         override_logical_codec: Some(logical_codec()),
         override_physical_codec: Some(physical_codec()),
+        override_create_grpc_client_endpoint: Some(Arc::new(dial_resolved)),
         ..Default::default()
     };
     if o.slots > 0 {
         cfg.vcores = o.slots;
     }
     Ok(cfg)
+}
+
+/// The scheduler endpoints an executor dials (registration, and the task
+/// status reports, whose connection Ballista opens on the first report):
+/// the host name resolved here, retried for a few seconds, and the address
+/// dialled. A name service that fails once (podman's aardvark-dns in a
+/// compose network under load did, on a first report) would otherwise lose
+/// a task's status and leave its job waiting for ever.
+fn dial_resolved(
+    endpoint: tonic::transport::Endpoint,
+) -> std::result::Result<tonic::transport::Endpoint, Box<dyn std::error::Error + Send + Sync>> {
+    use std::net::ToSocketAddrs;
+    let uri = endpoint.uri().clone();
+    let Some(host) = uri.host().map(|h| h.trim_matches(['[', ']'])) else {
+        return Ok(endpoint);
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(endpoint);
+    }
+    let port = uri.port_u16().unwrap_or(80);
+    let resolve = || {
+        let mut last = None;
+        for attempt in 1..=8u64 {
+            match (host, port).to_socket_addrs().map(|mut a| a.next()) {
+                Ok(Some(addr)) => return Ok(addr),
+                Ok(None) => last = Some(format!("'{host}' has no address")),
+                Err(e) => last = Some(format!("resolving '{host}': {e}")),
+            }
+            tracing::warn!("{} (attempt {attempt} of 8)", last.as_deref().unwrap_or(""));
+            std::thread::sleep(std::time::Duration::from_millis(250 * attempt));
+        }
+        Err(last.unwrap_or_default())
+    };
+    // a blocking lookup: off the runtime's async work where it can be
+    let addr = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(resolve)
+        }
+        _ => resolve(),
+    }?;
+    let config = ballista_core::utils::GrpcClientConfig::default();
+    Ok(ballista_core::utils::create_grpc_client_endpoint(
+        format!("http://{addr}"),
+        Some(&config),
+    )?)
 }
 
 /// Runs the executor until the process is stopped.

@@ -447,7 +447,12 @@ mod tests {
     use super::*;
 
     fn areas(w: usize, h: usize, f: impl Fn(f64, f64) -> f64) -> PixelAreas {
-        let (xs, ys) = (node_positions(w, 3), node_positions(h, 3));
+        areas_every(w, h, 3, f)
+    }
+
+    /// Areas `f(x, y)` at nodes every `step` pixels.
+    fn areas_every(w: usize, h: usize, step: usize, f: impl Fn(f64, f64) -> f64) -> PixelAreas {
+        let (xs, ys) = (node_positions(w, step), node_positions(h, step));
         let values = ys
             .iter()
             .flat_map(|&y| xs.iter().map(move |&x| (x, y)))
@@ -502,19 +507,7 @@ mod tests {
     fn run_sums_equal_pixel_by_pixel() {
         let f = |x: f64, y: f64| 400.0 + 0.37 * x - 0.21 * y + 0.003 * x * y;
         let (w, h) = (250, 130);
-        let (xs, ys) = (node_positions(w, 100), node_positions(h, 100));
-        let values = ys
-            .iter()
-            .flat_map(|&y| xs.iter().map(move |&x| f(x as f64, y as f64)))
-            .collect();
-        let a = PixelAreas {
-            width: w,
-            height: h,
-            grid_m2: 1e9,
-            xs,
-            ys,
-            values,
-        };
+        let a = areas_every(w, h, 100, f);
         // runs of growing length, values 0, 1, 255, 7
         let mut px16 = Vec::with_capacity(w * h);
         let mut x: u64 = 1;
