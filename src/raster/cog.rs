@@ -411,8 +411,9 @@ fn inflate(bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
 /// Decompresses a ZSTD block of `size` bytes with this decode thread's
 /// context, into a buffer of that size (no zero-fill; async-tiff's decoder
 /// makes a context per block and grows its output from empty). `None` when
-/// the block does not decode into `size` bytes: the generic decoder then
-/// reports or handles it.
+/// the block does not fit `size` bytes or fails to decode: the generic
+/// decoder then reports or handles it; a block shorter than `size` is
+/// reported by the caller's length check.
 fn unzstd(bytes: &[u8], size: usize) -> Option<Vec<u8>> {
     thread_local! {
         static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
