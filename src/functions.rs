@@ -128,7 +128,7 @@ pub(crate) fn documented() -> Vec<FunctionDoc> {
     for f in floodsql_udfs::all_udafs() {
         add("aggregate", f.name(), f.documentation());
     }
-    for f in floodsql_udfs::all_udfs().into_iter().chain(stac_udfs()) {
+    for f in scalar_udfs() {
         add("scalar", f.name(), f.documentation());
     }
     out
@@ -149,33 +149,35 @@ pub(crate) fn register_all(ctx: &SessionContext) -> Result<()> {
 pub(crate) fn register_scalars(
     registry: &mut dyn datafusion::execution::FunctionRegistry,
 ) -> Result<()> {
-    floodsql_udfs::register_all(registry)?;
-    for f in stac_udfs() {
+    for f in scalar_udfs() {
         registry.register_udf(f)?;
+    }
+    for f in floodsql_udfs::all_udafs() {
+        registry.register_udaf(f)?;
     }
     Ok(())
 }
 
-/// The scalar functions of the `stac` layer.
-fn stac_udfs() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
-    vec![crate::stac::property::item_property_udf()]
+/// Every scalar function: `floodsql-udfs`' and the `stac` layer's
+/// (`item_property`) — the one list documented, described and registered.
+fn scalar_udfs() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
+    let mut all = floodsql_udfs::all_udfs();
+    all.push(crate::stac::property::item_property_udf());
+    all
 }
 
 /// One line per function (kind, name, signature, return type), sorted: what
 /// two processes must agree on to exchange plans.
 pub(crate) fn describe() -> Vec<String> {
     let probe = [DataType::LargeBinary];
-    let udfs = floodsql_udfs::all_udfs()
-        .into_iter()
-        .chain(stac_udfs())
-        .map(|f| {
-            let ret = f.return_type(&probe).ok();
-            format!(
-                "udf:{}:{:?}:{ret:?}",
-                f.name(),
-                f.signature().type_signature
-            )
-        });
+    let udfs = scalar_udfs().into_iter().map(|f| {
+        let ret = f.return_type(&probe).ok();
+        format!(
+            "udf:{}:{:?}:{ret:?}",
+            f.name(),
+            f.signature().type_signature
+        )
+    });
     let udafs = floodsql_udfs::all_udafs().into_iter().map(|f| {
         let ret = f.return_type(&probe).ok();
         format!(

@@ -17,6 +17,7 @@ pub mod cli;
 pub(crate) mod cluster;
 pub(crate) mod codec;
 pub(crate) mod context;
+pub(crate) mod cql;
 pub mod crs;
 pub(crate) mod datetime;
 pub mod error;

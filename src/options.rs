@@ -11,6 +11,8 @@ use std::any::Any;
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ConfigOptions, ExtensionOptions};
 use datafusion::common::{config_err, Result};
 
+use crate::cql::ItemsFilter;
+
 /// Default catalogue of `floodsql extent`: EODC's STAC API, home of GFM.
 pub(crate) const DEFAULT_STAC_URL: &str = "https://stac.eodc.eu/api/v1";
 /// Default collection of `floodsql extent`.
@@ -173,42 +175,36 @@ impl OptionValue for GroupBy {
 }
 
 /// `floodsql.filter`: a CQL2 filter (text or JSON) on the items' fields,
-/// checked when set; empty = none.
+/// parsed and checked when set; empty = none. Shown as written.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct ItemFilter(pub(crate) String);
+pub(crate) struct ItemFilter {
+    written: String,
+    filter: Option<ItemsFilter>,
+}
 
 impl ItemFilter {
-    /// The filter as cql2-json, or `None` when empty.
-    pub(crate) fn to_json(&self) -> Result<Option<serde_json::Value>> {
-        let text = self.0.trim();
-        if text.is_empty() {
-            return Ok(None);
-        }
-        let expr: cql2::Expr = match text.parse() {
-            Ok(e) => e,
-            Err(e) => return config_err!("floodsql.filter: not CQL2 text or JSON: {e}"),
-        };
-        match expr.to_value() {
-            Ok(v) => Ok(Some(v)),
-            Err(e) => config_err!("floodsql.filter: cannot be written as cql2-json: {e}"),
-        }
+    /// The filter, or `None` when empty.
+    pub(crate) fn filter(&self) -> Option<&ItemsFilter> {
+        self.filter.as_ref()
     }
 }
 
 impl OptionValue for ItemFilter {
     fn parse(key: &str, value: &str) -> Result<Self> {
-        let f = ItemFilter(value.trim().to_string());
-        if let Err(e) = f.to_json() {
-            return config_err!(
+        match ItemsFilter::parse(value) {
+            Ok(filter) => Ok(ItemFilter {
+                written: value.trim().to_string(),
+                filter,
+            }),
+            Err(e) => config_err!(
                 "{}",
                 e.to_string()
                     .replace("floodsql.filter", &format!("floodsql.{key}"))
-            );
+            ),
         }
-        Ok(f)
     }
     fn show(&self) -> String {
-        self.0.clone()
+        self.written.clone()
     }
 }
 
@@ -558,12 +554,12 @@ mod tests {
             "flooded_pixels > 0 AND \"Equi7Tile\" = 'E051N015T3'",
         )
         .unwrap();
-        let j = a.filter.to_json().unwrap().unwrap();
+        let j = a.filter.filter().unwrap().json();
         assert_eq!(j["op"], "and", "{j}");
         let e = a.set("filter", "flooded_pixels >").unwrap_err().to_string();
         assert!(e.contains("floodsql.filter") && e.contains("CQL2"), "{e}");
         a.set("filter", "").unwrap();
-        assert_eq!(a.filter.to_json().unwrap(), None);
+        assert_eq!(a.filter.filter(), None);
     }
 
     #[test]

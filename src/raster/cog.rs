@@ -783,6 +783,17 @@ impl CogReader {
         pending.await.map_err(|e| read_err(e.to_string()))
     }
 
+    /// Reads the header of the COG at `location` ahead of its windows (kept
+    /// in the layout cache, shared with any read of it in flight), so that
+    /// a window's fetch then waits for its blocks only.
+    pub(crate) async fn prefetch_header(&self, env: &RuntimeEnv, location: &str) -> Result<()> {
+        if self.layout_cache()?.map.contains_key(location) {
+            return Ok(());
+        }
+        let obj = self.object(env, location)?;
+        self.layout(&obj).await.map(|_| ())
+    }
+
     /// Fetches the blocks of `window` (file pixels) of the COG at `location`,
     /// whose STAC metadata declares `expect` = (cols, rows).
     pub(crate) async fn fetch(
@@ -1182,6 +1193,43 @@ mod tests {
         {
             Ok(_) => panic!("reading '{location}' succeeded"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    /// A header read ahead is cached (so a window's fetch then makes one
+    /// store call, for its blocks) and shared by concurrent readers; a
+    /// header that cannot be read is an error naming the file, and not
+    /// cached.
+    #[tokio::test]
+    async fn headers_read_ahead_are_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = RuntimeEnv::default();
+        let reader = CogReader::new(ReadPolicy::allow_all());
+        let p = dir.path().join("a.tif");
+        write(&p, 40, 30, &["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"]);
+        let loc = p.display().to_string();
+        let (a, b) = futures::join!(
+            reader.prefetch_header(&env, &loc),
+            reader.prefetch_header(&env, &loc)
+        );
+        a.unwrap();
+        b.unwrap();
+        assert!(reader.layout_cache().unwrap().map.contains_key(&loc));
+        // the file is gone: its cached layout still serves the header, so
+        // the fetch fails on the blocks, not on opening the TIFF
+        std::fs::remove_file(&p).unwrap();
+        reader.prefetch_header(&env, &loc).await.unwrap();
+        let e = fetch_err(&reader, &loc, (40, 30)).await;
+        assert!(e.contains("a.tif"), "{e}");
+        let missing = dir.path().join("none.tif").display().to_string();
+        for _ in 0..2 {
+            let e = reader
+                .prefetch_header(&env, &missing)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("none.tif"), "{e}");
+            assert!(!reader.layout_cache().unwrap().map.contains_key(&missing));
         }
     }
 

@@ -53,7 +53,7 @@ use crate::options::{FloodsqlOptions, Reader};
 use crate::raster::area::{AreaColumn, ChunkValue, ZoneColumn};
 use crate::raster::cog::CogReader;
 use crate::raster::constant::Pixels;
-use crate::raster::fuse::{fetch_window, fuse_window, FetchedWindow, FuseStats};
+use crate::raster::fuse::{fetch_window, fuse_window, prefetch_headers, FetchedWindow, FuseStats};
 use crate::raster::grid::OutputGrid;
 use crate::raster::plan::{AssetSpec, ChunkIndex, ScanPlan, Source};
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -131,6 +131,13 @@ impl ChunkColumn {
 /// 8 rows in flight cost a few MB and keep 100 ms of store latency off the
 /// critical path.
 const READ_AHEAD: usize = 8;
+
+/// How many rows per partition, beyond those fetching blocks, have the
+/// headers of their COGs read: a row's fetch then costs one round trip to
+/// the store, not two (header, then blocks). A header is a few KB of
+/// layout, cached by location; 128 rows of a few files each stay well
+/// inside the reader's layout cache.
+const HEADER_AHEAD: usize = 128;
 
 /// The schema of `flood_chunks(...)`.
 pub(crate) fn chunk_schema() -> SchemaRef {
@@ -639,11 +646,14 @@ impl ExecutionPlan for FloodChunksExec {
         })
         .try_flatten();
         let opener = Arc::new(UnitReader::new(self, partition, &ctx)?);
-        let reader = opener.clone();
-        // two stages: rows' blocks fetched well ahead (compressed bytes:
-        // hides the store's latency), then decoded and fused a few at a
-        // time (pixels: bounds the memory)
+        let (headers, reader) = (opener.clone(), opener.clone());
+        // three stages: rows' headers read further ahead, their blocks
+        // fetched well ahead (compressed bytes: both hide the store's
+        // latency), then decoded and fused a few at a time (pixels: bounds
+        // the memory)
         let stream = units
+            .map_ok(move |u| headers.clone().headers(u))
+            .try_buffered(HEADER_AHEAD)
             .map_ok(move |u| opener.clone().fetch(u))
             .try_buffered(self.concurrency * READ_AHEAD)
             .map_ok(move |p| reader.clone().read(p))
@@ -727,11 +737,27 @@ impl UnitReader {
         })
     }
 
-    /// The first stage of a (slice, chunk) row: with the native reader,
-    /// every asset's blocks fetched (compressed bytes only, so many rows can
-    /// wait in this stage at once and hide the store's latency); with GDAL,
-    /// nothing yet.
-    async fn fetch(self: Arc<Self>, u: Unit) -> Result<Prefetched> {
+    /// The first stage of a (slice, chunk) row: with the native reader, the
+    /// headers of every asset's COGs read (cached by location); with GDAL,
+    /// nothing.
+    async fn headers(self: Arc<Self>, u: Unit) -> Result<Unit> {
+        if self.reader != Reader::Native {
+            return Ok(u);
+        }
+        let (cog, env, window) = (&self.cog, &self.env, u.window);
+        futures::future::try_join_all(
+            self.assets(&u)?.into_iter().map(|(_, sources)| async move {
+                prefetch_headers(cog, env, window, &sources).await
+            }),
+        )
+        .await?;
+        Ok(u)
+    }
+
+    /// The sources of every asset read for `u` with the asset's nodata:
+    /// the `pixels` asset first, when read, then the extra ones in column
+    /// order.
+    fn assets(&self, u: &Unit) -> Result<Vec<(u8, Vec<Source>)>> {
         let mut assets = Vec::with_capacity(1 + self.extra.len());
         if let Some(a) = &self.pixels {
             assets.push((a.nodata, u.sources.clone()));
@@ -744,18 +770,34 @@ impl UnitReader {
                 .collect::<crate::error::Result<Vec<_>>>()?;
             assets.push((a.nodata, sources));
         }
-        let mut windows = Vec::with_capacity(assets.len());
-        for (nodata, sources) in assets {
-            let timer = self.metrics.read_time.timer();
-            let pending = match self.reader {
-                Reader::Native => {
-                    Pending::Fetched(fetch_window(&self.cog, &self.env, u.window, &sources).await?)
-                }
-                Reader::Gdal => Pending::Sources(sources),
-            };
-            timer.done();
-            windows.push((nodata, pending));
-        }
+        Ok(assets)
+    }
+
+    /// The second stage of a (slice, chunk) row: with the native reader,
+    /// every asset's blocks fetched (compressed bytes only, so many rows can
+    /// wait in this stage at once and hide the store's latency); with GDAL,
+    /// nothing yet.
+    async fn fetch(self: Arc<Self>, u: Unit) -> Result<Prefetched> {
+        let assets = self.assets(&u)?;
+        let timer = self.metrics.read_time.timer();
+        let windows = match self.reader {
+            // every asset's blocks at once
+            Reader::Native => {
+                let (cog, env, window) = (&self.cog, &self.env, u.window);
+                futures::future::try_join_all(assets.into_iter().map(
+                    |(nodata, sources)| async move {
+                        let f = fetch_window(cog, env, window, &sources).await?;
+                        Ok::<_, datafusion::error::DataFusionError>((nodata, Pending::Fetched(f)))
+                    },
+                ))
+                .await?
+            }
+            Reader::Gdal => assets
+                .into_iter()
+                .map(|(nodata, sources)| (nodata, Pending::Sources(sources)))
+                .collect(),
+        };
+        timer.done();
         Ok(Prefetched { unit: u, windows })
     }
 

@@ -162,6 +162,34 @@ pub(crate) struct FetchedWindow {
     stats: FuseStats,
 }
 
+/// Reads the headers of the COGs `sources` need over `window` with the
+/// native reader, ahead of [`fetch_window`] (which then waits for blocks
+/// only). An unreadable header is the item's error, as in `fetch_window`.
+pub(crate) async fn prefetch_headers(
+    reader: &CogReader,
+    env: &RuntimeEnv,
+    window: Window,
+    sources: &[Source],
+) -> Result<()> {
+    futures::future::try_join_all(
+        sources
+            .iter()
+            .filter(|s| s.warp.is_none() && s.overlap(window).is_some())
+            .filter_map(|s| match &s.loc {
+                AssetLoc::Read(path) => Some((s, path)),
+                AssetLoc::Fill(_) => None,
+            })
+            .map(|(s, path)| async move {
+                reader
+                    .prefetch_header(env, path)
+                    .await
+                    .map_err(|e| item_err(s, e))
+            }),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Fetches the blocks `sources` need over `window` with the native reader,
 /// concurrently on the runtime. Sources in another CRS (no overlap in their
 /// own pixels) are warped by GDAL when fused.

@@ -749,6 +749,12 @@ impl Placing<'_> {
             )
         })?;
         let (loc, extra_locs) = self.locations()?;
+        // the content read of it: one version whether it is read or filled
+        let version = it.version(
+            &std::iter::once(self.asset.to_string())
+                .chain(self.extra.iter().cloned())
+                .collect::<Vec<_>>(),
+        );
         // the item's grid is its first present asset's (they share one)
         let Some(gridded) = self.gridded_asset() else {
             if std::iter::once(&loc)
@@ -766,7 +772,7 @@ impl Placing<'_> {
                             dt.timestamp_micros(),
                             Source {
                                 item_id: it.id.clone(),
-                                version: it.version(&[]),
+                                version,
                                 loc,
                                 col_off,
                                 row_off,
@@ -846,11 +852,6 @@ impl Placing<'_> {
                 ));
             }
         }
-        let version = it.version(
-            &std::iter::once(self.asset.to_string())
-                .chain(self.extra.iter().cloned())
-                .collect::<Vec<_>>(),
-        );
         Ok(Some((
             dt.timestamp_micros(),
             Source {

@@ -17,6 +17,7 @@ use reqwest_retry::policies::ExponentialBackoff;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::cql::ItemsFilter;
 use crate::datetime::Interval;
 use crate::error::{chain_message, io_err, join_err, Error, Result};
 use crate::geo::Bbox;
@@ -36,10 +37,10 @@ pub(crate) struct SearchParams {
     /// Seconds one request may take (each attempt).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
-    /// A CQL2 filter on the items, as cql2-json (`floodsql.filter`): sent
-    /// to an API (filter extension), evaluated here on static catalogues.
+    /// A CQL2 filter on the items (`floodsql.filter`): sent to an API
+    /// (filter extension), evaluated here on static catalogues.
     #[serde(default)]
-    pub filter: Option<Value>,
+    pub(crate) filter: Option<ItemsFilter>,
 }
 
 fn default_timeout() -> u64 {
@@ -62,23 +63,13 @@ impl SearchParams {
             .to_stac()
             .map_or("any time".to_string(), |d| format!("datetime {d}"));
         let filter = self
-            .filter_text()
-            .map_or(String::new(), |f| format!(", filter {f}"));
+            .filter
+            .as_ref()
+            .map_or(String::new(), |f| format!(", filter {}", f.text()));
         crate::error::redact_urls(&format!(
             "source {}, {collections}, {bbox}, {datetime}{filter}",
             self.source
         ))
-    }
-
-    /// The filter as cql2-text, for messages.
-    pub(crate) fn filter_text(&self) -> Option<String> {
-        let f = self.filter.as_ref()?;
-        Some(
-            serde_json::from_value::<cql2::Expr>(f.clone())
-                .ok()
-                .and_then(|e| e.to_text().ok())
-                .unwrap_or_else(|| f.to_string()),
-        )
     }
 
     /// The catalogue and collections, in words (credentials masked).
@@ -481,7 +472,7 @@ async fn api_search(
     }
     body.insert("limit".into(), json!(p.page_size));
     if let Some(f) = &p.filter {
-        body.insert("filter".into(), f.clone());
+        body.insert("filter".into(), f.json().clone());
         body.insert("filter-lang".into(), json!("cql2-json"));
     }
 
@@ -692,25 +683,10 @@ fn filter_static(p: &SearchParams, items: Vec<StacItem>) -> Result<Vec<StacItem>
 /// `max_items` cap. A filter naming a property an item lacks does not match
 /// it (as an API answers), and is no error.
 fn cql_filter(p: &SearchParams, items: Vec<StacItem>) -> Result<Vec<StacItem>> {
-    let cql = match &p.filter {
-        Some(f) => Some(
-            serde_json::from_value::<cql2::Expr>(f.clone())
-                .map_err(|e| Error::Internal(format!("a checked filter no longer parses: {e}")))?,
-        ),
-        None => None,
-    };
     let mut out = Vec::new();
     for it in items {
-        if let Some(e) = &cql {
-            let view = it.filter_view();
-            let reduced = e
-                .clone()
-                .reduce(Some(&view))
-                .map_err(|err| Error::BadItem {
-                    item: it.id.clone(),
-                    message: format!("filter {}: {err}", p.filter_text().unwrap_or_default()),
-                })?;
-            if !reduced.is_true() {
+        if let Some(f) = &p.filter {
+            if !f.matches(&it.id, &it.filter_view())? {
                 continue;
             }
         }
@@ -1145,7 +1121,7 @@ mod tests {
             o.set("filter", filter).unwrap();
             let p = SearchParams {
                 bbox: None,
-                filter: o.filter.to_json().unwrap(),
+                filter: o.filter.filter().cloned(),
                 ..params("x".into(), 10, None)
             };
             ids(&filter_static(&p, items.clone()).unwrap())
@@ -1199,7 +1175,7 @@ mod tests {
             datafusion::config::ExtensionOptions::set(&mut o, "filter", "flooded_pixels > 1")
                 .unwrap();
             let p = SearchParams {
-                filter: o.filter.to_json().unwrap(),
+                filter: o.filter.filter().cloned(),
                 ..params(format!("{url}/"), 10, None)
             };
             let items = search(&p, &ProgressBar::hidden()).await.unwrap();

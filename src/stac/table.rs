@@ -62,7 +62,7 @@ pub(crate) fn search_params(
         max_items: (opts.max_items > 0).then_some(opts.max_items),
         page_size: opts.page_size,
         timeout_secs: opts.http_timeout as u64,
-        filter: opts.filter.to_json()?,
+        filter: opts.filter.filter().cloned(),
     })
 }
 
