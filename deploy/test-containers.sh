@@ -7,7 +7,8 @@
 # 2. a Debian bookworm base image built from Debian's package registry
 #    (debootstrap --variant=minbase, imported as localhost/floodsql-base:bookworm;
 #    kept for later runs) — or RUNTIME_IMAGE=… to use an image you have;
-# 3. floodsql built in release mode on this (bookworm) host and the image built
+# 3. floodsql built (release mode; dev with FLOODSQL_CONTAINER_PROFILE=dev) on
+#    this (bookworm) host and the image built
 #    from deploy/Dockerfile with BINARY=prebuilt (size reported);
 # 4. tests/py/test_containers.py: deploy/compose.yaml started with
 #    podman-compose, health checks run until healthy, the tutorial query on a
@@ -30,6 +31,10 @@
 #                     2 cores), on RUST_IMAGE — default: a stand-in for
 #                     rust:1.95-bookworm made of the base image, Debian's
 #                     build-essential, this host's Rust toolchain and CA bundle
+#   FLOODSQL_CONTAINER_PROFILE=dev
+#                     put the dev-profile binary in the image (the one
+#                     tests/run.sh builds; what CI does) instead of a
+#                     release build
 #   CARGO_TARGET_DIR, FLOODSQL_VENV  as for tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,9 +87,16 @@ fi
 
 # 3. the binary and the image
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floodsql/target}"
-echo "== cargo build --release"
-cargo build --release --locked --bin floodsql
-BIN="$CARGO_TARGET_DIR/release/floodsql"
+if [ "${FLOODSQL_CONTAINER_PROFILE:-release}" = dev ]; then
+  # the binary tests/run.sh built (CI: a cold release build would add ~20 min)
+  echo "== cargo build (dev profile)"
+  cargo build --locked --bin floodsql
+  BIN="$CARGO_TARGET_DIR/debug/floodsql"
+else
+  echo "== cargo build --release"
+  cargo build --release --locked --bin floodsql
+  BIN="$CARGO_TARGET_DIR/release/floodsql"
+fi
 IMAGE=localhost/floodsql:test
 build_args=(--build-arg "RUNTIME_IMAGE=$BASE")
 quiet=(-q)

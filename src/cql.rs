@@ -50,7 +50,11 @@ impl ItemsFilter {
         let text = expr
             .to_text()
             .map_err(|e| bad(given, format!("cannot be written as cql2-text: {e}")))?;
-        Ok(ItemsFilter(std::sync::Arc::new(Parsed { expr, json, text })))
+        Ok(ItemsFilter(std::sync::Arc::new(Parsed {
+            expr,
+            json,
+            text,
+        })))
     }
 
     /// As cql2-json (what an API's filter extension is sent).

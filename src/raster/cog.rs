@@ -159,29 +159,67 @@ fn tiff_err(e: object_store::Error) -> async_tiff::error::AsyncTiffError {
     async_tiff::error::AsyncTiffError::IOError(std::io::Error::other(e))
 }
 
+/// The first read of a COG's header: its first 128 KB. A GFM COG's header
+/// and block offsets take a few KB; the rest is blocks, which are kept (see
+/// [`RangeReader`]). A mostly dry or nodata GFM tile is ~120 KB in all, so
+/// for most files that one request is the only one.
+const HEADER_READ: u64 = 128 << 10;
+
 /// `async-tiff`'s view of an object: byte ranges through `object_store`.
-#[derive(Debug, Clone)]
-struct RangeReader(Object);
+/// The header reads' bytes are kept (`fetched`: start, bytes), so that the
+/// blocks that came with them are filed in the block cache instead of
+/// being asked for again.
+#[derive(Debug)]
+struct RangeReader {
+    obj: Object,
+    fetched: Mutex<Vec<(u64, Bytes)>>,
+}
+
+impl RangeReader {
+    fn new(obj: Object) -> Self {
+        RangeReader {
+            obj,
+            fetched: Mutex::default(),
+        }
+    }
+
+    /// The bytes `range` of the object, if one header read holds them all.
+    fn kept(&self, range: Range<u64>) -> Option<Bytes> {
+        let fetched = self.fetched.lock().ok()?;
+        fetched.iter().find_map(|(start, b)| {
+            let end = start + b.len() as u64;
+            (*start <= range.start && range.end <= end)
+                .then(|| b.slice((range.start - start) as usize..(range.end - start) as usize))
+        })
+    }
+}
 
 #[async_trait::async_trait]
 impl AsyncFileReader for RangeReader {
     async fn get_bytes(&self, range: Range<u64>) -> async_tiff::error::AsyncTiffResult<Bytes> {
-        let _permit = self.0.permit().await?;
-        self.0
-            .store
-            .get_range(&self.0.path, range)
-            .await
-            .map_err(tiff_err)
+        let start = range.start;
+        let got = {
+            let _permit = self.obj.permit().await?;
+            self.obj
+                .store
+                .get_range(&self.obj.path, range)
+                .await
+                .map_err(tiff_err)?
+        };
+        if let Ok(mut f) = self.fetched.lock() {
+            f.push((start, got.clone()));
+        }
+        Ok(got)
     }
 
     async fn get_byte_ranges(
         &self,
         ranges: Vec<Range<u64>>,
     ) -> async_tiff::error::AsyncTiffResult<Vec<Bytes>> {
-        let _permit = self.0.permit().await?;
-        self.0
+        let _permit = self.obj.permit().await?;
+        self.obj
             .store
-            .get_ranges(&self.0.path, &ranges)
+            .get_ranges(&self.obj.path, &ranges)
             .await
             .map_err(tiff_err)
     }
@@ -773,7 +811,7 @@ impl CogReader {
                 None => {
                     let p: PendingLayout = spawn_shared(
                         "header read",
-                        read_layout(obj.clone(), self.layouts.clone()),
+                        read_layout(obj.clone(), self.layouts.clone(), self.blocks.clone()),
                     );
                     c.in_flight.insert(obj.location.clone(), p.clone());
                     p
@@ -922,13 +960,17 @@ fn lock_layouts(m: &Mutex<LayoutCache>) -> Result<std::sync::MutexGuard<'_, Layo
 }
 
 /// Reads the layout of `obj` from its header and files it in `cache`
-/// (clearing its in-flight entry either way).
+/// (clearing its in-flight entry either way); the blocks that came with the
+/// header's bytes go to `blocks`.
 async fn read_layout(
     obj: Object,
     cache: Arc<Mutex<LayoutCache>>,
+    blocks: Arc<Mutex<BlockCache>>,
 ) -> std::result::Result<Arc<Layout>, Arc<str>> {
     let r = async {
-        let ra = ReadaheadMetadataCache::new(RangeReader(obj.clone()));
+        let reader = Arc::new(RangeReader::new(obj.clone()));
+        let ra = ReadaheadMetadataCache::new(reader.clone() as Arc<dyn AsyncFileReader>)
+            .with_initial_size(HEADER_READ);
         let mut meta = TiffMetadataReader::try_open(&ra)
             .await
             .map_err(|e| open_err(&obj.location, &e))?;
@@ -937,7 +979,17 @@ async fn read_layout(
             .await
             .map_err(|e| open_err(&obj.location, &e))?
             .ok_or_else(|| store_err(&obj.location, "the TIFF has no image"))?;
-        Layout::from_ifd(&ifd, &obj.location).map(Arc::new)
+        let layout = Layout::from_ifd(&ifd, &obj.location)?;
+        let key: Arc<str> = Arc::from(obj.location.as_str());
+        let mut c = lock_blocks(&blocks)?;
+        for (i, (&off, &n)) in layout.offsets.iter().zip(&layout.counts).enumerate() {
+            if off != 0 && n != 0 {
+                if let Some(b) = reader.kept(off..off + n) {
+                    c.put(&key, i, b);
+                }
+            }
+        }
+        Ok::<_, Error>(Arc::new(layout))
     }
     .await;
     if let Ok(mut c) = lock_layouts(&cache) {
@@ -1186,27 +1238,42 @@ mod tests {
 
     /// The error of reading one pixel of `location`, declared `expect` in size.
     async fn fetch_err(reader: &CogReader, location: &str, expect: (usize, usize)) -> String {
+        fetch_err_in(reader, location, expect, window(0, 0, 1, 1)).await
+    }
+
+    /// The error of reading window `w` of `location`.
+    async fn fetch_err_in(
+        reader: &CogReader,
+        location: &str,
+        expect: (usize, usize),
+        w: Window,
+    ) -> String {
         let env = RuntimeEnv::default();
-        match reader
-            .fetch(&env, location, expect, window(0, 0, 1, 1))
-            .await
-        {
+        match reader.fetch(&env, location, expect, w).await {
             Ok(_) => panic!("reading '{location}' succeeded"),
             Err(e) => e.to_string(),
         }
     }
 
-    /// A header read ahead is cached (so a window's fetch then makes one
-    /// store call, for its blocks) and shared by concurrent readers; a
+    /// A header read ahead is cached and shared by concurrent readers, and
+    /// the blocks its first read brought are filed: a file smaller than
+    /// [`HEADER_READ`] is read in one request, and its windows then need
+    /// none (it can be gone). Blocks past that first read are fetched. A
     /// header that cannot be read is an error naming the file, and not
     /// cached.
     #[tokio::test]
-    async fn headers_read_ahead_are_cached() {
+    async fn headers_read_ahead_are_cached_with_their_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let env = RuntimeEnv::default();
         let reader = CogReader::new(ReadPolicy::allow_all());
+        let opts = [
+            "TILED=YES",
+            "BLOCKXSIZE=16",
+            "BLOCKYSIZE=16",
+            "COMPRESS=DEFLATE",
+        ];
         let p = dir.path().join("a.tif");
-        write(&p, 40, 30, &["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"]);
+        let px = write(&p, 40, 30, &opts);
         let loc = p.display().to_string();
         let (a, b) = futures::join!(
             reader.prefetch_header(&env, &loc),
@@ -1215,12 +1282,33 @@ mod tests {
         a.unwrap();
         b.unwrap();
         assert!(reader.layout_cache().unwrap().map.contains_key(&loc));
-        // the file is gone: its cached layout still serves the header, so
-        // the fetch fails on the blocks, not on opening the TIFF
         std::fs::remove_file(&p).unwrap();
+        let f = reader
+            .fetch(&env, &loc, (40, 30), window(0, 0, 40, 30))
+            .await
+            .unwrap();
+        assert_eq!(f.decode().unwrap().into_vec(40 * 30), px);
+
+        // noise does not compress: most of this file is past the first read
+        let big = dir.path().join("big.tif");
+        let noise = write_with(&big, (1024, 1024), &opts, |x, y| {
+            let mut h = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
+            h ^= h >> 15;
+            h = h.wrapping_mul(0x2C1B_3C6D);
+            h ^= h >> 12;
+            (h >> 24) as u8
+        });
+        let loc = big.display().to_string();
         reader.prefetch_header(&env, &loc).await.unwrap();
-        let e = fetch_err(&reader, &loc, (40, 30)).await;
-        assert!(e.contains("a.tif"), "{e}");
+        let all = window(0, 0, 1024, 1024);
+        let f = reader.fetch(&env, &loc, (1024, 1024), all).await.unwrap();
+        assert_eq!(f.decode().unwrap().into_vec(1024 * 1024), noise);
+        let other = CogReader::new(ReadPolicy::allow_all());
+        other.prefetch_header(&env, &loc).await.unwrap();
+        std::fs::remove_file(&big).unwrap();
+        let e = fetch_err_in(&other, &loc, (1024, 1024), all).await;
+        assert!(e.contains("big.tif"), "{e}");
+
         let missing = dir.path().join("none.tif").display().to_string();
         for _ in 0..2 {
             let e = reader

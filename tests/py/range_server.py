@@ -15,6 +15,7 @@ A private store: with RANGE_SERVER_REQUIRE_HEADER="Name: value" in the
 environment every file request without that header is answered 401; with
 RANGE_SERVER_REQUIRE_QUERY="k=v" (a signed URL's signature) every one whose
 query lacks it is answered 403; both are counted as "refused".
+With RANGE_SERVER_LOG=path every request is logged there as it arrives.
 """
 import json
 import os
@@ -28,6 +29,9 @@ STATS = {"requests": 0, "range_requests": 0, "bytes": 0, "refused": 0}
 REQUIRE_HEADER = os.environ.get("RANGE_SERVER_REQUIRE_HEADER")
 REQUIRE_QUERY = os.environ.get("RANGE_SERVER_REQUIRE_QUERY")
 LOCK = threading.Lock()
+# RANGE_SERVER_LOG=path: every request's arrival (monotonic seconds), path
+# and Range header, one line each (for timelines of how reads were made)
+LOG = open(os.environ["RANGE_SERVER_LOG"], "a") if os.environ.get("RANGE_SERVER_LOG") else None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -95,6 +99,10 @@ class Handler(BaseHTTPRequestHandler):
         self._send(204)
 
     def do_GET(self):
+        if LOG:
+            with LOCK:
+                LOG.write(f"{time.monotonic():.4f} {self.path} {self.headers.get('Range', '')}\n")
+                LOG.flush()
         if self.delay:
             time.sleep(self.delay)
         if self.path == "/__stats":
