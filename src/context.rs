@@ -13,7 +13,7 @@
 //!   127.0.0.1:50051"); set by the executor role's config producer, which
 //!   Ballista calls for every task.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::prelude::SessionConfig;
@@ -79,22 +79,51 @@ impl Default for QueryProgress {
 /// notice: the writers (which remove this run's files instead of finishing)
 /// and the cluster client (which records its job, so that it can be
 /// cancelled on the scheduler).
+///
+/// Cancelling and committing outputs exclude each other: a writer's commit
+/// ends by sealing the run ([`Cancel::seal`]), and a cancel that comes after
+/// that is refused ([`Cancel::cancel`] returns false: the outputs are
+/// already in place, the run is finishing).
 #[derive(Debug, Clone, Default)]
 pub struct Cancel {
-    flag: Arc<AtomicBool>,
+    /// [`RUNNING`], [`CANCELLED`] or [`SEALED`].
+    state: Arc<AtomicU8>,
     /// (scheduler REST URL, job id) of the query's cluster job.
     job: Arc<Mutex<Option<(String, String)>>>,
 }
 
+const RUNNING: u8 = 0;
+const CANCELLED: u8 = 1;
+const SEALED: u8 = 2;
+
 impl Cancel {
-    /// Marks the query cancelled.
-    pub fn cancel(&self) {
-        self.flag.store(true, Ordering::SeqCst);
+    /// Marks the query cancelled; false when too late: its outputs were
+    /// already committed.
+    pub fn cancel(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(RUNNING, CANCELLED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(now) => now == CANCELLED,
+        }
     }
 
     /// Whether the query was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        self.state.load(Ordering::SeqCst) == CANCELLED
+    }
+
+    /// The last step of committing outputs: from now on the run cannot be
+    /// cancelled. False when it already was (the commit must be undone).
+    pub(crate) fn seal(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(RUNNING, SEALED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(now) => now == SEALED,
+        }
     }
 
     /// Records the query's cluster job.

@@ -166,11 +166,17 @@ pub(crate) async fn until_signal<T>(
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    tokio::pin!(job);
     let stopped = tokio::select! {
-        r = job => return r,
+        r = &mut job => return r,
         _ = int.recv() => Interrupted { signal: "SIGINT", code: 130 },
         _ = term.recv() => Interrupted { signal: "SIGTERM", code: 143 },
     };
+    if !cancel.cancel() {
+        // too late: the outputs were committed before the signal, and the
+        // run is finishing
+        return job.await;
+    }
     match crate::pipeline::cancel(cancel).await {
         Ok(Some(id)) => eprintln!("cancelled cluster job {id}"),
         Ok(None) => {}

@@ -100,8 +100,13 @@ impl OutputTransaction {
                 std::fs::rename(tmp, target).map_err(io_err(target))?;
                 placed.push(target);
             }
-            // a signal during the last rename still takes the run back
-            self.check_cancel()
+            // a signal during the last rename still takes the run back;
+            // one after this is refused (the run is committed)
+            if self.cancel.seal() {
+                Ok(())
+            } else {
+                Err(Error::Cancelled)
+            }
         })();
         if let Err(e) = result {
             for t in placed {
@@ -197,6 +202,29 @@ mod tests {
 
     fn write(text: &'static str) -> impl FnOnce(&Path) -> Result<()> {
         move |tmp| std::fs::write(tmp, text).map_err(io_err(tmp))
+    }
+
+    /// Cancelling and committing exclude each other: a cancel after a
+    /// commit is refused (the outputs stay), a commit after a cancel is
+    /// undone.
+    #[test]
+    fn a_cancel_after_the_commit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        std::fs::write(&a, "old").unwrap();
+        let cancel = Cancel::default();
+        let mut t = OutputTransaction::new([a.as_path()], cancel.clone()).unwrap();
+        t.stage(&a, write("new")).unwrap();
+        t.commit().unwrap();
+        assert!(!cancel.cancel() && !cancel.is_cancelled());
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "new");
+
+        let cancel = Cancel::default();
+        let mut t = OutputTransaction::new([a.as_path()], cancel.clone()).unwrap();
+        t.stage(&a, write("newer")).unwrap();
+        assert!(cancel.cancel() && cancel.cancel() && cancel.is_cancelled());
+        assert!(matches!(t.commit(), Err(Error::Cancelled)));
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "new");
     }
 
     #[test]
