@@ -259,7 +259,7 @@ pub(crate) fn assemble(grid: &OutputGrid, batches: &[RecordBatch]) -> Result<(us
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array};
