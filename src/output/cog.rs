@@ -204,8 +204,13 @@ impl Level {
         let mut out = Vec::with_capacity(cols.len() * rows.len() * k);
         for &y in &self.ys[rows.clone()] {
             let row = &px[(y - w.y) * w.width * k..][..w.width * k];
-            for &x in &self.xs[cols.clone()] {
-                out.extend_from_slice(&row[(x - w.x) * k..][..k]);
+            let xs = &self.xs[cols.clone()];
+            if k == 1 {
+                out.extend(xs.iter().map(|&x| row[x - w.x]));
+            } else {
+                for &x in xs {
+                    out.extend_from_slice(&row[(x - w.x) * k..][..k]);
+                }
             }
         }
         let at = Window {

@@ -104,6 +104,31 @@ impl Quicklook {
         };
         for (r, row) in px.chunks_exact(w * bytes_per_pixel).enumerate() {
             let at = ((y + r) / k) * qw;
+            if bytes_per_pixel == 1 {
+                // one byte a pixel: branch-free folds the compiler vectorises
+                for (qx, (c0, c1)) in runs(x, w, k) {
+                    let seg = &row[c0..c1];
+                    let i = at + qx;
+                    let m = match nodata {
+                        Some(n) => {
+                            let (m, seen) = seg.iter().fold((0u8, false), |(m, seen), &v| {
+                                let valid = v as u32 != n;
+                                (m.max(v * valid as u8), seen | valid)
+                            });
+                            if !seen {
+                                continue;
+                            }
+                            if let Some(o) = self.observed.as_mut() {
+                                o[i] = 1;
+                            }
+                            m
+                        }
+                        None => seg.iter().fold(0u8, |m, &v| m.max(v)),
+                    };
+                    self.q[i] = self.q[i].max(m as u32);
+                }
+                continue;
+            }
             for (qx, (c0, c1)) in runs(x, w, k) {
                 let seg = row[c0 * bytes_per_pixel..c1 * bytes_per_pixel]
                     .chunks_exact(bytes_per_pixel)

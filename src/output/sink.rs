@@ -171,28 +171,51 @@ impl ChunkWriters {
                 grid: 0.0,
             });
         }
-        // one pass over the chunk: the summary's figures
+        // the summary's figures, from the chunk's histogram
         let nd = nd.map(u64::from);
-        let mut fold = |v: u64| {
+        let mut fold = |v: u64, n: u64| {
             if Some(v) == nd {
-                f.nodata += 1;
+                f.nodata += n;
                 return;
             }
-            f.ones += (v == 1) as u64;
-            f.nonzero += (v != 0) as u64;
+            if v == 1 {
+                f.ones += n;
+            }
             if v != 0 {
+                f.nonzero += n;
                 f.min = f.min.min(v);
             }
             f.max = f.max.max(v);
         };
         if k == 1 {
-            px.iter().for_each(|&v| fold(v as u64));
+            for (v, &n) in histogram(px).iter().enumerate() {
+                if n > 0 {
+                    fold(v as u64, n);
+                }
+            }
         } else {
             px.chunks_exact(2)
-                .for_each(|c| fold(u16::from_le_bytes([c[0], c[1]]) as u64));
+                .for_each(|c| fold(u16::from_le_bytes([c[0], c[1]]) as u64, 1));
         }
         Ok(())
     }
+}
+
+/// How many of `px` hold each byte value (four interleaved tables, so that
+/// a run of one value does not wait on its own last increment).
+fn histogram(px: &[u8]) -> [u64; 256] {
+    let mut t = [[0u64; 256]; 4];
+    let mut quads = px.chunks_exact(4);
+    for q in &mut quads {
+        t[0][q[0] as usize] += 1;
+        t[1][q[1] as usize] += 1;
+        t[2][q[2] as usize] += 1;
+        t[3][q[3] as usize] += 1;
+    }
+    for &v in quads.remainder() {
+        t[0][v as usize] += 1;
+    }
+    std::array::from_fn(|v| t.iter().map(|h| h[v]).sum())
 }
 
 /// An earlier result the run merges into (`floodsql extent --update`): its
@@ -525,5 +548,21 @@ impl Drop for RasterSink {
         // close the GTiff and the Parquet before the transaction removes them
         self.w.tiff = None;
         self.parquet = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The histogram counts every byte once, whatever the length's
+    /// remainder by 4 and however long the runs.
+    #[test]
+    fn histogram_counts_each_byte() {
+        for len in [0, 1, 3, 4, 7, 1000, 4099] {
+            let px: Vec<u8> = (0..len).map(|i| ((i / 97) % 3 * 127) as u8).collect();
+            let h = super::histogram(&px);
+            let mut want = [0u64; 256];
+            px.iter().for_each(|&v| want[v as usize] += 1);
+            assert_eq!(h, want, "{len} bytes");
+        }
     }
 }
