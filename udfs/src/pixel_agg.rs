@@ -521,9 +521,29 @@ fn fold_slice<K: PixelKernel>(
     check_len(K::NAME, c.len(), pixels.len())?;
     match crate::constant::value_of(pixels) {
         Some(v) => K::update_constant(c, v, nodata, day),
-        None => K::update(c, pixels, nodata, day),
+        None => update::<K>(c, pixels, nodata, day),
     }
     Ok(())
+}
+
+/// `K::update`, compiled a second time for AVX2 and run so on a CPU that has
+/// it (checked once, then a cached flag): the kernels are plain loops the
+/// compiler vectorises, twice as wide with AVX2 as with the x86-64 baseline
+/// (SSE2) the crate is built for.
+#[inline]
+fn update<K: PixelKernel>(cells: &mut [K::Cell], pixels: &[u8], nodata: u8, day: u16) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above
+        return unsafe { update_avx2::<K>(cells, pixels, nodata, day) };
+    }
+    K::update(cells, pixels, nodata, day)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn update_avx2<K: PixelKernel>(cells: &mut [K::Cell], pixels: &[u8], nodata: u8, day: u16) {
+    K::update(cells, pixels, nodata, day)
 }
 
 /// Merges serialised state bytes into an optional state.
@@ -737,6 +757,43 @@ mod tests {
     use crate::flood_max_extent::MaxExtentKernel;
     use crate::flood_observed::ObservedKernel;
     use crate::valid_count::ValidCountKernel;
+
+    /// The dispatched update (AVX2 where the CPU has it) folds exactly as
+    /// the kernel's plain loop, for every kernel, over lengths with and
+    /// without a vector tail.
+    #[test]
+    fn dispatched_update_is_the_kernels_loop() {
+        fn check<K: PixelKernel>(seed: &mut u64)
+        where
+            K::Cell: PartialEq,
+        {
+            let mut next = || {
+                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (*seed >> 56) as u8
+            };
+            for len in [1, 15, 31, 32, 33, 100, 4097] {
+                let start: Vec<K::Cell> = (0..len).map(|_| K::Cell::default()).collect();
+                let (mut a, mut b) = (start.clone(), start);
+                for day in [0u16, 19_240, u16::MAX] {
+                    let px: Vec<u8> = (0..len)
+                        .map(|_| [0, 1, 255, 3][next() as usize % 4])
+                        .collect();
+                    update::<K>(&mut a, &px, 255, day);
+                    K::update(&mut b, &px, 255, day);
+                }
+                assert!(a == b, "{} over {len} pixels", K::NAME);
+            }
+        }
+        let mut seed = 3;
+        check::<MaxExtentKernel>(&mut seed);
+        check::<ObservedKernel>(&mut seed);
+        check::<ExtentStatesKernel>(&mut seed);
+        check::<FloodCountKernel>(&mut seed);
+        check::<ValidCountKernel>(&mut seed);
+        check::<FrequencyKernel>(&mut seed);
+        check::<FirstDateKernel>(&mut seed);
+        check::<LastDateKernel>(&mut seed);
+    }
 
     /// Pixel values from a small linear congruential generator: 0, 1, 255
     /// and a few others.
