@@ -164,7 +164,12 @@ pub(crate) fn configure_gdal() {
                 let _ = gdal::config::set_config_option(k, v);
             }
         };
-        set("GDAL_CACHEMAX", "32");
+        // GDAL's block cache: 8 MB holds the partly written tiles of the
+        // GeoTIFF being built on a tutorial-sized grid; a larger grid's
+        // spill to the scratch file and come back from the page cache
+        // (measured: no change in time at 4, 8 or 32 MB; 22 MB less RSS
+        // at 8 than at 32)
+        set("GDAL_CACHEMAX", "8");
         set("GDAL_PAM_ENABLED", "NO");
         set("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR");
         // a silent server is reported in under a minute: 3 attempts of 15 s
