@@ -200,9 +200,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Tunes glibc's malloc for a process that moves megabyte pixel buffers,
 /// unless the environment sets the parameter (`MALLOC_ARENA_MAX`,
 /// `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`):
-/// - at most 2 arenas: with one arena per thread (up to 8 per core) freed
-///   pixel buffers stay spread over arenas and peak RSS runs well above the
-///   live heap (~10% less RSS, no slower; see BENCHMARKS.md);
+/// - one arena per two cores (one on this 2-core machine): with one arena
+///   per thread (up to 8 per core) freed pixel buffers stay spread over
+///   arenas and peak RSS runs well above the live heap (2 arenas: ~10% less
+///   RSS than glibc's default; 1 arena: ~10 MB less again on the
+///   tutorial-sized scene, no slower; see BENCHMARKS.md);
 /// - buffers under 32 MB come from the heap, and up to 64 MB of free heap
 ///   top is kept: with glibc's defaults every 1 MB chunk buffer was its own
 ///   `mmap`, zero-filled by page faults and unmapped again — a quarter of the
@@ -216,7 +218,8 @@ fn tune_malloc() {
     // the runtime's threads start.
     unsafe {
         if unset("MALLOC_ARENA_MAX") {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            libc::mallopt(libc::M_ARENA_MAX, (cores / 2).max(1) as i32);
         }
         if unset("MALLOC_MMAP_THRESHOLD_") && unset("MALLOC_TRIM_THRESHOLD_") {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);

@@ -364,18 +364,52 @@ impl Layout {
         }
     }
 
-    /// Decodes block `i` (bytes of one block) into its samples, predictor undone.
-    fn decode_block(&self, i: usize, by: usize, bytes: Bytes) -> Result<Vec<u8>> {
+    /// Decodes block `i` (bytes of one block) into its samples, predictor
+    /// undone. A DEFLATE block without predictor may stop after its first
+    /// `top` rows: it does when `keep_going` says no to their samples;
+    /// otherwise every row is decoded.
+    fn decode_block(
+        &self,
+        i: usize,
+        by: usize,
+        bytes: Bytes,
+        top: usize,
+        keep_going: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Vec<u8>> {
         let stride = self.block_w * self.samples;
+        let rows = self.rows_in(by);
         let mut v = if matches!(self.compression, Compression::Deflate) {
             // GFM's codec, decoded into a buffer of the block's size (the
             // generic decoder grows its output from empty, one reallocation
             // after another, for every block). flate2's zlib-rs backend:
             // measured 1.7-2x faster than libdeflate on GFM-like blocks
             // (benches/inflate_floor.rs)
-            let mut v = Vec::with_capacity(self.block_h * stride);
-            inflate(&bytes, &mut v).map_err(|e| read_err(format!("decoding block {i}: {e}")))?;
-            v
+            let err = |e: String| read_err(format!("decoding block {i}: {e}"));
+            let full = self.block_h * stride;
+            match Some(top).filter(|&n| n < rows && !self.predictor) {
+                // a block at the bottom edge of a window: its first rows
+                // only, unless they say to go on (the rest is inflated
+                // then, the stream resumed where it stopped); as libtiff
+                // stops once it has the bytes it asked for, the stream's
+                // checksum is then not reached
+                Some(n) => {
+                    let mut v = Vec::with_capacity(n * stride);
+                    let ended = inflate(&bytes, &mut v, n * stride, false).map_err(err)?;
+                    if !ended && !keep_going(&v[..n * stride]) {
+                        return Ok(v);
+                    }
+                    if !ended {
+                        v.reserve_exact(full - v.len());
+                        inflate(&bytes, &mut v, usize::MAX, true).map_err(err)?;
+                    }
+                    v
+                }
+                None => {
+                    let mut v = Vec::with_capacity(full);
+                    inflate(&bytes, &mut v, usize::MAX, false).map_err(err)?;
+                    v
+                }
+            }
         } else if let Some(v) = matches!(self.compression, Compression::ZSTD)
             .then(|| unzstd(&bytes, self.block_h * stride))
             .flatten()
@@ -397,7 +431,7 @@ impl Layout {
                 )
                 .map_err(|e| read_err(format!("decoding block {i}: {e}")))?
         };
-        let need = self.rows_in(by) * stride;
+        let need = rows * stride;
         if v.len() < need {
             return Err(read_err(format!(
                 "block {i} decodes to {} bytes, {need} expected (corrupt file?)",
@@ -418,15 +452,28 @@ impl Layout {
 /// Inflates a zlib stream (a DEFLATE block) into `out`'s spare capacity,
 /// growing it only if the block is larger than reserved: no zero-fill
 /// before writing (as `read_to_end` does) and one inflater per decode
-/// thread, reset between blocks.
-fn inflate(bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+/// thread, reset between blocks. Stops once `out` holds `stop` bytes (it
+/// may hold more, up to its capacity) or at the stream's end, and says
+/// whether it ended (its checksum then checked). With `resume`, goes on
+/// with this thread's last stream (`bytes` the same, `out` as left).
+fn inflate(
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+    stop: usize,
+    resume: bool,
+) -> std::result::Result<bool, String> {
     use flate2::{Decompress, FlushDecompress, Status};
     thread_local! {
         static INFLATER: std::cell::RefCell<Decompress> = std::cell::RefCell::new(Decompress::new(true));
     }
     INFLATER.with_borrow_mut(|d| {
-        d.reset(true);
+        if !resume {
+            d.reset(true);
+        }
         loop {
+            if out.len() >= stop {
+                return Ok(false);
+            }
             let consumed = d.total_in() as usize;
             if out.len() == out.capacity() {
                 out.reserve(out.capacity().max(4096));
@@ -436,7 +483,7 @@ fn inflate(bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
                 .decompress_vec(&bytes[consumed..], out, FlushDecompress::Finish)
                 .map_err(|e| e.to_string())?;
             match status {
-                Status::StreamEnd => return Ok(()),
+                Status::StreamEnd => return Ok(true),
                 // room to write was left, yet nothing came: the stream is cut short
                 _ if out.len() == before && out.len() < out.capacity() => {
                     return Err("truncated DEFLATE stream".into())
@@ -503,15 +550,17 @@ impl Fetched {
         // blocks come row-major: one block row at a time
         for row in blocks.chunk_by(|a, b| a.1 == b.1) {
             let by = row[0].1;
+            let (ys, ye) = l.rows_of(&w, by);
+            // the block rows the window needs, from the first
+            let top = ye - by * l.block_h;
             let decoded = row
                 .iter()
                 .map(|(bx, by, bytes)| {
-                    l.classify(by * l.across + bx, *by, bytes.clone())
+                    l.classify(by * l.across + bx, *by, bytes.clone(), top)
                         .map(|b| (*bx, b))
                         .map_err(|e| store_err(&location, e))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let (ys, ye) = l.rows_of(&w, by);
             if out.is_none() {
                 let value = decoded
                     .iter()
@@ -553,10 +602,13 @@ enum Block {
 
 impl Layout {
     /// Block `i` (in block row `by`; `None` = sparse) as a value or its
-    /// samples: a block whose bytes were seen constant is not inflated; a
-    /// small block is checked once after decoding and remembered when it
-    /// is one value.
-    fn classify(&self, i: usize, by: usize, bytes: Option<Bytes>) -> Result<Block> {
+    /// samples, of which the caller needs the first `top` rows: a block
+    /// whose bytes were seen constant is not inflated; a small block is
+    /// checked once after decoding and remembered when it is one value. A
+    /// block whose first `top` rows are not all one value may come with
+    /// those rows only (see [`Layout::decode_block`]): the rest cannot make
+    /// it constant.
+    fn classify(&self, i: usize, by: usize, bytes: Option<Bytes>, top: usize) -> Result<Block> {
         let Some(bytes) = bytes else {
             return Ok(Block::Constant(self.sparse_fill));
         };
@@ -566,7 +618,12 @@ impl Layout {
                 return Ok(Block::Constant(v));
             }
         }
-        let data = self.decode_block(i, by, bytes.clone())?;
+        let keep_going: &dyn Fn(&[u8]) -> bool = if small {
+            &|rows: &[u8]| constant::uniform(rows).is_some()
+        } else {
+            &|_: &[u8]| false
+        };
+        let data = self.decode_block(i, by, bytes.clone(), top, keep_going)?;
         if small {
             let need = self.rows_in(by) * self.block_w;
             // tiles: the whole block, padding included, so that the value
@@ -775,7 +832,7 @@ type PendingLayout = Shared<BoxFuture<'static, std::result::Result<Arc<Layout>, 
 impl CogReader {
     /// Runs `decode` on the decode pool and waits for its result. The pool
     /// has one thread per core: many windows wait on the network at once
-    /// (`floodsql.read_concurrency` per partition), but only these threads
+    /// (32 x `floodsql.read_concurrency` per partition), but only these threads
     /// hold decoded pixels, and they are the only threads whose allocator
     /// arenas hold them. Jobs queue without waiting for a free thread, so a
     /// partition whose stream is not being polled never holds up another.
@@ -1233,6 +1290,76 @@ mod tests {
                     }
                     assert_eq!(got.into_vec(win.area()), want, "{opts:?} {win:?}");
                 }
+            }
+        }
+    }
+
+    /// Blocks under a window's bottom edge, decoded only as far as the
+    /// window needs: a block whose top rows are one value and the rest a
+    /// pattern (inflated on to its end, never taken for constant), a block
+    /// of a pattern throughout (small: ~1 KB compressed) and one of noise
+    /// (large: over 4 KB compressed), as tiles and as strips. Windows end
+    /// inside each part; every window equals GDAL's pixels, and after the
+    /// partial reads the whole image still does (nothing remembered from a
+    /// part of a block).
+    #[tokio::test]
+    async fn blocks_cut_by_the_window_bottom_decode_as_gdal() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = RuntimeEnv::default();
+        let (w, h) = (128, 192);
+        let mut x: u64 = 7;
+        let noise: Vec<u8> = (0..w * h)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let px = |x: usize, y: usize| match y / 64 {
+            // block row 0: top 40 rows one value, then a pattern
+            0 if y < 40 => 7,
+            0 => [0u8, 1, 255][(x + 2 * y) % 3],
+            // block row 1: a pattern
+            1 => [0u8, 1, 255][(x / 3 + y) % 3],
+            // block row 2: noise
+            _ => noise[y * w + x],
+        };
+        let cases: &[&[&str]] = &[
+            &[
+                "TILED=YES",
+                "BLOCKXSIZE=128",
+                "BLOCKYSIZE=64",
+                "COMPRESS=DEFLATE",
+            ],
+            &["COMPRESS=DEFLATE", "BLOCKYSIZE=64"],
+        ];
+        for (k, opts) in cases.iter().enumerate() {
+            let p = dir.path().join(format!("b{k}.tif"));
+            let truth = write_with(&p, (w, h), opts, px);
+            let loc = p.display().to_string();
+            let reader = CogReader::new(ReadPolicy::allow_all());
+            let want = |win: Window| -> Vec<u8> {
+                (win.y..win.y + win.height)
+                    .flat_map(|y| truth[y * w + win.x..y * w + win.x + win.width].to_vec())
+                    .collect()
+            };
+            for win in [
+                window(0, 0, w, 20),    // inside the one-value rows
+                window(3, 10, 50, 40),  // past them, into the pattern
+                window(0, 60, w, 30),   // into the pattern block
+                window(5, 100, 90, 60), // into the noise block
+                window(0, 0, w, h),
+                window(0, 0, w, 20),
+            ] {
+                let got = reader
+                    .fetch(&env, &loc, (w, h), win)
+                    .await
+                    .unwrap()
+                    .decode()
+                    .unwrap()
+                    .into_vec(win.area());
+                assert_eq!(got, want(win), "{opts:?} {win:?}");
             }
         }
     }

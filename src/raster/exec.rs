@@ -127,10 +127,10 @@ impl ChunkColumn {
 
 /// How many rows per partition have their blocks fetched, for each one
 /// being decoded (`floodsql.read_concurrency`): a fetched row holds only
-/// compressed bytes (tens of KB for GFM's mostly constant blocks), so 16 x
-/// 8 rows in flight cost a few MB and keep 100 ms of store latency off the
+/// compressed bytes (tens of KB for GFM's mostly constant blocks), so 4 x
+/// 32 rows in flight cost a few MB and keep 100 ms of store latency off the
 /// critical path.
-const READ_AHEAD: usize = 8;
+const READ_AHEAD: usize = 32;
 
 /// How many rows per partition, beyond those fetching blocks, have the
 /// headers of their COGs read: a row's fetch then costs one round trip to
@@ -737,21 +737,19 @@ impl UnitReader {
         })
     }
 
-    /// The first stage of a (slice, chunk) row: with the native reader, the
-    /// headers of every asset's COGs read (cached by location); with GDAL,
-    /// nothing.
-    async fn headers(self: Arc<Self>, u: Unit) -> Result<Unit> {
-        if self.reader != Reader::Native {
-            return Ok(u);
+    /// The first stage of a (slice, chunk) row: the sources of every asset
+    /// it reads and, with the native reader, the headers of their COGs read
+    /// (cached by location); with GDAL, nothing more.
+    async fn headers(self: Arc<Self>, u: Unit) -> Result<Planned> {
+        let assets = self.assets(&u)?;
+        if self.reader == Reader::Native {
+            let (cog, env, window) = (&self.cog, &self.env, u.window);
+            futures::future::try_join_all(assets.iter().map(|(_, sources)| async move {
+                prefetch_headers(cog, env, window, sources).await
+            }))
+            .await?;
         }
-        let (cog, env, window) = (&self.cog, &self.env, u.window);
-        futures::future::try_join_all(
-            self.assets(&u)?.into_iter().map(|(_, sources)| async move {
-                prefetch_headers(cog, env, window, &sources).await
-            }),
-        )
-        .await?;
-        Ok(u)
+        Ok(Planned { unit: u, assets })
     }
 
     /// The sources of every asset read for `u` with the asset's nodata:
@@ -777,8 +775,8 @@ impl UnitReader {
     /// every asset's blocks fetched (compressed bytes only, so many rows can
     /// wait in this stage at once and hide the store's latency); with GDAL,
     /// nothing yet.
-    async fn fetch(self: Arc<Self>, u: Unit) -> Result<Prefetched> {
-        let assets = self.assets(&u)?;
+    async fn fetch(self: Arc<Self>, p: Planned) -> Result<Prefetched> {
+        let Planned { unit: u, assets } = p;
         let timer = self.metrics.read_time.timer();
         let windows = match self.reader {
             // every asset's blocks at once
@@ -865,7 +863,15 @@ impl UnitReader {
     }
 }
 
-/// One asset's window between the two stages of a row.
+/// A (slice, chunk) row between its first two stages: the sources of each
+/// asset it reads with the asset's nodata ([`UnitReader::assets`], made
+/// once per row).
+struct Planned {
+    unit: Unit,
+    assets: Vec<(u8, Vec<Source>)>,
+}
+
+/// One asset's window between the last two stages of a row.
 enum Pending {
     /// Its blocks fetched (native reader).
     Fetched(FetchedWindow),
@@ -873,7 +879,7 @@ enum Pending {
     Sources(Vec<Source>),
 }
 
-/// A (slice, chunk) row between its two stages: each asset's window (the
+/// A (slice, chunk) row between its last two stages: each asset's window (the
 /// `pixels` asset first, when read, then the extra ones in column order)
 /// with the asset's nodata.
 struct Prefetched {
