@@ -202,8 +202,21 @@ impl ChunkWriters {
 }
 
 /// How many of `px` hold each byte value (four interleaved tables, so that
-/// a run of one value does not wait on its own last increment).
+/// a run of one value does not wait on its own last increment). A chunk of
+/// 0s and 1s only (the extent's mask) is counted by a maximum and a sum,
+/// loops that vectorise: a few times faster than the tables.
 fn histogram(px: &[u8]) -> [u64; 256] {
+    if px.iter().fold(0u8, |m, &v| m.max(v)) <= 1 {
+        // sums of at most 2^16 bytes fit a u32
+        let ones: u64 = px
+            .chunks(1 << 16)
+            .map(|c| c.iter().map(|&v| u32::from(v)).sum::<u32>() as u64)
+            .sum();
+        let mut h = [0u64; 256];
+        h[1] = ones;
+        h[0] = px.len() as u64 - ones;
+        return h;
+    }
     let mut t = [[0u64; 256]; 4];
     let mut quads = px.chunks_exact(4);
     for q in &mut quads {
@@ -557,12 +570,21 @@ mod tests {
     /// remainder by 4 and however long the runs.
     #[test]
     fn histogram_counts_each_byte() {
-        for len in [0, 1, 3, 4, 7, 1000, 4099] {
-            let px: Vec<u8> = (0..len).map(|i| ((i / 97) % 3 * 127) as u8).collect();
-            let h = super::histogram(&px);
-            let mut want = [0u64; 256];
-            px.iter().for_each(|&v| want[v as usize] += 1);
-            assert_eq!(h, want, "{len} bytes");
+        // values 0, 127, 254 (the tables) and 0, 1 (a mask: the sum), with
+        // masks longer than one partial sum
+        for len in [0, 1, 3, 4, 7, 1000, 4099, 70_000, 200_003] {
+            for step in [127usize, 1] {
+                let px: Vec<u8> = (0..len).map(|i| ((i / 97) % 3 * step) as u8).collect();
+                let px = if step == 1 {
+                    px.iter().map(|&v| v.min(1)).collect()
+                } else {
+                    px
+                };
+                let h = super::histogram(&px);
+                let mut want = [0u64; 256];
+                px.iter().for_each(|&v| want[v as usize] += 1);
+                assert_eq!(h, want, "{len} bytes, step {step}");
+            }
         }
     }
 }
