@@ -1147,6 +1147,13 @@ mod tests {
         })
     }
 
+    /// Window `win` of an image `w` pixels wide, row by row.
+    fn crop(image: &[u8], w: usize, win: Window) -> Vec<u8> {
+        (win.y..win.y + win.height)
+            .flat_map(|y| image[y * w + win.x..y * w + win.x + win.width].to_vec())
+            .collect()
+    }
+
     fn window(x: usize, y: usize, width: usize, height: usize) -> Window {
         Window {
             x,
@@ -1202,9 +1209,7 @@ mod tests {
                     .decode()
                     .unwrap()
                     .into_vec(win.area());
-                let want: Vec<u8> = (win.y..win.y + win.height)
-                    .flat_map(|y| truth[y * w + win.x..y * w + win.x + win.width].to_vec())
-                    .collect();
+                let want = crop(&truth, w, win);
                 assert_eq!(got, want, "{opts:?} {win:?}");
             }
         }
@@ -1274,9 +1279,7 @@ mod tests {
                         .unwrap()
                         .decode()
                         .unwrap();
-                    let want: Vec<u8> = (win.y..win.y + win.height)
-                        .flat_map(|y| truth[y * w + win.x..y * w + win.x + win.width].to_vec())
-                        .collect();
+                    let want = crop(&truth, w, win);
                     let one = constant::uniform(&want);
                     let tiled = opts.contains(&"TILED=YES");
                     match (&got, one) {
@@ -1339,11 +1342,6 @@ mod tests {
             let truth = write_with(&p, (w, h), opts, px);
             let loc = p.display().to_string();
             let reader = CogReader::new(ReadPolicy::allow_all());
-            let want = |win: Window| -> Vec<u8> {
-                (win.y..win.y + win.height)
-                    .flat_map(|y| truth[y * w + win.x..y * w + win.x + win.width].to_vec())
-                    .collect()
-            };
             for win in [
                 window(0, 0, w, 20),    // inside the one-value rows
                 window(3, 10, 50, 40),  // past them, into the pattern
@@ -1359,7 +1357,7 @@ mod tests {
                     .decode()
                     .unwrap()
                     .into_vec(win.area());
-                assert_eq!(got, want(win), "{opts:?} {win:?}");
+                assert_eq!(got, crop(&truth, w, win), "{opts:?} {win:?}");
             }
         }
     }

@@ -6,8 +6,9 @@
 //! pins an older `stac`; paging is ~60 lines here, with timeouts and bounded
 //! retries from `reqwest-retry`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use indicatif::ProgressBar;
@@ -361,10 +362,6 @@ pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<V
         let root = if !search_url {
             let req = authorised(client.get(&p.source), &p.source, p, &headers);
             Some(send_json(req, &p.source, p.timeout_secs).await?)
-        } else if p.filter.is_some() {
-            // what the API conforms to (unknown: the filter is evaluated here)
-            let req = authorised(client.get(&root_url), &root_url, p, &headers);
-            send_json(req, &root_url, p.timeout_secs).await.ok()
         } else {
             None
         };
@@ -385,7 +382,14 @@ pub(crate) async fn search(p: &SearchParams, progress: &ProgressBar) -> Result<V
                         .and_then(search_link)
                         .unwrap_or_else(|| format!("{}/search", p.source.trim_end_matches('/')))
                 };
-                if p.filter.is_some() && !root.as_ref().is_some_and(filters_items) {
+                let filters = match &root {
+                    Some(root) => filters_items(root),
+                    None if p.filter.is_some() => {
+                        api_filters(&client, &headers, p, &root_url).await
+                    }
+                    None => false,
+                };
+                if p.filter.is_some() && !filters {
                     // an API without the filter extension ignores a filter
                     // or answers nothing: search without it, filter here
                     let unfiltered = SearchParams {
@@ -430,6 +434,36 @@ async fn read_local_static(source: &str) -> Result<Vec<StacItem>> {
     tokio::task::spawn_blocking(move || read_static(Path::new(&path)))
         .await
         .map_err(join_err("reading the static catalogue"))?
+}
+
+/// Whether the API whose landing page is `root_url` evaluates filters
+/// ([`filters_items`]), for a search sent straight to its `/search` URL:
+/// the landing page is asked once per API in a process (a session's
+/// searches would otherwise cost one more request each); an API that
+/// cannot say is taken as not filtering (the filter is then evaluated
+/// here) and asked again next time.
+async fn api_filters(
+    client: &ClientWithMiddleware,
+    headers: &reqwest::header::HeaderMap,
+    p: &SearchParams,
+    root_url: &str,
+) -> bool {
+    static KNOWN: LazyLock<Mutex<HashMap<String, bool>>> = LazyLock::new(Mutex::default);
+    let known = KNOWN.lock().ok().and_then(|m| m.get(root_url).copied());
+    if let Some(known) = known {
+        return known;
+    }
+    let req = authorised(client.get(root_url), root_url, p, headers);
+    match send_json(req, root_url, p.timeout_secs).await {
+        Ok(root) => {
+            let filters = filters_items(&root);
+            if let Ok(mut m) = KNOWN.lock() {
+                m.insert(root_url.to_string(), filters);
+            }
+            filters
+        }
+        Err(_) => false,
+    }
 }
 
 /// Whether an API's landing page declares the filter extension with
@@ -1188,6 +1222,55 @@ mod tests {
                 assert_eq!(sent["filter"]["op"], ">");
             }
         }
+    }
+
+    /// A search sent straight to an API's `/search` URL with a filter asks
+    /// the landing page whether the API filters once per process: a second
+    /// search does not ask again, and both send the filter.
+    #[tokio::test]
+    async fn a_search_url_asks_the_landing_page_once() {
+        let (url, seen) = serve(move |url| {
+            move |method: &str, path: &str, body: &Value| {
+                if method == "GET" && path == "/" {
+                    let conf = [
+                        "https://api.stacspec.org/v1.0.0/item-search",
+                        "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
+                        "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+                    ];
+                    let root = json!({"type": "Catalog", "conformsTo": conf, "links": [
+                        {"rel": "search", "href": format!("{url}/search"), "method": "POST"}]});
+                    return (200, root.to_string());
+                }
+                let feats: Vec<Value> = (0..4)
+                    .filter(|&i| body.get("filter").is_none() || i > 1)
+                    .map(|i| {
+                        let mut it = item(i);
+                        it["properties"]["flooded_pixels"] = json!(i);
+                        it
+                    })
+                    .collect();
+                (200, page("", feats, None))
+            }
+        });
+        let mut o = crate::options::FloodsqlOptions::default();
+        datafusion::config::ExtensionOptions::set(&mut o, "filter", "flooded_pixels > 1").unwrap();
+        let p = SearchParams {
+            filter: o.filter.filter().cloned(),
+            ..params(format!("{url}/search"), 10, None)
+        };
+        for _ in 0..2 {
+            let items = search(&p, &ProgressBar::hidden()).await.unwrap();
+            assert_eq!(ids(&items), ["it2", "it3"]);
+        }
+        let seen = seen.lock().unwrap().clone();
+        let landing = seen.iter().filter(|r| r.0 == "GET" && r.1 == "/").count();
+        let searches: Vec<_> = seen.iter().filter(|r| r.1.ends_with("/search")).collect();
+        assert_eq!(landing, 1, "{seen:?}");
+        assert_eq!(searches.len(), 2, "{seen:?}");
+        assert!(
+            searches.iter().all(|r| r.2.get("filter").is_some()),
+            "{seen:?}"
+        );
     }
 
     /// A rate limit is waited out as the server asks (never sooner), within
