@@ -386,29 +386,25 @@ impl Layout {
             // (benches/inflate_floor.rs)
             let err = |e: String| read_err(format!("decoding block {i}: {e}"));
             let full = self.block_h * stride;
-            match Some(top).filter(|&n| n < rows && !self.predictor) {
+            if top < rows && !self.predictor {
                 // a block at the bottom edge of a window: its first rows
                 // only, unless they say to go on (the rest is inflated
                 // then, the stream resumed where it stopped); as libtiff
                 // stops once it has the bytes it asked for, the stream's
                 // checksum is then not reached
-                Some(n) => {
-                    let mut v = Vec::with_capacity(n * stride);
-                    let ended = inflate(&bytes, &mut v, n * stride, false).map_err(err)?;
-                    if !ended && !keep_going(&v[..n * stride]) {
+                let mut v = Vec::with_capacity(top * stride);
+                if !inflate(&bytes, &mut v, top * stride, false).map_err(err)? {
+                    if !keep_going(&v[..top * stride]) {
                         return Ok(v);
                     }
-                    if !ended {
-                        v.reserve_exact(full - v.len());
-                        inflate(&bytes, &mut v, usize::MAX, true).map_err(err)?;
-                    }
-                    v
+                    v.reserve_exact(full - v.len());
+                    inflate(&bytes, &mut v, usize::MAX, true).map_err(err)?;
                 }
-                None => {
-                    let mut v = Vec::with_capacity(full);
-                    inflate(&bytes, &mut v, usize::MAX, false).map_err(err)?;
-                    v
-                }
+                v
+            } else {
+                let mut v = Vec::with_capacity(full);
+                inflate(&bytes, &mut v, usize::MAX, false).map_err(err)?;
+                v
             }
         } else if let Some(v) = matches!(self.compression, Compression::ZSTD)
             .then(|| unzstd(&bytes, self.block_h * stride))
