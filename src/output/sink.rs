@@ -103,7 +103,8 @@ struct ChunkWriters {
     /// one is asked for.
     tiff_path: Option<PathBuf>,
     tiff: Option<TiledTiff>,
-    quicklook: Quicklook,
+    /// The quicklook's block maxima, when a PNG is asked for.
+    quicklook: Option<Quicklook>,
     /// The figures so far (`areas`: sums so far, the grid's at the end).
     fig: Written,
     /// Pixel areas of the grid (None: no ellipsoid).
@@ -131,9 +132,11 @@ impl ChunkWriters {
         if let Some(t) = self.tiff(k)? {
             t.write(w, px)?;
         }
-        self.quicklook.add(w.x, w.y, w.width, px, k);
-        if let Some(o) = observed {
-            self.quicklook.add_observed(w.x, w.y, w.width, o);
+        if let Some(q) = self.quicklook.as_mut() {
+            q.add(w.x, w.y, w.width, px, k);
+            if let Some(o) = observed {
+                q.add_observed(w.x, w.y, w.width, o);
+            }
         }
         let f = &mut self.fig;
         f.covered += w.area() as u64;
@@ -352,7 +355,10 @@ impl RasterSink {
                 grid: grid.clone(),
                 tiff_path,
                 tiff: None,
-                quicklook: Quicklook::new(grid.width, grid.height),
+                quicklook: outputs
+                    .png
+                    .is_some()
+                    .then(|| Quicklook::new(grid.width, grid.height)),
                 fig: Written {
                     bytes_per_pixel: 1,
                     meta: PixelMeta::default(),
@@ -399,7 +405,9 @@ impl RasterSink {
             return Ok(());
         }
         self.w.fig.meta = pixel_meta(b)?;
-        self.w.quicklook.set_meta(self.w.fig.meta);
+        if let Some(q) = self.w.quicklook.as_mut() {
+            q.set_meta(self.w.fig.meta);
+        }
         let (reader, w, base) = (&mut self.reader, &mut self.w, &mut self.base);
         reader.read(b, |win, px, k, observed| match base.as_mut() {
             Some(base) => {
@@ -464,7 +472,7 @@ impl RasterSink {
     }
 
     fn stage_png(&mut self) -> Result<()> {
-        let Some(target) = &self.outputs.png else {
+        let (Some(target), Some(quicklook)) = (&self.outputs.png, &self.w.quicklook) else {
             return Ok(());
         };
         let w = &self.w;
@@ -477,14 +485,7 @@ impl RasterSink {
             min: w.fig.min,
         };
         self.tx.stage(target, |tmp| {
-            write_png(
-                &w.quicklook,
-                &self.provenance,
-                &w.grid,
-                figures,
-                tmp,
-                target,
-            )
+            write_png(quicklook, &self.provenance, &w.grid, figures, tmp, target)
         })
     }
 

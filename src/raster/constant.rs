@@ -48,7 +48,10 @@ impl Pixels {
 }
 
 /// (codec signature, compressed bytes) → the value the block decodes to.
-static REMEMBERED: LazyLock<Mutex<HashMap<(u64, Bytes), u8>>> = LazyLock::new(Mutex::default);
+/// Hashed with aHash: the keys are a few hundred bytes, hashed once per
+/// small block decoded (SipHash was ~1 % of a scan's CPU).
+type Memo = HashMap<(u64, Bytes), u8, ahash::RandomState>;
+static REMEMBERED: LazyLock<Mutex<Memo>> = LazyLock::new(Mutex::default);
 
 /// The value block `bytes` (under codec signature `codec`) was seen to
 /// decode to, if it was seen constant.
