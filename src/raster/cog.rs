@@ -750,14 +750,16 @@ impl CogReader {
 /// [`BLOCK_CACHE_BYTES`], oldest dropped first.
 #[derive(Default)]
 struct BlockCache {
-    map: HashMap<(Arc<str>, usize), Bytes>,
+    /// (aHash: every block of every window looks its key up here, and the
+    /// key holds the location's whole path)
+    map: HashMap<(Arc<str>, usize), Bytes, ahash::RandomState>,
     order: VecDeque<(Arc<str>, usize)>,
     bytes: usize,
     /// Blocks being fetched by a spawned task: other windows wait for that
     /// task instead of asking the store again. Waiting is safe because the
     /// task runs on its own, whoever started it (a partition's stream that
     /// stops being polled does not hold the others up).
-    in_flight: HashMap<(Arc<str>, usize), PendingBlock>,
+    in_flight: HashMap<(Arc<str>, usize), PendingBlock, ahash::RandomState>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -808,10 +810,10 @@ impl BlockCache {
 
 #[derive(Default)]
 struct LayoutCache {
-    map: HashMap<String, Arc<Layout>>,
+    map: HashMap<String, Arc<Layout>, ahash::RandomState>,
     order: VecDeque<String>,
     /// Headers being read by a spawned task (see [`BlockCache::in_flight`]).
-    in_flight: HashMap<String, PendingLayout>,
+    in_flight: HashMap<String, PendingLayout, ahash::RandomState>,
 }
 
 impl std::fmt::Debug for LayoutCache {
