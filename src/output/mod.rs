@@ -126,6 +126,18 @@ impl Outputs {
         self.paths().next().is_some()
     }
 
+    /// Result columns none of these outputs reads, if the result has them:
+    /// `observed` serves the quicklook and the Parquet table only (the
+    /// GeoTIFF is the `pixels` column), so a run writing neither does not
+    /// compute it.
+    pub(crate) fn unused_columns(&self) -> Vec<&'static str> {
+        if self.png.is_none() && self.parquet.is_none() {
+            vec!["observed"]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The paths asked for.
     pub(crate) fn paths(&self) -> impl Iterator<Item = &PathBuf> {
         [&self.tif, &self.parquet, &self.png, &self.lineage]

@@ -56,7 +56,7 @@ pub async fn run_to_array(
         mut stream,
         scans,
         job,
-    } = start_last(ctx, sql, progress).await?;
+    } = start_last(ctx, sql, progress, &["observed"]).await?; // the array is `pixels` only
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
     progress.plan(&scan.estimate().one_line());
     let grid = scan.grid.clone();

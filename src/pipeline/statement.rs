@@ -7,6 +7,8 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::parser::{DFParser, Statement};
@@ -64,12 +66,12 @@ pub(crate) async fn stream_statement(
     ctx: &SessionContext,
     stmt: Statement,
     progress: &QueryProgress,
+    unused: &[&str],
 ) -> datafusion::error::Result<StatementStream> {
     register_stores(ctx, &stmt)?;
     let logical = ctx.state().statement_to_plan(stmt).await?;
     let mut scans = resolve_scans(&logical, &progress.search).await?;
-    // SET, CREATE VIEW, ... act on the context; queries come back as a plan
-    let (mut state, logical) = ctx.execute_logical_plan(logical).await?.into_parts();
+    let (mut state, logical) = query_plan(ctx, logical, unused).await?;
     state.config_mut().set_extension(Arc::new(progress.clone()));
     let physical = state.create_physical_plan(&logical).await?;
     if scans.is_empty() {
@@ -113,6 +115,22 @@ pub(crate) async fn stream_statement(
         scans,
         job,
     })
+}
+
+/// The statement's query plan, with its session state: SET, CREATE VIEW,
+/// ... act on the context here (and leave an empty plan). Result columns in
+/// `unused` (those the result has) are dropped before planning, so that the
+/// optimiser drops what computes only them, an aggregate's call say.
+async fn query_plan(
+    ctx: &SessionContext,
+    logical: LogicalPlan,
+    unused: &[&str],
+) -> datafusion::error::Result<(SessionState, LogicalPlan)> {
+    Ok(ctx
+        .execute_logical_plan(logical)
+        .await?
+        .drop_columns(unused)?
+        .into_parts())
 }
 
 /// Makes the object stores a statement names reachable: `COPY … TO
@@ -192,7 +210,7 @@ pub async fn run_statement(
     stmt: Statement,
     progress: &QueryProgress,
 ) -> datafusion::error::Result<StatementOutput> {
-    let StatementStream { stream, job, .. } = stream_statement(ctx, stmt, progress).await?;
+    let StatementStream { stream, job, .. } = stream_statement(ctx, stmt, progress, &[]).await?;
     let batches: Vec<RecordBatch> = stream.try_collect().await?;
     drop(job);
     Ok(StatementOutput { batches })
@@ -200,6 +218,61 @@ pub async fn run_statement(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int32Array, LargeBinaryArray, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::SessionContext;
+
+    /// The extent query's plan, with the columns in `unused` dropped.
+    async fn extent_plan(unused: &[&str]) -> (Vec<String>, String) {
+        let mut ctx = SessionContext::new();
+        floodsql_udfs::register::register_all(&mut ctx).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("chunk_row", DataType::Int32, false),
+            Field::new("pixels", DataType::LargeBinary, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(vec![0, 0])),
+                Arc::new(LargeBinaryArray::from_vec(vec![
+                    &[0u8, 1, 255][..],
+                    &[1, 0, 0],
+                ])),
+            ],
+        )
+        .unwrap();
+        let t = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table("chunks", Arc::new(t)).unwrap();
+        let sql = "SELECT chunk_row, flood_max_extent(pixels) AS pixels, \
+                   flood_observed(pixels) AS observed FROM chunks GROUP BY chunk_row";
+        let stmt = super::split_statements(sql).unwrap().pop().unwrap();
+        let logical = ctx.state().statement_to_plan(stmt).await.unwrap();
+        let (state, logical) = super::query_plan(&ctx, logical, unused).await.unwrap();
+        let physical = state.create_physical_plan(&logical).await.unwrap();
+        let columns = physical
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let text = displayable(physical.as_ref()).indent(true).to_string();
+        (columns, text)
+    }
+
+    #[tokio::test]
+    async fn an_unused_column_is_not_computed() {
+        let (columns, plan) = extent_plan(&[]).await;
+        assert_eq!(columns, ["chunk_row", "pixels", "observed"]);
+        assert!(plan.contains("flood_observed"), "{plan}");
+        let (columns, plan) = extent_plan(&["observed", "not_a_column"]).await;
+        assert_eq!(columns, ["chunk_row", "pixels"]);
+        assert!(plan.contains("flood_max_extent"), "{plan}");
+        assert!(!plan.contains("flood_observed"), "{plan}");
+    }
     #[test]
     fn syntax_errors_say_the_parsers_words_once() {
         let e = super::split_statements("SELEC 1").unwrap_err().to_string();
