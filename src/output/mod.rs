@@ -126,11 +126,11 @@ impl Outputs {
         self.paths().next().is_some()
     }
 
-    /// Result columns none of these outputs reads, if the result has them:
-    /// `observed` serves the quicklook and the Parquet table only (the
-    /// GeoTIFF is the `pixels` column), so a run writing neither does not
-    /// compute it.
-    pub(crate) fn unused_columns(&self) -> Vec<&'static str> {
+    /// Result columns none of these outputs reads beside the `pixels`
+    /// column: `observed` serves the quicklook and the Parquet table only
+    /// (the GeoTIFF is `pixels`), so a run writing neither does not compute
+    /// it (see `pipeline::statement::query_plan`).
+    pub(crate) fn unread_columns(&self) -> Vec<&'static str> {
         if self.png.is_none() && self.parquet.is_none() {
             vec!["observed"]
         } else {

@@ -105,7 +105,7 @@ pub async fn run_to_outputs(
         mut stream,
         scans,
         job,
-    } = start_last(ctx, sql, progress, &outputs.unused_columns()).await?;
+    } = start_last(ctx, sql, progress, &outputs.unread_columns()).await?;
     let scanned_rows = scans.iter().map(|(_, n)| n).sum();
     let scan = the_grid_scan(scans.into_iter().map(|(s, _)| s).collect())?;
     progress.plan(&scan.estimate().one_line());
@@ -212,7 +212,7 @@ pub(crate) async fn start_last(
     ctx: &SessionContext,
     sql: &str,
     progress: &QueryProgress,
-    unused: &[&str],
+    unread: &[&str],
 ) -> datafusion::error::Result<StatementStream> {
     let mut stmts = split_statements(sql)?;
     let last = stmts
@@ -221,7 +221,7 @@ pub(crate) async fn start_last(
     for s in stmts {
         run_statement(ctx, s, progress).await?;
     }
-    stream_statement(ctx, last, progress, unused).await
+    stream_statement(ctx, last, progress, unread).await
 }
 
 /// Runs SQL text's statements and streams the last one's result (locally,

@@ -66,12 +66,12 @@ pub(crate) async fn stream_statement(
     ctx: &SessionContext,
     stmt: Statement,
     progress: &QueryProgress,
-    unused: &[&str],
+    unread: &[&str],
 ) -> datafusion::error::Result<StatementStream> {
     register_stores(ctx, &stmt)?;
     let logical = ctx.state().statement_to_plan(stmt).await?;
     let mut scans = resolve_scans(&logical, &progress.search).await?;
-    let (mut state, logical) = query_plan(ctx, logical, unused).await?;
+    let (mut state, logical) = query_plan(ctx, logical, unread).await?;
     state.config_mut().set_extension(Arc::new(progress.clone()));
     let physical = state.create_physical_plan(&logical).await?;
     if scans.is_empty() {
@@ -118,19 +118,24 @@ pub(crate) async fn stream_statement(
 }
 
 /// The statement's query plan, with its session state: SET, CREATE VIEW,
-/// ... act on the context here (and leave an empty plan). Result columns in
-/// `unused` (those the result has) are dropped before planning, so that the
-/// optimiser drops what computes only them, an aggregate's call say.
+/// ... act on the context here (and leave an empty plan). When the result
+/// has a `pixels` column, its columns in `unread` (which no output reads
+/// beside the pixels) are dropped before planning, so that the optimiser
+/// drops what computes only them, an aggregate's call say. Without a
+/// `pixels` column nothing is dropped: the writers then rasterise the only
+/// binary column, whatever its name.
 async fn query_plan(
     ctx: &SessionContext,
     logical: LogicalPlan,
-    unused: &[&str],
+    unread: &[&str],
 ) -> datafusion::error::Result<(SessionState, LogicalPlan)> {
-    Ok(ctx
-        .execute_logical_plan(logical)
-        .await?
-        .drop_columns(unused)?
-        .into_parts())
+    let df = ctx.execute_logical_plan(logical).await?;
+    let df = if df.schema().has_column_with_unqualified_name("pixels") {
+        df.drop_columns(unread)?
+    } else {
+        df
+    };
+    Ok(df.into_parts())
 }
 
 /// Makes the object stores a statement names reachable: `COPY … TO
@@ -226,8 +231,9 @@ mod tests {
     use datafusion::physical_plan::displayable;
     use datafusion::prelude::SessionContext;
 
-    /// The extent query's plan, with the columns in `unused` dropped.
-    async fn extent_plan(unused: &[&str]) -> (Vec<String>, String) {
+    /// The plan of the extent query, its mask named `mask`, with the
+    /// columns in `unread` dropped.
+    async fn extent_plan(mask: &str, unread: &[&str]) -> (Vec<String>, String) {
         let mut ctx = SessionContext::new();
         floodsql_udfs::register::register_all(&mut ctx).unwrap();
         let schema = Arc::new(Schema::new(vec![
@@ -247,11 +253,13 @@ mod tests {
         .unwrap();
         let t = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
         ctx.register_table("chunks", Arc::new(t)).unwrap();
-        let sql = "SELECT chunk_row, flood_max_extent(pixels) AS pixels, \
-                   flood_observed(pixels) AS observed FROM chunks GROUP BY chunk_row";
-        let stmt = super::split_statements(sql).unwrap().pop().unwrap();
+        let sql = format!(
+            "SELECT chunk_row, flood_max_extent(pixels) AS {mask}, \
+             flood_observed(pixels) AS observed FROM chunks GROUP BY chunk_row"
+        );
+        let stmt = super::split_statements(&sql).unwrap().pop().unwrap();
         let logical = ctx.state().statement_to_plan(stmt).await.unwrap();
-        let (state, logical) = super::query_plan(&ctx, logical, unused).await.unwrap();
+        let (state, logical) = super::query_plan(&ctx, logical, unread).await.unwrap();
         let physical = state.create_physical_plan(&logical).await.unwrap();
         let columns = physical
             .schema()
@@ -265,13 +273,18 @@ mod tests {
 
     #[tokio::test]
     async fn an_unused_column_is_not_computed() {
-        let (columns, plan) = extent_plan(&[]).await;
+        let (columns, plan) = extent_plan("pixels", &[]).await;
         assert_eq!(columns, ["chunk_row", "pixels", "observed"]);
         assert!(plan.contains("flood_observed"), "{plan}");
-        let (columns, plan) = extent_plan(&["observed", "not_a_column"]).await;
+        let (columns, plan) = extent_plan("pixels", &["observed", "not_a_column"]).await;
         assert_eq!(columns, ["chunk_row", "pixels"]);
         assert!(plan.contains("flood_max_extent"), "{plan}");
         assert!(!plan.contains("flood_observed"), "{plan}");
+        // no `pixels` column: nothing is dropped (which binary column is
+        // rasterised is then the writers' call)
+        let (columns, plan) = extent_plan("mask", &["observed"]).await;
+        assert_eq!(columns, ["chunk_row", "mask", "observed"]);
+        assert!(plan.contains("flood_observed"), "{plan}");
     }
     #[test]
     fn syntax_errors_say_the_parsers_words_once() {
