@@ -16,6 +16,12 @@ from pathlib import Path
 
 import floodsql
 
+# Python turns SIGINT into KeyboardInterrupt only if the signal was not
+# ignored when it started, and a process started in the background by a
+# non-interactive shell (`cmd &`, as CI runners may start the suite) inherits
+# it ignored: Ctrl-C's handler is installed here, as in a terminal
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 api, bbox, dt, out = sys.argv[1:5]
 cluster, rest = (sys.argv[5:7] + [None, None])[:2]
 out = Path(out)
