@@ -51,6 +51,27 @@ measure() { # name, command...: prints "name median_s peak_mb"
   echo "$name $med $((mem / 1024))"
 }
 
+# measure_rounds NAME...: runs the commands in the arrays CMD_NAME in rounds,
+# one of each per round (RUNS rounds), and prints "name median_s peak_mb" for
+# each (then its fastest and slowest run). This machine is a VM whose speed comes in spells (the same binary took
+# 0.92 s or 1.45-1.55 s on the same scene, with the user CPU time doubling):
+# interleaved, the commands compared share the spells, and their ratio does
+# not depend on which of them ran in a slow one.
+measure_rounds() {
+  local n r t m
+  for n in "$@"; do : > "$OUT/rounds_$n"; done
+  for r in $(seq "$RUNS"); do
+    for n in "$@"; do
+      local -n cmd="CMD_$n"
+      /usr/bin/time -f "%e %M" -o "$OUT/t" "${cmd[@]}" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
+      cat "$OUT/t" >> "$OUT/rounds_$n"
+    done
+  done
+  for n in "$@"; do
+    sort -g "$OUT/rounds_$n" | awk -v n="$n" '{t[NR]=$1; if ($2 > m) m = $2} END {print n, t[int((NR+1)/2)], int(m / 1024), t[1], t[NR]}'
+  done
+}
+
 # start_cluster: a scheduler and 2 executors on this machine; sets SCHED
 # (df://host:port) and EXECUTORS (their pids, for executor_peaks).
 start_cluster() {

@@ -6,8 +6,9 @@
 # cluster row, peak MB is the client's only (executors are separate processes).
 #
 #   benches/e2e.sh [tiny|small|medium|tutorial|gfm]  (default: medium)
-#   RUNS=3  PEER_RUNS=3 (the Python stack: its time varies by a third from run
-#   to run, and it is every ratio's baseline)  PROFILE=release|dev  FLOODSQL_VENV=...
+#   RUNS=3 (rounds: each round runs the stack, floodsql, floodsql on the
+#   cluster and the GDAL floor once, so that they share the machine's slow and
+#   fast spells)  PROFILE=release|dev  FLOODSQL_VENV=...
 #   BENCH_DIR=/tmp/floodsql-bench  CLUSTER=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,14 +21,19 @@ wait_url "$API/"
 [ "${CLUSTER:-1}" != 0 ] && start_cluster
 
 {
-  RUNS=${PEER_RUNS:-3} measure python_peer "$PY" tests/py/peer_tutorial.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 "$OUT/peer.tif"
-  measure floodsql "$BIN" --quiet extent --stac-url "$API" --collection GFM --bbox "$BBOX" \
-      --datetime 2022-09-01T00:00:00Z/2022-10-01T00:00:00Z --out "$OUT/ours.tif"
+  # the stack, floodsql (local, on the cluster) and the GDAL floor in rounds,
+  # one run of each per round (see measure_rounds)
+  CMD_python_peer=("$PY" tests/py/peer_tutorial.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 "$OUT/peer.tif")
+  EXTENT=("$BIN" --quiet extent --stac-url "$API" --collection GFM --bbox "$BBOX"
+      --datetime 2022-09-01T00:00:00Z/2022-10-01T00:00:00Z)
+  CMD_floodsql=("${EXTENT[@]}" --out "$OUT/ours.tif")
+  CMD_floodsql_cluster=("${EXTENT[@]}" --out "$OUT/cluster.tif" --cluster "${SCHED:-}")
+  CMD_decode_floor=("$PY" benches/decode_floor.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 2)
   if [ "${CLUSTER:-1}" != 0 ]; then
-    measure floodsql_cluster "$BIN" --quiet extent --stac-url "$API" --collection GFM --bbox "$BBOX" \
-        --datetime 2022-09-01T00:00:00Z/2022-10-01T00:00:00Z --out "$OUT/cluster.tif" --cluster "$SCHED"
+    measure_rounds python_peer floodsql floodsql_cluster decode_floor
+  else
+    measure_rounds python_peer floodsql decode_floor
   fi
-  measure decode_floor "$PY" benches/decode_floor.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 2
 } > "$OUT/results"
 [ "${CLUSTER:-1}" != 0 ] && echo "executors' peak RSS MB: $(executor_peaks)"
 # the physical floor: the needed blocks' compressed bytes inflated, nothing else
@@ -40,14 +46,14 @@ cargo bench --locked -q --profile dev --bench inflate_floor -- "$OUT/windows.txt
 "$PY" - "$OUT/results" "$OUT/ours.tif" "$OUT/peer.tif" "$SCALE" "$PROFILE" "$OUT/cluster.tif" <<'PYEOF'
 import os, sys
 import numpy as np, rasterio
-rows = {l.split()[0]: (float(l.split()[1]), int(l.split()[2])) for l in open(sys.argv[1])}
+rows = {l.split()[0]: (float(l.split()[1]), int(l.split()[2]), l.split()[3:5]) for l in open(sys.argv[1])}
 a, b = rasterio.open(sys.argv[2]), rasterio.open(sys.argv[3])
 same = a.transform == b.transform and np.array_equal(a.read(1), b.read(1))
-pt, pm = rows["python_peer"]
+pt, pm, _ = rows["python_peer"]
 print(f"scene={sys.argv[4]} profile={sys.argv[5]} grid={a.width}x{a.height} identical_to_peer={same}")
 if os.path.exists(sys.argv[6]):
     print(f"cluster output byte-identical to local: {open(sys.argv[6], 'rb').read() == open(sys.argv[2], 'rb').read()}")
-print(f"{'':14}{'wall s':>9}{'peak MB':>9}{'time/peer':>11}{'mem/peer':>10}")
-for k, (t, m) in rows.items():
-    print(f"{k:14}{t:9.2f}{m:9d}{t / pt:11.3f}{m / pm:10.3f}")
+print(f"{'':17}{'wall s':>9}{'peak MB':>9}{'time/peer':>11}{'mem/peer':>10}   runs (fastest-slowest s)")
+for k, (t, m, span) in rows.items():
+    print(f"{k:17}{t:9.2f}{m:9d}{t / pt:11.3f}{m / pm:10.3f}   {'-'.join(span)}")
 PYEOF
