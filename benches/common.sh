@@ -40,25 +40,21 @@ trap 'kill $PIDS 2>/dev/null || true; rm -rf "$OUT"' EXIT
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_url() { for _ in $(seq 150); do curl -sf "$1" >/dev/null && return; sleep 0.2; done; echo "$1 did not come up" >&2; exit 1; }
 
-measure() { # name, command...: prints "name median_s peak_mb"
+measure() { # name, command...: prints "name median_s peak_mb fastest_s slowest_s"
   local name=$1; shift
-  local ts=() mem=0
-  for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f "%e %M" -o "$OUT/t" "$@" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
-    read -r t m < "$OUT/t"; ts+=("$t"); [ "$m" -gt "$mem" ] && mem=$m
-  done
-  local med; med=$(printf '%s\n' "${ts[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$name $med $((mem / 1024))"
+  declare -ga "CMD_$name"
+  local -n cmd_of_name="CMD_$name"
+  cmd_of_name=("$@")
+  measure_rounds "$name"
 }
 
 # measure_rounds NAME...: runs the commands in the arrays CMD_NAME in rounds,
-# one of each per round (RUNS rounds), and prints "name median_s peak_mb" for
-# each (then its fastest and slowest run). This machine is a VM whose speed comes in spells (the same binary took
-# 0.92 s or 1.45-1.55 s on the same scene, with the user CPU time doubling):
-# interleaved, the commands compared share the spells, and their ratio does
-# not depend on which of them ran in a slow one.
+# one of each per round (RUNS rounds), and prints for each "name median_s
+# peak_mb fastest_s slowest_s". This machine is a VM whose speed comes in
+# spells (the same binary took 0.92 s or 1.45-1.55 s on one scene, its user
+# CPU time doubling): interleaved, the commands compared share the spells.
 measure_rounds() {
-  local n r t m
+  local n r
   for n in "$@"; do : > "$OUT/rounds_$n"; done
   for r in $(seq "$RUNS"); do
     for n in "$@"; do
