@@ -1,156 +1,637 @@
-//! GeoTIFF out as a Cloud-Optimized GeoTIFF: built chunk by chunk in a tiled
-//! GTiff on disk, with its overviews, then `CreateCopy` to the COG driver
-//! (tiled 512, DEFLATE), with the items' CRS and the grid's geotransform.
-//! No nodata value: 0 is dry land, not missing data.
+//! GeoTIFF out as a Cloud-Optimized GeoTIFF, built as the chunks arrive:
+//! each 512 px tile (and each overview tile) is compressed (DEFLATE, level
+//! 6, as GDAL's default) the moment its last pixel comes, and appended to a
+//! scratch file; at the end the COG is those tiles behind GDAL's own IFDs
+//! (`output::tiff`): the items' CRS, the grid's geotransform, the metadata,
+//! the palette, nodata — everything the tags say — is what GDAL writes for
+//! a GTiff of this grid, made without pixels. No nodata value for a mask: 0
+//! is dry land, not missing data.
 //!
 //! The overviews are filled as the chunks arrive ([`Overviews`]), by GDAL's
-//! own NEAREST rule (a 0/1 mask stays 0/1), so the COG driver copies them
-//! instead of computing them at the end: the pixels are those `gdaladdo -r
-//! nearest` gives, and the run's tail is shorter by that pass and its
-//! compressed scratch file.
-//! Blocking (GDAL): call from a blocking thread.
+//! own NEAREST rule (a 0/1 mask stays 0/1): the pixels are those `gdaladdo
+//! -r nearest` gives.
+//!
+//! A tile whose pixels are one value is compressed once per value and run
+//! (mostly-dry and never-observed areas). Tiles still waiting for pixels of
+//! a later chunk are held in memory up to [`PARTIAL_BUDGET`], the least
+//! recently written then kept uncompressed in a second scratch file until
+//! they are complete.
+//! Blocking (file I/O, GDAL): call from a blocking thread.
 
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use gdal::raster::{Buffer, RasterBand, RasterCreationOptions};
+use gdal::raster::RasterCreationOptions;
 use gdal::raster::{ColorEntry, ColorInterpretation, ColorTable, PaletteInterpretation};
 use gdal::{Dataset, DriverManager, Metadata};
+use libdeflater::{CompressionLvl, Compressor};
 
 use crate::error::{Error, Result};
 use crate::geo::Window;
 use crate::output::assemble::RasterKind;
+use crate::output::tiff::{self, Ifd};
 use crate::output::Provenance;
 use crate::raster::grid::{spatial_ref, OutputGrid};
 
-/// The GeoTIFF being built: a tiled, sparse GTiff on disk (a temp file
-/// beside the target) written chunk by chunk — GDAL's block cache bounds the
-/// memory — then copied into a COG with its overviews.
+/// Tile width and height of the COG (and of its overviews).
+const TILE: usize = 512;
+
+/// Bytes of incomplete tiles held in memory; beyond it the oldest go to
+/// the spill file.
+const PARTIAL_BUDGET: usize = 8 << 20;
+
+/// The GeoTIFF being built: its tiles, compressed as they complete.
 pub(crate) struct TiledTiff {
-    path: PathBuf,
-    ds: Dataset,
-    bytes_per_pixel: usize,
+    grid: OutputGrid,
+    /// Bytes per pixel (1: u8, 2: u16 little-endian).
+    k: usize,
+    nodata: Option<u16>,
+    /// One pixel of the value pixels never written hold (nodata, or 0).
+    fill: Vec<u8>,
+    /// Full resolution first, then each overview.
+    levels: Vec<Tiles>,
     overviews: Overviews,
+    store: TileStore,
+    spill: Spill,
+    /// Incomplete tiles in memory: their bytes, and when each was last
+    /// written to, least recently first — (level, tile, stamp): entries
+    /// whose stamp is not the tile's own any more are stale and skipped.
+    /// The tiles waiting for the next row of chunks are the first to
+    /// spill; a tile a chunk column boundary cuts stays.
+    partial_bytes: usize,
+    partial_order: VecDeque<(usize, usize, u64)>,
+    /// Writes to tiles so far (the stamps).
+    stamp: u64,
+    /// [`PARTIAL_BUDGET`] (tests spill with less).
+    budget: usize,
+    /// BigTIFF even when the file would fit classic TIFF (tests).
+    big: bool,
+    /// Tile buffers to reuse.
+    spare: Vec<Vec<u8>>,
+}
+
+/// The tiles of one level (full resolution or an overview).
+struct Tiles {
+    width: usize,
+    height: usize,
+    across: usize,
+    slots: Vec<Slot>,
+}
+
+/// One tile, as far as it has come.
+enum Slot {
+    /// No pixel yet.
+    Empty,
+    /// Some pixels, in memory (a whole tile: never-written pixels hold the
+    /// fill value), `filled` of them written, last at `stamp`.
+    Partial {
+        buf: Vec<u8>,
+        filled: usize,
+        stamp: u64,
+    },
+    /// Some pixels, in the spill file.
+    Spilled { filled: usize },
+    /// Compressed, in the tile store.
+    Done(TileRef),
+}
+
+/// A compressed tile in the store's scratch file.
+#[derive(Debug, Clone, Copy)]
+struct TileRef {
+    offset: u64,
+    len: u32,
+}
+
+impl Tiles {
+    fn new(width: usize, height: usize) -> Self {
+        let across = width.div_ceil(TILE);
+        let down = height.div_ceil(TILE);
+        Self {
+            width,
+            height,
+            across,
+            slots: (0..across * down).map(|_| Slot::Empty).collect(),
+        }
+    }
+
+    /// The image window tile `t` covers (clipped to the image).
+    fn window(&self, t: usize) -> Window {
+        let (x, y) = ((t % self.across) * TILE, (t / self.across) * TILE);
+        Window {
+            x,
+            y,
+            width: TILE.min(self.width - x),
+            height: TILE.min(self.height - y),
+        }
+    }
 }
 
 impl TiledTiff {
-    /// Creates the GTiff at `path` (a scratch file of the run's
-    /// transaction) on `grid`: 1 (u8) or 2 (u16) bytes per pixel; blocks
-    /// never written read as 0.
-    /// With a `nodata` value, the band declares it and blocks never
-    /// written read as it.
+    /// The GeoTIFF of `grid`, its compressed tiles kept in `tiles` and
+    /// incomplete ones (when many wait) in `spill` (scratch files of the
+    /// run's transaction): 1 (u8) or 2 (u16) bytes per pixel; pixels never
+    /// written are 0, or `nodata` (which the band then declares).
     pub(crate) fn create(
-        path: &Path,
+        tiles: &Path,
+        spill: &Path,
         grid: &OutputGrid,
         bytes_per_pixel: usize,
         nodata: Option<u16>,
     ) -> Result<Self> {
-        let path = path.to_path_buf();
-        let drv = DriverManager::get_driver_by_name("GTiff")?;
-        let opts = RasterCreationOptions::from_iter([
-            "TILED=YES",
-            "BLOCKXSIZE=512",
-            "BLOCKYSIZE=512",
-            "SPARSE_OK=TRUE",
-            "BIGTIFF=IF_SAFER",
-        ]);
-        let (w, h) = (grid.width, grid.height);
-        let made = match bytes_per_pixel {
-            1 => drv.create_with_band_type_with_options::<u8, _>(&path, w, h, 1, &opts),
-            2 => drv.create_with_band_type_with_options::<u16, _>(&path, w, h, 1, &opts),
-            n => {
-                return Err(Error::Internal(format!(
-                    "a raster of {n} bytes per pixel (the chunk reader allows 1 or 2)"
-                )))
-            }
-        };
-        let mut ds =
-            made.map_err(|e| Error::Gdal(format!("creating '{}': {e}", path.display())))?;
-        ds.set_geo_transform(&grid.geotransform())?;
-        ds.set_spatial_ref(&spatial_ref(&grid.crs)?)?;
-        if let Some(n) = nodata {
-            ds.rasterband(1)?.set_no_data_value(Some(n as f64))?;
+        let k = bytes_per_pixel;
+        if !(1..=2).contains(&k) {
+            return Err(Error::Internal(format!(
+                "a raster of {k} bytes per pixel (the chunk reader allows 1 or 2)"
+            )));
         }
-        let overviews = Overviews::create(&mut ds, w, h)?;
+        let fill = nodata.unwrap_or(0).to_le_bytes()[..k].to_vec();
+        let (w, h) = (grid.width, grid.height);
+        let overviews = Overviews::new(w, h);
+        let mut levels = vec![Tiles::new(w, h)];
+        levels.extend(
+            overviews
+                .levels
+                .iter()
+                .map(|l| Tiles::new(l.xs.len(), l.ys.len())),
+        );
+        let store = TileStore::create(tiles, k)?;
+        let first: Vec<usize> = levels
+            .iter()
+            .scan(0, |n, l| {
+                let at = *n;
+                *n += l.slots.len();
+                Some(at)
+            })
+            .collect();
         Ok(Self {
-            path,
-            ds,
-            bytes_per_pixel,
+            grid: grid.clone(),
+            k,
+            nodata,
+            fill,
+            levels,
             overviews,
+            store,
+            spill: Spill {
+                path: spill.to_path_buf(),
+                file: None,
+                first,
+                tile_bytes: TILE * TILE * k,
+            },
+            partial_bytes: 0,
+            partial_order: VecDeque::new(),
+            stamp: 0,
+            big: false,
+            budget: PARTIAL_BUDGET,
+            spare: Vec::new(),
         })
     }
 
     /// Writes a chunk's pixels (`bytes_per_pixel` each, little-endian), and
     /// the overview pixels they hold.
     pub(crate) fn write(&mut self, w: Window, px: &[u8]) -> Result<()> {
-        let k = self.bytes_per_pixel;
-        let mut band = self.ds.rasterband(1)?;
-        write_window(&mut band, w, px.to_vec(), k)?;
-        for (i, level) in self.overviews.levels.iter().enumerate() {
-            if let Some((ow, picked)) = level.pick(w, px, k) {
-                write_window(&mut band.overview(i)?, ow, picked, k)?;
+        let k = self.k;
+        if px.len() != w.area() * k {
+            return Err(Error::Internal(format!(
+                "a chunk of {} x {} px with {} bytes",
+                w.width,
+                w.height,
+                px.len()
+            )));
+        }
+        self.put(0, w, px)?;
+        for i in 0..self.overviews.levels.len() {
+            if let Some((ow, picked)) = self.overviews.levels[i].pick(w, px, k) {
+                self.put(i + 1, ow, &picked)?;
+            }
+        }
+        self.keep_to_budget()
+    }
+
+    /// Pastes `px` at window `w` of level `l` into its tiles; tiles it
+    /// completes are compressed.
+    fn put(&mut self, l: usize, w: Window, px: &[u8]) -> Result<()> {
+        let k = self.k;
+        let tile_bytes = TILE * TILE * k;
+        let across = self.levels[l].across;
+        for ty in w.y / TILE..(w.y + w.height).div_ceil(TILE) {
+            for tx in w.x / TILE..(w.x + w.width).div_ceil(TILE) {
+                let t = ty * across + tx;
+                let tw = self.levels[l].window(t);
+                let x0 = w.x.max(tw.x);
+                let x1 = (w.x + w.width).min(tw.x + tw.width);
+                let y0 = w.y.max(tw.y);
+                let y1 = (w.y + w.height).min(tw.y + tw.height);
+                let (mut buf, mut filled) =
+                    match std::mem::replace(&mut self.levels[l].slots[t], Slot::Empty) {
+                        Slot::Empty => {
+                            let mut b = self.spare.pop().unwrap_or_default();
+                            fill_tile(&mut b, &self.fill, tile_bytes);
+                            self.partial_bytes += tile_bytes;
+                            (b, 0)
+                        }
+                        Slot::Partial { buf, filled, .. } => (buf, filled),
+                        Slot::Spilled { filled } => {
+                            let mut b = self.spare.pop().unwrap_or_default();
+                            self.spill.read(l, t, &mut b)?;
+                            self.partial_bytes += tile_bytes;
+                            (b, filled)
+                        }
+                        Slot::Done(r) => {
+                            self.levels[l].slots[t] = Slot::Done(r);
+                            return Err(Error::Internal(format!(
+                            "pixels at {x0},{y0} of level {l} written twice (tile {t} was complete)"
+                        )));
+                        }
+                    };
+                let n = (x1 - x0) * k;
+                for y in y0..y1 {
+                    let src = ((y - w.y) * w.width + (x0 - w.x)) * k;
+                    let dst = ((y - tw.y) * TILE + (x0 - tw.x)) * k;
+                    buf[dst..dst + n].copy_from_slice(&px[src..src + n]);
+                }
+                filled += (x1 - x0) * (y1 - y0);
+                if filled > tw.area() {
+                    return Err(Error::Internal(format!(
+                        "tile {t} of level {l}: {filled} pixels written, {} in the tile",
+                        tw.area()
+                    )));
+                }
+                self.levels[l].slots[t] = if filled == tw.area() {
+                    self.partial_bytes -= tile_bytes;
+                    let r = self.store.add(&buf, tw)?;
+                    self.recycle(buf);
+                    Slot::Done(r)
+                } else {
+                    self.stamp += 1;
+                    self.partial_order.push_back((l, t, self.stamp));
+                    Slot::Partial {
+                        buf,
+                        filled,
+                        stamp: self.stamp,
+                    }
+                };
             }
         }
         Ok(())
     }
 
-    /// Closes the GTiff and copies it into a COG at `out` (a staged file;
-    /// messages name `target`); the GTiff is removed. The COG carries `provenance` as metadata
-    /// (what QGIS shows under the layer's properties), a band description,
-    /// and for a 0/1 mask or three states a colour table (0 light beige, 1
-    /// flood blue, 255 grey).
+    /// Keeps a tile buffer for the next tile (a few: the rest are freed).
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < 8 {
+            self.spare.push(buf);
+        }
+    }
+
+    /// Moves the least recently written incomplete tiles to the spill
+    /// file while those in memory exceed the budget ([`PARTIAL_BUDGET`]).
+    fn keep_to_budget(&mut self) -> Result<()> {
+        while self.partial_bytes > self.budget {
+            let Some((l, t, stamp)) = self.partial_order.pop_front() else {
+                break;
+            };
+            let slot = &mut self.levels[l].slots[t];
+            if !matches!(slot, Slot::Partial { stamp: s, .. } if *s == stamp) {
+                continue; // stale: completed, spilled or written since
+            }
+            let Slot::Partial { buf, filled, .. } =
+                std::mem::replace(slot, Slot::Spilled { filled: 0 })
+            else {
+                unreachable!("matched above")
+            };
+            self.spill.write(l, t, &buf)?;
+            self.levels[l].slots[t] = Slot::Spilled { filled };
+            self.partial_bytes -= buf.len();
+            self.recycle(buf);
+        }
+        // stale entries go when they outnumber the live ones
+        let live = self.partial_bytes / (TILE * TILE * self.k);
+        if self.partial_order.len() > 4096.max(8 * live) {
+            let levels = &self.levels;
+            self.partial_order.retain(|&(l, t, stamp)| {
+                matches!(levels[l].slots[t], Slot::Partial { stamp: s, .. } if s == stamp)
+            });
+        }
+        Ok(())
+    }
+
+    /// Compresses every tile not yet complete: pixels never written hold
+    /// the fill value.
+    fn complete(&mut self) -> Result<Vec<Vec<u32>>> {
+        let mut sizes = Vec::with_capacity(self.levels.len());
+        let mut buf = Vec::new();
+        for l in 0..self.levels.len() {
+            for t in 0..self.levels[l].slots.len() {
+                let tw = self.levels[l].window(t);
+                let r = match std::mem::replace(&mut self.levels[l].slots[t], Slot::Empty) {
+                    Slot::Done(r) => r,
+                    Slot::Empty => self.store.constant(&self.fill)?,
+                    Slot::Partial { buf, .. } => self.store.add(&buf, tw)?,
+                    Slot::Spilled { .. } => {
+                        self.spill.read(l, t, &mut buf)?;
+                        self.store.add(&buf, tw)?
+                    }
+                };
+                self.levels[l].slots[t] = Slot::Done(r);
+            }
+            sizes.push(
+                self.levels[l]
+                    .slots
+                    .iter()
+                    .map(|s| match s {
+                        Slot::Done(r) => r.len,
+                        _ => 0,
+                    })
+                    .collect(),
+            );
+        }
+        self.partial_bytes = 0;
+        Ok(sizes)
+    }
+
+    /// Writes the COG at `out` (a staged file; messages name `target`)
+    /// from the tiles, behind the IFDs GDAL writes for this grid. The COG
+    /// carries `provenance` as metadata (what QGIS shows under the layer's
+    /// properties), a band description, and for a 0/1 mask or three states
+    /// a colour table (0 light beige, 1 flood blue, 255 grey).
     pub(crate) fn into_cog(
-        self,
+        mut self,
         out: &Path,
         target: &Path,
         provenance: &Provenance,
         kind: RasterKind,
     ) -> Result<()> {
-        let TiledTiff { path, mut ds, .. } = self;
-        let result = (|| {
+        let sizes = self.complete()?;
+        let ifds = self.template(provenance, kind)?;
+        let bad = |m: String| Error::Output {
+            path: target.display().to_string(),
+            message: m,
+        };
+        let refs: Vec<Vec<TileRef>> = self
+            .levels
+            .iter()
+            .map(|l| {
+                l.slots
+                    .iter()
+                    .map(|s| match s {
+                        Slot::Done(r) => *r,
+                        _ => TileRef { offset: 0, len: 0 },
+                    })
+                    .collect()
+            })
+            .collect();
+        let tiles = self
+            .store
+            .finish()
+            .map_err(|e| bad(format!("its tiles: {e}")))?;
+        let file = File::create(out).map_err(|e| bad(e.to_string()))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        tiff::write_cog(&mut w, &ifds, &sizes, self.big, |l, t, buf| {
+            let r = refs[l][t];
+            buf.resize(r.len as usize, 0);
+            tiles.read_exact_at(buf, r.offset)
+        })
+        .and_then(|_| w.flush())
+        .map_err(|e| bad(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The IFDs GDAL writes for this GeoTIFF (full resolution, then the
+    /// overviews, largest first): a tiled DEFLATE GTiff of the grid with
+    /// its CRS, geotransform, overviews, nodata and `describe`'s metadata,
+    /// made in memory without a pixel.
+    fn template(&self, provenance: &Provenance, kind: RasterKind) -> Result<Vec<Ifd>> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = PathBuf::from(format!(
+            "/vsimem/floodsql-cog-{}-{n}.tif",
+            std::process::id()
+        ));
+        let made = (|| -> Result<Vec<u8>> {
+            let drv = DriverManager::get_driver_by_name("GTiff")?;
+            let opts = RasterCreationOptions::from_iter([
+                "TILED=YES",
+                "BLOCKXSIZE=512",
+                "BLOCKYSIZE=512",
+                "COMPRESS=DEFLATE",
+                "SPARSE_OK=TRUE",
+                "BIGTIFF=NO",
+            ]);
+            let (w, h) = (self.grid.width, self.grid.height);
+            let mut ds = match self.k {
+                1 => drv.create_with_band_type_with_options::<u8, _>(&path, w, h, 1, &opts),
+                _ => drv.create_with_band_type_with_options::<u16, _>(&path, w, h, 1, &opts),
+            }?;
+            ds.set_geo_transform(&self.grid.geotransform())?;
+            ds.set_spatial_ref(&spatial_ref(&self.grid.crs)?)?;
+            if let Some(v) = self.nodata {
+                ds.rasterband(1)?.set_no_data_value(Some(v as f64))?;
+            }
+            // described first: the overviews take the band's palette
             describe(&mut ds, provenance, kind)?;
+            let factors = overview_factors(w, h);
+            if !factors.is_empty() {
+                ds.build_overviews("NONE", &factors, &[])?;
+            }
             ds.flush_cache()?;
             drop(ds);
-            let src = Dataset::open(&path)?;
-            let cog = DriverManager::get_driver_by_name("COG")?;
-            let opts = RasterCreationOptions::from_iter([
-                "COMPRESS=DEFLATE",
-                "BLOCKSIZE=512",
-                // the overviews filled as the chunks came (see `Overviews`)
-                "OVERVIEWS=FORCE_USE_EXISTING",
-                "BIGTIFF=IF_SAFER",
-                "NUM_THREADS=ALL_CPUS",
-            ]);
-            let mut made = src
-                .create_copy(&cog, out, &opts)
-                .map_err(|e| Error::Gdal(format!("writing COG '{}': {e}", target.display())))?;
-            made.flush_cache()?;
-            Ok(())
+            Ok(gdal::vsi::get_vsi_mem_file_bytes_owned(&path)?)
         })();
-        let _ = std::fs::remove_file(&path);
-        result
+        let _ = gdal::vsi::unlink_mem_file(&path);
+        let bytes = made.map_err(|e| Error::Gdal(format!("the COG's tags: {e}")))?;
+        let found = tiff::read_ifds(&bytes)
+            .map_err(|e| Error::Internal(format!("reading GDAL's GTiff tags: {e}")))?;
+        let (main, mut overviews): (Vec<Ifd>, Vec<Ifd>) = found
+            .into_iter()
+            .partition(|i| i.uint(tiff::NEW_SUBFILE_TYPE).unwrap_or(0) == 0);
+        overviews.sort_by_key(|i| std::cmp::Reverse(i.size()));
+        let ifds: Vec<Ifd> = main.into_iter().chain(overviews).collect();
+        let want: Vec<(u64, u64)> = self
+            .levels
+            .iter()
+            .map(|l| (l.width as u64, l.height as u64))
+            .collect();
+        let got: Vec<(u64, u64)> = ifds.iter().filter_map(Ifd::size).collect();
+        let shaped = ifds.iter().all(|i| {
+            i.uint(tiff::TILE_WIDTH) == Some(TILE as u64)
+                && i.uint(tiff::TILE_LENGTH) == Some(TILE as u64)
+                && i.uint(tiff::COMPRESSION) == Some(8)
+        });
+        if got != want || ifds.len() != want.len() || !shaped {
+            return Err(Error::Internal(format!(
+                "GDAL's GTiff has images {got:?} (tiled 512, DEFLATE: {shaped}), the COG's levels are {want:?}"
+            )));
+        }
+        Ok(ifds)
     }
 }
 
-/// Writes `px` (`k` bytes per pixel, little-endian) at window `w` of `band`.
-fn write_window(band: &mut RasterBand, w: Window, px: Vec<u8>, k: usize) -> Result<()> {
-    let at = (w.x as isize, w.y as isize);
-    let size = (w.width, w.height);
-    match k {
-        1 => band.write(at, size, &mut Buffer::new(size, px))?,
-        _ => {
-            let v: Vec<u16> = px
-                .chunks_exact(2)
-                .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                .collect();
-            band.write(at, size, &mut Buffer::new(size, v))?
+impl Drop for TiledTiff {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.store.path);
+        let _ = std::fs::remove_file(&self.spill.path);
+    }
+}
+
+/// The compressed tiles, appended to a scratch file as they complete; a
+/// tile of one value is compressed once per value.
+struct TileStore {
+    path: PathBuf,
+    file: BufWriter<File>,
+    len: u64,
+    k: usize,
+    z: Compressor,
+    out: Vec<u8>,
+    constants: HashMap<Vec<u8>, TileRef>,
+}
+
+impl TileStore {
+    fn create(path: &Path, k: usize) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: BufWriter::with_capacity(1 << 20, file),
+            len: 0,
+            k,
+            z: Compressor::new(CompressionLvl::new(6).expect("level 6 is one of libdeflate's")),
+            out: Vec::new(),
+            constants: HashMap::new(),
+        })
+    }
+
+    fn io(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            path: self.path.display().to_string(),
+            source,
         }
     }
-    Ok(())
+
+    /// Stores the tile `buf` (a whole tile of `k`-byte pixels) whose
+    /// pixels within the image are window `tw`.
+    fn add(&mut self, buf: &[u8], tw: Window) -> Result<TileRef> {
+        let k = self.k;
+        let v = &buf[..k];
+        let one_value = (0..tw.height).all(|r| {
+            let row = &buf[r * TILE * k..][..tw.width * k];
+            match k {
+                1 => row.iter().all(|&b| b == v[0]),
+                _ => row.chunks_exact(k).all(|p| p == v),
+            }
+        });
+        if one_value {
+            return self.constant(v);
+        }
+        self.append(buf)
+    }
+
+    /// The tile whose every pixel is `v`.
+    fn constant(&mut self, v: &[u8]) -> Result<TileRef> {
+        if let Some(r) = self.constants.get(v) {
+            return Ok(*r);
+        }
+        let mut tile = Vec::new();
+        fill_tile(&mut tile, v, TILE * TILE * self.k);
+        let r = self.append(&tile)?;
+        self.constants.insert(v.to_vec(), r);
+        Ok(r)
+    }
+
+    /// Compresses `tile` (zlib stream, as TIFF's DEFLATE) and appends it.
+    fn append(&mut self, tile: &[u8]) -> Result<TileRef> {
+        self.out.resize(self.z.zlib_compress_bound(tile.len()), 0);
+        let n = self
+            .z
+            .zlib_compress(tile, &mut self.out)
+            .map_err(|e| Error::Internal(format!("DEFLATE: {e}")))?;
+        self.out.truncate(n);
+        let r = TileRef {
+            offset: self.len,
+            len: self.out.len() as u32,
+        };
+        self.file.write_all(&self.out).map_err(|e| self.io(e))?;
+        self.len += self.out.len() as u64;
+        Ok(r)
+    }
+
+    /// The scratch file, every tile written.
+    fn finish(&mut self) -> std::io::Result<&File> {
+        self.file.flush()?;
+        Ok(self.file.get_ref())
+    }
+}
+
+/// `buf` made `n` bytes of the pixel `v`, repeated.
+fn fill_tile(buf: &mut Vec<u8>, v: &[u8], n: usize) {
+    buf.clear();
+    if v.iter().all(|&b| b == v[0]) {
+        buf.resize(n, v[0]);
+    } else {
+        buf.extend(v.iter().copied().cycle().take(n));
+    }
+}
+
+/// Incomplete tiles kept on disk, uncompressed: tile `t` of level `l` at
+/// `(first[l] + t) * tile_bytes` of a sparse file, created when needed.
+struct Spill {
+    path: PathBuf,
+    file: Option<File>,
+    first: Vec<usize>,
+    tile_bytes: usize,
+}
+
+impl Spill {
+    fn err(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn at(&self, l: usize, t: usize) -> u64 {
+        ((self.first[l] + t) * self.tile_bytes) as u64
+    }
+
+    fn write(&mut self, l: usize, t: usize, buf: &[u8]) -> Result<()> {
+        if self.file.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)
+                .map_err(|e| self.err(e))?;
+            self.file = Some(f);
+        }
+        let at = self.at(l, t);
+        let f = self.file.as_ref().expect("opened above");
+        f.write_all_at(buf, at).map_err(|e| self.err(e))
+    }
+
+    fn read(&self, l: usize, t: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let Some(f) = self.file.as_ref() else {
+            return Err(Error::Internal(
+                "a spilled tile without a spill file".into(),
+            ));
+        };
+        buf.resize(self.tile_bytes, 0);
+        f.read_exact_at(buf, self.at(l, t)).map_err(|e| self.err(e))
+    }
 }
 
 /// The overviews of the GeoTIFF being built: as many as the COG driver
-/// would make (halving until the image fits one 512 px block), created
-/// empty (`NONE`) and filled chunk by chunk.
+/// would make (halving until the image fits one 512 px block), each as
+/// large as GDAL makes it for its factor, filled chunk by chunk.
 struct Overviews {
     levels: Vec<Level>,
 }
@@ -163,16 +644,11 @@ struct Level {
 }
 
 impl Overviews {
-    fn create(ds: &mut Dataset, width: usize, height: usize) -> Result<Self> {
-        let factors = overview_factors(width, height);
-        if factors.is_empty() {
-            return Ok(Self { levels: Vec::new() });
-        }
-        ds.build_overviews("NONE", &factors, &[])?;
-        let band = ds.rasterband(1)?;
-        let mut levels: Vec<Level> = Vec::with_capacity(factors.len());
-        for i in 0..factors.len() {
-            let (w, h) = band.overview(i)?.size();
+    fn new(width: usize, height: usize) -> Self {
+        let mut levels: Vec<Level> = Vec::new();
+        for f in overview_factors(width, height) {
+            let f = f as usize;
+            let (w, h) = (width.div_ceil(f), height.div_ceil(f));
             let level = match levels.last() {
                 None => Level {
                     xs: nearest(&(0..width).collect::<Vec<_>>(), w),
@@ -185,7 +661,7 @@ impl Overviews {
             };
             levels.push(level);
         }
-        Ok(Self { levels })
+        Self { levels }
     }
 }
 
@@ -313,6 +789,24 @@ fn describe(ds: &mut Dataset, p: &Provenance, kind: RasterKind) -> Result<()> {
 mod tests {
     use super::*;
     use crate::output::assemble::tests::grid;
+    use gdal::raster::{Buffer, RasterBand};
+
+    /// Writes `px` (`k` bytes per pixel, little-endian) at window `w` of `band`.
+    fn write_window(band: &mut RasterBand, w: Window, px: Vec<u8>, k: usize) -> Result<()> {
+        let at = (w.x as isize, w.y as isize);
+        let size = (w.width, w.height);
+        match k {
+            1 => band.write(at, size, &mut Buffer::new(size, px))?,
+            _ => {
+                let v: Vec<u16> = px
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                band.write(at, size, &mut Buffer::new(size, v))?
+            }
+        }
+        Ok(())
+    }
 
     /// Overview `i` of `path`'s band 1, as u16 values.
     fn overview(path: &Path, i: usize) -> (usize, usize, Vec<u16>) {
@@ -334,11 +828,11 @@ mod tests {
             let g = grid(width, height);
             let mut seed = 7u64;
             let mut full = vec![0u8; width * height * k];
-            let scratch = dir.path().join(format!("s{k}.tif"));
-            let mut t = TiledTiff::create(&scratch, &g, k, Some(255)).unwrap();
+            let mut chunks = Vec::new();
             for y in (0..height).step_by(chunk) {
                 for x in (0..width).step_by(chunk) {
-                    if (x / chunk + y / chunk) % 5 == 3 {
+                    let c = x / chunk + y / chunk;
+                    if c % 5 == 3 {
                         continue; // a chunk no row covered: never written
                     }
                     let w = Window {
@@ -347,10 +841,17 @@ mod tests {
                         width: chunk.min(width - x),
                         height: chunk.min(height - y),
                     };
+                    // chunks of one value (0, 1, 255: whole tiles of one
+                    // value, and edge tiles), the others a few values
                     let px: Vec<u8> = (0..w.area() * k)
-                        .map(|_| {
-                            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                            (seed >> 59) as u8 // a few values: runs and changes
+                        .map(|_| match c % 7 {
+                            1 => 0,
+                            2 => 1,
+                            4 => 255,
+                            _ => {
+                                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                                (seed >> 59) as u8 // runs and changes
+                            }
                         })
                         .collect();
                     for r in 0..w.height {
@@ -358,56 +859,99 @@ mod tests {
                         full[dst..][..w.width * k]
                             .copy_from_slice(&px[r * w.width * k..][..w.width * k]);
                     }
-                    t.write(w, &px).unwrap();
+                    chunks.push((w, px));
                 }
             }
-            let cog = dir.path().join(format!("c{k}.tif"));
-            t.into_cog(&cog, &cog, &Provenance::default(), RasterKind::Values)
-                .unwrap();
-            // the reference: the same pixels (never-written chunks as
-            // nodata) in a plain GTiff, overviews computed by GDAL
-            let reference = dir.path().join(format!("r{k}.tif"));
-            let unwritten = if k == 1 { vec![255u8] } else { vec![255, 0] };
-            let mut all = full.clone();
-            for y in 0..height {
-                for x in 0..width {
-                    if (x / chunk + y / chunk) % 5 == 3 {
-                        all[(y * width + x) * k..][..k].copy_from_slice(&unwritten);
+            // in row order, tiles held in memory; in reverse order with
+            // every incomplete tile spilled to disk: the same file; as
+            // BigTIFF: the same pixels
+            let mut written = Vec::new();
+            for (variant, budget, big) in [(0, usize::MAX, false), (1, 0, false), (2, 0, true)] {
+                let tiles = dir.path().join(format!("s{k}{variant}.tiles"));
+                let spill = dir.path().join(format!("s{k}{variant}.spill"));
+                let mut t = TiledTiff::create(&tiles, &spill, &g, k, Some(255)).unwrap();
+                t.budget = budget;
+                t.big = big;
+                let order: Vec<usize> = match variant {
+                    0 => (0..chunks.len()).collect(),
+                    _ => (0..chunks.len()).rev().collect(),
+                };
+                for i in order {
+                    let (w, px) = &chunks[i];
+                    t.write(*w, px).unwrap();
+                }
+                assert_eq!(spill.exists(), budget == 0, "k={k}: spilled");
+                let cog = dir.path().join(format!("c{k}{variant}.tif"));
+                t.into_cog(&cog, &cog, &Provenance::default(), RasterKind::Values)
+                    .unwrap();
+                assert!(!tiles.exists() && !spill.exists(), "scratch files removed");
+                written.push(std::fs::read(&cog).unwrap());
+            }
+            assert!(written[0] == written[1], "k={k}: the order of chunks shows");
+            assert_eq!(&written[2][..4], b"II+\0", "k={k}: BigTIFF");
+            for variant in [0, 2] {
+                let cog = dir.path().join(format!("c{k}{variant}.tif"));
+                // the reference: the same pixels (never-written chunks as
+                // nodata) in a plain GTiff, overviews computed by GDAL
+                let reference = dir.path().join(format!("r{k}.tif"));
+                let unwritten = if k == 1 { vec![255u8] } else { vec![255, 0] };
+                let mut all = full.clone();
+                for y in 0..height {
+                    for x in 0..width {
+                        if (x / chunk + y / chunk) % 5 == 3 {
+                            all[(y * width + x) * k..][..k].copy_from_slice(&unwritten);
+                        }
                     }
                 }
-            }
-            {
-                let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
-                let mut r = if k == 1 {
-                    drv.create_with_band_type::<u8, _>(&reference, width, height, 1)
-                } else {
-                    drv.create_with_band_type::<u16, _>(&reference, width, height, 1)
-                }
-                .unwrap();
-                let whole = Window {
-                    x: 0,
-                    y: 0,
-                    width,
-                    height,
-                };
-                write_window(&mut r.rasterband(1).unwrap(), whole, all, k).unwrap();
-                r.build_overviews("NEAREST", &overview_factors(width, height), &[])
+                {
+                    let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
+                    let mut r = if k == 1 {
+                        drv.create_with_band_type::<u8, _>(&reference, width, height, 1)
+                    } else {
+                        drv.create_with_band_type::<u16, _>(&reference, width, height, 1)
+                    }
                     .unwrap();
-            }
-            let n = Dataset::open(&cog)
-                .unwrap()
-                .rasterband(1)
-                .unwrap()
-                .overview_count()
-                .unwrap();
-            assert_eq!(n as usize, overview_factors(width, height).len(), "k={k}");
-            assert!(n >= 2, "k={k}: {n} overviews");
-            for i in 0..n as usize {
-                assert_eq!(
-                    overview(&cog, i),
-                    overview(&reference, i),
-                    "k={k} level {i}"
-                );
+                    let whole = Window {
+                        x: 0,
+                        y: 0,
+                        width,
+                        height,
+                    };
+                    write_window(&mut r.rasterband(1).unwrap(), whole, all, k).unwrap();
+                    r.build_overviews("NEAREST", &overview_factors(width, height), &[])
+                        .unwrap();
+                }
+                let n = Dataset::open(&cog)
+                    .unwrap()
+                    .rasterband(1)
+                    .unwrap()
+                    .overview_count()
+                    .unwrap();
+                assert_eq!(n as usize, overview_factors(width, height).len(), "k={k}");
+                assert!(n >= 2, "k={k}: {n} overviews");
+                for i in 0..n as usize {
+                    assert_eq!(
+                        overview(&cog, i),
+                        overview(&reference, i),
+                        "k={k} level {i}"
+                    );
+                }
+                // full resolution: every pixel, never-written ones as nodata
+                let ds = Dataset::open(&cog).unwrap();
+                let band = ds.rasterband(1).unwrap();
+                let got = band
+                    .read_as::<u16>((0, 0), (width, height), (width, height), None)
+                    .unwrap();
+                let want = Dataset::open(&reference)
+                    .unwrap()
+                    .rasterband(1)
+                    .unwrap()
+                    .read_as::<u16>((0, 0), (width, height), (width, height), None)
+                    .unwrap();
+                assert!(got.data() == want.data(), "k={k}: full resolution");
+                assert_eq!(band.no_data_value(), Some(255.0));
+                let layout = ds.metadata_item("LAYOUT", "IMAGE_STRUCTURE");
+                assert_eq!(layout.as_deref(), Some("COG"), "k={k}");
             }
         }
     }

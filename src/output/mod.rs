@@ -15,6 +15,7 @@ pub(crate) mod polygons;
 pub(crate) mod remote;
 pub(crate) mod series;
 pub(crate) mod sink;
+pub(crate) mod tiff;
 pub(crate) mod transaction;
 
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! The result stream into files, chunk by chunk: each batch of aggregated
-//! chunks goes to the GeoTIFF being built (a tiled GTiff on disk), the
+//! chunks goes to the GeoTIFF being built (its tiles compressed as they complete), the
 //! Parquet file and the quicklook's block maxima as it arrives, so the client
-//! never holds the raster. [`RasterSink::finish`] turns the GTiff into the
+//! never holds the raster. [`RasterSink::finish`] writes the
 //! COG and renames every output into place, all or nothing; a sink dropped
 //! unfinished (an error, a cancelled query) removes its temp files, and a
 //! run that fails while finishing puts back the files it was replacing.
@@ -99,9 +99,10 @@ impl Written {
 /// Per-chunk writers: the GeoTIFF, the quicklook and the summary's figures.
 struct ChunkWriters {
     grid: OutputGrid,
-    /// Where the GeoTIFF is built (a scratch file of the transaction), when
-    /// one is asked for.
-    tiff_path: Option<PathBuf>,
+    /// Where the GeoTIFF's tiles are kept while it is built (scratch files
+    /// of the transaction: compressed tiles, incomplete tiles), when one is
+    /// asked for.
+    tiff_paths: Option<(PathBuf, PathBuf)>,
     tiff: Option<TiledTiff>,
     /// The quicklook's block maxima, when a PNG is asked for.
     quicklook: Option<Quicklook>,
@@ -119,8 +120,9 @@ impl ChunkWriters {
     /// The GeoTIFF being built, created with the first chunk's pixel size.
     fn tiff(&mut self, bytes_per_pixel: usize) -> Result<Option<&mut TiledTiff>> {
         if self.tiff.is_none() {
-            if let Some(path) = &self.tiff_path {
-                let t = TiledTiff::create(path, &self.grid, bytes_per_pixel, self.fig.meta.nodata)?;
+            if let Some((tiles, spill)) = &self.tiff_paths {
+                let nodata = self.fig.meta.nodata;
+                let t = TiledTiff::create(tiles, spill, &self.grid, bytes_per_pixel, nodata)?;
                 self.tiff = Some(t);
             }
         }
@@ -342,8 +344,8 @@ impl RasterSink {
             Some(p) => Some(ParquetSink::new(p, tx.scratch(p, "")?, grid)),
             None => None,
         };
-        let tiff_path = match &outputs.tif {
-            Some(p) => Some(tx.scratch(p, ".gtiff")?),
+        let tiff_paths = match &outputs.tif {
+            Some(p) => Some((tx.scratch(p, ".tiles")?, tx.scratch(p, ".spill")?)),
             None => None,
         };
         Ok(Self {
@@ -353,7 +355,7 @@ impl RasterSink {
             parquet,
             w: ChunkWriters {
                 grid: grid.clone(),
-                tiff_path,
+                tiff_paths,
                 tiff: None,
                 quicklook: outputs
                     .png
@@ -559,7 +561,7 @@ impl ChunkWriters {
 
 impl Drop for RasterSink {
     fn drop(&mut self) {
-        // close the GTiff and the Parquet before the transaction removes them
+        // close the GeoTIFF's scratch files and the Parquet before the transaction removes them
         self.w.tiff = None;
         self.parquet = None;
     }

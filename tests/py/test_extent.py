@@ -49,6 +49,10 @@ def test_cog_is_valid_and_has_crs(tiny, tiny_api, tmp_path):
     info = json.loads(subprocess.run(["gdalinfo", "-json", str(out)], capture_output=True, text=True,
                                      check=True).stdout)
     assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
+    # an independent validator of the layout (floodsql places the tiles itself)
+    from rio_cogeo.cogeo import cog_validate
+    valid, errors, warnings = cog_validate(str(out), strict=True)
+    assert valid and not errors and not warnings, (errors, warnings)
     band = info["bands"][0]
     assert band["type"] == "Byte"
     assert "noDataValue" not in band

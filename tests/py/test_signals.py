@@ -20,10 +20,10 @@ def start(scene, out_dir):
 
 # stage: when the directory shows it
 STAGES = {
-    # chunks are being written (the tiled GTiff and the Parquet temp exist)
-    "writing_chunks": lambda names: any(n.endswith(".gtiff") for n in names),
-    # the COG is being made from the GTiff (the Parquet file is staged)
-    "making_the_cog": lambda names: any(n.startswith(".x.tif.tmp-") and not n.endswith(".gtiff")
+    # chunks are being written (the COG's tile store and the Parquet temp exist)
+    "writing_chunks": lambda names: any(n.endswith(".tiles") for n in names),
+    # the COG is being written from its tiles (the Parquet file is staged)
+    "making_the_cog": lambda names: any(n.startswith(".x.tif.tmp-") and not n.endswith((".tiles", ".spill"))
                                         for n in names),
     # the PNG is being drawn (the COG is staged)
     "making_the_png": lambda names: any(n.startswith(".x.png.tmp-") for n in names),
@@ -44,9 +44,9 @@ def test_a_signal_leaves_nothing_behind(stage, sig, code, medium, tmp_path):
 
 def test_temp_files_of_dead_runs_are_removed_by_the_next(tiny, tmp_path):
     dead = 2 ** 22 + 12345  # above Linux's default pid_max: no such process
-    stale = [f".x.tif.tmp-{dead}.gtiff", f".x.tif.tmp-{dead}", f".x.tif.tmp-{dead}.ovr.tmp",
+    stale = [f".x.tif.tmp-{dead}.tiles", f".x.tif.tmp-{dead}.spill", f".x.tif.tmp-{dead}",
              f".x.parquet.tmp-{dead}"]
-    live = f".x.tif.tmp-{os.getpid()}.gtiff"  # a run still going: kept
+    live = f".x.tif.tmp-{os.getpid()}.tiles"  # a run still going: kept
     for n in stale + [live, "unrelated.tif"]:
         (tmp_path / n).write_bytes(b"x")
     p = subprocess.run(
