@@ -319,10 +319,11 @@ impl TiledTiff {
 
     /// Compresses every tile not yet complete: pixels never written hold
     /// the fill value.
-    fn complete(&mut self) -> Result<Vec<Vec<u32>>> {
-        let mut sizes = Vec::with_capacity(self.levels.len());
+    fn complete(&mut self) -> Result<Vec<Vec<TileRef>>> {
+        let mut refs = Vec::with_capacity(self.levels.len());
         let mut buf = Vec::new();
         for l in 0..self.levels.len() {
+            let mut level = Vec::with_capacity(self.levels[l].slots.len());
             for t in 0..self.levels[l].slots.len() {
                 let tw = self.levels[l].window(t);
                 let r = match std::mem::replace(&mut self.levels[l].slots[t], Slot::Empty) {
@@ -335,20 +336,12 @@ impl TiledTiff {
                     }
                 };
                 self.levels[l].slots[t] = Slot::Done(r);
+                level.push(r);
             }
-            sizes.push(
-                self.levels[l]
-                    .slots
-                    .iter()
-                    .map(|s| match s {
-                        Slot::Done(r) => r.len,
-                        _ => 0,
-                    })
-                    .collect(),
-            );
+            refs.push(level);
         }
         self.partial_bytes = 0;
-        Ok(sizes)
+        Ok(refs)
     }
 
     /// Writes the COG at `out` (a staged file; messages name `target`)
@@ -363,25 +356,16 @@ impl TiledTiff {
         provenance: &Provenance,
         kind: RasterKind,
     ) -> Result<()> {
-        let sizes = self.complete()?;
+        let refs = self.complete()?;
+        let sizes: Vec<Vec<u32>> = refs
+            .iter()
+            .map(|l| l.iter().map(|r| r.len).collect())
+            .collect();
         let ifds = self.template(provenance, kind)?;
         let bad = |m: String| Error::Output {
             path: target.display().to_string(),
             message: m,
         };
-        let refs: Vec<Vec<TileRef>> = self
-            .levels
-            .iter()
-            .map(|l| {
-                l.slots
-                    .iter()
-                    .map(|s| match s {
-                        Slot::Done(r) => *r,
-                        _ => TileRef { offset: 0, len: 0 },
-                    })
-                    .collect()
-            })
-            .collect();
         let tiles = self
             .store
             .finish()
