@@ -14,8 +14,9 @@
 //! A tile whose pixels are one value is compressed once per value and run
 //! (mostly-dry and never-observed areas). Tiles still waiting for pixels of
 //! a later chunk are held in memory up to [`PARTIAL_BUDGET`], the least
-//! recently written then kept uncompressed in a second scratch file until
-//! they are complete.
+//! recently written then kept in a second scratch file until they are
+//! complete, compressed (ZSTD level 1: a waiting tile is mostly the fill
+//! value, a few KB where the raw tile cost a 256 KB write and read).
 //! Blocking (file I/O, GDAL): call from a blocking thread.
 
 use std::collections::{HashMap, VecDeque};
@@ -93,7 +94,7 @@ enum Slot {
         stamp: u64,
     },
     /// Some pixels, in the spill file.
-    Spilled { filled: usize },
+    Spilled { filled: usize, at: Spilled },
     /// Compressed, in the tile store.
     Done(TileRef),
 }
@@ -158,14 +159,6 @@ impl TiledTiff {
                 .map(|l| Tiles::new(l.xs.len(), l.ys.len())),
         );
         let store = TileStore::create(tiles, k)?;
-        let first: Vec<usize> = levels
-            .iter()
-            .scan(0, |n, l| {
-                let at = *n;
-                *n += l.slots.len();
-                Some(at)
-            })
-            .collect();
         Ok(Self {
             grid: grid.clone(),
             k,
@@ -176,8 +169,8 @@ impl TiledTiff {
             store,
             spill: Spill {
                 path: spill.to_path_buf(),
-                file: None,
-                first,
+                open: None,
+                packed: Vec::new(),
                 tile_bytes: TILE * TILE * k,
             },
             partial_bytes: 0,
@@ -233,9 +226,9 @@ impl TiledTiff {
                             (b, 0)
                         }
                         Slot::Partial { buf, filled, .. } => (buf, filled),
-                        Slot::Spilled { filled } => {
+                        Slot::Spilled { filled, at } => {
                             let mut b = self.spare.pop().unwrap_or_default();
-                            self.spill.read(l, t, &mut b)?;
+                            self.spill.read(at, &mut b)?;
                             self.partial_bytes += tile_bytes;
                             (b, filled)
                         }
@@ -296,13 +289,11 @@ impl TiledTiff {
             if !matches!(slot, Slot::Partial { stamp: s, .. } if *s == stamp) {
                 continue; // stale: completed, spilled or written since
             }
-            let Slot::Partial { buf, filled, .. } =
-                std::mem::replace(slot, Slot::Spilled { filled: 0 })
-            else {
+            let Slot::Partial { buf, filled, .. } = std::mem::replace(slot, Slot::Empty) else {
                 unreachable!("matched above")
             };
-            self.spill.write(l, t, &buf)?;
-            self.levels[l].slots[t] = Slot::Spilled { filled };
+            let at = self.spill.write(&buf)?;
+            self.levels[l].slots[t] = Slot::Spilled { filled, at };
             self.partial_bytes -= buf.len();
             self.recycle(buf);
         }
@@ -330,8 +321,8 @@ impl TiledTiff {
                     Slot::Done(r) => r,
                     Slot::Empty => self.store.constant(&self.fill)?,
                     Slot::Partial { buf, .. } => self.store.add(&buf, tw)?,
-                    Slot::Spilled { .. } => {
-                        self.spill.read(l, t, &mut buf)?;
+                    Slot::Spilled { at, .. } => {
+                        self.spill.read(at, &mut buf)?;
                         self.store.add(&buf, tw)?
                     }
                 };
@@ -565,13 +556,30 @@ fn fill_tile(buf: &mut Vec<u8>, v: &[u8], n: usize) {
     }
 }
 
-/// Incomplete tiles kept on disk, uncompressed: tile `t` of level `l` at
-/// `(first[l] + t) * tile_bytes` of a sparse file, created when needed.
+/// Incomplete tiles kept on disk, compressed (ZSTD level 1), appended to a file
+/// created when first needed (a tile spilled again is appended again: the
+/// file is scratch, gone with the run).
 struct Spill {
     path: PathBuf,
-    file: Option<File>,
-    first: Vec<usize>,
+    open: Option<SpillFile>,
+    /// The compressed bytes of the tile being spilled or read back.
+    packed: Vec<u8>,
     tile_bytes: usize,
+}
+
+/// The spill file once a tile has been spilled, and its codec's contexts.
+struct SpillFile {
+    file: File,
+    len: u64,
+    zc: zstd::bulk::Compressor<'static>,
+    zd: zstd::bulk::Decompressor<'static>,
+}
+
+/// Where a spilled tile's compressed bytes are.
+#[derive(Debug, Clone, Copy)]
+struct Spilled {
+    offset: u64,
+    len: u32,
 }
 
 impl Spill {
@@ -582,34 +590,62 @@ impl Spill {
         }
     }
 
-    fn at(&self, l: usize, t: usize) -> u64 {
-        ((self.first[l] + t) * self.tile_bytes) as u64
-    }
-
-    fn write(&mut self, l: usize, t: usize, buf: &[u8]) -> Result<()> {
-        if self.file.is_none() {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&self.path)
-                .map_err(|e| self.err(e))?;
-            self.file = Some(f);
+    fn write(&mut self, buf: &[u8]) -> Result<Spilled> {
+        if self.open.is_none() {
+            let open = (|| -> std::io::Result<SpillFile> {
+                Ok(SpillFile {
+                    file: std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(&self.path)?,
+                    len: 0,
+                    zc: zstd::bulk::Compressor::new(1)?,
+                    zd: zstd::bulk::Decompressor::new()?,
+                })
+            })();
+            self.open = Some(open.map_err(|e| self.err(e))?);
         }
-        let at = self.at(l, t);
-        let f = self.file.as_ref().expect("opened above");
-        f.write_all_at(buf, at).map_err(|e| self.err(e))
+        let s = self.open.as_mut().expect("opened above");
+        self.packed
+            .resize(zstd::zstd_safe::compress_bound(buf.len()), 0);
+        let at =
+            s.zc.compress_to_buffer(buf, &mut self.packed[..])
+                .and_then(|n| {
+                    s.file.write_all_at(&self.packed[..n], s.len)?;
+                    Ok(Spilled {
+                        offset: s.len,
+                        len: n as u32,
+                    })
+                });
+        let at = at.map_err(|e| self.err(e))?;
+        if let Some(s) = self.open.as_mut() {
+            s.len += at.len as u64;
+        }
+        Ok(at)
     }
 
-    fn read(&self, l: usize, t: usize, buf: &mut Vec<u8>) -> Result<()> {
-        let Some(f) = self.file.as_ref() else {
+    fn read(&mut self, at: Spilled, buf: &mut Vec<u8>) -> Result<()> {
+        let Some(s) = self.open.as_mut() else {
             return Err(Error::Internal(
                 "a spilled tile without a spill file".into(),
             ));
         };
+        self.packed.resize(at.len as usize, 0);
         buf.resize(self.tile_bytes, 0);
-        f.read_exact_at(buf, self.at(l, t)).map_err(|e| self.err(e))
+        let n = s
+            .file
+            .read_exact_at(&mut self.packed, at.offset)
+            .and_then(|_| s.zd.decompress_to_buffer(&self.packed, &mut buf[..]));
+        match n {
+            Ok(n) if n == self.tile_bytes => Ok(()),
+            Ok(n) => Err(self.err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a spilled tile of {n} bytes, not {}", self.tile_bytes),
+            ))),
+            Err(e) => Err(self.err(e)),
+        }
     }
 }
 

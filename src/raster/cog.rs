@@ -28,9 +28,7 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use async_tiff::decoder::DecoderRegistry;
-use async_tiff::metadata::cache::ReadaheadMetadataCache;
-use async_tiff::metadata::TiffMetadataReader;
-use async_tiff::reader::AsyncFileReader;
+use async_tiff::metadata::{MetadataFetch, TiffMetadataReader};
 use async_tiff::tags::{Compression, PhotometricInterpretation, PlanarConfiguration, Predictor};
 use async_tiff::ImageFileDirectory;
 use bytes::Bytes;
@@ -162,67 +160,84 @@ fn tiff_err(e: object_store::Error) -> async_tiff::error::AsyncTiffError {
 
 /// The first read of a COG's header: its first 128 KB. A GFM COG's header
 /// and block offsets take a few KB; the rest is blocks, which are kept (see
-/// [`RangeReader`]). A mostly dry or nodata GFM tile is ~120 KB in all, so
+/// [`HeaderReader`]). A mostly dry or nodata GFM tile is ~120 KB in all, so
 /// for most files that one request is the only one.
 const HEADER_READ: u64 = 128 << 10;
 
-/// `async-tiff`'s view of an object: byte ranges through `object_store`.
-/// The header reads' bytes are kept (`fetched`: start, bytes), so that the
-/// blocks that came with them are filed in the block cache instead of
-/// being asked for again.
+/// A COG's header as `async-tiff`'s metadata reader reads it: one prefix of
+/// the object, its first [`HEADER_READ`] bytes read at once and then grown
+/// (doubled, or to what is asked) through `object_store`. Every value
+/// asked for is a slice of it: `async-tiff` asks for each value of the
+/// block offset arrays on its own, and its own read-ahead cache answered
+/// each with an async lock and two allocations (a GFM COG lists 1800
+/// values). The blocks that came with the prefix are then filed in the
+/// block cache instead of being asked for again.
 #[derive(Debug)]
-struct RangeReader {
+struct HeaderReader {
     obj: Object,
-    fetched: Mutex<Vec<(u64, Bytes)>>,
+    prefix: Mutex<Bytes>,
 }
 
-impl RangeReader {
+impl HeaderReader {
     fn new(obj: Object) -> Self {
-        RangeReader {
+        HeaderReader {
             obj,
-            fetched: Mutex::default(),
+            prefix: Mutex::default(),
         }
     }
 
-    /// The bytes `range` of the object, if one header read holds them all.
+    fn prefix(&self) -> Bytes {
+        self.prefix.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The bytes `range` of the object, if the prefix read so far holds them.
     fn kept(&self, range: Range<u64>) -> Option<Bytes> {
-        let fetched = self.fetched.lock().ok()?;
-        fetched.iter().find_map(|(start, b)| {
-            let end = start + b.len() as u64;
-            (*start <= range.start && range.end <= end)
-                .then(|| b.slice((range.start - start) as usize..(range.end - start) as usize))
-        })
+        let p = self.prefix();
+        (range.start <= range.end && range.end <= p.len() as u64)
+            .then(|| p.slice(range.start as usize..range.end as usize))
     }
 }
 
 #[async_trait::async_trait]
-impl AsyncFileReader for RangeReader {
-    async fn get_bytes(&self, range: Range<u64>) -> async_tiff::error::AsyncTiffResult<Bytes> {
-        let start = range.start;
-        let got = {
+impl MetadataFetch for HeaderReader {
+    async fn fetch(&self, range: Range<u64>) -> async_tiff::error::AsyncTiffResult<Bytes> {
+        if let Some(b) = self.kept(range.clone()) {
+            return Ok(b);
+        }
+        let have = self.prefix();
+        let start = have.len() as u64;
+        let end = range.end.max(if start == 0 { HEADER_READ } else { 2 * start });
+        let more = {
             let _permit = self.obj.permit().await?;
             self.obj
                 .store
-                .get_range(&self.obj.path, range)
+                .get_range(&self.obj.path, start..end)
                 .await
                 .map_err(tiff_err)?
         };
-        if let Ok(mut f) = self.fetched.lock() {
-            f.push((start, got.clone()));
+        if let Ok(mut p) = self.prefix.lock() {
+            if p.len() as u64 == start {
+                *p = if start == 0 {
+                    more
+                } else {
+                    let mut grown = bytes::BytesMut::with_capacity(have.len() + more.len());
+                    grown.extend_from_slice(&have);
+                    grown.extend_from_slice(&more);
+                    grown.freeze()
+                };
+            }
         }
-        Ok(got)
-    }
-
-    async fn get_byte_ranges(
-        &self,
-        ranges: Vec<Range<u64>>,
-    ) -> async_tiff::error::AsyncTiffResult<Vec<Bytes>> {
-        let _permit = self.obj.permit().await?;
-        self.obj
-            .store
-            .get_ranges(&self.obj.path, &ranges)
-            .await
-            .map_err(tiff_err)
+        self.kept(range.clone()).ok_or_else(|| {
+            async_tiff::error::AsyncTiffError::IOError(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the TIFF header points at bytes {}..{}, past the end of the file ({} bytes)",
+                    range.start,
+                    range.end,
+                    self.prefix().len()
+                ),
+            ))
+        })
     }
 }
 
@@ -1024,14 +1039,12 @@ async fn read_layout(
     blocks: Arc<Mutex<BlockCache>>,
 ) -> std::result::Result<Arc<Layout>, Arc<str>> {
     let r = async {
-        let reader = Arc::new(RangeReader::new(obj.clone()));
-        let ra = ReadaheadMetadataCache::new(reader.clone() as Arc<dyn AsyncFileReader>)
-            .with_initial_size(HEADER_READ);
-        let mut meta = TiffMetadataReader::try_open(&ra)
+        let reader = HeaderReader::new(obj.clone());
+        let mut meta = TiffMetadataReader::try_open(&reader)
             .await
             .map_err(|e| open_err(&obj.location, &e))?;
         let ifd = meta
-            .read_next_ifd(&ra)
+            .read_next_ifd(&reader)
             .await
             .map_err(|e| open_err(&obj.location, &e))?
             .ok_or_else(|| store_err(&obj.location, "the TIFF has no image"))?;
