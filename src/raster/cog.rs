@@ -206,7 +206,9 @@ impl MetadataFetch for HeaderReader {
         }
         let have = self.prefix();
         let start = have.len() as u64;
-        let end = range.end.max(if start == 0 { HEADER_READ } else { 2 * start });
+        let end = range
+            .end
+            .max(if start == 0 { HEADER_READ } else { 2 * start });
         let more = {
             let _permit = self.obj.permit().await?;
             self.obj
