@@ -192,7 +192,7 @@ impl HeaderReader {
 
     /// The bytes `range` of the object, if the prefix read so far holds them.
     fn kept(&self, range: Range<u64>) -> Option<Bytes> {
-        let p = self.prefix();
+        let p = self.prefix.lock().ok()?;
         (range.start <= range.end && range.end <= p.len() as u64)
             .then(|| p.slice(range.start as usize..range.end as usize))
     }
@@ -1055,7 +1055,7 @@ async fn read_layout(
         let mut c = lock_blocks(&blocks)?;
         for (i, (&off, &n)) in layout.offsets.iter().zip(&layout.counts).enumerate() {
             if off != 0 && n != 0 {
-                if let Some(b) = reader.kept(off..off + n) {
+                if let Some(b) = reader.kept(off..off.saturating_add(n)) {
                     c.put(&key, i, b);
                 }
             }
