@@ -640,39 +640,35 @@ impl Spill {
     }
 
     fn write(&mut self, buf: &[u8]) -> Result<Spilled> {
-        if self.open.is_none() {
-            let open = (|| -> std::io::Result<SpillFile> {
-                Ok(SpillFile {
+        let Spill {
+            path, open, packed, ..
+        } = self;
+        let at = (|| -> std::io::Result<Spilled> {
+            let s = match open {
+                Some(s) => s,
+                None => open.insert(SpillFile {
                     file: std::fs::OpenOptions::new()
                         .read(true)
                         .write(true)
                         .create(true)
                         .truncate(true)
-                        .open(&self.path)?,
+                        .open(&*path)?,
                     len: 0,
                     zc: zstd::bulk::Compressor::new(1)?,
                     zd: zstd::bulk::Decompressor::new()?,
-                })
-            })();
-            self.open = Some(open.map_err(|e| self.err(e))?);
-        }
-        let s = self.open.as_mut().expect("opened above");
-        self.packed
-            .resize(zstd::zstd_safe::compress_bound(buf.len()), 0);
-        let at =
-            s.zc.compress_to_buffer(buf, &mut self.packed[..])
-                .and_then(|n| {
-                    s.file.write_all_at(&self.packed[..n], s.len)?;
-                    Ok(Spilled {
-                        offset: s.len,
-                        len: n as u32,
-                    })
-                });
-        let at = at.map_err(|e| self.err(e))?;
-        if let Some(s) = self.open.as_mut() {
-            s.len += at.len as u64;
-        }
-        Ok(at)
+                }),
+            };
+            packed.resize(zstd::zstd_safe::compress_bound(buf.len()), 0);
+            let n = s.zc.compress_to_buffer(buf, &mut packed[..])?;
+            s.file.write_all_at(&packed[..n], s.len)?;
+            let at = Spilled {
+                offset: s.len,
+                len: n as u32,
+            };
+            s.len += n as u64;
+            Ok(at)
+        })();
+        at.map_err(|e| self.err(e))
     }
 
     fn read(&mut self, at: Spilled, buf: &mut Vec<u8>) -> Result<()> {
