@@ -16,139 +16,23 @@
 
 use std::io::{self, Write};
 
-/// Tag: new subfile type (1 = a reduced-resolution image, an overview).
-pub(crate) const NEW_SUBFILE_TYPE: u16 = 254;
-/// Tag: image width in pixels.
-pub(crate) const IMAGE_WIDTH: u16 = 256;
-/// Tag: image height in pixels.
-pub(crate) const IMAGE_LENGTH: u16 = 257;
-/// Tag: compression scheme (8: DEFLATE, zlib stream).
-pub(crate) const COMPRESSION: u16 = 259;
-/// Tag: tile width.
-pub(crate) const TILE_WIDTH: u16 = 322;
-/// Tag: tile height.
-pub(crate) const TILE_LENGTH: u16 = 323;
-/// Tag: where each tile starts.
-pub(crate) const TILE_OFFSETS: u16 = 324;
-/// Tag: each tile's size in bytes.
-pub(crate) const TILE_BYTE_COUNTS: u16 = 325;
-
-const SHORT: u16 = 3;
-const LONG: u16 = 4;
-const LONG8: u16 = 16;
+pub(crate) use crate::raster::tiff::{
+    Entry, Ifd, COMPRESSION, LONG, LONG8, NEW_SUBFILE_TYPE, TILE_BYTE_COUNTS, TILE_LENGTH,
+    TILE_OFFSETS, TILE_WIDTH,
+};
 
 /// GDAL's structural metadata, as its COG driver writes it after the
 /// header: readers that know it (GDAL: `LAYOUT=COG`) may read a tile's
 /// size from the 4 bytes before it.
 const GHOST: &str = "LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\nBLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n ";
 
-/// Size in bytes of one value of TIFF field type `t` (TIFF 6 and BigTIFF).
-fn type_size(t: u16) -> Option<u64> {
-    Some(match t {
-        1 | 2 | 6 | 7 => 1,
-        3 | 8 => 2,
-        4 | 9 | 11 | 13 => 4,
-        5 | 10 | 12 | 16..=18 => 8,
-        _ => return None,
-    })
-}
-
-/// One IFD entry: its values as the file holds them (little-endian).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entry {
-    pub(crate) tag: u16,
-    pub(crate) typ: u16,
-    pub(crate) count: u64,
-    pub(crate) data: Vec<u8>,
-}
-
-/// An image file directory: its entries in tag order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Ifd {
-    pub(crate) entries: Vec<Entry>,
-}
-
-impl Ifd {
-    /// The first value of an unsigned integer tag (SHORT, LONG, LONG8).
-    pub(crate) fn uint(&self, tag: u16) -> Option<u64> {
-        let e = self.entries.iter().find(|e| e.tag == tag)?;
-        let d = &e.data;
-        match e.typ {
-            SHORT if d.len() >= 2 => Some(u16::from_le_bytes([d[0], d[1]]) as u64),
-            LONG if d.len() >= 4 => Some(u32::from_le_bytes(d[..4].try_into().ok()?) as u64),
-            LONG8 if d.len() >= 8 => Some(u64::from_le_bytes(d[..8].try_into().ok()?)),
-            _ => None,
-        }
-    }
-
-    /// Width and height of the image.
-    pub(crate) fn size(&self) -> Option<(u64, u64)> {
-        Some((self.uint(IMAGE_WIDTH)?, self.uint(IMAGE_LENGTH)?))
-    }
-}
-
-/// The IFDs of a little-endian TIFF or BigTIFF file, in file order.
+/// The IFDs of a little-endian TIFF or BigTIFF file, in file order (the
+/// writer copies their values as they are).
 pub(crate) fn read_ifds(b: &[u8]) -> Result<Vec<Ifd>, String> {
-    let at = |o: u64, n: u64| -> Result<&[u8], String> {
-        let end = o.checked_add(n).filter(|&e| e <= b.len() as u64);
-        end.map(|e| &b[o as usize..e as usize])
-            .ok_or_else(|| format!("{n} bytes at {o} are past the end ({} bytes)", b.len()))
-    };
-    let u16_at = |o: u64| at(o, 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let u32_at = |o: u64| at(o, 4).map(|s| u32::from_le_bytes(s.try_into().unwrap()) as u64);
-    let u64_at = |o: u64| at(o, 8).map(|s| u64::from_le_bytes(s.try_into().unwrap()));
-    if at(0, 2)? != b"II" {
+    if !b.starts_with(b"II") {
         return Err("not a little-endian TIFF".into());
     }
-    let big = match u16_at(2)? {
-        42 => false,
-        43 => true,
-        v => return Err(format!("TIFF version {v}")),
-    };
-    let mut next = if big { u64_at(8)? } else { u32_at(4)? };
-    let mut ifds = Vec::new();
-    while next != 0 {
-        if ifds.len() > 64 {
-            return Err("more than 64 IFDs (a loop?)".into());
-        }
-        let (n, first, size, inline) = if big {
-            (u64_at(next)?, next + 8, 20, 8)
-        } else {
-            (u16_at(next)? as u64, next + 2, 12, 4)
-        };
-        let mut ifd = Ifd::default();
-        for i in 0..n {
-            let e = first + i * size;
-            let tag = u16_at(e)?;
-            let typ = u16_at(e + 2)?;
-            let count = if big { u64_at(e + 4)? } else { u32_at(e + 4)? };
-            let value = e + if big { 12 } else { 8 };
-            let t = type_size(typ).ok_or_else(|| format!("tag {tag}: field type {typ}"))?;
-            let len = count
-                .checked_mul(t)
-                .ok_or_else(|| format!("tag {tag}: {count} values"))?;
-            let from = if len <= inline {
-                value
-            } else if big {
-                u64_at(value)?
-            } else {
-                u32_at(value)?
-            };
-            ifd.entries.push(Entry {
-                tag,
-                typ,
-                count,
-                data: at(from, len)?.to_vec(),
-            });
-        }
-        next = if big {
-            u64_at(first + n * size)?
-        } else {
-            u32_at(first + n * size)?
-        };
-        ifds.push(ifd);
-    }
-    Ok(ifds)
+    crate::raster::tiff::read_ifds(b).map_err(|e| e.to_string())
 }
 
 /// Where each tile's bytes go, and how the header before them is laid out.
@@ -391,6 +275,7 @@ fn write_as(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raster::tiff::{IMAGE_LENGTH, IMAGE_WIDTH, SHORT};
 
     fn short(tag: u16, v: u16) -> Entry {
         Entry {
@@ -439,7 +324,10 @@ mod tests {
                     .collect(),
             },
         ]);
-        Ifd { entries }
+        Ifd {
+            entries,
+            ..Default::default()
+        }
     }
 
     fn u32s(e: &Entry) -> Vec<u64> {

@@ -1,5 +1,6 @@
-//! Native COG reads: every byte through `object_store`, TIFF structure and
-//! tile decoders from `async-tiff`, no GDAL.
+//! Native COG reads: every byte through `object_store`, the TIFF header
+//! read within bounds by [`crate::raster::tiff`], tile decoders from
+//! `async-tiff` (DEFLATE and ZSTD our own), no GDAL.
 //!
 //! A window of a COG is read in three steps:
 //! 1. the file's **layout** (size, block grid, block offsets and byte counts,
@@ -28,9 +29,7 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use async_tiff::decoder::DecoderRegistry;
-use async_tiff::metadata::{MetadataFetch, TiffMetadataReader};
-use async_tiff::tags::{Compression, PhotometricInterpretation, PlanarConfiguration, Predictor};
-use async_tiff::ImageFileDirectory;
+use async_tiff::tags::{Compression, PhotometricInterpretation};
 use bytes::Bytes;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -44,6 +43,7 @@ use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::Window;
 use crate::raster::constant::{self, Pixels};
+use crate::raster::tiff::{self, HeaderBytes, HeaderError, Ifd};
 use crate::store::{build_store, split, REQUEST_TIMEOUT, RETRY_TIMEOUT};
 
 /// Layouts a [`CogReader`] keeps (oldest dropped first). A layout is its
@@ -53,6 +53,10 @@ const CACHED_LAYOUTS: usize = 4096;
 /// Compressed bytes of blocks a [`CogReader`] keeps, so that a block read for
 /// one chunk is not fetched again for its neighbour (oldest dropped first).
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
+
+/// The largest decoded block a file may declare (a GFM block is 256 KB; a
+/// plain GeoTIFF written as one strip of 15 000 x 15 000 px, 225 MB).
+const MAX_BLOCK_BYTES: u64 = 1 << 30;
 
 static DECODERS: LazyLock<DecoderRegistry> = LazyLock::new(DecoderRegistry::default);
 
@@ -143,103 +147,17 @@ fn chain_err(location: &str, e: &(dyn std::error::Error + 'static)) -> Error {
     store_err(location, crate::error::chain_message(e))
 }
 
-/// An error opening `location` as a TIFF: a file that is no TIFF at all (a
-/// VRT, an HTML page) said plainly.
-fn open_err(location: &str, e: &(dyn std::error::Error + 'static)) -> Error {
-    let m = crate::error::chain_message(e);
-    if m.contains("magic bytes") {
-        store_err(location, format!("not a TIFF file ({m})"))
-    } else {
-        store_err(location, m)
-    }
-}
-
-fn tiff_err(e: object_store::Error) -> async_tiff::error::AsyncTiffError {
-    async_tiff::error::AsyncTiffError::IOError(std::io::Error::other(e))
-}
-
-/// The first read of a COG's header: its first 128 KB. A GFM COG's header
-/// and block offsets take a few KB; the rest is blocks, which are kept (see
-/// [`HeaderReader`]). A mostly dry or nodata GFM tile is ~120 KB in all, so
-/// for most files that one request is the only one.
-const HEADER_READ: u64 = 128 << 10;
-
-/// A COG's header as `async-tiff`'s metadata reader reads it: one prefix of
-/// the object, its first [`HEADER_READ`] bytes read at once and then grown
-/// (doubled, or to what is asked) through `object_store`. Every value
-/// asked for is a slice of it: `async-tiff` asks for each value of the
-/// block offset arrays on its own, and its own read-ahead cache answered
-/// each with an async lock and two allocations (a GFM COG lists 1800
-/// values). The blocks that came with the prefix are then filed in the
-/// block cache instead of being asked for again.
-#[derive(Debug)]
-struct HeaderReader {
-    obj: Object,
-    prefix: Mutex<Bytes>,
-}
-
-impl HeaderReader {
-    fn new(obj: Object) -> Self {
-        HeaderReader {
-            obj,
-            prefix: Mutex::default(),
-        }
-    }
-
-    fn prefix(&self) -> Bytes {
-        self.prefix.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    /// The bytes `range` of the object, if the prefix read so far holds them.
-    fn kept(&self, range: Range<u64>) -> Option<Bytes> {
-        let p = self.prefix.lock().ok()?;
-        (range.start <= range.end && range.end <= p.len() as u64)
-            .then(|| p.slice(range.start as usize..range.end as usize))
-    }
-}
-
-#[async_trait::async_trait]
-impl MetadataFetch for HeaderReader {
-    async fn fetch(&self, range: Range<u64>) -> async_tiff::error::AsyncTiffResult<Bytes> {
-        if let Some(b) = self.kept(range.clone()) {
-            return Ok(b);
-        }
-        let have = self.prefix();
-        let start = have.len() as u64;
-        let end = range
-            .end
-            .max(if start == 0 { HEADER_READ } else { 2 * start });
-        let more = {
-            let _permit = self.obj.permit().await?;
-            self.obj
-                .store
-                .get_range(&self.obj.path, start..end)
-                .await
-                .map_err(tiff_err)?
-        };
-        if let Ok(mut p) = self.prefix.lock() {
-            if p.len() as u64 == start {
-                *p = if start == 0 {
-                    more
-                } else {
-                    let mut grown = bytes::BytesMut::with_capacity(have.len() + more.len());
-                    grown.extend_from_slice(&have);
-                    grown.extend_from_slice(&more);
-                    grown.freeze()
-                };
-            }
-        }
-        self.kept(range.clone()).ok_or_else(|| {
-            async_tiff::error::AsyncTiffError::IOError(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "the TIFF header points at bytes {}..{}, past the end of the file ({} bytes)",
-                    range.start,
-                    range.end,
-                    self.prefix().len()
-                ),
-            ))
-        })
+/// A header's bytes come from the object's store, one permit per call.
+impl tiff::Source for Object {
+    async fn get(&self, range: Range<u64>) -> std::result::Result<Bytes, HeaderError> {
+        let _permit = self
+            .permit()
+            .await
+            .map_err(|e| HeaderError::Read(e.to_string()))?;
+        self.store
+            .get_range(&self.path, range)
+            .await
+            .map_err(|e| HeaderError::Read(crate::error::chain_message(&e)))
     }
 }
 
@@ -271,88 +189,116 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    fn from_ifd(ifd: &ImageFileDirectory, location: &str) -> Result<Self> {
+    fn from_ifd(ifd: &Ifd, location: &str) -> Result<Self> {
         let bad = |m: String| store_err(location, m);
-        let (width, height) = (ifd.image_width() as usize, ifd.image_height() as usize);
-        if ifd.bits_per_sample().first() != Some(&8)
-            || ifd
-                .sample_format()
-                .first()
-                .is_some_and(|f| *f != async_tiff::tags::SampleFormat::Uint)
+        let uint = |tag| ifd.uint(tag);
+        let (Some(width), Some(height)) = (uint(tiff::IMAGE_WIDTH), uint(tiff::IMAGE_LENGTH))
+        else {
+            return Err(bad("the TIFF has no image width or height".into()));
+        };
+        let bits = ifd.uints(tiff::BITS_PER_SAMPLE);
+        let format = ifd.uints(tiff::SAMPLE_FORMAT);
+        if bits.as_ref().and_then(|b| b.first()) != Some(&8)
+            || format
+                .as_ref()
+                .and_then(|f| f.first())
+                .is_some_and(|f| *f != 1)
         {
             return Err(bad(format!(
-                "band 1 is not 8-bit unsigned (bits {:?}, format {:?}); flood masks are uint8",
-                ifd.bits_per_sample(),
-                ifd.sample_format()
+                "band 1 is not 8-bit unsigned (bits {bits:?}, sample format {format:?}); \
+                 flood masks are uint8"
             )));
         }
-        let predictor = match ifd.predictor() {
-            None | Some(Predictor::None) => false,
-            Some(Predictor::Horizontal) => true,
-            Some(p) => return Err(bad(format!("unsupported TIFF predictor {p:?}"))),
+        let predictor = match uint(tiff::PREDICTOR) {
+            None | Some(1) => false,
+            Some(2) => true,
+            Some(p) => return Err(bad(format!("unsupported TIFF predictor {p}"))),
         };
-        if !DECODERS.as_ref().contains_key(&ifd.compression()) {
-            return Err(bad(format!(
-                "unsupported TIFF compression {:?}",
-                ifd.compression()
-            )));
+        let compression = Compression::from_u16_exhaustive(
+            u16::try_from(uint(tiff::COMPRESSION).unwrap_or(1)).unwrap_or(u16::MAX),
+        );
+        if !DECODERS.as_ref().contains_key(&compression) {
+            return Err(bad(format!("unsupported TIFF compression {compression:?}")));
         }
-        let (block_w, block_h, offsets, counts, strips) =
-            match (ifd.tile_width(), ifd.tile_height()) {
-                (Some(tw), Some(th)) => (
-                    tw as usize,
-                    th as usize,
-                    ifd.tile_offsets(),
-                    ifd.tile_byte_counts(),
-                    false,
-                ),
+        let photometric = uint(tiff::PHOTOMETRIC).unwrap_or(1);
+        let Some(photometric) = u16::try_from(photometric)
+            .ok()
+            .and_then(PhotometricInterpretation::from_u16)
+        else {
+            return Err(bad(format!(
+                "unsupported TIFF photometric interpretation {photometric}"
+            )));
+        };
+        let (bw, bh, offsets, counts, strips) =
+            match (uint(tiff::TILE_WIDTH), uint(tiff::TILE_LENGTH)) {
+                (Some(tw), Some(th)) => (tw, th, tiff::TILE_OFFSETS, tiff::TILE_BYTE_COUNTS, false),
                 _ => (
                     width,
-                    ifd.rows_per_strip().map_or(height, |r| r as usize),
-                    ifd.strip_offsets(),
-                    ifd.strip_byte_counts(),
+                    uint(tiff::ROWS_PER_STRIP).unwrap_or(height),
+                    tiff::STRIP_OFFSETS,
+                    tiff::STRIP_BYTE_COUNTS,
                     true,
                 ),
             };
-        let (Some(offsets), Some(counts)) = (offsets, counts) else {
+        let (Some(offsets), Some(counts)) = (ifd.uints(offsets), ifd.uints(counts)) else {
             return Err(bad("the TIFF has no block offsets or byte counts".into()));
         };
-        if block_w == 0 || block_h == 0 || width == 0 || height == 0 {
+        if bw == 0 || bh == 0 || width == 0 || height == 0 {
             return Err(bad(format!(
-                "empty TIFF or block size ({width}x{height}, blocks {block_w}x{block_h})"
+                "empty TIFF or block size ({width}x{height}, blocks {bw}x{bh})"
             )));
         }
-        let block_h = block_h.min(height);
+        let samples = match uint(tiff::PLANAR_CONFIGURATION) {
+            Some(2) => 1,
+            _ => uint(tiff::SAMPLES_PER_PIXEL).unwrap_or(1).max(1),
+        };
+        let bh = bh.min(height);
+        // what one decoded block takes: bounded before anything is allocated
+        let block_bytes = bw
+            .checked_mul(bh)
+            .and_then(|p| p.checked_mul(samples))
+            .filter(|&b| b <= MAX_BLOCK_BYTES);
+        let (Some(_), Ok(width), Ok(height), Ok(block_w), Ok(block_h), Ok(samples)) = (
+            block_bytes,
+            usize::try_from(width),
+            usize::try_from(height),
+            usize::try_from(bw),
+            usize::try_from(bh),
+            usize::try_from(samples),
+        ) else {
+            return Err(bad(format!(
+                "blocks of {bw}x{bh} px and {samples} samples are larger than {} MB",
+                MAX_BLOCK_BYTES >> 20
+            )));
+        };
         let across = width.div_ceil(block_w);
-        let n = across * height.div_ceil(block_h);
-        if offsets.len() < n || counts.len() < n {
+        let n = across.checked_mul(height.div_ceil(block_h));
+        let Some(n) = n.filter(|&n| offsets.len() >= n && counts.len() >= n) else {
             return Err(bad(format!(
-                "the TIFF lists {} blocks, its size needs {n}",
-                offsets.len().min(counts.len())
+                "the TIFF lists {} blocks, its size ({width}x{height} px in blocks of \
+                 {block_w}x{block_h}) needs {}",
+                offsets.len().min(counts.len()),
+                n.map_or("more".into(), |n| n.to_string())
             )));
-        }
-        let samples = match ifd.planar_configuration() {
-            PlanarConfiguration::Planar => 1,
-            _ => ifd.samples_per_pixel().max(1) as usize,
         };
         let sparse_fill = ifd
-            .gdal_nodata()
+            .ascii(tiff::GDAL_NODATA)
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|v| (0.0..=255.0).contains(v) && v.fract() == 0.0)
             .map_or(0, |v| v as u8);
+        let jpeg_tables = ifd.raw(tiff::JPEG_TABLES).map(Bytes::copy_from_slice);
         let codec = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            format!(
-                "{:?} {:?}",
-                ifd.compression(),
-                ifd.photometric_interpretation()
-            )
-            .hash(&mut h);
+            format!("{compression:?} {photometric:?}").hash(&mut h);
             (block_w, block_h, samples, predictor, strips).hash(&mut h);
-            ifd.jpeg_tables().hash(&mut h);
+            jpeg_tables.hash(&mut h);
             h.finish()
         };
+        let mut offsets = offsets;
+        let mut counts = counts;
+        offsets.truncate(n);
+        counts.truncate(n);
         Ok(Layout {
             width,
             height,
@@ -360,12 +306,12 @@ impl Layout {
             block_h,
             across,
             strips,
-            offsets: offsets[..n].to_vec(),
-            counts: counts[..n].to_vec(),
+            offsets,
+            counts,
             samples,
-            compression: ifd.compression(),
-            photometric: ifd.photometric_interpretation(),
-            jpeg_tables: ifd.jpeg_tables().map(Bytes::copy_from_slice),
+            compression,
+            photometric,
+            jpeg_tables,
             predictor,
             sparse_fill,
             codec,
@@ -1041,15 +987,15 @@ async fn read_layout(
     blocks: Arc<Mutex<BlockCache>>,
 ) -> std::result::Result<Arc<Layout>, Arc<str>> {
     let r = async {
-        let reader = HeaderReader::new(obj.clone());
-        let mut meta = TiffMetadataReader::try_open(&reader)
+        let mut reader = HeaderBytes::new(&obj);
+        let header = |e| store_err(&obj.location, e);
+        let (format, at) = tiff::read_header(&mut reader).await.map_err(header)?;
+        if at == 0 {
+            return Err(store_err(&obj.location, "the TIFF has no image"));
+        }
+        let (ifd, _) = tiff::read_ifd(&mut reader, format, at)
             .await
-            .map_err(|e| open_err(&obj.location, &e))?;
-        let ifd = meta
-            .read_next_ifd(&reader)
-            .await
-            .map_err(|e| open_err(&obj.location, &e))?
-            .ok_or_else(|| store_err(&obj.location, "the TIFF has no image"))?;
+            .map_err(header)?;
         let layout = Layout::from_ifd(&ifd, &obj.location)?;
         let key: Arc<str> = Arc::from(obj.location.as_str());
         let mut c = lock_blocks(&blocks)?;
@@ -1396,7 +1342,7 @@ mod tests {
 
     /// A header read ahead is cached and shared by concurrent readers, and
     /// the blocks its first read brought are filed: a file smaller than
-    /// [`HEADER_READ`] is read in one request, and its windows then need
+    /// [`tiff::HEADER_READ`] is read in one request, and its windows then need
     /// none (it can be gone). Blocks past that first read are fetched. A
     /// header that cannot be read is an error naming the file, and not
     /// cached.
@@ -1458,6 +1404,92 @@ mod tests {
             assert!(e.contains("none.tif"), "{e}");
             assert!(!reader.layout_cache().unwrap().map.contains_key(&missing));
         }
+    }
+
+    /// Where entry `tag` of the first IFD of a little-endian classic TIFF
+    /// starts.
+    fn entry_at(f: &[u8], tag: u16) -> usize {
+        let at = u32::from_le_bytes(f[4..8].try_into().unwrap()) as usize;
+        let n = u16::from_le_bytes([f[at], f[at + 1]]) as usize;
+        (0..n)
+            .map(|i| at + 2 + 12 * i)
+            .find(|&e| u16::from_le_bytes([f[e], f[e + 1]]) == tag)
+            .unwrap()
+    }
+
+    /// A header that lies is an error naming the file, never a panic, an
+    /// abort or a read of the whole file: a field type TIFF does not define
+    /// (the entry skipped), a count of 2^31 block offsets, blocks of 4 GB;
+    /// an IFD 40 MB into a (sparse) file is read with one run, and the
+    /// file decodes as GDAL wrote it.
+    #[tokio::test]
+    async fn hostile_headers_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = CogReader::new(ReadPolicy::allow_all());
+        let opts = ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"];
+        let good = dir.path().join("good.tif");
+        let px = write(&good, 40, 30, &opts);
+        let f = std::fs::read(&good).unwrap();
+        let patch = |name: &str, edits: &[(u16, usize, &[u8])]| {
+            let mut g = f.clone();
+            for (tag, at, bytes) in edits {
+                let e = entry_at(&g, *tag) + at;
+                g[e..e + bytes.len()].copy_from_slice(bytes);
+            }
+            let p = dir.path().join(name);
+            std::fs::write(&p, g).unwrap();
+            p.display().to_string()
+        };
+        let big = 65535u16.to_le_bytes();
+        let cases = [
+            (
+                patch("type.tif", &[(tiff::IMAGE_WIDTH, 2, &99u16.to_le_bytes())]),
+                "no image width",
+            ),
+            (
+                patch(
+                    "count.tif",
+                    &[(tiff::TILE_OFFSETS, 4, &0x7fff_ffffu32.to_le_bytes())],
+                ),
+                "tag 324 claims 2147483647 values",
+            ),
+            (
+                patch(
+                    "blocks.tif",
+                    &[
+                        (tiff::IMAGE_WIDTH, 8, &big),
+                        (tiff::IMAGE_LENGTH, 8, &big),
+                        (tiff::TILE_WIDTH, 8, &big),
+                        (tiff::TILE_LENGTH, 8, &big),
+                    ],
+                ),
+                "larger than 1024 MB",
+            ),
+        ];
+        for (loc, says) in &cases {
+            let e = fetch_err(&reader, loc, (40, 30)).await;
+            assert!(e.contains(loc.as_str()) && e.contains(says), "{e}");
+        }
+
+        // the IFD copied 40 MB into the file, the header pointing at it
+        let far = 40usize << 20;
+        let at = u32::from_le_bytes(f[4..8].try_into().unwrap()) as usize;
+        let n = u16::from_le_bytes([f[at], f[at + 1]]) as usize;
+        let mut g = f.clone();
+        g[4..8].copy_from_slice(&(far as u32).to_le_bytes());
+        let p = dir.path().join("far.tif");
+        let mut file = std::fs::File::create(&p).unwrap();
+        use std::io::{Seek, Write};
+        file.write_all(&g).unwrap();
+        file.seek(std::io::SeekFrom::Start(far as u64)).unwrap();
+        file.write_all(&f[at..at + 2 + 12 * n + 4]).unwrap();
+        drop(file);
+        let loc = p.display().to_string();
+        let got = reader
+            .fetch(&RuntimeEnv::default(), &loc, (40, 30), window(0, 0, 40, 30))
+            .await
+            .unwrap();
+        assert_eq!(got.decode().unwrap().into_vec(40 * 30), px);
     }
 
     #[tokio::test]

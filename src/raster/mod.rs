@@ -11,4 +11,5 @@ pub(crate) mod plan;
 pub(crate) mod read;
 pub(crate) mod resolve;
 pub(crate) mod table;
+pub(crate) mod tiff;
 pub(crate) mod warp;
