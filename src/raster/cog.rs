@@ -299,6 +299,19 @@ impl Layout {
         let mut counts = counts;
         offsets.truncate(n);
         counts.truncate(n);
+        // a block's compressed bytes: no codec TIFF uses more than twice
+        // the decoded size (LZW's worst is 1.5x), so a count above that is
+        // a lie that would have us read gigabytes for one block
+        let most = 2 * block_bytes.unwrap_or(MAX_BLOCK_BYTES) + 4096;
+        if let Some(i) = (0..n).find(|&i| {
+            counts[i] > most || offsets[i].checked_add(counts[i]).is_none()
+        }) {
+            return Err(bad(format!(
+                "malformed TIFF header: block {i} is {} bytes at byte {}, more than a block \
+                 of {block_w}x{block_h} px can take ({most} bytes)",
+                counts[i], offsets[i]
+            )));
+        }
         Ok(Layout {
             width,
             height,
@@ -1419,7 +1432,8 @@ mod tests {
 
     /// A header that lies is an error naming the file, never a panic, an
     /// abort or a read of the whole file: a field type TIFF does not define
-    /// (the entry skipped), a count of 2^31 block offsets, blocks of 4 GB;
+    /// (the entry skipped), a count of 2^31 block offsets, blocks of 4 GB,
+    /// a block said to take 65535 bytes compressed, 14 times its size;
     /// an IFD 40 MB into a (sparse) file is read with one run, and the
     /// file decodes as GDAL wrote it.
     #[tokio::test]
@@ -1465,7 +1479,14 @@ mod tests {
                 ),
                 "larger than 1024 MB",
             ),
+            (patch("bytes.tif", &[]), "more than a block of 16x16 px"),
         ];
+        // the first tile's byte count, out of line (SHORTs in a file this small)
+        let mut g = f.clone();
+        let e = entry_at(&g, tiff::TILE_BYTE_COUNTS) + 8;
+        let at = u32::from_le_bytes(g[e..e + 4].try_into().unwrap()) as usize;
+        g[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&cases[3].0, g).unwrap();
         for (loc, says) in &cases {
             let e = fetch_err(&reader, loc, (40, 30)).await;
             assert!(e.contains(loc.as_str()) && e.contains(says), "{e}");
