@@ -287,6 +287,94 @@ def test_missing_or_corrupt_cog(tiny, tmp_path, damage):
     _fails((p, out), victim["id"][:20])
 
 
+def _entries(data):
+    """The first IFD's entries of a little-endian classic TIFF: tag -> (entry
+    offset, field type, count, value field)."""
+    import struct
+    assert data[:4] == b"II*\x00"
+    at = struct.unpack_from("<I", data, 4)[0]
+    n = struct.unpack_from("<H", data, at)[0]
+    out = {}
+    for i in range(n):
+        e = at + 2 + 12 * i
+        tag, typ, count, value = struct.unpack_from("<HHII", data, e)
+        out[tag] = (e, typ, count, value)
+    return out
+
+
+def _lie(data, lie):
+    """A COG's bytes with its header lying as `lie` says."""
+    import struct
+    data = bytearray(data)
+    ents = _entries(data)
+    if lie == "field_type":        # ImageWidth of a type TIFF does not define
+        struct.pack_into("<H", data, ents[256][0] + 2, 99)
+    elif lie == "huge_count":      # 2^31 - 1 tile offsets (an 8 GB array)
+        struct.pack_into("<I", data, ents[324][0] + 4, 0x7FFFFFFF)
+    elif lie == "block_bytes":     # the first tile said to take 2^32 - 1 bytes
+        e, typ, count, value = ents[325]
+        assert typ == 4, typ
+        struct.pack_into("<I", data, e + 8 if count == 1 else value, 0xFFFFFFFF)
+    elif lie == "past_end":        # the tile offsets (one tile: the tile) past the end
+        struct.pack_into("<I", data, ents[324][0] + 8, len(data) + 4096)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("lie", ["field_type", "huge_count", "block_bytes", "past_end"])
+def test_cog_header_that_lies(tiny, tmp_path, lie):
+    """A catalogue is untrusted, and so are the files it points at: a COG
+    whose header lies (a field type TIFF does not define, a count of 2^31
+    values, a tile of 4 GB, data past the end of the file) is an error
+    naming the item and the file, a non-zero exit and no output — never a
+    panic, an abort or a read of gigabytes."""
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny.path, scene)
+    items = json.loads((scene / "items.json").read_text())
+    for it in items["features"]:
+        a = it["assets"]["ensemble_flood_extent"]
+        a["href"] = a["href"].replace(str(tiny.path), str(scene))
+    (scene / "items.json").write_text(json.dumps(items))
+    victim = next(it for it in items["features"] if "DECOY" not in it["id"])
+    cog = scene / "cogs" / f"{victim['id']}_ensemble_flood_extent.tif"
+    cog.write_bytes(_lie(cog.read_bytes(), lie))
+    out = tmp_path / "x.tif"
+    p = extent(scene / "items.json", tiny.bbox, out, check=False)
+    _fails((p, out), victim["id"][:20], cog.name)
+    assert p.returncode == 1, (p.returncode, p.stderr)     # an error, not a signal
+
+
+def test_cog_with_its_ifd_far_into_the_file(tiny, tmp_path):
+    """A GeoTIFF whose IFD lies 40 MB into the file (a plain GeoTIFF puts it
+    at the end) reads as it did before, pixel for pixel."""
+    import struct
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny.path, scene)
+    items = json.loads((scene / "items.json").read_text())
+    for it in items["features"]:
+        a = it["assets"]["ensemble_flood_extent"]
+        a["href"] = a["href"].replace(str(tiny.path), str(scene))
+    (scene / "items.json").write_text(json.dumps(items))
+    for it in items["features"]:
+        cog = scene / "cogs" / f"{it['id']}_ensemble_flood_extent.tif"
+        data = bytearray(cog.read_bytes())
+        at = struct.unpack_from("<I", data, 4)[0]
+        n = struct.unpack_from("<H", data, at)[0]
+        ifd = bytes(data[at:at + 2 + 12 * n + 4])
+        far = 40 << 20
+        struct.pack_into("<I", data, 4, far)
+        with open(cog, "wb") as f:
+            f.write(data)
+            f.seek(far)
+            f.write(ifd)
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    extent(tiny.items_file, tiny.bbox, a)
+    extent(scene / "items.json", tiny.bbox, b)
+    pa, ta, ca = read(a)[:3]
+    pb, tb, cb = read(b)[:3]
+    assert np.array_equal(pa, pb) and ta == tb and ca == cb
+    assert pa.sum() > 0
+
+
 @pytest.mark.parametrize("shift", [(6.0, 0.0), (10.0, -10.0), (-14.0, 10.0), (-10.0, 30.0)])
 def test_sub_pixel_shifted_items_are_pasted_like_the_tutorial(shift, tiny, tmp_path):
     """Items off the output's 20 m lattice (COGs and proj:transform shifted by
