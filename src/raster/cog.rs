@@ -303,9 +303,9 @@ impl Layout {
         // the decoded size (LZW's worst is 1.5x), so a count above that is
         // a lie that would have us read gigabytes for one block
         let most = 2 * block_bytes.unwrap_or(MAX_BLOCK_BYTES) + 4096;
-        if let Some(i) = (0..n).find(|&i| {
-            counts[i] > most || offsets[i].checked_add(counts[i]).is_none()
-        }) {
+        if let Some(i) =
+            (0..n).find(|&i| counts[i] > most || offsets[i].checked_add(counts[i]).is_none())
+        {
             return Err(bad(format!(
                 "malformed TIFF header: block {i} is {} bytes at byte {}, more than a block \
                  of {block_w}x{block_h} px can take ({most} bytes)",
@@ -369,24 +369,24 @@ impl Layout {
                 // stops once it has the bytes it asked for, the stream's
                 // checksum is then not reached
                 let mut v = Vec::with_capacity(top * stride);
-                if !inflate(&bytes, &mut v, top * stride, false).map_err(err)? {
+                if !inflate(&bytes, &mut v, top * stride, full, false).map_err(err)? {
                     if !keep_going(&v[..top * stride]) {
                         return Ok(v);
                     }
-                    v.reserve_exact(full - v.len());
-                    inflate(&bytes, &mut v, usize::MAX, true).map_err(err)?;
+                    v.reserve_exact(full.saturating_sub(v.len()));
+                    inflate(&bytes, &mut v, usize::MAX, full, true).map_err(err)?;
                 }
                 v
             } else {
                 let mut v = Vec::with_capacity(full);
-                inflate(&bytes, &mut v, usize::MAX, false).map_err(err)?;
+                inflate(&bytes, &mut v, usize::MAX, full, false).map_err(err)?;
                 v
             }
         } else if let Some(v) = matches!(self.compression, Compression::ZSTD)
             .then(|| unzstd(&bytes, self.block_h * stride))
             .flatten()
         {
-            v
+            v.map_err(|e| read_err(format!("decoding block {i}: {e}")))?
         } else {
             let decoder = DECODERS
                 .as_ref()
@@ -426,12 +426,16 @@ impl Layout {
 /// before writing (as `read_to_end` does) and one inflater per decode
 /// thread, reset between blocks. Stops once `out` holds `stop` bytes (it
 /// may hold more, up to its capacity) or at the stream's end, and says
-/// whether it ended (its checksum then checked). With `resume`, goes on
+/// whether it ended (its checksum then checked). Never holds more than
+/// `cap` bytes (the block's size): a stream that goes on past them is cut
+/// there, as libtiff stops once it has a block's bytes — and a block of a
+/// few KB that would inflate to gigabytes is not. With `resume`, goes on
 /// with this thread's last stream (`bytes` the same, `out` as left).
 fn inflate(
     bytes: &[u8],
     out: &mut Vec<u8>,
     stop: usize,
+    cap: usize,
     resume: bool,
 ) -> std::result::Result<bool, String> {
     use flate2::{Decompress, FlushDecompress, Status};
@@ -446,9 +450,14 @@ fn inflate(
             if out.len() >= stop {
                 return Ok(false);
             }
+            if out.len() > cap {
+                out.truncate(cap);
+                return Ok(false);
+            }
             let consumed = d.total_in() as usize;
             if out.len() == out.capacity() {
-                out.reserve(out.capacity().max(4096));
+                // one byte past the block: room for its end to show
+                out.reserve_exact(out.capacity().max(4096).min(cap + 1 - out.len()));
             }
             let before = out.len();
             let status = d
@@ -468,20 +477,39 @@ fn inflate(
 
 /// Decompresses a ZSTD block of `size` bytes with this decode thread's
 /// context, into a buffer of that size (no zero-fill; async-tiff's decoder
-/// makes a context per block and grows its output from empty). `None` when
-/// the block does not fit `size` bytes or fails to decode: the generic
-/// decoder then reports or handles it; a block shorter than `size` is
-/// reported by the caller's length check.
-fn unzstd(bytes: &[u8], size: usize) -> Option<Vec<u8>> {
+/// makes a context per block and grows its output from empty). A frame
+/// that holds more than `size` bytes is decoded up to them (streamed, the
+/// rest not decoded), as libtiff does; one that holds fewer is reported by
+/// the caller's length check. `None` only when no context can be made (the
+/// generic decoder is used then).
+fn unzstd(bytes: &[u8], size: usize) -> Option<std::result::Result<Vec<u8>, String>> {
+    use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
     thread_local! {
         static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
             std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
     }
-    CONTEXT.with_borrow_mut(|d| {
-        let mut out = Vec::with_capacity(size);
-        d.as_mut()?.decompress_to_buffer(bytes, &mut out).ok()?;
-        Some(out)
-    })
+    let mut out = Vec::with_capacity(size);
+    if CONTEXT
+        .with_borrow_mut(|d| Some(d.as_mut()?.decompress_to_buffer(bytes, &mut out).is_ok()))?
+    {
+        return Some(Ok(out));
+    }
+    // too large for the block, or corrupt: streamed into the block's bytes
+    let streamed = (|| {
+        let mut d = Decoder::new().map_err(|e| e.to_string())?;
+        out.clear();
+        let mut input = InBuffer::around(bytes);
+        while out.len() < size && input.pos() < bytes.len() {
+            let (was_in, was_out) = (input.pos(), out.len());
+            d.run(&mut input, &mut OutBuffer::around(&mut out))
+                .map_err(|e| e.to_string())?;
+            if input.pos() == was_in && out.len() == was_out {
+                break;
+            }
+        }
+        Ok(out)
+    })();
+    Some(streamed)
 }
 
 /// The compressed blocks of one window, ready to decode.
@@ -1511,6 +1539,87 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.decode().unwrap().into_vec(40 * 30), px);
+    }
+
+    /// A block whose stream holds far more than the block (100 times: a
+    /// "bomb" of a few hundred bytes) decodes to the block's bytes, as GDAL
+    /// reads it, DEFLATE and ZSTD alike; nothing past them is decoded into
+    /// memory.
+    #[tokio::test]
+    async fn blocks_that_inflate_past_their_size_decode_as_gdal() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = CogReader::new(ReadPolicy::allow_all());
+        for codec in ["DEFLATE", "ZSTD"] {
+            let p = dir.path().join(format!("bomb-{codec}.tif"));
+            let opts = [
+                "TILED=YES",
+                "BLOCKXSIZE=16",
+                "BLOCKYSIZE=16",
+                &format!("COMPRESS={codec}"),
+            ];
+            write(&p, 32, 32, &opts);
+            let content: Vec<u8> = (0..256 * 100)
+                .map(|i| if i < 256 { (i * 7 % 251) as u8 } else { 9 })
+                .collect();
+            let stream = if codec == "DEFLATE" {
+                use std::io::Write;
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+                e.write_all(&content).unwrap();
+                e.finish().unwrap()
+            } else {
+                zstd::bulk::compress(&content, 19).unwrap()
+            };
+            assert!(stream.len() < 1024, "{}", stream.len());
+            // the decoders stop at the block's bytes, memory included
+            let one = if codec == "DEFLATE" {
+                let mut v = Vec::with_capacity(256);
+                assert!(!inflate(&stream, &mut v, usize::MAX, 256, false).unwrap());
+                v
+            } else {
+                unzstd(&stream, 256).unwrap().unwrap()
+            };
+            assert_eq!(one, content[..256], "{codec}");
+            assert!(one.capacity() <= 257, "{codec}: {}", one.capacity());
+            let mut f = std::fs::read(&p).unwrap();
+            let at = f.len();
+            f.extend(&stream);
+            for (tag, value) in [
+                (tiff::TILE_OFFSETS, at as u32),
+                (tiff::TILE_BYTE_COUNTS, stream.len() as u32),
+            ] {
+                let e = entry_at(&f, tag);
+                let typ = u16::from_le_bytes([f[e + 2], f[e + 3]]);
+                let first = u32::from_le_bytes(f[e + 8..e + 12].try_into().unwrap()) as usize;
+                match typ {
+                    3 => f[first..first + 2].copy_from_slice(&(value as u16).to_le_bytes()),
+                    _ => f[first..first + 4].copy_from_slice(&value.to_le_bytes()),
+                }
+            }
+            std::fs::write(&p, &f).unwrap();
+            let gdal: Vec<u8> = gdal::Dataset::open(&p)
+                .unwrap()
+                .rasterband(1)
+                .unwrap()
+                .read_as::<u8>((0, 0), (32, 32), (32, 32), None)
+                .unwrap()
+                .data()
+                .to_vec();
+            assert_eq!(
+                &gdal[..16],
+                &content[..16],
+                "{codec}: GDAL reads the first bytes"
+            );
+            let loc = p.display().to_string();
+            let got = reader
+                .fetch(&RuntimeEnv::default(), &loc, (32, 32), window(0, 0, 32, 32))
+                .await
+                .unwrap()
+                .decode()
+                .unwrap()
+                .into_vec(32 * 32);
+            assert_eq!(got, gdal, "{codec}");
+        }
     }
 
     #[tokio::test]
