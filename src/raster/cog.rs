@@ -387,6 +387,9 @@ impl Layout {
             .flatten()
         {
             v.map_err(|e| read_err(format!("decoding block {i}: {e}")))?
+        } else if matches!(self.compression, Compression::LZW) {
+            unlzw(&bytes, self.block_h * stride)
+                .map_err(|e| read_err(format!("decoding block {i}: {e}")))?
         } else {
             let decoder = DECODERS
                 .as_ref()
@@ -515,6 +518,29 @@ fn unzstd(bytes: &[u8], size: usize) -> Option<std::result::Result<Vec<u8>, Stri
         Ok(out)
     })();
     Some(streamed)
+}
+
+/// Decodes an LZW block (TIFF's variant, codes widened one code early)
+/// into a buffer of the block's `size` bytes: a stream that goes on is cut
+/// there, as libtiff reads it, and a corrupt one is an error (async-tiff's
+/// decoder panics on it and grows its output without bound).
+fn unlzw(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
+    use weezl::{decode::Decoder, BitOrder, LzwStatus};
+    let mut out = vec![0u8; size];
+    let mut d = Decoder::with_tiff_size_switch(BitOrder::Msb, 8);
+    let (mut read, mut filled) = (0, 0);
+    while filled < size {
+        let r = d.decode_bytes(&bytes[read..], &mut out[filled..]);
+        read += r.consumed_in;
+        filled += r.consumed_out;
+        match r.status.map_err(|e| format!("LZW: {e}"))? {
+            LzwStatus::Done | LzwStatus::NoProgress => break,
+            LzwStatus::Ok if r.consumed_in == 0 && r.consumed_out == 0 => break,
+            LzwStatus::Ok => {}
+        }
+    }
+    out.truncate(filled);
+    Ok(out)
 }
 
 /// The compressed blocks of one window, ready to decode.
@@ -1548,13 +1574,13 @@ mod tests {
 
     /// A block whose stream holds far more than the block (100 times: a
     /// "bomb" of a few hundred bytes) decodes to the block's bytes, as GDAL
-    /// reads it, DEFLATE and ZSTD alike; nothing past them is decoded into
-    /// memory.
+    /// reads it, DEFLATE, ZSTD and LZW alike; nothing past them is decoded
+    /// into memory. A corrupt LZW block is an error.
     #[tokio::test]
-    async fn blocks_that_inflate_past_their_size_decode_as_gdal() {
+    async fn blocks_that_decode_past_their_size_decode_as_gdal() {
         let dir = tempfile::tempdir().unwrap();
         let reader = CogReader::new(ReadPolicy::allow_all());
-        for codec in ["DEFLATE", "ZSTD"] {
+        for codec in ["DEFLATE", "ZSTD", "LZW"] {
             let p = dir.path().join(format!("bomb-{codec}.tif"));
             let opts = [
                 "TILED=YES",
@@ -1572,8 +1598,12 @@ mod tests {
                     flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
                 e.write_all(&content).unwrap();
                 e.finish().unwrap()
-            } else {
+            } else if codec == "ZSTD" {
                 zstd::bulk::compress(&content, 19).unwrap()
+            } else {
+                weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+                    .encode(&content)
+                    .unwrap()
             };
             assert!(stream.len() < 1024, "{}", stream.len());
             // the decoders stop at the block's bytes, memory included
@@ -1581,8 +1611,10 @@ mod tests {
                 let mut v = Vec::with_capacity(256);
                 assert!(!inflate(&stream, &mut v, usize::MAX, 256, false).unwrap());
                 v
-            } else {
+            } else if codec == "ZSTD" {
                 unzstd(&stream, 256).unwrap().unwrap()
+            } else {
+                unlzw(&stream, 256).unwrap()
             };
             assert_eq!(one, content[..256], "{codec}");
             assert_eq!(one.capacity(), 256, "{codec}");
@@ -1625,6 +1657,9 @@ mod tests {
                 .into_vec(32 * 32);
             assert_eq!(got, gdal, "{codec}");
         }
+        // a corrupt LZW block is an error (async-tiff's decoder panicked)
+        let e = unlzw(&[0xFF; 64], 256).unwrap_err();
+        assert!(e.contains("LZW"), "{e}");
     }
 
     #[tokio::test]
