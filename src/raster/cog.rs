@@ -1,6 +1,7 @@
 //! Native COG reads: every byte through `object_store`, the TIFF header
 //! read within bounds by [`crate::raster::tiff`], tile decoders from
-//! `async-tiff` (DEFLATE and ZSTD our own), no GDAL.
+//! `async-tiff` (DEFLATE, ZSTD and LZW our own, bounded by the block's
+//! size), no GDAL.
 //!
 //! A window of a COG is read in three steps:
 //! 1. the file's **layout** (size, block grid, block offsets and byte counts,
