@@ -265,18 +265,27 @@ def test_unknown_asset(tiny, tiny_api, tmp_path):
     _fails((p, out), "no_such_asset", "ensemble_flood_extent")
 
 
-@pytest.mark.parametrize("damage", ["missing", "corrupt"])
-def test_missing_or_corrupt_cog(tiny, tmp_path, damage):
+def _copy_scene(tiny, tmp_path):
+    """A copy of the tiny scene whose items point at its own COGs; returns
+    its directory, its items and (item id -> COG path)."""
     scene = tmp_path / "scene"
     shutil.copytree(tiny.path, scene)
     items = json.loads((scene / "items.json").read_text())
-    # point every href at the copy, then damage one COG the query needs
     for it in items["features"]:
         a = it["assets"]["ensemble_flood_extent"]
         a["href"] = a["href"].replace(str(tiny.path), str(scene))
     (scene / "items.json").write_text(json.dumps(items))
+    cogs = {it["id"]: scene / "cogs" / f"{it['id']}_ensemble_flood_extent.tif"
+            for it in items["features"]}
+    return scene, items, cogs
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_missing_or_corrupt_cog(tiny, tmp_path, damage):
+    # damage one COG the query needs
+    scene, items, cogs = _copy_scene(tiny, tmp_path)
     victim = next(it for it in items["features"] if "DECOY" not in it["id"])
-    cog = scene / "cogs" / f"{victim['id']}_ensemble_flood_extent.tif"
+    cog = cogs[victim["id"]]
     if damage == "missing":
         cog.unlink()
     else:
@@ -327,15 +336,9 @@ def test_cog_header_that_lies(tiny, tmp_path, lie):
     values, a tile of 4 GB, data past the end of the file) is an error
     naming the item and the file, a non-zero exit and no output — never a
     panic, an abort or a read of gigabytes."""
-    scene = tmp_path / "scene"
-    shutil.copytree(tiny.path, scene)
-    items = json.loads((scene / "items.json").read_text())
-    for it in items["features"]:
-        a = it["assets"]["ensemble_flood_extent"]
-        a["href"] = a["href"].replace(str(tiny.path), str(scene))
-    (scene / "items.json").write_text(json.dumps(items))
+    scene, items, cogs = _copy_scene(tiny, tmp_path)
     victim = next(it for it in items["features"] if "DECOY" not in it["id"])
-    cog = scene / "cogs" / f"{victim['id']}_ensemble_flood_extent.tif"
+    cog = cogs[victim["id"]]
     cog.write_bytes(_lie(cog.read_bytes(), lie))
     out = tmp_path / "x.tif"
     p = extent(scene / "items.json", tiny.bbox, out, check=False)
@@ -347,15 +350,8 @@ def test_cog_with_its_ifd_far_into_the_file(tiny, tmp_path):
     """A GeoTIFF whose IFD lies 40 MB into the file (a plain GeoTIFF puts it
     at the end) reads as it did before, pixel for pixel."""
     import struct
-    scene = tmp_path / "scene"
-    shutil.copytree(tiny.path, scene)
-    items = json.loads((scene / "items.json").read_text())
-    for it in items["features"]:
-        a = it["assets"]["ensemble_flood_extent"]
-        a["href"] = a["href"].replace(str(tiny.path), str(scene))
-    (scene / "items.json").write_text(json.dumps(items))
-    for it in items["features"]:
-        cog = scene / "cogs" / f"{it['id']}_ensemble_flood_extent.tif"
+    scene, items, cogs = _copy_scene(tiny, tmp_path)
+    for cog in cogs.values():
         data = bytearray(cog.read_bytes())
         at = struct.unpack_from("<I", data, 4)[0]
         n = struct.unpack_from("<H", data, at)[0]
