@@ -206,8 +206,10 @@ impl Layout {
                 .is_some_and(|f| *f != 1)
         {
             return Err(bad(format!(
-                "band 1 is not 8-bit unsigned (bits {bits:?}, sample format {format:?}); \
-                 flood masks are uint8"
+                "band 1 is not 8-bit unsigned (bits per sample {:?}, sample format {:?}); \
+                 flood masks are uint8",
+                bits.unwrap_or_default(),
+                format.unwrap_or_else(|| vec![1])
             )));
         }
         let predictor = match uint(tiff::PREDICTOR) {
@@ -1547,6 +1549,18 @@ mod tests {
         let at = u32::from_le_bytes(g[e..e + 4].try_into().unwrap()) as usize;
         g[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&cases[3].0, g).unwrap();
+        // not a flood mask: said plainly
+        let wide = dir.path().join("u16.tif");
+        DriverManager::get_driver_by_name("GTiff")
+            .unwrap()
+            .create_with_band_type::<u16, _>(&wide, 40, 30, 1)
+            .unwrap();
+        let wide = wide.display().to_string();
+        let e = fetch_err(&reader, &wide, (40, 30)).await;
+        assert!(
+            e.contains("bits per sample [16]") && !e.contains("Some("),
+            "{e}"
+        );
         for (loc, says) in &cases {
             let e = fetch_err(&reader, loc, (40, 30)).await;
             assert!(e.contains(loc.as_str()) && e.contains(says), "{e}");
