@@ -143,21 +143,28 @@ impl ChunkWriters {
         let f = &mut self.fig;
         f.covered += w.area() as u64;
         let nd = f.meta.nodata;
+        // the histogram of 1-byte pixels, counted from the area pass's runs
+        // when there is one (one pass over the chunk, not two)
+        let mut counts: Option<[u64; 256]> = None;
         if let Some(m) = self.area_model.as_ref() {
             // one pass: bins other / 1 / other non-zero / nodata
             let mut bins = [0.0; 4];
+            let class = |v: u16| match v {
+                v if Some(v) == nd => 3,
+                1 => 1,
+                0 => 0,
+                _ => 2,
+            };
+            let mut h = [0u64; 256];
             m.window(w, 0.0)?
-                .sum_by(
-                    px,
-                    |v| match v {
-                        v if Some(v) == nd => 3,
-                        1 => 1,
-                        0 => 0,
-                        _ => 2,
-                    },
-                    &mut bins,
-                )
+                .for_each_run(px, |v, n, m2| {
+                    bins[class(v)] += m2;
+                    if k == 1 {
+                        h[v as usize] += n as u64;
+                    }
+                })
                 .map_err(|e| Error::Internal(format!("pixel areas: {e}")))?;
+            counts = (k == 1).then_some(h);
             let [ones, nonzero, nodata, covered] = &mut self.area_sums;
             ones.add(bins[1]);
             nonzero.add(bins[1]);
@@ -193,7 +200,7 @@ impl ChunkWriters {
             f.max = f.max.max(v);
         };
         if k == 1 {
-            for (v, &n) in histogram(px).iter().enumerate() {
+            for (v, &n) in counts.unwrap_or_else(|| histogram(px)).iter().enumerate() {
                 if n > 0 {
                     fold(v as u64, n);
                 }

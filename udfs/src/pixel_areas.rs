@@ -199,17 +199,26 @@ impl PixelAreas {
 
     /// Adds each pixel's m² to `bins[class(value)]`, in one pass (`class`
     /// must return an index of `bins`); `pixels` as for [`Self::sum_where`].
-    ///
-    /// Pixel values come in long runs (a chunk is mostly one class), and
-    /// areas are linear along a row between node columns, so each run of
-    /// one value within a segment adds its closed-form sum
-    /// (`n a0 + d (n k0 + n (n - 1) / 2)`) rather than `n` areas one by one.
     pub fn sum_by(
         &self,
         pixels: &[u8],
         class: impl Fn(u16) -> usize,
         bins: &mut [f64],
     ) -> Result<()> {
+        let nb = bins.len();
+        self.for_each_run(pixels, |v, _, m2| bins[class(v).min(nb - 1)] += m2)
+    }
+
+    /// Calls `f(value, n, m2)` for each run of one value in `pixels` (1 or
+    /// 2 bytes per pixel, little-endian, of the window): `n` pixels of
+    /// `value` covering `m2` m², runs in row-major order and cut at the
+    /// lattice's node columns.
+    ///
+    /// Pixel values come in long runs (a chunk is mostly one class), and
+    /// areas are linear along a row between node columns, so each run adds
+    /// its closed-form sum (`n a0 + d (n k0 + n (n - 1) / 2)`) rather than
+    /// `n` areas one by one; a run's end is found eight bytes at a time.
+    pub fn for_each_run(&self, pixels: &[u8], mut f: impl FnMut(u16, usize, f64)) -> Result<()> {
         let n = self.width * self.height;
         let k = if pixels.len() == n {
             1
@@ -223,7 +232,6 @@ impl PixelAreas {
                 pixels.len()
             );
         };
-        let nb = bins.len();
         let w = self.width;
         self.for_each_row_segments(|r, segments| {
             let row = &pixels[r * w * k..][..w * k];
@@ -231,27 +239,52 @@ impl PixelAreas {
                 let mut x = x0;
                 while x < end {
                     // the run of one value starting at x, within the segment
-                    let (v, e) = if k == 1 {
-                        let v = row[x];
-                        let n = row[x + 1..end].iter().position(|&p| p != v);
-                        (v as u16, n.map_or(end, |n| x + 1 + n))
+                    let v = if k == 1 {
+                        row[x] as u16
                     } else {
-                        let at = |x: usize| u16::from_le_bytes([row[2 * x], row[2 * x + 1]]);
-                        let v = at(x);
-                        let mut e = x + 1;
-                        while e < end && at(e) == v {
-                            e += 1;
-                        }
-                        (v, e)
+                        u16::from_le_bytes([row[2 * x], row[2 * x + 1]])
                     };
+                    let e = run_end(row, x + 1, end, v, k);
                     let (n, k0) = ((e - x) as f64, (x - x0) as f64);
-                    bins[class(v).min(nb - 1)] += n * a0 + d * (n * k0 + n * (n - 1.0) / 2.0);
+                    f(v, e - x, n * a0 + d * (n * k0 + n * (n - 1.0) / 2.0));
                     x = e;
                 }
             }
         });
         Ok(())
     }
+}
+
+/// The first pixel at or after `x` and before `end` of `row` (`k` bytes per
+/// pixel, little-endian) that is not `v`, or `end`: eight bytes compared at
+/// once, the first differing byte found from the XOR's trailing zeros.
+fn run_end(row: &[u8], mut x: usize, end: usize, v: u16, k: usize) -> usize {
+    let pattern = if k == 1 {
+        u64::from_le_bytes([v as u8; 8])
+    } else {
+        let [lo, hi] = v.to_le_bytes();
+        u64::from_le_bytes([lo, hi, lo, hi, lo, hi, lo, hi])
+    };
+    let per_word = 8 / k;
+    while x + per_word <= end {
+        let bytes: [u8; 8] = row[x * k..][..8].try_into().unwrap_or_default();
+        let diff = u64::from_le_bytes(bytes) ^ pattern;
+        if diff != 0 {
+            return x + diff.trailing_zeros() as usize / (8 * k);
+        }
+        x += per_word;
+    }
+    let at = |x: usize| {
+        if k == 1 {
+            row[x] as u16
+        } else {
+            u16::from_le_bytes([row[2 * x], row[2 * x + 1]])
+        }
+    };
+    while x < end && at(x) == v {
+        x += 1;
+    }
+    x
 }
 
 /// Which of the area functions.
@@ -546,5 +579,48 @@ mod tests {
                 assert!((g - w).abs() <= 1e-9 * w.max(1.0), "{got:?} vs {want:?}");
             }
         }
+    }
+
+    /// A run's end found a word at a time is the naive scan's, for runs
+    /// ending at every offset of a word, both pixel sizes, and values whose
+    /// bytes differ only in the high byte; and the runs of a window count
+    /// every pixel once.
+    #[test]
+    fn runs_end_where_the_value_changes() {
+        for k in [1usize, 2] {
+            for len in 0..40 {
+                for stop in 0..=len {
+                    // `stop` pixels of v, then one that differs (in its high
+                    // byte only, for 2-byte pixels), then v again
+                    let v: u16 = if k == 1 { 7 } else { 0x0107 };
+                    let other: u16 = if k == 1 { 8 } else { 0x0207 };
+                    let px: Vec<u16> = (0..len)
+                        .map(|i| if i == stop { other } else { v })
+                        .collect();
+                    let row: Vec<u8> = if k == 1 {
+                        px.iter().map(|&p| p as u8).collect()
+                    } else {
+                        px.iter().flat_map(|p| p.to_le_bytes()).collect()
+                    };
+                    for from in 0..=stop.min(len) {
+                        let naive = (from..len).find(|&x| px[x] != v).unwrap_or(len);
+                        assert_eq!(
+                            super::run_end(&row, from, len, v, k),
+                            naive,
+                            "{k} {len} {stop} {from}"
+                        );
+                    }
+                }
+            }
+        }
+        let f = |x: f64, y: f64| 400.0 + 0.1 * x + 0.2 * y;
+        let a = areas_every(37, 11, 10, f);
+        let px: Vec<u8> = (0..37 * 11).map(|i| ((i / 13) % 3) as u8).collect();
+        let mut counts = [0usize; 3];
+        a.for_each_run(&px, |v, n, _| counts[v as usize] += n)
+            .unwrap();
+        let mut want = [0usize; 3];
+        px.iter().for_each(|&v| want[v as usize] += 1);
+        assert_eq!(counts, want);
     }
 }
