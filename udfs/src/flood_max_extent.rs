@@ -22,6 +22,15 @@ impl PixelKernel for MaxExtentKernel {
         bytes: 1,
     };
 
+    /// Dry pixels (0) leave a cell as it was too, as nodata does.
+    #[inline]
+    fn inert(pixels: &[u8], nodata: u8) -> bool {
+        pixels
+            .iter()
+            .fold(0u8, |a, &p| a | ((p != 0) & (p != nodata)) as u8)
+            == 0
+    }
+
     #[inline]
     fn update(cells: &mut [u8], pixels: &[u8], nodata: u8, _day: u16) {
         for (c, &p) in cells.iter_mut().zip(pixels) {

@@ -215,6 +215,14 @@ pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
             Self::update(c, &block[..c.len()], nodata, day);
         }
     }
+    /// Whether folding `pixels` would leave every cell as it was, so that
+    /// [`update`] may skip them. Default: all of them are the nodata (a
+    /// nodata pixel leaves every kernel's cell as it was). A loop the
+    /// compiler vectorises: it runs on every span of every row.
+    #[inline]
+    fn inert(pixels: &[u8], nodata: u8) -> bool {
+        pixels.iter().fold(0u8, |a, &p| a | (p ^ nodata)) == 0
+    }
     /// Merge two partial states (default: the cell type's merge).
     fn merge(cells: &mut [Self::Cell], other: &[Self::Cell]) {
         <Self::Cell as Cell>::merge(cells, other)
@@ -537,13 +545,41 @@ fn update<K: PixelKernel>(cells: &mut [K::Cell], pixels: &[u8], nodata: u8, day:
         // SAFETY: the CPU supports AVX2, checked on the line above
         return unsafe { update_avx2::<K>(cells, pixels, nodata, day) };
     }
-    K::update(cells, pixels, nodata, day)
+    update_spans::<K>(cells, pixels, nodata, day)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn update_avx2<K: PixelKernel>(cells: &mut [K::Cell], pixels: &[u8], nodata: u8, day: u16) {
-    K::update(cells, pixels, nodata, day)
+    update_spans::<K>(cells, pixels, nodata, day)
+}
+
+/// Pixels checked at once for [`PixelKernel::inert`]: a GFM row is mostly
+/// runs of nodata (outside the swath) or dry land, far longer than this.
+const SPAN: usize = 1024;
+
+/// `K::update` over the spans of `pixels` that are not inert (runs of them
+/// in one call), the inert ones skipped: a row that a swath covers in part
+/// is folded over that part only, with the same cells as a fold of all of it.
+#[inline(always)]
+fn update_spans<K: PixelKernel>(cells: &mut [K::Cell], pixels: &[u8], nodata: u8, day: u16) {
+    let n = pixels.len().min(cells.len());
+    // pixels from `start` on are not inert and not yet folded
+    let mut start = 0;
+    let mut at = 0;
+    while at < n {
+        let end = (at + SPAN).min(n);
+        if K::inert(&pixels[at..end], nodata) {
+            if start < at {
+                K::update(&mut cells[start..at], &pixels[start..at], nodata, day);
+            }
+            start = end;
+        }
+        at = end;
+    }
+    if start < n {
+        K::update(&mut cells[start..n], &pixels[start..n], nodata, day);
+    }
 }
 
 /// Merges serialised state bytes into an optional state.
@@ -785,6 +821,55 @@ mod tests {
             }
         }
         let mut seed = 3;
+        check::<MaxExtentKernel>(&mut seed);
+        check::<ObservedKernel>(&mut seed);
+        check::<ExtentStatesKernel>(&mut seed);
+        check::<FloodCountKernel>(&mut seed);
+        check::<ValidCountKernel>(&mut seed);
+        check::<FrequencyKernel>(&mut seed);
+        check::<FirstDateKernel>(&mut seed);
+        check::<LastDateKernel>(&mut seed);
+    }
+
+    /// Skipping inert spans folds exactly as the kernel's plain loop over
+    /// the whole row: rows of long runs (nodata, dry, flooded, another
+    /// value; runs shorter and longer than a span, starting anywhere), with
+    /// nodata 255 and 0, onto states built by earlier slices, every kernel.
+    #[test]
+    fn skipping_inert_spans_folds_as_the_whole_row() {
+        fn check<K: PixelKernel>(seed: &mut u64)
+        where
+            K::Cell: PartialEq,
+        {
+            let mut next = |m: usize| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (*seed >> 33) as usize % m
+            };
+            for nodata in [255u8, 0] {
+                for len in [SPAN - 1, SPAN, 3 * SPAN + 17, 20_000] {
+                    let mut row = || {
+                        let mut px = Vec::with_capacity(len);
+                        while px.len() < len {
+                            let v = [nodata, nodata, 0, 1, 7, 255][next(6)];
+                            let n = [1, 5, SPAN - 3, SPAN, 2 * SPAN + 1, 5000][next(6)];
+                            px.extend(std::iter::repeat_n(v, n.min(len - px.len())));
+                        }
+                        px
+                    };
+                    let mut a = vec![K::Cell::default(); len];
+                    let mut b = a.clone();
+                    for day in [19_000u16, 19_001, 19_002, 19_003] {
+                        let px = row();
+                        update::<K>(&mut a, &px, nodata, day);
+                        K::update(&mut b, &px, nodata, day);
+                        assert!(a == b, "{}: {len} px, nodata {nodata}", K::NAME);
+                    }
+                }
+            }
+        }
+        let mut seed = 11;
         check::<MaxExtentKernel>(&mut seed);
         check::<ObservedKernel>(&mut seed);
         check::<ExtentStatesKernel>(&mut seed);
