@@ -794,6 +794,20 @@ mod tests {
     use crate::flood_observed::ObservedKernel;
     use crate::valid_count::ValidCountKernel;
 
+    /// `$f::<K>(args)` for every kernel of the crate.
+    macro_rules! every_kernel {
+        ($f:ident $(, $arg:expr)*) => {{
+            $f::<MaxExtentKernel>($($arg),*);
+            $f::<ObservedKernel>($($arg),*);
+            $f::<ExtentStatesKernel>($($arg),*);
+            $f::<FloodCountKernel>($($arg),*);
+            $f::<ValidCountKernel>($($arg),*);
+            $f::<FrequencyKernel>($($arg),*);
+            $f::<FirstDateKernel>($($arg),*);
+            $f::<LastDateKernel>($($arg),*);
+        }};
+    }
+
     /// The dispatched update (AVX2 where the CPU has it) folds exactly as
     /// the kernel's plain loop, for every kernel, over lengths with and
     /// without a vector tail.
@@ -821,14 +835,7 @@ mod tests {
             }
         }
         let mut seed = 3;
-        check::<MaxExtentKernel>(&mut seed);
-        check::<ObservedKernel>(&mut seed);
-        check::<ExtentStatesKernel>(&mut seed);
-        check::<FloodCountKernel>(&mut seed);
-        check::<ValidCountKernel>(&mut seed);
-        check::<FrequencyKernel>(&mut seed);
-        check::<FirstDateKernel>(&mut seed);
-        check::<LastDateKernel>(&mut seed);
+        every_kernel!(check, &mut seed);
     }
 
     /// Skipping inert spans folds exactly as the kernel's plain loop over
@@ -870,14 +877,7 @@ mod tests {
             }
         }
         let mut seed = 11;
-        check::<MaxExtentKernel>(&mut seed);
-        check::<ObservedKernel>(&mut seed);
-        check::<ExtentStatesKernel>(&mut seed);
-        check::<FloodCountKernel>(&mut seed);
-        check::<ValidCountKernel>(&mut seed);
-        check::<FrequencyKernel>(&mut seed);
-        check::<FirstDateKernel>(&mut seed);
-        check::<LastDateKernel>(&mut seed);
+        every_kernel!(check, &mut seed);
     }
 
     /// Pixel values from a small linear congruential generator: 0, 1, 255
@@ -931,14 +931,7 @@ mod tests {
 
     #[test]
     fn every_kernel_folds_a_constant_row_as_its_bytes() {
-        constant_equals_bytes::<MaxExtentKernel>();
-        constant_equals_bytes::<ObservedKernel>();
-        constant_equals_bytes::<FloodCountKernel>();
-        constant_equals_bytes::<ValidCountKernel>();
-        constant_equals_bytes::<ExtentStatesKernel>();
-        constant_equals_bytes::<FrequencyKernel>();
-        constant_equals_bytes::<FirstDateKernel>();
-        constant_equals_bytes::<LastDateKernel>();
+        every_kernel!(constant_equals_bytes);
     }
 
     /// Through the groups accumulator: rows shared by the scan (recognised
