@@ -19,6 +19,12 @@ impl PixelKernel for FloodCountKernel {
         bytes: 2,
     };
 
+    /// Dry pixels (0) leave a cell as it was too, as nodata does.
+    #[inline]
+    fn inert(pixels: &[u8], nodata: u8) -> bool {
+        crate::pixel_agg::no_flood(pixels, nodata)
+    }
+
     #[inline]
     fn update(cells: &mut [u16], pixels: &[u8], nodata: u8, _day: u16) {
         for (c, &p) in cells.iter_mut().zip(pixels) {

@@ -61,6 +61,12 @@ impl<const FIRST: bool> PixelKernel for DateKernel<FIRST> {
     const RASTER: RasterMeta = RASTER;
     const DATED: bool = true;
 
+    /// Dry pixels (0) leave a cell as it was too, as nodata does.
+    #[inline]
+    fn inert(pixels: &[u8], nodata: u8) -> bool {
+        crate::pixel_agg::no_flood(pixels, nodata)
+    }
+
     #[inline]
     fn update(cells: &mut [u16], pixels: &[u8], nodata: u8, day: u16) {
         for (c, &p) in cells.iter_mut().zip(pixels) {

@@ -25,10 +25,7 @@ impl PixelKernel for MaxExtentKernel {
     /// Dry pixels (0) leave a cell as it was too, as nodata does.
     #[inline]
     fn inert(pixels: &[u8], nodata: u8) -> bool {
-        pixels
-            .iter()
-            .fold(0u8, |a, &p| a | ((p != 0) & (p != nodata)) as u8)
-            == 0
+        crate::pixel_agg::no_flood(pixels, nodata)
     }
 
     #[inline]

@@ -199,6 +199,8 @@ pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
     const DATED: bool = false;
     /// Fold one time slice's pixels into the cells (`cells.len() ==
     /// pixels.len()`); `day`: the slice's [`day_of`] (0 unless `DATED`).
+    /// A nodata pixel must leave its cell as it was: rows and spans of
+    /// nodata are not folded at all (see `update_constant` and `inert`).
     fn update(cells: &mut [Self::Cell], pixels: &[u8], nodata: u8, day: u16);
     /// Fold a slice whose every pixel is `value` (a constant row, see
     /// [`crate::constant`]): what `update` would do with `value` repeated.
@@ -216,7 +218,7 @@ pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
         }
     }
     /// Whether folding `pixels` would leave every cell as it was, so that
-    /// [`update`] may skip them. Default: all of them are the nodata (a
+    /// the scan's fold may skip them. Default: all of them are the nodata (a
     /// nodata pixel leaves every kernel's cell as it was). A loop the
     /// compiler vectorises: it runs on every span of every row.
     #[inline]
@@ -231,6 +233,18 @@ pub trait PixelKernel: Debug + Default + Send + Sync + 'static {
     fn finish(cells: &[Self::Cell], out: &mut Vec<u8>) {
         <Self::Cell as Cell>::write_bytes(cells, out)
     }
+}
+
+/// Whether no pixel of `pixels` is flooded (each is 0 or `nodata`): the
+/// [`PixelKernel::inert`] of the kernels that only look at flooded pixels
+/// (maximum extent, flood count, flood dates). A loop the compiler
+/// vectorises.
+#[inline]
+pub fn no_flood(pixels: &[u8], nodata: u8) -> bool {
+    pixels
+        .iter()
+        .fold(0u8, |a, &p| a | ((p != 0) & (p != nodata)) as u8)
+        == 0
 }
 
 /// A DataFusion aggregate built from a [`PixelKernel`]:
