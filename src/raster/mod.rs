@@ -2,6 +2,7 @@
 //! (`FloodChunksExec`) and its table function `flood_chunks(...)`.
 
 pub(crate) mod area;
+pub(crate) mod byte_cache;
 pub(crate) mod cog;
 pub(crate) mod constant;
 pub(crate) mod exec;

@@ -159,6 +159,11 @@ impl<'a, S: Source + ?Sized> HeaderBytes<'a, S> {
         })
     }
 
+    /// The runs read, each as (start offset, bytes).
+    pub(crate) fn into_runs(self) -> Vec<(u64, Bytes)> {
+        self.runs
+    }
+
     /// Bytes `range` of the file, fetched unless kept.
     pub(crate) async fn get(&mut self, range: Range<u64>) -> HResult<Bytes> {
         if let Some(b) = self.kept(range.clone()) {
