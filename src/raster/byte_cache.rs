@@ -35,7 +35,9 @@ pub(crate) struct FileRuns {
     /// The length of the longest run kept so far: a lookup looks back no
     /// further than this from the range's start.
     longest: u64,
-    /// Runs being fetched.
+    /// Runs being fetched, each by a spawned task: waiting for one is safe
+    /// because the task runs on its own, whoever started it (a partition's
+    /// stream that stops being polled does not hold the others up).
     pending: Vec<(Range<u64>, PendingRun)>,
 }
 
