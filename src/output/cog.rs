@@ -496,10 +496,13 @@ impl TileStore {
     fn add(&mut self, buf: &[u8], tw: Window) -> Result<TileRef> {
         let k = self.k;
         let v = &buf[..k];
+        // each row compared without a branch per byte, so that it
+        // vectorises (a byte at a time, this check was ~3 % of a GFM-shaped
+        // scan's CPU)
         let one_value = (0..tw.height).all(|r| {
             let row = &buf[r * TILE * k..][..tw.width * k];
             match k {
-                1 => row.iter().all(|&b| b == v[0]),
+                1 => row.iter().fold(0u8, |acc, &b| acc | (b ^ v[0])) == 0,
                 _ => row.chunks_exact(k).all(|p| p == v),
             }
         });

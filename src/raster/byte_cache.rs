@@ -42,6 +42,11 @@ pub(crate) struct FileRuns {
 }
 
 impl FileRuns {
+    /// Whether no run is kept or pending (the file is dropped then).
+    fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.pending.is_empty()
+    }
+
     /// Where bytes `range` of the file are.
     pub(crate) fn find(&self, range: Range<u64>) -> Found {
         let from = range.start.saturating_sub(self.longest);
@@ -131,7 +136,7 @@ impl ByteCache {
                 if let Some(b) = f.kept.remove(&s) {
                     self.bytes -= b.len();
                 }
-                if f.kept.is_empty() && f.pending.is_empty() {
+                if f.is_empty() {
                     self.files.remove(&loc);
                 }
             }
@@ -151,7 +156,7 @@ impl ByteCache {
             if let Some(k) = f.pending.iter().position(|(r, _)| r == range) {
                 drop(f.pending.swap_remove(k));
             }
-            if f.kept.is_empty() && f.pending.is_empty() {
+            if f.is_empty() {
                 self.files.remove(location);
             }
         }

@@ -385,12 +385,12 @@ impl Layout {
                 }
                 v
             } else {
-                let mut v = Vec::with_capacity(full);
+                let mut v = scratch::take(full);
                 inflate(&bytes, &mut v, usize::MAX, full, false).map_err(err)?;
                 v
             }
         } else if let Some(v) = matches!(self.compression, Compression::ZSTD)
-            .then(|| unzstd(&bytes, self.block_h * stride))
+            .then(|| unzstd(&bytes, scratch::take(self.block_h * stride)))
             .flatten()
         {
             v.map_err(|e| read_err(format!("decoding block {i}: {e}")))?
@@ -497,13 +497,16 @@ fn inflate(
 /// rest not decoded), as libtiff does; one that holds fewer is reported by
 /// the caller's length check. `None` only when no context can be made (the
 /// generic decoder is used then).
-fn unzstd(bytes: &[u8], size: usize) -> Option<std::result::Result<Vec<u8>, String>> {
+///
+/// `out` is an empty buffer of exactly `size` bytes' capacity (see
+/// [`scratch`]).
+fn unzstd(bytes: &[u8], mut out: Vec<u8>) -> Option<std::result::Result<Vec<u8>, String>> {
     use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
     thread_local! {
         static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
             std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
     }
-    let mut out = Vec::with_capacity(size);
+    let size = out.capacity();
     if CONTEXT
         .with_borrow_mut(|d| Some(d.as_mut()?.decompress_to_buffer(bytes, &mut out).is_ok()))?
     {
@@ -550,6 +553,53 @@ fn unlzw(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Buffers of decoded blocks, kept by each decode thread and used again:
+/// a window's blocks are decoded, copied into its pixels and dropped, one
+/// block row after another, so a thread needs only a few at a time (a new
+/// 256 KB buffer for every GFM block cost an allocation under the
+/// allocator's lock and, often, fresh pages).
+mod scratch {
+    use std::cell::RefCell;
+
+    /// Buffers a thread keeps (a window's block row holds a few at once).
+    const KEPT: usize = 8;
+    /// Larger buffers are not kept (one strip of a plain GeoTIFF can be
+    /// hundreds of megabytes).
+    const MAX_KEPT_BYTES: usize = 4 << 20;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer of exactly `n` bytes' capacity (the decoders write
+    /// up to the capacity, so it must be the block's size): a kept one, or
+    /// a new one.
+    pub(super) fn take(n: usize) -> Vec<u8> {
+        SPARE
+            .with_borrow_mut(|s| {
+                let i = s.iter().position(|v| v.capacity() == n)?;
+                Some(s.swap_remove(i))
+            })
+            .map(|mut v| {
+                v.clear();
+                v
+            })
+            .unwrap_or_else(|| Vec::with_capacity(n))
+    }
+
+    /// Gives `v` back for a later [`take`] on this thread.
+    pub(super) fn give(v: Vec<u8>) {
+        if v.capacity() == 0 || v.capacity() > MAX_KEPT_BYTES {
+            return;
+        }
+        SPARE.with_borrow_mut(|s| {
+            if s.len() < KEPT {
+                s.push(v);
+            }
+        });
+    }
+}
+
 /// The compressed blocks of one window, ready to decode.
 pub(crate) struct Fetched {
     layout: Arc<Layout>,
@@ -573,16 +623,31 @@ impl Fetched {
     /// materialised (see [`crate::raster::constant`]). Blocking: call from a
     /// blocking thread.
     pub(crate) fn decode(self) -> Result<Pixels> {
+        let mut rows = Collect {
+            width: self.window.width,
+            area: self.window.area(),
+            out: Vec::new(),
+        };
+        Ok(match self.decode_to(&mut rows)? {
+            Some(v) => Pixels::Constant(v),
+            None => Pixels::Data(rows.out),
+        })
+    }
+
+    /// Decodes the window into `sink`, row by row: `Some(value)` (and
+    /// nothing given to `sink`) when every pixel is that value. Otherwise
+    /// the window's first rows of one value come as one run, then each
+    /// later row's parts from left to right, one per block. Blocking.
+    pub(crate) fn decode_to<S: RowSink + ?Sized>(self, sink: &mut S) -> Result<Option<u8>> {
         let Fetched {
             layout: l,
             window: w,
             blocks,
             location,
         } = self;
-        // the window's pixels, appended row by row once a block differs
-        // from those before it (no fill first); until then the one value
-        // of every block so far, and the window rows they cover
-        let mut out: Option<Vec<u8>> = None;
+        // until a block differs from those before it: the one value of
+        // every block so far, and the window rows they cover
+        let mut started = false;
         let mut so_far: Option<u8> = None;
         let mut uniform_rows = 0;
         // blocks come row-major: one block row at a time
@@ -599,7 +664,7 @@ impl Fetched {
                         .map_err(|e| store_err(&location, e))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            if out.is_none() {
+            if !started {
                 let value = decoded
                     .iter()
                     .try_fold(so_far, |acc, (_, b)| match (acc, b) {
@@ -612,23 +677,74 @@ impl Fetched {
                     uniform_rows += ye - ys;
                     continue;
                 }
+                started = true;
+                if uniform_rows > 0 {
+                    sink.value_rows(uniform_rows, so_far.unwrap_or(l.sparse_fill));
+                }
             }
-            let o = out.get_or_insert_with(|| {
-                let mut o = Vec::with_capacity(w.area());
-                o.resize(uniform_rows * w.width, so_far.unwrap_or(l.sparse_fill));
-                o
-            });
             for y in ys..ye {
                 for (bx, block) in &decoded {
-                    l.append_row(&w, *bx, by, y, block, o);
+                    l.row_part(&w, *bx, by, y, block, sink);
+                }
+            }
+            for (_, block) in decoded {
+                if let Block::Data(v) = block {
+                    scratch::give(v);
                 }
             }
         }
-        Ok(match (out, so_far) {
-            (Some(out), _) => Pixels::Data(out),
-            (None, Some(v)) => Pixels::Constant(v),
-            (None, None) => Pixels::Constant(l.sparse_fill),
-        })
+        Ok((!started).then(|| so_far.unwrap_or(l.sparse_fill)))
+    }
+}
+
+/// A part of a window row, as [`Fetched::decode_to`] gives it.
+pub(crate) enum RowPart<'a> {
+    /// These pixels.
+    Pixels(&'a [u8]),
+    /// This many pixels of one value.
+    Value(usize, u8),
+}
+
+impl RowPart<'_> {
+    /// Pixels in the part.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            RowPart::Pixels(p) => p.len(),
+            RowPart::Value(n, _) => *n,
+        }
+    }
+}
+
+/// Where [`Fetched::decode_to`] puts a window's pixels.
+pub(crate) trait RowSink {
+    /// The window's first `rows` rows are all `value` (called at most once,
+    /// before any part).
+    fn value_rows(&mut self, rows: usize, value: u8);
+    /// Window row `y` holds `part` from column `x` (rows in order, parts
+    /// of a row from left to right, every pixel of a row once).
+    fn part(&mut self, y: usize, x: usize, part: RowPart<'_>);
+}
+
+/// The window's pixels, appended in order.
+struct Collect {
+    width: usize,
+    area: usize,
+    out: Vec<u8>,
+}
+
+impl RowSink for Collect {
+    fn value_rows(&mut self, rows: usize, value: u8) {
+        self.out.reserve_exact(self.area);
+        self.out.resize(rows * self.width, value);
+    }
+
+    fn part(&mut self, y: usize, x: usize, part: RowPart<'_>) {
+        debug_assert_eq!(self.out.len(), y * self.width + x);
+        self.out.reserve_exact(self.area - self.out.len());
+        match part {
+            RowPart::Pixels(p) => self.out.extend_from_slice(p),
+            RowPart::Value(n, v) => self.out.resize(self.out.len() + n, v),
+        }
     }
 }
 
@@ -669,6 +785,7 @@ impl Layout {
             let whole = if self.strips { need } else { data.len() };
             if let Some(v) = constant::uniform(&data[..whole.min(data.len())]) {
                 constant::remember(self.codec, &bytes, v);
+                scratch::give(data);
                 return Ok(Block::Constant(v));
             }
         }
@@ -707,29 +824,31 @@ impl Layout {
         (ys, ye)
     }
 
-    /// Appends to `out` the part of image row `y` that `block` (at block
-    /// column `bx`, row `by`) holds inside window `w`.
-    fn append_row(
+    /// Gives `sink` the part of image row `y` that `block` (at block column
+    /// `bx`, row `by`) holds inside window `w`.
+    fn row_part(
         &self,
         w: &Window,
         bx: usize,
         by: usize,
         y: usize,
         block: &Block,
-        out: &mut Vec<u8>,
+        sink: &mut (impl RowSink + ?Sized),
     ) {
         let x0 = bx * self.block_w;
         let xs = w.x.max(x0);
         let xe = (w.x + w.width).min(x0 + self.block_w).min(self.width);
+        let at = (y - w.y, xs - w.x);
         match block {
-            Block::Constant(v) => out.resize(out.len() + (xe - xs), *v),
+            Block::Constant(v) => sink.part(at.0, at.1, RowPart::Value(xe - xs, *v)),
             Block::Data(data) => {
                 let stride = self.block_w * self.samples;
                 let src = &data[(y - by * self.block_h) * stride..];
                 if self.samples == 1 {
-                    out.extend_from_slice(&src[xs - x0..xe - x0]);
+                    sink.part(at.0, at.1, RowPart::Pixels(&src[xs - x0..xe - x0]));
                 } else {
-                    out.extend((xs..xe).map(|x| src[(x - x0) * self.samples]));
+                    let band: Vec<u8> = (xs..xe).map(|x| src[(x - x0) * self.samples]).collect();
+                    sink.part(at.0, at.1, RowPart::Pixels(&band));
                 }
             }
         }
@@ -832,12 +951,12 @@ impl std::fmt::Debug for LayoutCache {
 type PendingLayout = Shared<BoxFuture<'static, std::result::Result<Arc<Layout>, Arc<str>>>>;
 
 impl CogReader {
-    /// Runs `decode` on the decode pool and waits for its result. The pool
-    /// has one thread per core: many windows wait on the network at once
-    /// (32 x `floodsql.read_concurrency` per partition), but only these threads
-    /// hold decoded pixels, and they are the only threads whose allocator
-    /// arenas hold them. Jobs queue without waiting for a free thread, so a
-    /// partition whose stream is not being polled never holds up another.
+    /// Runs `decode` on the decode pool and waits for its result: for
+    /// windows that call GDAL (warped sources), which must not run on the
+    /// runtime's threads; others are decoded where they are polled
+    /// ([`Self::decode_here`]). The pool has one thread per core. Jobs
+    /// queue without waiting for a free thread, so a partition whose stream
+    /// is not being polled never holds up another.
     pub(crate) async fn decode<T: Send + 'static>(
         &self,
         decode: impl FnOnce() -> T + Send + 'static,
@@ -847,6 +966,19 @@ impl CogReader {
             let _ = tx.send(decode());
         });
         rx.await
+            .map_err(|_| Error::Internal("a COG decode panicked".into()))
+    }
+
+    /// Runs `decode` on the calling thread — a runtime worker, when it
+    /// involves no GDAL call: decoding is CPU work, like any DataFusion
+    /// operator's, and the runtime has one worker per core, so as many
+    /// windows are decoded at once as with the pool. Handing each window to
+    /// the pool and its result back cost two thread wake-ups per window: on
+    /// the GFM-shaped scene ~13 % of the wall time and a third of the system
+    /// time (BENCHMARKS.md, session 41). A panic is an internal error, as
+    /// on the pool.
+    pub(crate) fn decode_here<T>(decode: impl FnOnce() -> T) -> Result<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
             .map_err(|_| Error::Internal("a COG decode panicked".into()))
     }
 
@@ -933,7 +1065,6 @@ impl CogReader {
             window.y / layout.block_h,
             (window.y + window.height - 1) / layout.block_h,
         );
-        let key: Arc<str> = Arc::from(location);
         // each block: kept bytes, part of a run being fetched, sparse, or
         // to fetch
         let mut blocks = Vec::new();
@@ -967,6 +1098,7 @@ impl CogReader {
             if !missing.is_empty() {
                 // one spawned task fetches the runs the missing blocks make
                 // (one get_ranges: concurrent requests) and keeps them
+                let key: Arc<str> = Arc::from(location);
                 let ranges: Vec<Range<u64>> = missing.iter().map(|m| m.1.clone()).collect();
                 let runs = runs_of(&ranges, object_store::OBJECT_STORE_COALESCE_DEFAULT);
                 let all: PendingRuns = spawn_shared(
@@ -1126,10 +1258,12 @@ async fn fetch_runs(
     });
     if let Ok(mut c) = lock_blocks(&cache) {
         for (k, r) in runs.iter().enumerate() {
-            c.end(&key, r);
+            // kept first, so that a file whose only entry was this pending
+            // run is not dropped from the map and added again
             if let Ok(got) = &got {
                 c.keep(&key, r.start, got[k].clone());
             }
+            c.end(&key, r);
         }
     }
     got.map(Arc::new).map_err(Arc::from)
@@ -1140,6 +1274,29 @@ mod tests {
     use super::*;
     use gdal::raster::{Buffer, RasterCreationOptions};
     use gdal::DriverManager;
+
+    /// A decode done where it is polled reports a panic as an error.
+    #[test]
+    fn a_panicking_decode_is_an_error() {
+        assert_eq!(CogReader::decode_here(|| 7).unwrap(), 7);
+        let e = CogReader::decode_here(|| -> u8 { panic!("a decoder's bug") }).unwrap_err();
+        assert!(matches!(e, Error::Internal(_)), "{e}");
+    }
+
+    /// A kept buffer is handed out again only with exactly the capacity
+    /// asked for (the decoders write up to it), and empty.
+    #[test]
+    fn scratch_buffers_have_the_size_asked_for() {
+        let mut v = scratch::take(1000);
+        assert_eq!(v.capacity(), 1000);
+        v.extend_from_slice(&[9; 1000]);
+        let at = v.as_ptr();
+        scratch::give(v);
+        let w = scratch::take(999);
+        assert_eq!((w.capacity(), w.len()), (999, 0));
+        let v = scratch::take(1000);
+        assert_eq!((v.capacity(), v.len(), v.as_ptr()), (1000, 0, at));
+    }
 
     /// A GeoTIFF of `w`x`h` whose pixel (x, y) is `px(x, y)`, written by
     /// GDAL with the given creation options; returns its pixels.
@@ -1664,7 +1821,7 @@ mod tests {
                 assert!(!inflate(&stream, &mut v, usize::MAX, 256, false).unwrap());
                 v
             } else if codec == "ZSTD" {
-                unzstd(&stream, 256).unwrap().unwrap()
+                unzstd(&stream, Vec::with_capacity(256)).unwrap().unwrap()
             } else {
                 unlzw(&stream, 256).unwrap()
             };

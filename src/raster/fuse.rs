@@ -9,7 +9,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
 use crate::geo::{Overlap, Window};
-use crate::raster::cog::{CogReader, Fetched};
+use crate::raster::cog::{CogReader, Fetched, RowPart, RowSink};
 use crate::raster::constant::Pixels;
 use crate::raster::grid::OutputGrid;
 use crate::raster::plan::{AssetLoc, Source};
@@ -110,10 +110,9 @@ fn paste_fill(out: &mut [u8], window: Window, o: &Overlap, value: u8, nodata: u8
     if value == nodata {
         return;
     }
-    let row = vec![value; o.src.width];
     for r in 0..o.src.height {
         let dst = &mut out[(o.dst_y + r) * window.width + o.dst_x..][..o.src.width];
-        paste_row(dst, &row, nodata);
+        paste_value_row(dst, value, nodata);
     }
 }
 
@@ -234,9 +233,10 @@ pub(crate) async fn fetch_window(
 }
 
 impl FetchedWindow {
-    /// Decodes the sources and pastes them in fusing order on the reader's
-    /// decode pool (one thread per core: windows waiting on the network or
-    /// for the pool hold only compressed bytes).
+    /// Decodes the sources and pastes them in fusing order: here, on the
+    /// runtime's worker (one per core: windows waiting on the network hold
+    /// only compressed bytes), or on the reader's decode pool when a source
+    /// is warped (GDAL is never called on the runtime's threads).
     pub(crate) async fn fuse(
         self,
         reader: &CogReader,
@@ -250,24 +250,27 @@ impl FetchedWindow {
             stats,
         } = self;
         let (grid, policy) = (grid.clone(), policy.clone());
-        let out = reader
-            .decode(move || {
-                let mut out = Fused::new(window, fill);
-                for (src, o, f) in parts {
-                    match (o, f, &src.loc) {
-                        // every source is decoded, even under a window already
-                        // full, so that a corrupt file is reported as with GDAL
-                        (Some(o), Some(f), _) => match f.decode().map_err(|e| item_err(&src, e))? {
-                            Pixels::Data(buf) => out.paste(&o, buf),
-                            Pixels::Constant(v) => out.paste_value(&o, v),
-                        },
-                        (Some(o), None, AssetLoc::Fill(v)) => out.paste_value(&o, *v),
-                        _ => fuse_warped(out.data(), window, &src, &grid, fill, &policy)?,
+        let warped = parts.iter().any(|(s, _, _)| s.warp.is_some());
+        let job = move || {
+            let mut out = Fused::new(window, fill);
+            for (src, o, f) in parts {
+                match (o, f, &src.loc) {
+                    // every source is decoded, even under a window already
+                    // full, so that a corrupt file is reported as with GDAL
+                    (Some(o), Some(f), _) => {
+                        out.paste_decoded(&o, f).map_err(|e| item_err(&src, e))?
                     }
+                    (Some(o), None, AssetLoc::Fill(v)) => out.paste_value(&o, *v),
+                    _ => fuse_warped(out.data(), window, &src, &grid, fill, &policy)?,
                 }
-                Ok::<_, Error>(out.into_pixels())
-            })
-            .await??;
+            }
+            Ok::<_, Error>(out.into_pixels())
+        };
+        let out = if warped {
+            reader.decode(job).await??
+        } else {
+            CogReader::decode_here(job)??
+        };
         Ok((out, stats))
     }
 }
@@ -339,6 +342,29 @@ impl Fused {
         paste(self.data(), window, o, &buf, fill)
     }
 
+    /// Decodes a source's window over `o` and pastes it (first valid
+    /// wins): into the window's pixels as it is decoded, block row by block
+    /// row, with no window of the source's own made first — unless it is
+    /// the first source and covers the window (its pixels are the window's
+    /// then) or one value. A window already full is decoded all the same,
+    /// so that a corrupt file is reported as with GDAL.
+    fn paste_decoded(&mut self, o: &Overlap, src: impl Decode) -> Result<()> {
+        if self.full() {
+            return src.decode_to(&mut Discard).map(|_| ());
+        }
+        if self.empty() && self.covers(o) {
+            match src.decode()? {
+                Pixels::Data(buf) => self.paste(o, buf),
+                Pixels::Constant(v) => self.paste_value(o, v),
+            }
+            return Ok(());
+        }
+        if let Some(v) = src.decode_to(&mut Paste { fused: self, o })? {
+            self.paste_value(o, v);
+        }
+        Ok(())
+    }
+
     /// Pastes one value over `o` (a constant source window or a missing
     /// asset's value).
     fn paste_value(&mut self, o: &Overlap, value: u8) {
@@ -351,6 +377,72 @@ impl Fused {
         }
         let (window, fill) = (self.window, self.fill);
         paste_fill(self.data(), window, o, value, fill)
+    }
+}
+
+/// A source's window that decodes row by row (see [`Fetched::decode_to`]).
+trait Decode {
+    /// Its pixels, or its one value.
+    fn decode(self) -> Result<Pixels>;
+    /// Into `sink` (`Some(value)`, and nothing given, when it is one value).
+    fn decode_to(self, sink: &mut dyn RowSink) -> Result<Option<u8>>;
+}
+
+impl Decode for Fetched {
+    fn decode(self) -> Result<Pixels> {
+        Fetched::decode(self)
+    }
+
+    fn decode_to(self, sink: &mut dyn RowSink) -> Result<Option<u8>> {
+        Fetched::decode_to(self, sink)
+    }
+}
+
+/// A source's rows pasted straight into a [`Fused`] window over `o`.
+struct Paste<'a> {
+    fused: &'a mut Fused,
+    o: &'a Overlap,
+}
+
+impl RowSink for Paste<'_> {
+    fn value_rows(&mut self, rows: usize, value: u8) {
+        let top = Overlap {
+            src: Window {
+                height: rows,
+                ..self.o.src
+            },
+            ..*self.o
+        };
+        self.fused.paste_value(&top, value);
+    }
+
+    fn part(&mut self, y: usize, x: usize, part: RowPart<'_>) {
+        let (width, fill) = (self.fused.window.width, self.fused.fill);
+        let at = (self.o.dst_y + y) * width + self.o.dst_x + x;
+        let n = part.len();
+        match part {
+            RowPart::Pixels(p) => paste_row(&mut self.fused.data()[at..][..n], p, fill),
+            RowPart::Value(_, v) if v != fill => {
+                paste_value_row(&mut self.fused.data()[at..][..n], v, fill)
+            }
+            RowPart::Value(..) => {}
+        }
+    }
+}
+
+/// Rows decoded only to be checked.
+struct Discard;
+
+impl RowSink for Discard {
+    fn value_rows(&mut self, _: usize, _: u8) {}
+    fn part(&mut self, _: usize, _: usize, _: RowPart<'_>) {}
+}
+
+/// dst = value where dst is still `nodata`.
+#[inline]
+fn paste_value_row(dst: &mut [u8], value: u8, nodata: u8) {
+    for d in dst.iter_mut() {
+        *d = if *d == nodata { value } else { *d };
     }
 }
 
@@ -404,14 +496,46 @@ mod tests {
                 }
                 .unwrap();
                 let n = o.src.width * o.src.height;
-                let value = [0u8, 1, 255, 7][next(4) as usize];
-                if next(2) == 0 {
-                    fused.paste_value(&o, value);
-                    paste_fill(&mut naive, window, &o, value, fill);
-                } else {
-                    let buf: Vec<u8> = (0..n).map(|_| [0u8, 1, 255, 7][next(4) as usize]).collect();
-                    paste(&mut naive, window, &o, &buf, fill);
-                    fused.paste(&o, buf);
+                let values = [0u8, 1, 255, 7];
+                let value = values[next(4) as usize];
+                match next(3) {
+                    0 => {
+                        fused.paste_value(&o, value);
+                        paste_fill(&mut naive, window, &o, value, fill);
+                    }
+                    1 => {
+                        let buf: Vec<u8> = (0..n).map(|_| values[next(4) as usize]).collect();
+                        paste(&mut naive, window, &o, &buf, fill);
+                        fused.paste(&o, buf);
+                    }
+                    _ => {
+                        // decoded into the window: its first rows one value
+                        // (all of them, some or none), then pixels that are
+                        // random, or one value per row
+                        let (w, h) = (o.src.width, o.src.height);
+                        let top = [0, h, next(h as u64 + 1) as usize][next(3) as usize];
+                        let per_row = next(2) == 0;
+                        let mut buf = vec![value; top * w];
+                        for _ in top..h {
+                            let v = values[next(4) as usize];
+                            buf.extend((0..w).map(|_| {
+                                if per_row {
+                                    v
+                                } else {
+                                    values[next(4) as usize]
+                                }
+                            }));
+                        }
+                        let cuts = (0..next(4)).map(|_| 1 + next(w as u64) as usize).collect();
+                        paste(&mut naive, window, &o, &buf, fill);
+                        let src = RowsOf {
+                            px: buf,
+                            width: w,
+                            cuts,
+                            short: next(2) == 0,
+                        };
+                        fused.paste_decoded(&o, src).unwrap();
+                    }
                 }
             }
             assert_eq!(
@@ -419,6 +543,59 @@ mod tests {
                 naive,
                 "case {case}"
             );
+        }
+    }
+
+    /// A source window given as bytes, decoded the way
+    /// [`Fetched::decode_to`] gives one: its first rows of one value as a
+    /// run, each later row in parts cut at `cuts` (a part of one value as
+    /// a value); a window of one value as that value when `short`.
+    struct RowsOf {
+        px: Vec<u8>,
+        width: usize,
+        cuts: Vec<usize>,
+        short: bool,
+    }
+
+    impl Decode for RowsOf {
+        fn decode(self) -> Result<Pixels> {
+            Ok(match crate::raster::constant::uniform(&self.px) {
+                Some(v) => Pixels::Constant(v),
+                None => Pixels::Data(self.px),
+            })
+        }
+
+        fn decode_to(self, sink: &mut dyn RowSink) -> Result<Option<u8>> {
+            let first = self.px[0];
+            if self.short && self.px.iter().all(|&b| b == first) {
+                return Ok(Some(first));
+            }
+            let rows = self.px.chunks(self.width);
+            let top = rows
+                .clone()
+                .take_while(|r| r.iter().all(|&b| b == first))
+                .count();
+            let top = top.min(self.px.len() / self.width - 1);
+            if top > 0 {
+                sink.value_rows(top, first);
+            }
+            let mut cuts = self.cuts.clone();
+            cuts.retain(|&c| c < self.width);
+            cuts.push(self.width);
+            cuts.sort_unstable();
+            cuts.dedup();
+            for (y, row) in rows.enumerate().skip(top) {
+                let mut x = 0;
+                for &end in &cuts {
+                    let part = &row[x..end];
+                    match crate::raster::constant::uniform(part) {
+                        Some(v) if y % 2 == 0 => sink.part(y, x, RowPart::Value(part.len(), v)),
+                        _ => sink.part(y, x, RowPart::Pixels(part)),
+                    }
+                    x = end;
+                }
+            }
+            Ok(None)
         }
     }
 
