@@ -20,33 +20,48 @@ API=http://127.0.0.1:$PORT
 wait_url "$API/"
 [ "${CLUSTER:-1}" != 0 ] && start_cluster
 
+# the physical floor (the needed blocks' compressed bytes inflated, nothing
+# else), measured in every round too: the windows the scene needs (from the
+# floor script's own search and grid), and the floor's binary
+# (dev profile: its per-package opt-levels build zlib-rs and libdeflate at
+# opt-level 3, as release does; the bench profile would rebuild every
+# dependency with the dev-dependencies' features)
+"$PY" benches/decode_floor.py --windows "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 > "$OUT/windows.txt"
+FLOOR=$(cargo bench --locked -q --profile dev --bench inflate_floor --no-run --message-format=json \
+  | "$PY" -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "inflate_floor" and m.get("executable"):
+        print(m["executable"])')
+[ -x "$FLOOR" ] || { echo "the inflate_floor bench did not build" >&2; exit 1; }
 {
-  # the stack, floodsql (local, on the cluster) and the GDAL floor in rounds,
-  # one run of each per round (see measure_rounds)
+  # the stack, floodsql (local, on the cluster), GDAL's floor and the
+  # inflate floor in rounds, one run of each per round (see measure_rounds):
+  # floodsql and the floors share the machine's slow and fast spells
   CMD_python_peer=("$PY" tests/py/peer_tutorial.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 "$OUT/peer.tif")
   EXTENT=("$BIN" --quiet extent --stac-url "$API" --collection GFM --bbox "$BBOX"
       --datetime 2022-09-01T00:00:00Z/2022-10-01T00:00:00Z)
   CMD_floodsql=("${EXTENT[@]}" --out "$OUT/ours.tif")
   CMD_floodsql_cluster=("${EXTENT[@]}" --out "$OUT/cluster.tif" --cluster "${SCHED:-}")
   CMD_decode_floor=("$PY" benches/decode_floor.py "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 2)
+  CMD_inflate_floor=("$FLOOR" --round "$OUT/floor_rounds" "$OUT/windows.txt")
   if [ "${CLUSTER:-1}" != 0 ]; then
-    measure_rounds python_peer floodsql floodsql_cluster decode_floor
+    measure_rounds python_peer floodsql floodsql_cluster decode_floor inflate_floor
   else
-    measure_rounds python_peer floodsql decode_floor
+    measure_rounds python_peer floodsql decode_floor inflate_floor
   fi
 } > "$OUT/results"
 [ "${CLUSTER:-1}" != 0 ] && echo "executors' peak RSS MB: $(executor_peaks)"
-# the physical floor: the needed blocks' compressed bytes inflated, nothing else
-"$PY" benches/decode_floor.py --windows "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 > "$OUT/windows.txt"
-# (dev profile: its per-package opt-levels build zlib-rs and libdeflate at
-# opt-level 3, as release does; the bench profile would rebuild every
-# dependency with the dev-dependencies' features)
-cargo bench --locked -q --profile dev --bench inflate_floor -- "$OUT/windows.txt"
+# the floor's details (blocks, one thread, every core; best of 3)
+"$FLOOR" "$OUT/windows.txt"
 
-"$PY" - "$OUT/results" "$OUT/ours.tif" "$OUT/peer.tif" "$SCALE" "$PROFILE" "$OUT/cluster.tif" <<'PYEOF'
-import os, sys
+"$PY" - "$OUT/results" "$OUT/ours.tif" "$OUT/peer.tif" "$SCALE" "$PROFILE" "$OUT/cluster.tif" "$OUT/rounds_floodsql" "$OUT/floor_rounds" <<'PYEOF'
+import os, statistics, sys
 import numpy as np, rasterio
 rows = {l.split()[0]: (float(l.split()[1]), int(l.split()[2]), l.split()[3:5]) for l in open(sys.argv[1])}
+# the inflate floor's row times its block loading (GDAL): its inflate times
+# are in its own log, compared round by round below
+rows.pop("inflate_floor", None)
 a, b = rasterio.open(sys.argv[2]), rasterio.open(sys.argv[3])
 same = a.transform == b.transform and np.array_equal(a.read(1), b.read(1))
 pt, pm, _ = rows["python_peer"]
@@ -56,4 +71,13 @@ if os.path.exists(sys.argv[6]):
 print(f"{'':17}{'wall s':>9}{'peak MB':>9}{'time/peer':>11}{'mem/peer':>10}   runs (fastest-slowest s)")
 for k, (t, m, span) in rows.items():
     print(f"{k:17}{t:9.2f}{m:9d}{t / pt:11.3f}{m / pm:10.3f}   {'-'.join(span)}")
+# floodsql against the inflate floor on every core, round by round (the same
+# spell): the median of the rounds' ratios, and their range
+ours = [float(l.split()[0]) for l in open(sys.argv[7])]
+floors = [tuple(map(float, l.split())) for l in open(sys.argv[8])]
+for i, name in enumerate(["libdeflate", "zlib-rs"]):
+    r = sorted(o / f[i] for o, f in zip(ours, floors))
+    fl = statistics.median(f[i] for f in floors)
+    print(f"floodsql / {name} floor (all cores, {fl:.3f} s median), per round: "
+          f"{statistics.median(r):.2f}x ({r[0]:.2f}-{r[-1]:.2f}x)")
 PYEOF

@@ -7,6 +7,11 @@
 //!
 //!   cargo bench --profile dev --bench inflate_floor -- WINDOWS_FILE
 //!
+//! With `--round LOG` only the two floors on every core are measured (the
+//! best of 3 each) and appended to LOG as "LIBDEFLATE_S ZLIB_RS_S":
+//! `benches/e2e.sh` runs it once per round, beside floodsql, so that the
+//! two are compared within the same spell of this VM's speed.
+//!
 //! WINDOWS_FILE has one needed window per line, "PATH COL ROW WIDTH HEIGHT"
 //! in the file's pixels (`benches/decode_floor.py --windows` writes it, from
 //! its own search and grid, not floodsql's). Block offsets and sizes come
@@ -14,16 +19,26 @@
 //! block a window touches is counted once per file.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Instant;
 
 use gdal::Metadata;
 
+/// A needed block: its compressed bytes, decoded size, and whether it is ZSTD.
+type Block = (Vec<u8>, usize, bool);
+
 fn main() {
-    let list = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .expect("usage: inflate_floor WINDOWS_FILE");
+    // WINDOWS_FILE, and --round LOG (cargo adds flags of its own: skipped)
+    let (mut list, mut round_log) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--round" {
+            round_log = Some(args.next().expect("--round LOG"));
+        } else if !a.starts_with('-') && list.is_none() {
+            list = Some(a);
+        }
+    }
+    let list = list.expect("usage: inflate_floor [--round LOG] WINDOWS_FILE");
     let text = std::fs::read_to_string(&list).expect("reading the windows file");
     // (path) -> blocks needed
     let mut need: HashMap<String, BTreeSet<(usize, usize)>> = HashMap::new();
@@ -149,30 +164,37 @@ fn main() {
             std::hint::black_box(&v);
         }
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = blocks.len().div_ceil(cores).max(1);
+    let on_all_cores = |one: &(dyn Fn(&[Block]) + Sync)| {
+        time(&|| {
+            std::thread::scope(|s| {
+                for part in blocks.chunks(per) {
+                    s.spawn(|| one(part));
+                }
+            })
+        })
+    };
+    if let Some(log) = round_log {
+        let (floor, floor_z) = (on_all_cores(&libdeflate), on_all_cores(&zlib_rs));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("opening the round log");
+        writeln!(f, "{floor:.4} {floor_z:.4}").expect("writing the round log");
+        return;
+    }
     let r = time(&|| libdeflate_reused(&blocks));
     println!("libdeflate into one reused buffer: {r:.3} s");
     let z = time(&|| zlib_rs(&blocks));
     let l = time(&|| libdeflate(&blocks));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = blocks.len().div_ceil(cores).max(1);
-    let floor = time(&|| {
-        std::thread::scope(|s| {
-            for part in blocks.chunks(per) {
-                s.spawn(|| libdeflate(part));
-            }
-        })
-    });
+    let floor = on_all_cores(&libdeflate);
     println!(
         "inflate, 1 thread: zlib-rs (flate2) {z:.3} s, libdeflate {l:.3} s ({:.2}x)",
         z / l
     );
-    let floor_z = time(&|| {
-        std::thread::scope(|s| {
-            for part in blocks.chunks(per) {
-                s.spawn(|| zlib_rs(part));
-            }
-        })
-    });
+    let floor_z = on_all_cores(&zlib_rs);
     println!("all {cores} cores: libdeflate {floor:.3} s, zlib-rs {floor_z:.3} s");
     println!("physical floor: {:.3} s", floor.min(floor_z));
 }
