@@ -587,16 +587,25 @@ mod scratch {
             .unwrap_or_else(|| Vec::with_capacity(n))
     }
 
-    /// Gives `v` back for a later [`take`] on this thread.
+    /// Gives `v` back for a later [`take`] on this thread; when `KEPT`
+    /// are kept, the oldest goes (a buffer of a size no block asks for
+    /// again, e.g. a window's bottom rows only, does not stay for good).
     pub(super) fn give(v: Vec<u8>) {
         if v.capacity() == 0 || v.capacity() > MAX_KEPT_BYTES {
             return;
         }
         SPARE.with_borrow_mut(|s| {
-            if s.len() < KEPT {
-                s.push(v);
+            if s.len() == KEPT {
+                s.remove(0);
             }
+            s.push(v);
         });
+    }
+
+    /// The capacities of this thread's kept buffers.
+    #[cfg(test)]
+    pub(super) fn kept() -> Vec<usize> {
+        SPARE.with_borrow(|s| s.iter().map(Vec::capacity).collect())
     }
 }
 
@@ -740,7 +749,8 @@ impl RowSink for Collect {
 
     fn part(&mut self, y: usize, x: usize, part: RowPart<'_>) {
         debug_assert_eq!(self.out.len(), y * self.width + x);
-        self.out.reserve_exact(self.area - self.out.len());
+        self.out
+            .reserve_exact(self.area.saturating_sub(self.out.len()));
         match part {
             RowPart::Pixels(p) => self.out.extend_from_slice(p),
             RowPart::Value(n, v) => self.out.resize(self.out.len() + n, v),
@@ -1296,6 +1306,12 @@ mod tests {
         assert_eq!((w.capacity(), w.len()), (999, 0));
         let v = scratch::take(1000);
         assert_eq!((v.capacity(), v.len(), v.as_ptr()), (1000, 0, at));
+        // a thread's buffers all of sizes no longer asked for: the newest
+        // given is kept all the same
+        (0..20).for_each(|k| scratch::give(Vec::with_capacity(10 + k)));
+        scratch::give(v);
+        let kept = scratch::kept();
+        assert_eq!((kept.len(), kept.last()), (8, Some(&1000)), "{kept:?}");
     }
 
     /// A GeoTIFF of `w`x`h` whose pixel (x, y) is `px(x, y)`, written by
