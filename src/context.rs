@@ -59,6 +59,7 @@ impl QueryProgress {
     /// goes (its count of items found would contradict the plan's count of
     /// items on the grid).
     pub fn plan(&self, line: &str) {
+        tracing::info!("plan: {line}");
         self.search.finish_and_clear();
         self.note(&format!("plan: {line}"));
     }

@@ -254,6 +254,16 @@ pub(crate) fn build_store(
     key: &Url,
     policy: &Arc<ReadPolicy>,
 ) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
+    let started = std::time::Instant::now();
+    let store = new_store(key, policy);
+    tracing::debug!("{} store built in {:?}", key.scheme(), started.elapsed());
+    store
+}
+
+fn new_store(
+    key: &Url,
+    policy: &Arc<ReadPolicy>,
+) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
     let trimmed = key.as_str().trim_end_matches('/');
     let url = if key.query().is_some() {
         key.as_str()

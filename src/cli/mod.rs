@@ -281,6 +281,7 @@ fn chain_report(e: &anyhow::Error) -> String {
 /// exit 1 (130 / 143 when SIGINT / SIGTERM stopped the run).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -291,6 +292,22 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// With `FLOODSQL_LOG` set (a filter such as `info` or
+/// `floodsql=debug`), what the engine logs goes to stderr, stamped with the
+/// seconds since start: where a run spends its time (the server roles log
+/// to stdout at `info` instead).
+fn init_logging() {
+    let Ok(filter) = std::env::var("FLOODSQL_LOG") else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 #[cfg(test)]

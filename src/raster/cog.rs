@@ -1003,33 +1003,57 @@ impl CogReader {
     /// The layout of `obj`, read from its header once and kept. Concurrent
     /// callers share one read, run by a spawned task.
     async fn layout(&self, obj: &Object) -> Result<Arc<Layout>> {
-        let pending = {
-            let mut c = self.layout_cache()?;
-            if let Some(l) = c.map.get(&obj.location) {
-                return Ok(l.clone());
-            }
-            match c.in_flight.get(&obj.location) {
-                Some(p) => p.clone(),
-                None => {
-                    let p: PendingLayout = spawn_shared(
-                        "header read",
-                        read_layout(obj.clone(), self.layouts.clone(), self.blocks.clone()),
-                    );
-                    c.in_flight.insert(obj.location.clone(), p.clone());
-                    p
-                }
-            }
-        };
-        pending.await.map_err(|e| read_err(e.to_string()))
+        match self.layout_or_read(obj)? {
+            Ok(l) => Ok(l),
+            Err(pending) => pending.await.map_err(|e| read_err(e.to_string())),
+        }
     }
 
-    /// Reads the header of the COG at `location` ahead of its windows (kept
-    /// in the layout cache, shared with any read of it in flight), so that
-    /// a window's fetch then waits for its blocks only.
-    pub(crate) async fn prefetch_header(&self, env: &RuntimeEnv, location: &str) -> Result<()> {
-        if self.layout_cache()?.map.contains_key(location) {
-            return Ok(());
+    /// The layout of `obj` when it is cached, or else its header's read in
+    /// flight, started now by a spawned task if none is.
+    fn layout_or_read(
+        &self,
+        obj: &Object,
+    ) -> Result<std::result::Result<Arc<Layout>, PendingLayout>> {
+        let mut c = self.layout_cache()?;
+        if let Some(l) = c.map.get(&obj.location) {
+            return Ok(Ok(l.clone()));
         }
+        if let Some(p) = c.in_flight.get(&obj.location) {
+            return Ok(Err(p.clone()));
+        }
+        tracing::debug!("header read: {}", obj.location);
+        let p: PendingLayout = spawn_shared(
+            "header read",
+            read_layout(obj.clone(), self.layouts.clone(), self.blocks.clone()),
+        );
+        c.in_flight.insert(obj.location.clone(), p.clone());
+        Ok(Err(p))
+    }
+
+    /// Starts reading the header of the COG at `location` ahead of its
+    /// windows, without waiting for it: the read runs as its own task and
+    /// its layout is cached (a window's fetch then waits for its blocks
+    /// only, or joins the read still in flight). Nothing is started when the
+    /// header is cached or being read. An error (a refused or malformed
+    /// location) is returned here; one of the read itself is met again by
+    /// the window's fetch, which names the item.
+    pub(crate) fn start_header(&self, env: &RuntimeEnv, location: &str) -> Result<()> {
+        {
+            let c = self.layout_cache()?;
+            if c.map.contains_key(location) || c.in_flight.contains_key(location) {
+                return Ok(());
+            }
+        }
+        let obj = self.object(env, location)?;
+        self.layout_or_read(&obj).map(|_| ())
+    }
+
+    /// Starts reading the header of the COG at `location` (see
+    /// [`Self::start_header`]) and waits for it.
+    #[cfg(test)]
+    pub(crate) async fn prefetch_header(&self, env: &RuntimeEnv, location: &str) -> Result<()> {
+        self.start_header(env, location)?;
         let obj = self.object(env, location)?;
         self.layout(&obj).await.map(|_| ())
     }
@@ -1645,6 +1669,12 @@ mod tests {
         let p = dir.path().join("a.tif");
         let px = write(&p, 40, 30, &opts);
         let loc = p.display().to_string();
+        // started, not awaited: the read is in flight (or done) at once
+        reader.start_header(&env, &loc).unwrap();
+        {
+            let c = reader.layout_cache().unwrap();
+            assert!(c.in_flight.contains_key(&loc) || c.map.contains_key(&loc));
+        }
         let (a, b) = futures::join!(
             reader.prefetch_header(&env, &loc),
             reader.prefetch_header(&env, &loc)

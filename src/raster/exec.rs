@@ -53,7 +53,7 @@ use crate::options::{FloodsqlOptions, Reader};
 use crate::raster::area::{AreaColumn, ChunkValue, ZoneColumn};
 use crate::raster::cog::CogReader;
 use crate::raster::constant::Pixels;
-use crate::raster::fuse::{fetch_window, fuse_window, prefetch_headers, FetchedWindow, FuseStats};
+use crate::raster::fuse::{fetch_window, fuse_window, header_locations, FetchedWindow, FuseStats};
 use crate::raster::grid::OutputGrid;
 use crate::raster::plan::{AssetSpec, ChunkIndex, ScanPlan, Source};
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -132,12 +132,12 @@ impl ChunkColumn {
 /// critical path.
 const READ_AHEAD: usize = 32;
 
-/// How many rows per partition, beyond those fetching blocks, have the
-/// headers of their COGs read: a row's fetch then costs one round trip to
-/// the store, not two (header, then blocks). A header is a few KB of
-/// layout, cached by location; 128 rows of a few files each stay well
-/// inside the reader's layout cache.
-const HEADER_AHEAD: usize = 128;
+/// How many COGs per partition, beyond those of the rows fetching blocks,
+/// have their headers read ahead ([`HeaderScout`]): a row's fetch then
+/// costs one round trip to the store, not two (header, then blocks). Each
+/// read is one request of at most 128 KB (`tiff::HEADER_READ`), its bytes
+/// kept in the reader's bounded block cache.
+const HEADERS_AHEAD: usize = 64;
 
 /// The schema of `flood_chunks(...)`.
 pub(crate) fn chunk_schema() -> SchemaRef {
@@ -628,6 +628,8 @@ impl ExecutionPlan for FloodChunksExec {
             ProcessLabel::prefix(ctx.session_config()),
             ctx.task_id().map(|t| format!("[{t}] ")).unwrap_or_default()
         );
+        let opener = Arc::new(UnitReader::new(self, partition, &ctx)?);
+        let scout = opener.clone();
         let units = futures::stream::once(async move {
             let batches: Vec<RecordBatch> = assignment.try_collect().await?;
             let chunks = assigned_chunks(&batches)?;
@@ -638,22 +640,23 @@ impl ExecutionPlan for FloodChunksExec {
                 chunks.len(),
                 plan.pixels.name
             );
+            let mut scout = HeaderScout::new(scout, &units)?;
+            // a row is taken when the fetch stage has room for it: the
+            // scout then reads headers ahead of it
             Ok::<_, datafusion::error::DataFusionError>(futures::stream::iter(
-                units
-                    .into_iter()
-                    .map(Ok::<_, datafusion::error::DataFusionError>),
+                units.into_iter().map(move |u| {
+                    scout.take();
+                    Ok::<_, datafusion::error::DataFusionError>(u)
+                }),
             ))
         })
         .try_flatten();
-        let opener = Arc::new(UnitReader::new(self, partition, &ctx)?);
-        let (headers, reader) = (opener.clone(), opener.clone());
-        // three stages: rows' headers read further ahead, their blocks
-        // fetched well ahead (compressed bytes: both hide the store's
+        let reader = opener.clone();
+        // two stages: rows' blocks fetched well ahead (compressed bytes:
+        // with the headers read further ahead, this hides the store's
         // latency), then decoded and fused a few at a time (pixels: bounds
         // the memory)
         let stream = units
-            .map_ok(move |u| headers.clone().headers(u))
-            .try_buffered(HEADER_AHEAD)
             .map_ok(move |u| opener.clone().fetch(u))
             .try_buffered(self.concurrency * READ_AHEAD)
             .map_ok(move |p| reader.clone().read(p))
@@ -737,21 +740,6 @@ impl UnitReader {
         })
     }
 
-    /// The first stage of a (slice, chunk) row: the sources of every asset
-    /// it reads and, with the native reader, the headers of their COGs read
-    /// (cached by location); with GDAL, nothing more.
-    async fn headers(self: Arc<Self>, u: Unit) -> Result<Planned> {
-        let assets = self.assets(&u)?;
-        if self.reader == Reader::Native {
-            let (cog, env, window) = (&self.cog, &self.env, u.window);
-            futures::future::try_join_all(assets.iter().map(|(_, sources)| async move {
-                prefetch_headers(cog, env, window, sources).await
-            }))
-            .await?;
-        }
-        Ok(Planned { unit: u, assets })
-    }
-
     /// The sources of every asset read for `u` with the asset's nodata:
     /// the `pixels` asset first, when read, then the extra ones in column
     /// order.
@@ -771,12 +759,12 @@ impl UnitReader {
         Ok(assets)
     }
 
-    /// The second stage of a (slice, chunk) row: with the native reader,
+    /// The first stage of a (slice, chunk) row: with the native reader,
     /// every asset's blocks fetched (compressed bytes only, so many rows can
     /// wait in this stage at once and hide the store's latency); with GDAL,
     /// nothing yet.
-    async fn fetch(self: Arc<Self>, p: Planned) -> Result<Prefetched> {
-        let Planned { unit: u, assets } = p;
+    async fn fetch(self: Arc<Self>, u: Unit) -> Result<Prefetched> {
+        let assets = self.assets(&u)?;
         let timer = self.metrics.read_time.timer();
         let windows = match self.reader {
             // every asset's blocks at once
@@ -863,12 +851,75 @@ impl UnitReader {
     }
 }
 
-/// A (slice, chunk) row between its first two stages: the sources of each
-/// asset it reads with the asset's nodata ([`UnitReader::assets`], made
-/// once per row).
-struct Planned {
-    unit: Unit,
-    assets: Vec<(u8, Vec<Source>)>,
+/// Reads the headers of a scan partition's COGs ahead of its rows, counted
+/// in files rather than rows: with the native reader, when a row is taken
+/// by the fetch stage the headers of every COG of the rows taken so far and
+/// of the next [`HEADERS_AHEAD`] COGs after them are being read. Reads are
+/// started, not awaited (each is a task of the reader's, shared with any
+/// fetch that needs it), so the scout never holds a row back, and a COG is
+/// read once however many rows use it. Ahead-reading by rows instead (a
+/// buffered stage of 128 rows) started only the first 128 rows' headers
+/// until the first of them came back: on the medium scene at 100 ms, the
+/// last COGs' headers went out a round trip late.
+struct HeaderScout {
+    reader: Arc<UnitReader>,
+    /// Each COG the partition reads natively, in the order its rows first
+    /// use them, with the index of that first row.
+    files: Vec<(usize, String)>,
+    /// Rows taken so far.
+    taken: usize,
+    /// Files first used by the rows taken so far (a prefix of `files`).
+    through: usize,
+    /// Files whose header reads have been started (a prefix of `files`).
+    started: usize,
+}
+
+impl HeaderScout {
+    fn new(reader: Arc<UnitReader>, units: &[Unit]) -> Result<Self> {
+        let mut files = Vec::new();
+        if reader.reader == Reader::Native {
+            let mut seen = std::collections::HashSet::new();
+            for (i, u) in units.iter().enumerate() {
+                for (_, sources) in reader.assets(u)? {
+                    for loc in header_locations(u.window, &sources) {
+                        if !seen.contains(loc) {
+                            seen.insert(loc.to_string());
+                            files.push((i, loc.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            reader,
+            files,
+            taken: 0,
+            through: 0,
+            started: 0,
+        })
+    }
+
+    /// The next row is taken: reads up to [`HEADERS_AHEAD`] files past its
+    /// own are started. A location refused or malformed is left to the
+    /// row's fetch, which reports it with its item.
+    fn take(&mut self) {
+        let row = self.taken;
+        self.taken += 1;
+        while self
+            .files
+            .get(self.through)
+            .is_some_and(|(first, _)| *first <= row)
+        {
+            self.through += 1;
+        }
+        let until = (self.through + HEADERS_AHEAD).min(self.files.len());
+        for (_, loc) in self.files.get(self.started..until).unwrap_or_default() {
+            if let Err(e) = self.reader.cog.start_header(&self.reader.env, loc) {
+                tracing::debug!("header of {loc} not read ahead: {e}");
+            }
+        }
+        self.started = self.started.max(until);
+    }
 }
 
 /// One asset's window between the last two stages of a row.

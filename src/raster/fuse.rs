@@ -161,32 +161,20 @@ pub(crate) struct FetchedWindow {
     stats: FuseStats,
 }
 
-/// Reads the headers of the COGs `sources` need over `window` with the
-/// native reader, ahead of [`fetch_window`] (which then waits for blocks
-/// only). An unreadable header is the item's error, as in `fetch_window`.
-pub(crate) async fn prefetch_headers(
-    reader: &CogReader,
-    env: &RuntimeEnv,
+/// The COGs whose headers the native reader needs to read `sources` over
+/// `window`: those it reads (not warped, not a missing asset) that overlap
+/// the window.
+pub(crate) fn header_locations<'a>(
     window: Window,
-    sources: &[Source],
-) -> Result<()> {
-    futures::future::try_join_all(
-        sources
-            .iter()
-            .filter(|s| s.warp.is_none() && s.overlap(window).is_some())
-            .filter_map(|s| match &s.loc {
-                AssetLoc::Read(path) => Some((s, path)),
-                AssetLoc::Fill(_) => None,
-            })
-            .map(|(s, path)| async move {
-                reader
-                    .prefetch_header(env, path)
-                    .await
-                    .map_err(|e| item_err(s, e))
-            }),
-    )
-    .await
-    .map(|_| ())
+    sources: &'a [Source],
+) -> impl Iterator<Item = &'a str> + 'a {
+    sources
+        .iter()
+        .filter(move |s| s.warp.is_none() && s.overlap(window).is_some())
+        .filter_map(|s| match &s.loc {
+            AssetLoc::Read(path) => Some(path.as_str()),
+            AssetLoc::Fill(_) => None,
+        })
 }
 
 /// Fetches the blocks `sources` need over `window` with the native reader,

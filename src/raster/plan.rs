@@ -546,6 +546,7 @@ pub(crate) struct ScanRequest<'a> {
 /// A grid or read volume over the request's limits is refused here, before
 /// anything is allocated or read.
 pub(crate) fn plan_scan(req: ScanRequest<'_>) -> Result<ScanPlan> {
+    tracing::debug!("scan plan: {} items", req.items.len());
     let ScanRequest {
         items,
         bbox,
