@@ -32,27 +32,35 @@ PYEOF
 
 OURS=("$BIN" --quiet extent --collection GFM --bbox "$BBOX" --datetime "$DT")
 
+# one range server per delay, all up before the first round
+declare -A PORT
+for d in $DELAYS; do
+  PORT[$d]=$(free_port); "$PY" tests/py/range_server.py "$DIR/cogs" "${PORT[$d]}" "$d" & PIDS="$PIDS $!"
+  wait_url "http://127.0.0.1:${PORT[$d]}/__stats"
+  rewrite "$DIR/items.json" "$OUT/items_$d.json" "http://127.0.0.1:${PORT[$d]}"
+done
+CMD_local_native=("${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local.tif")
+CMD_local_gdal=("${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local_gdal.tif" --set floodsql.reader=gdal)
+NAMES=(local_native local_gdal)
+for d in $DELAYS; do
+  declare -a "CMD_http${d}ms_native=(\"\${OURS[@]}\" --stac-url \"\$OUT/items_$d.json\" --out \"\$OUT/http_${d}_native.tif\")"
+  declare -a "CMD_http${d}ms_gdal=(\"\${OURS[@]}\" --stac-url \"\$OUT/items_$d.json\" --out \"\$OUT/http_${d}_gdal.tif\" --set floodsql.reader=gdal)"
+  NAMES+=("http${d}ms_native" "http${d}ms_gdal")
+done
 {
-  measure local_native "${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local.tif"
-  measure local_gdal "${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local_gdal.tif" --set floodsql.reader=gdal
-  for d in $DELAYS; do
-    RP=$(free_port); "$PY" tests/py/range_server.py "$DIR/cogs" "$RP" "$d" & PIDS="$PIDS $!"
-    wait_url "http://127.0.0.1:$RP/__stats"
-    rewrite "$DIR/items.json" "$OUT/items_$d.json" "http://127.0.0.1:$RP"
-    measure "http${d}ms_native" "${OURS[@]}" --stac-url "$OUT/items_$d.json" --out "$OUT/http_${d}_native.tif"
-    measure "http${d}ms_gdal" "${OURS[@]}" --stac-url "$OUT/items_$d.json" --out "$OUT/http_${d}_gdal.tif" --set floodsql.reader=gdal
-    if [[ " $PEER_DELAYS " == *" $d "* ]]; then
-      AP=$(free_port)
-      "$VENV/bin/rustac" serve --addr "127.0.0.1:$AP" --create-collections "$DIR/collection.json" "$OUT/items_$d.json" >/dev/null 2>&1 & PIDS="$PIDS $!"
-      wait_url "http://127.0.0.1:$AP/"
-      RUNS=1 measure "http${d}ms_python_peer" "$PY" tests/py/peer_tutorial.py "http://127.0.0.1:$AP" "$BBOX" \
-        2022-09-01T00:00:00 2022-10-01T00:00:00 "$OUT/http_${d}_peer.tif"
-    fi
+  measure_rounds "${NAMES[@]}"
+  for d in $PEER_DELAYS; do
+    [ -n "${PORT[$d]:-}" ] || continue
+    AP=$(free_port)
+    "$VENV/bin/rustac" serve --addr "127.0.0.1:$AP" --create-collections "$DIR/collection.json" "$OUT/items_$d.json" >/dev/null 2>&1 & PIDS="$PIDS $!"
+    wait_url "http://127.0.0.1:$AP/"
+    RUNS=1 measure "http${d}ms_python_peer" "$PY" tests/py/peer_tutorial.py "http://127.0.0.1:$AP" "$BBOX" \
+      2022-09-01T00:00:00 2022-10-01T00:00:00 "$OUT/http_${d}_peer.tif"
   done
 } > "$OUT/results"
 
 "$PY" - "$OUT" "$SCALE" "$PROFILE" "$RUNS" <<'PYEOF'
-import glob, os, sys
+import glob, os, re, statistics, sys
 import numpy as np, rasterio
 out = sys.argv[1]
 rows = [(l.split()[0], float(l.split()[1]), int(l.split()[2])) for l in open(out + "/results")]
@@ -66,9 +74,22 @@ for f in sorted(glob.glob(out + "/*.tif")):
         if not (b.transform == tr and same_crs and np.array_equal(b.read(1), px)):
             differ.append(os.path.basename(f))
 same = not differ
-base = dict((n, t) for n, t, _ in rows)["local_native"]
-print(f"scene={sys.argv[2]} profile={sys.argv[3]} runs={sys.argv[4]} outputs identical={same}" + (f" (differ: {differ})" if differ else ""))
-print(f"{'':24}{'wall s':>9}{'peak MB':>9}{'time/local':>12}")
+def rounds(n):
+    p = f"{out}/rounds_{n}"
+    return [float(l.split()[0]) for l in open(p)] if os.path.exists(p) else []
+local = rounds("local_native")
+print(f"scene={sys.argv[2]} profile={sys.argv[3]} rounds={sys.argv[4]} outputs identical={same}" + (f" (differ: {differ})" if differ else ""))
+print(f"{'':24}{'wall s':>9}{'peak MB':>9}{'/ local, per round: median (min-max)':>40}{'added s':>9}{'RTTs':>6}")
 for n, t, m in rows:
-    print(f"{n:24}{t:9.2f}{m:9d}{t / base:12.2f}")
+    r = rounds(n)
+    if len(r) == len(local) and "python" not in n:
+        q = [a / b for a, b in zip(r, local)]
+        added = statistics.median(a - b for a, b in zip(r, local))
+        ratio = f"{statistics.median(q):.2f} ({min(q):.2f}-{max(q):.2f})"
+    else:
+        added = t - statistics.median(local)
+        ratio = f"{t / statistics.median(local):.2f} (one run)"
+    d = re.match(r"http(\d+)ms", n)
+    rtts = f"{added / (int(d.group(1)) / 1000):6.1f}" if d and int(d.group(1)) > 0 else f"{'':6}"
+    print(f"{n:24}{t:9.2f}{m:9d}{ratio:>40}{added:9.3f}{rtts}")
 PYEOF

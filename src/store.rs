@@ -6,8 +6,8 @@
 //! timeouts and bounded retries; HTTP stores follow redirects only where a
 //! [`ReadPolicy`] allows.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
@@ -301,4 +301,126 @@ fn new_store(
                 .build()?,
         ),
     })
+}
+
+/// HTTP(S) stores built ahead of a scan's first read ([`prepare_http_stores`]).
+static PREPARED: Mutex<Vec<Prepared>> = Mutex::new(Vec::new());
+
+/// At most this many stores wait to be taken, and each for at most
+/// [`PREPARED_FOR`]: one not taken (a query that failed before reading, or a
+/// cluster client, whose executors read) is dropped.
+const MAX_PREPARED: usize = 8;
+const PREPARED_FOR: Duration = Duration::from_secs(60);
+
+/// A store being built (or built) for one key and read policy.
+struct Prepared {
+    key: Url,
+    policy: Arc<ReadPolicy>,
+    at: Instant,
+    /// Filled by whoever builds first: the preparing thread, or a reader
+    /// that takes the entry before it is done (which then waits for it).
+    store: Arc<OnceLock<Option<Arc<dyn ObjectStore>>>>,
+}
+
+fn prepared() -> std::sync::MutexGuard<'static, Vec<Prepared>> {
+    // a panic while holding it leaves a plain list: still usable
+    PREPARED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts building, on a thread of its own, the HTTP(S) store a scan under
+/// `policy` will read `locations` (COG hrefs, as the scan plan has them)
+/// through: the hosts of the first 64 locations, at most 4. An HTTP store loads the
+/// system's root certificates when it is built, 6-20 ms of one core: built
+/// while the scan is being planned (after the search), that time is off
+/// the critical path of its first read. The reader takes it
+/// ([`take_prepared`]); an error here is left for the reader's own build
+/// to report.
+pub(crate) fn prepare_http_stores(
+    locations: impl IntoIterator<Item = impl AsRef<str>>,
+    policy: &ReadPolicy,
+) {
+    let policy = &Arc::new(policy.clone());
+    let mut keys: Vec<Url> = Vec::new();
+    for loc in locations.into_iter().take(64) {
+        let loc = loc.as_ref();
+        if !(loc.starts_with("http://") || loc.starts_with("https://")) {
+            continue;
+        }
+        if let Ok((key, _)) = split(loc) {
+            if !keys.contains(&key) {
+                keys.push(key);
+                if keys.len() == 4 {
+                    break;
+                }
+            }
+        }
+    }
+    let mut list = prepared();
+    list.retain(|p| p.at.elapsed() < PREPARED_FOR);
+    for key in keys {
+        if list.iter().any(|p| p.key == key && *p.policy == **policy) {
+            continue;
+        }
+        let store: Arc<OnceLock<Option<Arc<dyn ObjectStore>>>> = Arc::default();
+        let (slot, k, pol) = (store.clone(), key.clone(), policy.clone());
+        let spawned = std::thread::Builder::new()
+            .name("floodsql-store".into())
+            .spawn(move || {
+                slot.get_or_init(|| build_store(&k, &pol).ok());
+            });
+        if spawned.is_err() {
+            continue;
+        }
+        if list.len() == MAX_PREPARED {
+            list.remove(0);
+        }
+        list.push(Prepared {
+            key,
+            policy: policy.clone(),
+            at: Instant::now(),
+            store,
+        });
+    }
+}
+
+/// The store prepared for `key` under `policy`, if one is (taken: a second
+/// call finds none), waiting for its build to end; `None` when none was
+/// prepared or its build failed (the caller builds one and reports why).
+pub(crate) fn take_prepared(key: &Url, policy: &Arc<ReadPolicy>) -> Option<Arc<dyn ObjectStore>> {
+    let entry = {
+        let mut list = prepared();
+        list.retain(|p| p.at.elapsed() < PREPARED_FOR);
+        let i = list
+            .iter()
+            .position(|p| p.key == *key && *p.policy == **policy)?;
+        list.remove(i)
+    };
+    entry
+        .store
+        .get_or_init(|| build_store(key, policy).ok())
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store prepared for a key and policy is taken once, by a reader with
+    /// the same key and policy only; other hosts and local files are not
+    /// prepared.
+    #[test]
+    fn a_prepared_store_is_taken_once_by_its_key_and_policy() {
+        // a host no other test uses: the list is process-wide
+        let loc = "http://prepared-store.invalid:8123/cogs/a.tif";
+        let (key, _) = split(loc).unwrap();
+        let policy = Arc::new(ReadPolicy::allow_all());
+        let other = Arc::new(ReadPolicy::default());
+        assert!(policy != other);
+        prepare_http_stores(["/tmp/a.tif", loc, loc], &policy);
+        assert!(take_prepared(&key, &other).is_none());
+        assert!(take_prepared(&key, &policy).is_some());
+        assert!(take_prepared(&key, &policy).is_none());
+        let (local, _) = split("/tmp/a.tif").unwrap();
+        assert!(take_prepared(&local, &policy).is_none());
+    }
 }

@@ -46,7 +46,7 @@ use crate::geo::Window;
 use crate::raster::byte_cache::{runs_of, ByteCache, Found, PendingRun};
 use crate::raster::constant::{self, Pixels};
 use crate::raster::tiff::{self, HeaderBytes, HeaderError, Ifd};
-use crate::store::{build_store, split, REQUEST_TIMEOUT, RETRY_TIMEOUT};
+use crate::store::{build_store, split, take_prepared, REQUEST_TIMEOUT, RETRY_TIMEOUT};
 
 /// Layouts a [`CogReader`] keeps (oldest dropped first). A layout is its
 /// block index: ~16 bytes per block.
@@ -917,7 +917,12 @@ impl CogReader {
             match stores.get(&key) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = build_store(&key, &self.policy).map_err(|e| chain_err(location, &e))?;
+                    let s = match take_prepared(&key, &self.policy) {
+                        Some(s) => s,
+                        None => {
+                            build_store(&key, &self.policy).map_err(|e| chain_err(location, &e))?
+                        }
+                    };
                     stores.insert(key, s.clone());
                     s
                 }

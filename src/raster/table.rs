@@ -26,8 +26,10 @@ use crate::options::{FloodsqlOptions, GroupBy, MissingAssets};
 use crate::raster::exec::{chunk_schema_for, ChunkColumn, FloodChunksExec, ZONES};
 use crate::raster::plan::{plan_scan, ScanLimits, ScanPlan, ScanRequest};
 use crate::sqlargs::{check_arity, opt_str, opt_usize, req_str};
+use crate::stac::item::resolve_href;
 use crate::stac::search::{search, SearchParams};
 use crate::stac::table::search_params;
+use crate::store::prepare_http_stores;
 use crate::vector::regions::{RegionSet, RegionsSpec};
 use crate::vector::zones::ZoneSet;
 
@@ -269,6 +271,15 @@ impl FloodChunksTable {
                     let hints = s.search.no_items_hints().await;
                     return Err(Error::NoItems(format!("{}{hints}", s.search.describe())).into());
                 }
+                // the HTTP store its reads will take is built while the
+                // scan is planned
+                let hrefs = items.iter().flat_map(|it| {
+                    s.assets.iter().filter_map(|a| {
+                        let href = it.assets.get(a)?.get("href")?.as_str()?;
+                        resolve_href(href, it.base.as_deref()).ok()
+                    })
+                });
+                prepare_http_stores(hrefs, &s.policy);
                 let bbox = s.search.bbox.ok_or_else(|| {
                     internal_datafusion_err!("flood_chunks without a bbox (checked at planning)")
                 })?;
