@@ -9,11 +9,13 @@
 # the local one (not byte-identical: each COG records its catalogue's path).
 #
 #   benches/remote.sh [tiny|small|medium|tutorial]    (default: medium)
-#   RUNS=3  PROFILE=release|dev  DELAYS="0 20 100"  PEER_DELAYS="20"  FLOODSQL_VENV=...
+#   RUNS=3  PROFILE=release|dev  DELAYS="0 20 100"  PEER_DELAYS="20"  READERS="native gdal"
+#   FLOODSQL_VENV=...   (READERS=native PEER_DELAYS= : floodsql's own reader only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DELAYS=${DELAYS:-0 20 100}
-PEER_DELAYS=${PEER_DELAYS:-20}
+PEER_DELAYS=${PEER_DELAYS-20}
+READERS=${READERS:-native gdal}
 source benches/common.sh "$@"
 
 # items whose hrefs point at the range server (the STAC API itself answers at once)
@@ -40,12 +42,16 @@ for d in $DELAYS; do
   rewrite "$DIR/items.json" "$OUT/items_$d.json" "http://127.0.0.1:${PORT[$d]}"
 done
 CMD_local_native=("${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local.tif")
-CMD_local_gdal=("${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local_gdal.tif" --set floodsql.reader=gdal)
-NAMES=(local_native local_gdal)
+NAMES=(local_native)
+if [[ " $READERS " == *" gdal "* ]]; then
+  CMD_local_gdal=("${OURS[@]}" --stac-url "$DIR/items.json" --out "$OUT/local_gdal.tif" --set floodsql.reader=gdal)
+  NAMES+=(local_gdal)
+fi
 for d in $DELAYS; do
-  declare -a "CMD_http${d}ms_native=(\"\${OURS[@]}\" --stac-url \"\$OUT/items_$d.json\" --out \"\$OUT/http_${d}_native.tif\")"
-  declare -a "CMD_http${d}ms_gdal=(\"\${OURS[@]}\" --stac-url \"\$OUT/items_$d.json\" --out \"\$OUT/http_${d}_gdal.tif\" --set floodsql.reader=gdal)"
-  NAMES+=("http${d}ms_native" "http${d}ms_gdal")
+  for r in $READERS; do
+    declare -a "CMD_http${d}ms_$r=(\"\${OURS[@]}\" --stac-url \"\$OUT/items_$d.json\" --out \"\$OUT/http_${d}_$r.tif\" --set floodsql.reader=$r)"
+    NAMES+=("http${d}ms_$r")
+  done
 done
 {
   measure_rounds "${NAMES[@]}"

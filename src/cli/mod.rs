@@ -294,19 +294,37 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// With `FLOODSQL_LOG` set (a filter such as `info` or
-/// `floodsql=debug`), what the engine logs goes to stderr, stamped with the
-/// seconds since start: where a run spends its time (the server roles log
-/// to stdout at `info` instead).
+/// With `FLOODSQL_LOG` set to a level (`error`, `warn`, `info`, `debug`,
+/// `trace`), floodsql's own log goes to stderr, stamped with the seconds
+/// since start: where a run spends its time. Only floodsql's own events:
+/// its messages mask credentials in URLs, while other crates' debug logs
+/// print them as they are (hyper and reqwest log every connection's
+/// `user:password@host`). The server roles log to stdout at `info`
+/// instead (`RUST_LOG`).
 fn init_logging() {
-    let Ok(filter) = std::env::var("FLOODSQL_LOG") else {
+    let Ok(level) = std::env::var("FLOODSQL_LOG") else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_timer(tracing_subscriber::fmt::time::uptime())
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
+    let Ok(level) = level.trim().parse::<tracing::Level>() else {
+        eprintln!(
+            "warning: FLOODSQL_LOG='{level}' is not a level (error, warn, info, debug, trace): \
+             nothing is logged"
+        );
+        return;
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("floodsql", level)
+        .with_target("floodsql_udfs", level);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_timer(tracing_subscriber::fmt::time::uptime())
+                .with_ansi(false)
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .try_init();
 }
 

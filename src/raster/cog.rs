@@ -38,7 +38,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
-use crate::error::redact;
+use crate::error::{redact, redact_urls};
 
 use crate::access::ReadPolicy;
 use crate::error::{Error, Result};
@@ -1027,7 +1027,7 @@ impl CogReader {
         if let Some(p) = c.in_flight.get(&obj.location) {
             return Ok(Err(p.clone()));
         }
-        tracing::debug!("header read: {}", obj.location);
+        tracing::debug!("header read: {}", redact_urls(&obj.location));
         let p: PendingLayout = spawn_shared(
             "header read",
             read_layout(obj.clone(), self.layouts.clone(), self.blocks.clone()),

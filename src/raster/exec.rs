@@ -128,9 +128,11 @@ impl ChunkColumn {
 /// How many rows per partition have their blocks fetched, for each one
 /// being decoded (`floodsql.read_concurrency`): a fetched row holds only
 /// compressed bytes (tens of KB for GFM's mostly constant blocks), so 4 x
-/// 32 rows in flight cost a few MB and keep 100 ms of store latency off the
-/// critical path.
-const READ_AHEAD: usize = 32;
+/// 64 rows in flight cost a few MB. Each row's fetch takes a round trip, so
+/// at most this many rows per round trip are read: on the GFM-shaped scene
+/// at 100 ms per response (1 698 requests), 4 x 32 took 2.13 s, 4 x 64
+/// 1.85 s and 4 x 128 1.81 s (0 ms: 1.29 s; peak RSS +2 MB, +4 MB).
+const READ_AHEAD: usize = 64;
 
 /// How many COGs per partition, beyond those of the rows fetching blocks,
 /// have their headers read ahead ([`HeaderScout`]): a row's fetch then
@@ -915,7 +917,10 @@ impl HeaderScout {
         let until = (self.through + HEADERS_AHEAD).min(self.files.len());
         for (_, loc) in self.files.get(self.started..until).unwrap_or_default() {
             if let Err(e) = self.reader.cog.start_header(&self.reader.env, loc) {
-                tracing::debug!("header of {loc} not read ahead: {e}");
+                tracing::debug!(
+                    "header of {} not read ahead: {e}",
+                    crate::error::redact_urls(loc)
+                );
             }
         }
         self.started = self.started.max(until);

@@ -32,9 +32,11 @@ def test_an_output_on_an_input_cog_is_refused(tiny, tmp_path):
     assert victim.read_bytes() == before
 
 
-def test_credentials_are_never_printed(tiny, tmp_path):
+def test_credentials_are_never_printed(tiny, tmp_path, monkeypatch):
     """A planted password in the STAC URL and in asset hrefs (a server that
-    answers 404): no output of floodsql, error or warning, shows it."""
+    answers 404): no output of floodsql, error, warning or log line
+    (FLOODSQL_LOG=trace: everything floodsql logs), shows it."""
+    monkeypatch.setenv("FLOODSQL_LOG", "trace")
     outputs = []
     # the STAC API URL (nothing listens there)
     p = extent(f"http://user:{SECRET}@127.0.0.1:9/api", tiny.bbox, tmp_path / "a.tif", check=False)
@@ -61,6 +63,8 @@ def test_credentials_are_never_printed(tiny, tmp_path):
             api.stop()
     finally:
         srv.stop()
+    # the log is on (header reads of the 404 hrefs were logged, masked)
+    assert any("DEBUG floodsql::raster::cog: header read: http://***@" in p.stderr for p in outputs)
     for p in outputs:
         assert p.returncode == 1, p.stderr
         assert "error:" in p.stderr
