@@ -1063,6 +1063,109 @@ impl CogReader {
         self.layout(&obj).await.map(|_| ())
     }
 
+    /// Starts one spawned task fetching the runs `ranges` make (sorted,
+    /// disjoint block ranges, coalesced; one `get_ranges`: concurrent
+    /// requests), each run filed in `cache` as pending until it is kept:
+    /// the runs and each one's pending bytes.
+    fn begin_runs(
+        &self,
+        cache: &mut ByteCache,
+        obj: &Object,
+        ranges: &[Range<u64>],
+    ) -> (Vec<Range<u64>>, Vec<PendingRun>) {
+        let key: Arc<str> = Arc::from(obj.location.as_str());
+        let runs = runs_of(ranges, object_store::OBJECT_STORE_COALESCE_DEFAULT);
+        let all: PendingRuns = spawn_shared(
+            "block fetch",
+            fetch_runs(obj.clone(), runs.clone(), key.clone(), self.blocks.clone()),
+        );
+        let mut pending = Vec::with_capacity(runs.len());
+        for (k, run) in runs.iter().enumerate() {
+            let one: PendingRun = all
+                .clone()
+                .map(move |r| r.map(|v| v[k].clone()))
+                .boxed()
+                .shared();
+            cache.begin(&key, run.clone(), one.clone());
+            pending.push(one);
+        }
+        (runs, pending)
+    }
+
+    /// Starts fetching, in as few requests as the runs they make, every
+    /// block of the COG at `location` that `windows` (file pixels: all the
+    /// windows a scan partition will read of it) need and the block cache
+    /// neither holds nor is fetching, once its header is read; nothing when
+    /// they come to more than `cap` bytes (the rows then fetch their own).
+    /// Without waiting: the runs are filed in the cache as pending, so the
+    /// rows' fetches take or join them. A GFM-sized COG (100–500 KB) is
+    /// then one request after its header instead of one per row. An error
+    /// is left for the rows' fetches to report.
+    pub(crate) fn start_blocks(
+        self: &Arc<Self>,
+        env: &Arc<RuntimeEnv>,
+        location: &str,
+        windows: Vec<Window>,
+        cap: u64,
+    ) -> tokio::task::JoinHandle<()> {
+        let (reader, env, location) = (self.clone(), env.clone(), location.to_string());
+        tokio::spawn(async move {
+            let Ok(obj) = reader.object(&env, &location) else {
+                return;
+            };
+            let Ok(layout) = reader.layout(&obj).await else {
+                return;
+            };
+            let mut needed = Vec::new();
+            for w in windows {
+                if w.width == 0
+                    || w.height == 0
+                    || w.x + w.width > layout.width
+                    || w.y + w.height > layout.height
+                {
+                    continue;
+                }
+                for by in w.y / layout.block_h..=(w.y + w.height - 1) / layout.block_h {
+                    for bx in w.x / layout.block_w..=(w.x + w.width - 1) / layout.block_w {
+                        needed.push(by * layout.across + bx);
+                    }
+                }
+            }
+            needed.sort_unstable();
+            needed.dedup();
+            let Ok(mut cache) = reader.block_cache() else {
+                return;
+            };
+            let file = cache.file(&location);
+            let mut ranges: Vec<Range<u64>> = needed
+                .into_iter()
+                .map(|i| (layout.offsets[i], layout.counts[i]))
+                .filter(|&(off, n)| off != 0 && n != 0)
+                .map(|(off, n)| off..off.saturating_add(n))
+                .filter(|r| {
+                    matches!(
+                        file.map_or(Found::Missing, |f| f.find(r.clone())),
+                        Found::Missing
+                    )
+                })
+                .collect();
+            ranges.sort_unstable_by_key(|r| r.start);
+            // the runs' bytes, gaps included, are what would be read
+            let runs = runs_of(&ranges, object_store::OBJECT_STORE_COALESCE_DEFAULT);
+            let bytes: u64 = runs.iter().map(|r| r.end - r.start).sum();
+            if ranges.is_empty() || bytes > cap {
+                return;
+            }
+            tracing::debug!(
+                "blocks of {} read ahead: {} blocks in {} runs, {bytes} bytes",
+                redact_urls(&location),
+                ranges.len(),
+                runs.len()
+            );
+            reader.begin_runs(&mut cache, &obj, &ranges);
+        })
+    }
+
     /// Fetches the blocks of `window` (file pixels) of the COG at `location`,
     /// whose STAC metadata declares `expect` = (cols, rows).
     pub(crate) async fn fetch(
@@ -1135,25 +1238,8 @@ impl CogReader {
                 }
             }
             if !missing.is_empty() {
-                // one spawned task fetches the runs the missing blocks make
-                // (one get_ranges: concurrent requests) and keeps them
-                let key: Arc<str> = Arc::from(location);
                 let ranges: Vec<Range<u64>> = missing.iter().map(|m| m.1.clone()).collect();
-                let runs = runs_of(&ranges, object_store::OBJECT_STORE_COALESCE_DEFAULT);
-                let all: PendingRuns = spawn_shared(
-                    "block fetch",
-                    fetch_runs(obj.clone(), runs.clone(), key.clone(), self.blocks.clone()),
-                );
-                let mut pending = Vec::with_capacity(runs.len());
-                for (k, run) in runs.iter().enumerate() {
-                    let one: PendingRun = all
-                        .clone()
-                        .map(move |r| r.map(|v| v[k].clone()))
-                        .boxed()
-                        .shared();
-                    cache.begin(&key, run.clone(), one.clone());
-                    pending.push(one);
-                }
+                let (runs, pending) = self.begin_runs(&mut cache, &obj, &ranges);
                 for (slot, range) in missing {
                     // runs are sorted and disjoint: the last starting at or
                     // before the block holds it
@@ -1724,6 +1810,91 @@ mod tests {
             assert!(e.contains("none.tif"), "{e}");
             assert!(!reader.layout_cache().unwrap().map.contains_key(&missing));
         }
+    }
+
+    /// The blocks all of a partition's windows need of a COG are fetched
+    /// with its header, in one request past its first read: the windows
+    /// then read nothing more (the file can be gone) and decode to its
+    /// pixels. Over the cap, nothing is read ahead.
+    #[tokio::test]
+    async fn blocks_read_ahead_serve_every_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Arc::new(RuntimeEnv::default());
+        let opts = [
+            "TILED=YES",
+            "BLOCKXSIZE=16",
+            "BLOCKYSIZE=16",
+            "COMPRESS=DEFLATE",
+        ];
+        let noise = |x: usize, y: usize| {
+            let mut h = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
+            h ^= h >> 15;
+            h = h.wrapping_mul(0x2C1B_3C6D);
+            (h >> 24) as u8
+        };
+        // windows past the header's first read (128 KB of a ~260 KB file)
+        let windows = [
+            window(0, 300, 512, 100),
+            window(40, 400, 300, 112),
+            window(0, 0, 64, 64),
+        ];
+        for (cap, served) in [(1 << 20, true), (16 << 10, false)] {
+            let p = dir.path().join(format!("n{cap}.tif"));
+            let px = write_with(&p, (512, 512), &opts, noise);
+            assert!(std::fs::metadata(&p).unwrap().len() > tiff::HEADER_READ + (64 << 10));
+            let loc = p.display().to_string();
+            let reader = Arc::new(CogReader::new(ReadPolicy::allow_all()));
+            reader.start_header(&env, &loc).unwrap();
+            reader
+                .start_blocks(&env, &loc, windows.to_vec(), cap)
+                .await
+                .unwrap();
+            // the header's own window: its bytes came with the first read
+            let first = reader
+                .fetch(&env, &loc, (512, 512), windows[2])
+                .await
+                .unwrap();
+            // the runs read ahead are in flight or kept: wait for them
+            let pending: Vec<PendingRun> = {
+                let c = reader.block_cache().unwrap();
+                let f = c.file(&loc);
+                windows[..2]
+                    .iter()
+                    .filter_map(|w| match f?.find(reader_range(&first, *w)) {
+                        Found::Pending(p, _) => Some(p),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            for p in pending {
+                p.await.unwrap();
+            }
+            std::fs::remove_file(&p).unwrap();
+            for w in &windows[..2] {
+                let got = reader.fetch(&env, &loc, (512, 512), *w).await;
+                match (served, got) {
+                    (true, Ok(f)) => {
+                        let want: Vec<u8> = (w.y..w.y + w.height)
+                            .flat_map(|y| (w.x..w.x + w.width).map(move |x| (x, y)))
+                            .map(|(x, y)| px[y * 512 + x])
+                            .collect();
+                        assert_eq!(f.decode().unwrap().into_vec(w.width * w.height), want);
+                    }
+                    (false, Err(e)) => {
+                        assert!(e.to_string().contains(&format!("n{cap}.tif")), "{e}")
+                    }
+                    (true, Err(e)) => panic!("a window read ahead was fetched again: {e}"),
+                    (false, Ok(_)) => panic!("blocks over the cap were read ahead"),
+                }
+            }
+        }
+    }
+
+    /// The byte range of the first block of `w` in the layout `f` was read with.
+    fn reader_range(f: &Fetched, w: Window) -> Range<u64> {
+        let l = &f.layout;
+        let i = (w.y / l.block_h) * l.across + w.x / l.block_w;
+        l.offsets[i]..l.offsets[i] + l.counts[i]
     }
 
     /// Where entry `tag` of the first IFD of a little-endian classic TIFF

@@ -53,7 +53,7 @@ use crate::options::{FloodsqlOptions, Reader};
 use crate::raster::area::{AreaColumn, ChunkValue, ZoneColumn};
 use crate::raster::cog::CogReader;
 use crate::raster::constant::Pixels;
-use crate::raster::fuse::{fetch_window, fuse_window, header_locations, FetchedWindow, FuseStats};
+use crate::raster::fuse::{fetch_window, fuse_window, native_reads, FetchedWindow, FuseStats};
 use crate::raster::grid::OutputGrid;
 use crate::raster::plan::{AssetSpec, ChunkIndex, ScanPlan, Source};
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -140,6 +140,14 @@ const READ_AHEAD: usize = 64;
 /// read is one request of at most 128 KB (`tiff::HEADER_READ`), its bytes
 /// kept in the reader's bounded block cache.
 const HEADERS_AHEAD: usize = 64;
+
+/// The most bytes of one COG read ahead with its header for all of a
+/// partition's rows ([`CogReader::start_blocks`]): a GFM-sized COG's
+/// blocks beyond its first 128 KB (tens of KB on the GFM-shaped scene),
+/// not a large COG's. With [`HEADERS_AHEAD`], at most 16 MB per partition
+/// beyond the rows being fetched; the bytes wait in the reader's block
+/// cache.
+const BLOCKS_AHEAD_PER_FILE: u64 = 256 << 10;
 
 /// The schema of `flood_chunks(...)`.
 pub(crate) fn chunk_schema() -> SchemaRef {
@@ -866,8 +874,9 @@ impl UnitReader {
 struct HeaderScout {
     reader: Arc<UnitReader>,
     /// Each COG the partition reads natively, in the order its rows first
-    /// use them, with the index of that first row.
-    files: Vec<(usize, String)>,
+    /// use them, with the index of that first row and the windows (its own
+    /// pixels) of every row that reads it, taken when its reads start.
+    files: Vec<(usize, String, Vec<Window>)>,
     /// Rows taken so far.
     taken: usize,
     /// Files first used by the rows taken so far (a prefix of `files`).
@@ -878,15 +887,18 @@ struct HeaderScout {
 
 impl HeaderScout {
     fn new(reader: Arc<UnitReader>, units: &[Unit]) -> Result<Self> {
-        let mut files = Vec::new();
+        let mut files: Vec<(usize, String, Vec<Window>)> = Vec::new();
         if reader.reader == Reader::Native {
-            let mut seen = std::collections::HashSet::new();
+            let mut seen: std::collections::HashMap<String, usize> = Default::default();
             for (i, u) in units.iter().enumerate() {
                 for (_, sources) in reader.assets(u)? {
-                    for loc in header_locations(u.window, &sources) {
-                        if !seen.contains(loc) {
-                            seen.insert(loc.to_string());
-                            files.push((i, loc.to_string()));
+                    for (loc, w) in native_reads(u.window, &sources) {
+                        match seen.get(loc) {
+                            Some(&k) => files[k].2.push(w),
+                            None => {
+                                seen.insert(loc.to_string(), files.len());
+                                files.push((i, loc.to_string(), vec![w]));
+                            }
                         }
                     }
                 }
@@ -910,17 +922,24 @@ impl HeaderScout {
         while self
             .files
             .get(self.through)
-            .is_some_and(|(first, _)| *first <= row)
+            .is_some_and(|(first, _, _)| *first <= row)
         {
             self.through += 1;
         }
         let until = (self.through + HEADERS_AHEAD).min(self.files.len());
-        for (_, loc) in self.files.get(self.started..until).unwrap_or_default() {
-            if let Err(e) = self.reader.cog.start_header(&self.reader.env, loc) {
-                tracing::debug!(
+        let (cog, env) = (&self.reader.cog, &self.reader.env);
+        let files = self.files.get_mut(self.started..until).unwrap_or_default();
+        for (_, loc, windows) in files {
+            match cog.start_header(env, loc) {
+                // its blocks for every row, in a few requests, once the
+                // header is in (the task runs detached)
+                Ok(()) => {
+                    drop(cog.start_blocks(env, loc, std::mem::take(windows), BLOCKS_AHEAD_PER_FILE))
+                }
+                Err(e) => tracing::debug!(
                     "header of {} not read ahead: {e}",
                     crate::error::redact_urls(loc)
-                );
+                ),
             }
         }
         self.started = self.started.max(until);

@@ -161,19 +161,19 @@ pub(crate) struct FetchedWindow {
     stats: FuseStats,
 }
 
-/// The COGs whose headers the native reader needs to read `sources` over
-/// `window`: those it reads (not warped, not a missing asset) that overlap
-/// the window.
-pub(crate) fn header_locations<'a>(
+/// What the native reader reads of `sources` over `window`: each COG it
+/// reads (not warped, not a missing asset) that overlaps the window, with
+/// the window in the COG's own pixels.
+pub(crate) fn native_reads<'a>(
     window: Window,
     sources: &'a [Source],
-) -> impl Iterator<Item = &'a str> + 'a {
+) -> impl Iterator<Item = (&'a str, Window)> + 'a {
     sources
         .iter()
-        .filter(move |s| s.warp.is_none() && s.overlap(window).is_some())
-        .filter_map(|s| match &s.loc {
-            AssetLoc::Read(path) => Some(path.as_str()),
-            AssetLoc::Fill(_) => None,
+        .filter(|s| s.warp.is_none())
+        .filter_map(move |s| match (&s.loc, s.overlap(window)) {
+            (AssetLoc::Read(path), Some(o)) => Some((path.as_str(), o.src)),
+            _ => None,
         })
 }
 
