@@ -1751,12 +1751,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = RuntimeEnv::default();
         let reader = CogReader::new(ReadPolicy::allow_all());
-        let opts = [
-            "TILED=YES",
-            "BLOCKXSIZE=16",
-            "BLOCKYSIZE=16",
-            "COMPRESS=DEFLATE",
-        ];
+        let opts = DEFLATE_16;
         let p = dir.path().join("a.tif");
         let px = write(&p, 40, 30, &opts);
         let loc = p.display().to_string();
@@ -1812,6 +1807,22 @@ mod tests {
         }
     }
 
+    /// Tiled COGs of 16 px DEFLATE blocks.
+    const DEFLATE_16: [&str; 4] = [
+        "TILED=YES",
+        "BLOCKXSIZE=16",
+        "BLOCKYSIZE=16",
+        "COMPRESS=DEFLATE",
+    ];
+
+    /// Pixels that do not compress.
+    fn noise(x: usize, y: usize) -> u8 {
+        let mut h = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
+        h ^= h >> 15;
+        h = h.wrapping_mul(0x2C1B_3C6D);
+        (h >> 24) as u8
+    }
+
     /// The blocks all of a partition's windows need of a COG are fetched
     /// with its header, in one request past its first read: the windows
     /// then read nothing more (the file can be gone) and decode to its
@@ -1820,18 +1831,7 @@ mod tests {
     async fn blocks_read_ahead_serve_every_window() {
         let dir = tempfile::tempdir().unwrap();
         let env = Arc::new(RuntimeEnv::default());
-        let opts = [
-            "TILED=YES",
-            "BLOCKXSIZE=16",
-            "BLOCKYSIZE=16",
-            "COMPRESS=DEFLATE",
-        ];
-        let noise = |x: usize, y: usize| {
-            let mut h = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
-            h ^= h >> 15;
-            h = h.wrapping_mul(0x2C1B_3C6D);
-            (h >> 24) as u8
-        };
+        let opts = DEFLATE_16;
         // windows past the header's first read (128 KB of a ~260 KB file)
         let windows = [
             window(0, 300, 512, 100),
