@@ -194,6 +194,28 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
+    /// The block columns and rows `w` (file pixels) covers; `None` when it
+    /// is empty or not inside the image.
+    fn blocks_of(
+        &self,
+        w: Window,
+    ) -> Option<(
+        std::ops::RangeInclusive<usize>,
+        std::ops::RangeInclusive<usize>,
+    )> {
+        if w.width == 0
+            || w.height == 0
+            || w.x + w.width > self.width
+            || w.y + w.height > self.height
+        {
+            return None;
+        }
+        Some((
+            w.x / self.block_w..=(w.x + w.width - 1) / self.block_w,
+            w.y / self.block_h..=(w.y + w.height - 1) / self.block_h,
+        ))
+    }
+
     fn from_ifd(ifd: &Ifd, location: &str) -> Result<Self> {
         let bad = |m: String| store_err(location, m);
         let uint = |tag| ifd.uint(tag);
@@ -1117,18 +1139,9 @@ impl CogReader {
                 return;
             };
             let mut needed = Vec::new();
-            for w in windows {
-                if w.width == 0
-                    || w.height == 0
-                    || w.x + w.width > layout.width
-                    || w.y + w.height > layout.height
-                {
-                    continue;
-                }
-                for by in w.y / layout.block_h..=(w.y + w.height - 1) / layout.block_h {
-                    for bx in w.x / layout.block_w..=(w.x + w.width - 1) / layout.block_w {
-                        needed.push(by * layout.across + bx);
-                    }
+            for (cols, rows) in windows.into_iter().filter_map(|w| layout.blocks_of(w)) {
+                for by in rows {
+                    needed.extend(cols.clone().map(|bx| by * layout.across + bx));
                 }
             }
             needed.sort_unstable();
@@ -1189,24 +1202,12 @@ impl CogReader {
                 ),
             });
         }
-        if window.width == 0
-            || window.height == 0
-            || window.x + window.width > layout.width
-            || window.y + window.height > layout.height
-        {
+        let Some((cols, rows)) = layout.blocks_of(window) else {
             return Err(Error::Internal(format!(
                 "window {window:?} outside '{location}' ({}x{})",
                 layout.width, layout.height
             )));
-        }
-        let (bx0, bx1) = (
-            window.x / layout.block_w,
-            (window.x + window.width - 1) / layout.block_w,
-        );
-        let (by0, by1) = (
-            window.y / layout.block_h,
-            (window.y + window.height - 1) / layout.block_h,
-        );
+        };
         // each block: kept bytes, part of a run being fetched, sparse, or
         // to fetch
         let mut blocks = Vec::new();
@@ -1215,8 +1216,8 @@ impl CogReader {
         {
             let mut cache = self.block_cache()?;
             let file = cache.file(location);
-            for by in by0..=by1 {
-                for bx in bx0..=bx1 {
+            for by in rows {
+                for bx in cols.clone() {
                     let i = by * layout.across + bx;
                     let (off, n) = (layout.offsets[i], layout.counts[i]);
                     if off == 0 || n == 0 {
