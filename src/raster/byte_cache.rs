@@ -27,11 +27,18 @@ pub(crate) enum Found {
     Missing,
 }
 
+/// A kept run, with its place in the cache's order.
+struct Kept {
+    bytes: Bytes,
+    /// Its latest entry in [`ByteCache::order`].
+    seq: u64,
+}
+
 /// The runs of one file.
 #[derive(Default)]
 pub(crate) struct FileRuns {
     /// Kept runs by start offset (they may overlap).
-    kept: BTreeMap<u64, Bytes>,
+    kept: BTreeMap<u64, Kept>,
     /// The length of the longest run kept so far: a lookup looks back no
     /// further than this from the range's start.
     longest: u64,
@@ -42,6 +49,16 @@ pub(crate) struct FileRuns {
 }
 
 impl FileRuns {
+    /// The kept run holding bytes `range`, with its start.
+    fn kept_run(&self, range: &Range<u64>) -> Option<(u64, &Bytes)> {
+        let from = range.start.saturating_sub(self.longest);
+        self.kept
+            .range(from..=range.start)
+            .rev()
+            .find(|(&s, k)| range.end - s <= k.bytes.len() as u64)
+            .map(|(&s, k)| (s, &k.bytes))
+    }
+
     /// Whether no run is kept or pending (the file is dropped then).
     fn is_empty(&self) -> bool {
         self.kept.is_empty() && self.pending.is_empty()
@@ -49,11 +66,8 @@ impl FileRuns {
 
     /// Where bytes `range` of the file are.
     pub(crate) fn find(&self, range: Range<u64>) -> Found {
-        let from = range.start.saturating_sub(self.longest);
-        for (&s, b) in self.kept.range(from..=range.start).rev() {
-            if range.end - s <= b.len() as u64 {
-                return Found::Kept(b.slice((range.start - s) as usize..(range.end - s) as usize));
-            }
+        if let Some((s, b)) = self.kept_run(&range) {
+            return Found::Kept(b.slice((range.start - s) as usize..(range.end - s) as usize));
         }
         match self
             .pending
@@ -67,11 +81,17 @@ impl FileRuns {
 }
 
 /// Runs of files' bytes by location, at most `budget` bytes kept in all,
-/// oldest dropped first.
+/// the least recently kept or [touched](Self::touch) dropped first.
 pub(crate) struct ByteCache {
     files: HashMap<Arc<str>, FileRuns, ahash::RandomState>,
-    /// Kept runs, oldest first: (location, start).
-    order: VecDeque<(Arc<str>, u64)>,
+    /// Kept runs, least recent first: (location, start, seq). An entry
+    /// whose seq is no longer its run's is stale (the run was touched or
+    /// replaced since) and skipped.
+    order: VecDeque<(Arc<str>, u64, u64)>,
+    /// The next entry's seq.
+    seq: u64,
+    /// Runs kept.
+    runs: usize,
     bytes: usize,
     budget: usize,
 }
@@ -80,7 +100,7 @@ impl std::fmt::Debug for ByteCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByteCache")
             .field("files", &self.files.len())
-            .field("runs", &self.order.len())
+            .field("runs", &self.runs)
             .field("bytes", &self.bytes)
             .finish()
     }
@@ -92,6 +112,8 @@ impl ByteCache {
         ByteCache {
             files: HashMap::default(),
             order: VecDeque::new(),
+            seq: 0,
+            runs: 0,
             bytes: 0,
             budget,
         }
@@ -112,35 +134,89 @@ impl ByteCache {
     /// is over an eighth of the budget, or a run as long is kept from the
     /// same start), dropping the oldest runs beyond the budget.
     pub(crate) fn keep(&mut self, location: &Arc<str>, start: u64, run: Bytes) {
+        self.keep_as(location, start, run, true)
+    }
+
+    /// Keeps `run` as [`Self::keep`] does, but as the least recent run:
+    /// the first dropped unless [touched](Self::touch) before.
+    pub(crate) fn keep_least_recent(&mut self, location: &Arc<str>, start: u64, run: Bytes) {
+        self.keep_as(location, start, run, false)
+    }
+
+    fn keep_as(&mut self, location: &Arc<str>, start: u64, run: Bytes, recent: bool) {
         if run.is_empty() || run.len() > self.budget / 8 {
             return;
         }
         let f = self.files.entry(location.clone()).or_default();
         let len = run.len();
-        match f.kept.insert(start, run) {
-            Some(old) if old.len() >= len => {
+        let seq = self.seq;
+        match f.kept.insert(start, Kept { bytes: run, seq }) {
+            Some(old) if old.bytes.len() >= len => {
                 // put it back: the longer run stays
                 f.kept.insert(start, old);
                 return;
             }
-            Some(old) => self.bytes -= old.len(),
-            None => self.order.push_back((location.clone(), start)),
+            Some(old) => self.bytes -= old.bytes.len(),
+            None => self.runs += 1,
         }
         f.longest = f.longest.max(len as u64);
+        if recent {
+            self.order.push_back((location.clone(), start, seq));
+        } else {
+            self.order.push_front((location.clone(), start, seq));
+        }
+        self.seq += 1;
         self.bytes += len;
         while self.bytes > self.budget {
-            let Some((loc, s)) = self.order.pop_front() else {
+            let Some((loc, s, seq)) = self.order.pop_front() else {
                 break;
             };
             if let Some(f) = self.files.get_mut(&loc) {
-                if let Some(b) = f.kept.remove(&s) {
-                    self.bytes -= b.len();
+                if f.kept.get(&s).is_some_and(|k| k.seq == seq) {
+                    if let Some(k) = f.kept.remove(&s) {
+                        self.bytes -= k.bytes.len();
+                        self.runs -= 1;
+                    }
                 }
                 if f.is_empty() {
                     self.files.remove(&loc);
                 }
             }
         }
+    }
+
+    /// Makes the kept run holding bytes `range` of the file at `location`
+    /// the most recent, as if kept now (a run read ahead for rows still to
+    /// come is dropped after those read since); false when none holds them.
+    pub(crate) fn touch(&mut self, location: &str, range: Range<u64>) -> bool {
+        let Some((key, f)) = self.files.get_key_value(location) else {
+            return false;
+        };
+        let Some((start, _)) = f.kept_run(&range) else {
+            return false;
+        };
+        let key = key.clone();
+        let seq = self.seq;
+        self.seq += 1;
+        if let Some(k) = self
+            .files
+            .get_mut(location)
+            .and_then(|f| f.kept.get_mut(&start))
+        {
+            k.seq = seq;
+        }
+        self.order.push_back((key, start, seq));
+        // stale entries are dropped once they outnumber the live ones
+        if self.order.len() > 2 * self.runs + 1024 {
+            let files = &self.files;
+            self.order.retain(|(loc, s, seq)| {
+                files
+                    .get(loc)
+                    .and_then(|f| f.kept.get(s))
+                    .is_some_and(|k| k.seq == *seq)
+            });
+        }
+        true
     }
 
     /// Notes that bytes `range` of the file at `location` are being fetched.
@@ -274,5 +350,44 @@ mod tests {
         );
         assert_eq!(runs_of(&[0..10, 13..20], 2), vec![0..10, 13..20]);
         assert_eq!(runs_of(&[], 2), Vec::<Range<u64>>::new());
+    }
+
+    /// A run touched is dropped after those kept before the touch; a run
+    /// kept as least recent goes first unless touched; stale entries of
+    /// the order do not drop a run touched since, and do not pile up.
+    #[test]
+    fn touched_runs_go_last_and_least_recent_first() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("/a"), Arc::from("/b"));
+        let mut c = ByteCache::new(800);
+        c.keep(&a, 0, bytes(0, 100));
+        c.keep(&a, 200, bytes(200, 100));
+        c.keep_least_recent(&b, 0, bytes(0, 100));
+        c.keep_least_recent(&b, 200, bytes(200, 100));
+        assert!(c.touch("/a", 10..20));
+        assert!(c.touch("/b", 250..300));
+        assert!(!c.touch("/a", 90..110), "no run holds it");
+        assert!(!c.touch("/c", 0..1));
+        // order now (oldest first): /b@0, /a@200, /a@0, /b@200
+        for k in 0..5 {
+            c.keep(&a, 1000 + 100 * k, bytes(1000 + 100 * k, 100));
+        }
+        assert_eq!(c.bytes(), 800);
+        assert!(kept(&c, "/b", 0..1).is_none(), "least recent first");
+        assert!(kept(&c, "/a", 200..201).is_some());
+        c.keep(&a, 2000, bytes(2000, 100));
+        assert!(kept(&c, "/a", 200..201).is_none());
+        assert!(kept(&c, "/a", 0..1).is_some(), "touched: dropped after");
+        c.keep(&a, 2100, bytes(2100, 100));
+        assert!(kept(&c, "/a", 0..1).is_none());
+        assert!(kept(&c, "/b", 200..300).is_some(), "touched last");
+        c.keep(&a, 2200, bytes(2200, 100));
+        assert!(kept(&c, "/b", 200..300).is_none());
+        assert_eq!(c.bytes(), 800);
+        // many touches of one run leave the order bounded
+        for _ in 0..10_000 {
+            assert!(c.touch("/a", 2200..2300));
+        }
+        assert!(c.order.len() <= 2 * c.runs + 1024 + 1, "{}", c.order.len());
+        assert_eq!(c.runs, 8);
     }
 }

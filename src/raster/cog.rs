@@ -974,6 +974,9 @@ struct LayoutCache {
     order: VecDeque<String>,
     /// Headers being read by a spawned task (as [`ByteCache`] lists runs being fetched).
     in_flight: HashMap<String, PendingLayout, ahash::RandomState>,
+    /// Blocks to read ahead once a header being read is in: windows (file
+    /// pixels) and the most bytes to read for them ([`CogReader::start_blocks`]).
+    wanted: HashMap<String, Vec<(Vec<Window>, u64)>, ahash::RandomState>,
 }
 
 impl std::fmt::Debug for LayoutCache {
@@ -1043,11 +1046,20 @@ impl CogReader {
         obj: &Object,
     ) -> Result<std::result::Result<Arc<Layout>, PendingLayout>> {
         let mut c = self.layout_cache()?;
+        Ok(self.layout_or_read_in(&mut c, obj))
+    }
+
+    /// [`Self::layout_or_read`], the layout cache locked.
+    fn layout_or_read_in(
+        &self,
+        c: &mut LayoutCache,
+        obj: &Object,
+    ) -> std::result::Result<Arc<Layout>, PendingLayout> {
         if let Some(l) = c.map.get(&obj.location) {
-            return Ok(Ok(l.clone()));
+            return Ok(l.clone());
         }
         if let Some(p) = c.in_flight.get(&obj.location) {
-            return Ok(Err(p.clone()));
+            return Err(p.clone());
         }
         tracing::debug!("header read: {}", redact_urls(&obj.location));
         let p: PendingLayout = spawn_shared(
@@ -1055,7 +1067,7 @@ impl CogReader {
             read_layout(obj.clone(), self.layouts.clone(), self.blocks.clone()),
         );
         c.in_flight.insert(obj.location.clone(), p.clone());
-        Ok(Err(p))
+        Err(p)
     }
 
     /// Starts reading the header of the COG at `location` ahead of its
@@ -1065,6 +1077,7 @@ impl CogReader {
     /// header is cached or being read. An error (a refused or malformed
     /// location) is returned here; one of the read itself is met again by
     /// the window's fetch, which names the item.
+    #[cfg(test)]
     pub(crate) fn start_header(&self, env: &RuntimeEnv, location: &str) -> Result<()> {
         {
             let c = self.layout_cache()?;
@@ -1085,98 +1098,40 @@ impl CogReader {
         self.layout(&obj).await.map(|_| ())
     }
 
-    /// Starts one spawned task fetching the runs `ranges` make (sorted,
-    /// disjoint block ranges, coalesced; one `get_ranges`: concurrent
-    /// requests), each run filed in `cache` as pending until it is kept:
-    /// the runs and each one's pending bytes.
-    fn begin_runs(
-        &self,
-        cache: &mut ByteCache,
-        obj: &Object,
-        ranges: &[Range<u64>],
-    ) -> (Vec<Range<u64>>, Vec<PendingRun>) {
-        let key: Arc<str> = Arc::from(obj.location.as_str());
-        let runs = runs_of(ranges, object_store::OBJECT_STORE_COALESCE_DEFAULT);
-        let all: PendingRuns = spawn_shared(
-            "block fetch",
-            fetch_runs(obj.clone(), runs.clone(), key.clone(), self.blocks.clone()),
-        );
-        let mut pending = Vec::with_capacity(runs.len());
-        for (k, run) in runs.iter().enumerate() {
-            let one: PendingRun = all
-                .clone()
-                .map(move |r| r.map(|v| v[k].clone()))
-                .boxed()
-                .shared();
-            cache.begin(&key, run.clone(), one.clone());
-            pending.push(one);
-        }
-        (runs, pending)
-    }
-
     /// Starts fetching, in as few requests as the runs they make, every
-    /// block of the COG at `location` that `windows` (file pixels: all the
+    /// block of the COG at `location` that `windows` (file pixels: the
     /// windows a scan partition will read of it) need and the block cache
-    /// neither holds nor is fetching, once its header is read; nothing when
-    /// they come to more than `cap` bytes (the rows then fetch their own).
-    /// Without waiting: the runs are filed in the cache as pending, so the
-    /// rows' fetches take or join them. A GFM-sized COG (100–500 KB) is
-    /// then one request after its header instead of one per row. An error
-    /// is left for the rows' fetches to report.
+    /// neither holds nor is fetching; nothing when they come to more than
+    /// `cap` bytes (the rows then fetch their own). Its header is read
+    /// first when it is not cached: the blocks are then asked for by the
+    /// header's read, before its layout is published, so that no row's
+    /// fetch asks for them too. Without waiting: the runs are filed in the
+    /// cache as pending, and the rows' fetches take or join them. A
+    /// GFM-sized COG (100-500 KB) is then one request after its header
+    /// instead of one per row. An error is a refused or malformed location;
+    /// one of a read is left for the rows' fetches to report.
     pub(crate) fn start_blocks(
-        self: &Arc<Self>,
-        env: &Arc<RuntimeEnv>,
+        &self,
+        env: &RuntimeEnv,
         location: &str,
         windows: Vec<Window>,
         cap: u64,
-    ) -> tokio::task::JoinHandle<()> {
-        let (reader, env, location) = (self.clone(), env.clone(), location.to_string());
-        tokio::spawn(async move {
-            let Ok(obj) = reader.object(&env, &location) else {
-                return;
-            };
-            let Ok(layout) = reader.layout(&obj).await else {
-                return;
-            };
-            let mut needed = Vec::new();
-            for (cols, rows) in windows.into_iter().filter_map(|w| layout.blocks_of(w)) {
-                for by in rows {
-                    needed.extend(cols.clone().map(|bx| by * layout.across + bx));
-                }
+    ) -> Result<()> {
+        let obj = self.object(env, location)?;
+        let mut c = self.layout_cache()?;
+        match self.layout_or_read_in(&mut c, &obj) {
+            Ok(layout) => {
+                drop(c);
+                let mut cache = self.block_cache()?;
+                blocks_ahead(&self.blocks, &mut cache, &obj, &layout, windows, cap);
             }
-            needed.sort_unstable();
-            needed.dedup();
-            let Ok(mut cache) = reader.block_cache() else {
-                return;
-            };
-            let file = cache.file(&location);
-            let mut ranges: Vec<Range<u64>> = needed
-                .into_iter()
-                .map(|i| (layout.offsets[i], layout.counts[i]))
-                .filter(|&(off, n)| off != 0 && n != 0)
-                .map(|(off, n)| off..off.saturating_add(n))
-                .filter(|r| {
-                    matches!(
-                        file.map_or(Found::Missing, |f| f.find(r.clone())),
-                        Found::Missing
-                    )
-                })
-                .collect();
-            ranges.sort_unstable_by_key(|r| r.start);
-            // the runs' bytes, gaps included, are what would be read
-            let runs = runs_of(&ranges, object_store::OBJECT_STORE_COALESCE_DEFAULT);
-            let bytes: u64 = runs.iter().map(|r| r.end - r.start).sum();
-            if ranges.is_empty() || bytes > cap {
-                return;
-            }
-            tracing::debug!(
-                "blocks of {} read ahead: {} blocks in {} runs, {bytes} bytes",
-                redact_urls(&location),
-                ranges.len(),
-                runs.len()
-            );
-            reader.begin_runs(&mut cache, &obj, &ranges);
-        })
+            Err(_) => c
+                .wanted
+                .entry(location.to_string())
+                .or_default()
+                .push((windows, cap)),
+        }
+        Ok(())
     }
 
     /// Fetches the blocks of `window` (file pixels) of the COG at `location`,
@@ -1240,7 +1195,7 @@ impl CogReader {
             }
             if !missing.is_empty() {
                 let ranges: Vec<Range<u64>> = missing.iter().map(|m| m.1.clone()).collect();
-                let (runs, pending) = self.begin_runs(&mut cache, &obj, &ranges);
+                let (runs, pending) = begin_runs(&self.blocks, &mut cache, &obj, &ranges);
                 for (slot, range) in missing {
                     // runs are sorted and disjoint: the last starting at or
                     // before the block holds it
@@ -1294,6 +1249,96 @@ fn lock_layouts(m: &Mutex<LayoutCache>) -> Result<std::sync::MutexGuard<'_, Layo
         .map_err(|_| Error::Internal("COG layout cache poisoned by a panic".into()))
 }
 
+/// Starts one spawned task fetching the runs `ranges` make (sorted,
+/// disjoint block ranges, coalesced; one `get_ranges`: concurrent
+/// requests), each run filed in `cache` (locked: `blocks`) as pending until
+/// it is kept: the runs and each one's pending bytes.
+fn begin_runs(
+    blocks: &Arc<Mutex<ByteCache>>,
+    cache: &mut ByteCache,
+    obj: &Object,
+    ranges: &[Range<u64>],
+) -> (Vec<Range<u64>>, Vec<PendingRun>) {
+    let key: Arc<str> = Arc::from(obj.location.as_str());
+    let runs = runs_of(ranges, object_store::OBJECT_STORE_COALESCE_DEFAULT);
+    let all: PendingRuns = spawn_shared(
+        "block fetch",
+        fetch_runs(obj.clone(), runs.clone(), key.clone(), blocks.clone()),
+    );
+    let mut pending = Vec::with_capacity(runs.len());
+    for (k, run) in runs.iter().enumerate() {
+        let one: PendingRun = all
+            .clone()
+            .map(move |r| r.map(|v| v[k].clone()))
+            .boxed()
+            .shared();
+        cache.begin(&key, run.clone(), one.clone());
+        pending.push(one);
+    }
+    (runs, pending)
+}
+
+/// Starts fetching, in as few requests as the runs they make, every block
+/// of `obj` (whose layout is `layout`) that `windows` need and `cache`
+/// (locked: `blocks`) neither holds nor is fetching; nothing when they come
+/// to more than `cap` bytes. Blocks kept are made recent: their rows are
+/// coming.
+fn blocks_ahead(
+    blocks: &Arc<Mutex<ByteCache>>,
+    cache: &mut ByteCache,
+    obj: &Object,
+    layout: &Layout,
+    windows: Vec<Window>,
+    cap: u64,
+) {
+    let location = obj.location.as_str();
+    let mut needed = Vec::new();
+    for (cols, rows) in windows.into_iter().filter_map(|w| layout.blocks_of(w)) {
+        for by in rows {
+            needed.extend(cols.clone().map(|bx| by * layout.across + bx));
+        }
+    }
+    needed.sort_unstable();
+    needed.dedup();
+    let (mut kept, mut missing) = (Vec::new(), Vec::new());
+    {
+        let file = cache.file(location);
+        for (off, n) in needed
+            .into_iter()
+            .map(|i| (layout.offsets[i], layout.counts[i]))
+        {
+            if off == 0 || n == 0 {
+                continue; // sparse
+            }
+            let r = off..off.saturating_add(n);
+            match file.map_or(Found::Missing, |f| f.find(r.clone())) {
+                Found::Kept(_) => kept.push(r),
+                Found::Pending(..) => {}
+                Found::Missing => missing.push(r),
+            }
+        }
+    }
+    // the runs' bytes, gaps included, are what would be read
+    let runs = runs_of(&missing, object_store::OBJECT_STORE_COALESCE_DEFAULT);
+    let bytes: u64 = runs.iter().map(|r| r.end - r.start).sum();
+    if bytes > cap {
+        return;
+    }
+    for r in kept {
+        cache.touch(location, r);
+    }
+    if missing.is_empty() {
+        return;
+    }
+    tracing::debug!(
+        "blocks of {} read ahead: {} blocks in {} runs, {bytes} bytes",
+        redact_urls(location),
+        missing.len(),
+        runs.len()
+    );
+    begin_runs(blocks, cache, obj, &missing);
+}
+
 /// Reads the layout of `obj` from its header and files it in `cache`
 /// (clearing its in-flight entry either way); the blocks that came with the
 /// header's bytes go to `blocks`.
@@ -1313,32 +1358,43 @@ async fn read_layout(
             .await
             .map_err(header)?;
         let layout = Layout::from_ifd(&ifd, &obj.location)?;
-        // the bytes read with the header (its first 128 KB: for a small
-        // COG, most of its blocks) are kept from its first whole block of
-        // band 1 to its last (not the IFDs, nor the overviews' tiles GDAL
-        // writes before them)
-        let key: Arc<str> = Arc::from(obj.location.as_str());
-        let mut c = lock_blocks(&blocks)?;
-        for (start, run) in reader.into_runs() {
-            if let Some(part) = layout.blocks_part(start, &run) {
-                c.keep(&key, part.0, part.1);
-            }
-        }
-        Ok::<_, Error>(Arc::new(layout))
+        Ok::<_, Error>((Arc::new(layout), reader.into_runs()))
     }
     .await;
-    if let Ok(mut c) = lock_layouts(&cache) {
-        c.in_flight.remove(&obj.location);
-        if let Ok(l) = &r {
-            c.map.insert(obj.location.clone(), l.clone());
-            c.order.push_back(obj.location.clone());
-            while c.order.len() > CACHED_LAYOUTS {
-                if let Some(old) = c.order.pop_front() {
-                    c.map.remove(&old);
-                }
+    // the header's bytes and the blocks wanted are filed before the layout
+    // is published (one lock of the layouts), so that no window's fetch
+    // asks for them again and no wish is missed
+    let mut c = lock_layouts(&cache).map_err(|e| Arc::from(e.to_string()))?;
+    c.in_flight.remove(&obj.location);
+    let wanted = c.wanted.remove(&obj.location).unwrap_or_default();
+    let r = r.and_then(|(layout, header_runs)| {
+        let mut b = lock_blocks(&blocks)?;
+        // the bytes read with the header (its first 128 KB: for a small COG,
+        // most of its blocks) are kept from its first whole block of band 1
+        // to its last (not the IFDs, nor the overviews' tiles GDAL writes
+        // before them), as the least recent: the blocks wanted soon are
+        // made recent, the others go first
+        let key: Arc<str> = Arc::from(obj.location.as_str());
+        for (start, run) in header_runs {
+            if let Some(part) = layout.blocks_part(start, &run) {
+                b.keep_least_recent(&key, part.0, part.1);
+            }
+        }
+        for (windows, cap) in wanted {
+            blocks_ahead(&blocks, &mut b, &obj, &layout, windows, cap);
+        }
+        Ok(layout)
+    });
+    if let Ok(l) = &r {
+        c.map.insert(obj.location.clone(), l.clone());
+        c.order.push_back(obj.location.clone());
+        while c.order.len() > CACHED_LAYOUTS {
+            if let Some(old) = c.order.pop_front() {
+                c.map.remove(&old);
             }
         }
     }
+    drop(c);
     r.map_err(|e| Arc::from(e.to_string()))
 }
 
@@ -1824,14 +1880,99 @@ mod tests {
         (h >> 24) as u8
     }
 
+    /// A local file system counting the reads made of it (one per range
+    /// asked of `get_ranges`, one per `get_opts`).
+    #[derive(Debug, Default)]
+    struct CountingStore {
+        inner: object_store::local::LocalFileSystem,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl CountingStore {
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn add(&self, n: usize) {
+            self.reads.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl std::fmt::Display for CountingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "CountingStore({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for CountingStore {
+        async fn put_opts(
+            &self,
+            location: &ObjectPath,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjectPath,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &ObjectPath,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.add(1);
+            self.inner.get_opts(location, options).await
+        }
+        async fn get_ranges(
+            &self,
+            location: &ObjectPath,
+            ranges: &[Range<u64>],
+        ) -> object_store::Result<Vec<Bytes>> {
+            self.add(ranges.len());
+            self.inner.get_ranges(location, ranges).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<ObjectPath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectPath>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &ObjectPath,
+            to: &ObjectPath,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
     /// The blocks all of a partition's windows need of a COG are fetched
-    /// with its header, in one request past its first read: the windows
-    /// then read nothing more (the file can be gone) and decode to its
-    /// pixels. Over the cap, nothing is read ahead.
+    /// with its header, in one request past its first read, whether the
+    /// header is being read or cached: the windows' fetches, started at
+    /// once, read nothing more (the file can then be gone) and decode to
+    /// its pixels. Over the cap, nothing is read ahead.
     #[tokio::test]
     async fn blocks_read_ahead_serve_every_window() {
         let dir = tempfile::tempdir().unwrap();
-        let env = Arc::new(RuntimeEnv::default());
         let opts = DEFLATE_16;
         // windows past the header's first read (128 KB of a ~260 KB file)
         let windows = [
@@ -1839,63 +1980,57 @@ mod tests {
             window(40, 400, 300, 112),
             window(0, 0, 64, 64),
         ];
-        for (cap, served) in [(1 << 20, true), (16 << 10, false)] {
-            let p = dir.path().join(format!("n{cap}.tif"));
+        let cases = [
+            (1 << 20, true, false),
+            (1 << 20, true, true),
+            (16 << 10, false, false),
+        ];
+        for (cap, served, header_first) in cases {
+            let env = Arc::new(RuntimeEnv::default());
+            let store = Arc::new(CountingStore::default());
+            env.register_object_store(&Url::parse("file:///").unwrap(), store.clone());
+            let p = dir.path().join(format!("n{cap}{header_first}.tif"));
             let px = write_with(&p, (512, 512), &opts, noise);
             assert!(std::fs::metadata(&p).unwrap().len() > tiff::HEADER_READ + (64 << 10));
             let loc = p.display().to_string();
             let reader = Arc::new(CogReader::new(ReadPolicy::allow_all()));
-            reader.start_header(&env, &loc).unwrap();
+            if header_first {
+                reader.prefetch_header(&env, &loc).await.unwrap();
+            }
             reader
                 .start_blocks(&env, &loc, windows.to_vec(), cap)
-                .await
                 .unwrap();
-            // the header's own window: its bytes came with the first read
-            let first = reader
-                .fetch(&env, &loc, (512, 512), windows[2])
-                .await
-                .unwrap();
-            // the runs read ahead are in flight or kept: wait for them
-            let pending: Vec<PendingRun> = {
-                let c = reader.block_cache().unwrap();
-                let f = c.file(&loc);
-                windows[..2]
+            // fetches started at once: they join the reads ahead
+            let fetches = futures::future::join_all(
+                windows
                     .iter()
-                    .filter_map(|w| match f?.find(reader_range(&first, *w)) {
-                        Found::Pending(p, _) => Some(p),
-                        _ => None,
-                    })
+                    .map(|w| reader.fetch(&env, &loc, (512, 512), *w)),
+            )
+            .await;
+            let reads = store.reads();
+            std::fs::remove_file(&p).unwrap();
+            let want = |w: &Window| -> Vec<u8> {
+                (w.y..w.y + w.height)
+                    .flat_map(|y| (w.x..w.x + w.width).map(move |x| (x, y)))
+                    .map(|(x, y)| px[y * 512 + x])
                     .collect()
             };
-            for p in pending {
-                p.await.unwrap();
+            for (w, f) in windows.iter().zip(fetches) {
+                let got = f.unwrap().decode().unwrap().into_vec(w.width * w.height);
+                assert_eq!(got, want(w));
             }
-            std::fs::remove_file(&p).unwrap();
-            for w in &windows[..2] {
-                let got = reader.fetch(&env, &loc, (512, 512), *w).await;
-                match (served, got) {
-                    (true, Ok(f)) => {
-                        let want: Vec<u8> = (w.y..w.y + w.height)
-                            .flat_map(|y| (w.x..w.x + w.width).map(move |x| (x, y)))
-                            .map(|(x, y)| px[y * 512 + x])
-                            .collect();
-                        assert_eq!(f.decode().unwrap().into_vec(w.width * w.height), want);
-                    }
-                    (false, Err(e)) => {
-                        assert!(e.to_string().contains(&format!("n{cap}.tif")), "{e}")
-                    }
-                    (true, Err(e)) => panic!("a window read ahead was fetched again: {e}"),
-                    (false, Ok(_)) => panic!("blocks over the cap were read ahead"),
+            if served {
+                // the header's first read, then one run for all three windows
+                assert_eq!(reads, 2, "reads (header first: {header_first})");
+                for w in &windows[..2] {
+                    let f = reader.fetch(&env, &loc, (512, 512), *w).await.unwrap();
+                    assert_eq!(f.decode().unwrap().into_vec(w.width * w.height), want(w));
                 }
+            } else {
+                // each window past the first read fetched its own blocks
+                assert_eq!(reads, 3, "blocks over the cap were read ahead");
             }
         }
-    }
-
-    /// The byte range of the first block of `w` in the layout `f` was read with.
-    fn reader_range(f: &Fetched, w: Window) -> Range<u64> {
-        let l = &f.layout;
-        let i = (w.y / l.block_h) * l.across + w.x / l.block_w;
-        l.offsets[i]..l.offsets[i] + l.counts[i]
     }
 
     /// Where entry `tag` of the first IFD of a little-endian classic TIFF

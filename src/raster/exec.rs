@@ -149,6 +149,15 @@ const HEADERS_AHEAD: usize = 64;
 /// cache.
 const BLOCKS_AHEAD_PER_FILE: u64 = 256 << 10;
 
+/// Rows per partition whose blocks are asked for ahead of the fetch stage
+/// ([`HeaderScout`]), beyond the rows it holds (`read_concurrency` x
+/// [`READ_AHEAD`]).
+const HORIZON_ROWS: usize = 512;
+
+/// The most bytes of one COG asked for at a time by the rows' horizon
+/// (more: the rows fetch their own blocks).
+const HORIZON_BYTES_PER_FILE: u64 = 2 << 20;
+
 /// The schema of `flood_chunks(...)`.
 pub(crate) fn chunk_schema() -> SchemaRef {
     static S: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -861,43 +870,75 @@ impl UnitReader {
     }
 }
 
-/// Reads the headers of a scan partition's COGs ahead of its rows, counted
-/// in files rather than rows: with the native reader, when a row is taken
-/// by the fetch stage the headers of every COG of the rows taken so far and
-/// of the next [`HEADERS_AHEAD`] COGs after them are being read. Reads are
-/// started, not awaited (each is a task of the reader's, shared with any
-/// fetch that needs it), so the scout never holds a row back, and a COG is
-/// read once however many rows use it. Ahead-reading by rows instead (a
-/// buffered stage of 128 rows) started only the first 128 rows' headers
-/// until the first of them came back: on the medium scene at 100 ms, the
-/// last COGs' headers went out a round trip late.
+/// Reads a scan partition's COGs ahead of its rows, in two ways, with the
+/// native reader:
+/// - **by file**: when a row is taken by the fetch stage, the headers of
+///   every COG of the rows taken so far and of the next [`HEADERS_AHEAD`]
+///   COGs after them are being read, each with the blocks all of the
+///   partition's rows need of it when they come to at most
+///   [`BLOCKS_AHEAD_PER_FILE`] (a GFM-sized COG: one request after its
+///   header);
+/// - **by rows**: the blocks of the next [`HORIZON_ROWS`] rows are being
+///   read, one request per COG and run of blocks, the horizon moving on by
+///   half its length at a time (a larger COG, whose rows are spread over
+///   the partition: chunks go one after the other, and each COG is used by
+///   the chunks it overlaps).
+///
+/// Reads are started, not awaited (each is a task of the reader's, shared
+/// with any fetch that needs it, and a block kept or being read is not
+/// asked for again), so the scout never holds a row back. Ahead-reading by
+/// rows only (a buffered stage of 128 rows) started only the first 128
+/// rows' headers until the first of them came back: on the medium scene at
+/// 100 ms, the last COGs' headers went out a round trip late. By file only,
+/// on the tutorial-sized scene (COGs of 300-900 KB) the rows' fetches made
+/// 2 250 requests of ~20 KB each.
 struct HeaderScout {
     reader: Arc<UnitReader>,
     /// Each COG the partition reads natively, in the order its rows first
-    /// use them, with the index of that first row and the windows (its own
-    /// pixels) of every row that reads it, taken when its reads start.
-    files: Vec<(usize, String, Vec<Window>)>,
+    /// use them.
+    files: Vec<ScoutFile>,
+    /// Rows in the partition.
+    rows: usize,
     /// Rows taken so far.
     taken: usize,
     /// Files first used by the rows taken so far (a prefix of `files`).
     through: usize,
     /// Files whose header reads have been started (a prefix of `files`).
     started: usize,
+    /// Rows whose blocks have been asked for (a prefix of the rows).
+    horizon: usize,
+}
+
+/// A COG as the [`HeaderScout`] sees it.
+struct ScoutFile {
+    /// The index of the first row reading it.
+    first: usize,
+    location: String,
+    /// The window (its own pixels) of every row reading it, with the row's
+    /// index, in row order.
+    windows: Vec<(usize, Window)>,
+    /// How many of `windows` are behind the horizon.
+    asked: usize,
 }
 
 impl HeaderScout {
     fn new(reader: Arc<UnitReader>, units: &[Unit]) -> Result<Self> {
-        let mut files: Vec<(usize, String, Vec<Window>)> = Vec::new();
+        let mut files: Vec<ScoutFile> = Vec::new();
         if reader.reader == Reader::Native {
             let mut seen: std::collections::HashMap<String, usize> = Default::default();
             for (i, u) in units.iter().enumerate() {
                 for (_, sources) in reader.assets(u)? {
                     for (loc, w) in native_reads(u.window, &sources) {
                         match seen.get(loc) {
-                            Some(&k) => files[k].2.push(w),
+                            Some(&k) => files[k].windows.push((i, w)),
                             None => {
                                 seen.insert(loc.to_string(), files.len());
-                                files.push((i, loc.to_string(), vec![w]));
+                                files.push(ScoutFile {
+                                    first: i,
+                                    location: loc.to_string(),
+                                    windows: vec![(i, w)],
+                                    asked: 0,
+                                });
                             }
                         }
                     }
@@ -907,42 +948,64 @@ impl HeaderScout {
         Ok(Self {
             reader,
             files,
+            rows: units.len(),
             taken: 0,
             through: 0,
             started: 0,
+            horizon: 0,
         })
     }
 
     /// The next row is taken: reads up to [`HEADERS_AHEAD`] files past its
-    /// own are started. A location refused or malformed is left to the
-    /// row's fetch, which reports it with its item.
+    /// own are started, and the horizon moved on when the row is within
+    /// half of it. A location refused or malformed is left to the row's
+    /// fetch, which reports it with its item.
     fn take(&mut self) {
         let row = self.taken;
         self.taken += 1;
-        while self
-            .files
-            .get(self.through)
-            .is_some_and(|(first, _, _)| *first <= row)
-        {
+        while self.files.get(self.through).is_some_and(|f| f.first <= row) {
             self.through += 1;
         }
         let until = (self.through + HEADERS_AHEAD).min(self.files.len());
         let (cog, env) = (&self.reader.cog, &self.reader.env);
-        let files = self.files.get_mut(self.started..until).unwrap_or_default();
-        for (_, loc, windows) in files {
-            match cog.start_header(env, loc) {
-                // its blocks for every row, in a few requests, once the
-                // header is in (the task runs detached)
-                Ok(()) => {
-                    drop(cog.start_blocks(env, loc, std::mem::take(windows), BLOCKS_AHEAD_PER_FILE))
-                }
-                Err(e) => tracing::debug!(
-                    "header of {} not read ahead: {e}",
-                    crate::error::redact_urls(loc)
-                ),
-            }
+        for f in self.files.get(self.started..until).unwrap_or_default() {
+            let windows = f.windows.iter().map(|&(_, w)| w).collect();
+            Self::start(cog, env, &f.location, windows, BLOCKS_AHEAD_PER_FILE);
         }
         self.started = self.started.max(until);
+        if !self.files.is_empty() && self.horizon < self.rows.min(row + HORIZON_ROWS / 2) {
+            self.advance((row + HORIZON_ROWS).min(self.rows));
+        }
+    }
+
+    /// Asks for the blocks of every row before `until` not asked for yet:
+    /// one read ahead per COG.
+    fn advance(&mut self, until: usize) {
+        let (cog, env) = (&self.reader.cog, &self.reader.env);
+        // files are in the order of their first rows
+        let n = self.files.partition_point(|f| f.first < until);
+        for f in &mut self.files[..n] {
+            let rest = &f.windows[f.asked..];
+            let k = rest.partition_point(|&(r, _)| r < until);
+            if k == 0 {
+                continue;
+            }
+            let windows = rest[..k].iter().map(|&(_, w)| w).collect();
+            f.asked += k;
+            Self::start(cog, env, &f.location, windows, HORIZON_BYTES_PER_FILE);
+        }
+        self.horizon = until;
+    }
+
+    /// Starts reading a COG's header, when it is not read or being read,
+    /// and then the blocks of `windows` ([`CogReader::start_blocks`]).
+    fn start(cog: &CogReader, env: &RuntimeEnv, location: &str, windows: Vec<Window>, cap: u64) {
+        if let Err(e) = cog.start_blocks(env, location, windows, cap) {
+            tracing::debug!(
+                "{} not read ahead: {e}",
+                crate::error::redact_urls(location)
+            );
+        }
     }
 }
 
