@@ -16,6 +16,23 @@ if [ "$PROFILE" = release ]; then cargo build --release --locked -q; else cargo 
 TARGET=$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 BIN=$TARGET/$([ "$PROFILE" = release ] && echo release || echo debug)/floodsql
 
+# bench_exe NAME: builds the bench target NAME (benches/NAME.rs) and prints
+# its executable. The dev profile: its per-package opt-levels build zlib-rs
+# and libdeflate at opt-level 3, as release does, and it shares the test
+# build's dependencies (the bench profile would rebuild every dependency
+# with the dev-dependencies' features).
+bench_exe() {
+  local exe
+  exe=$(cargo bench --locked -q --profile dev --bench "$1" --no-run --message-format=json \
+    | "$PY" -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1")
+  [ -x "$exe" ] || { echo "the $1 bench did not build" >&2; return 1; }
+  echo "$exe"
+}
+
 # scene NAME [synth options]: generates $ROOT/NAME once (kept between runs)
 # and prints its directory; its AOI is on the "bbox:" line of NAME.synth.txt.
 scene() {

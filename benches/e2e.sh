@@ -22,18 +22,9 @@ wait_url "$API/"
 
 # the physical floor (the needed blocks' compressed bytes inflated, nothing
 # else), measured in every round too: the windows the scene needs (from the
-# floor script's own search and grid), and the floor's binary
-# (dev profile: its per-package opt-levels build zlib-rs and libdeflate at
-# opt-level 3, as release does; the bench profile would rebuild every
-# dependency with the dev-dependencies' features)
+# floor script's own search and grid), and the floor's binary (bench_exe)
 "$PY" benches/decode_floor.py --windows "$API" "$BBOX" 2022-09-01T00:00:00 2022-10-01T00:00:00 > "$OUT/windows.txt"
-FLOOR=$(cargo bench --locked -q --profile dev --bench inflate_floor --no-run --message-format=json \
-  | "$PY" -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "inflate_floor" and m.get("executable"):
-        print(m["executable"])')
-[ -x "$FLOOR" ] || { echo "the inflate_floor bench did not build" >&2; exit 1; }
+FLOOR=$(bench_exe inflate_floor)
 {
   # the stack, floodsql (local, on the cluster), GDAL's floor and the
   # inflate floor in rounds, one run of each per round (see measure_rounds):

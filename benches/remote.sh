@@ -8,15 +8,27 @@
 # run. Every output is checked pixel-identical, on the same grid and CRS, to
 # the local one (not byte-identical: each COG records its catalogue's path).
 #
-#   benches/remote.sh [tiny|small|medium|tutorial]    (default: medium)
+# The COGs are served by benches/range_server.rs (Rust: a stand-in for an
+# object store that costs the machine little), or with SERVER=python by the
+# tests' tests/py/range_server.py, which shares the benchmark's two cores
+# (~0.2 s of CPU per 600 requests and 50 MB: it measures its own cost too).
+#
+#   benches/remote.sh [tiny|small|medium|tutorial|gfm]    (default: medium)
 #   RUNS=3  PROFILE=release|dev  DELAYS="0 20 100"  PEER_DELAYS="20"  READERS="native gdal"
-#   FLOODSQL_VENV=...   (READERS=native PEER_DELAYS= : floodsql's own reader only)
+#   SERVER=rust|python  FLOODSQL_VENV=...
+#   (READERS=native PEER_DELAYS= : floodsql's own reader only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DELAYS=${DELAYS:-0 20 100}
 PEER_DELAYS=${PEER_DELAYS-20}
 READERS=${READERS:-native gdal}
+SERVER=${SERVER:-rust}
 source benches/common.sh "$@"
+case "$SERVER" in
+  rust) RANGE_SERVER=("$(bench_exe range_server)") ;;
+  python) RANGE_SERVER=("$PY" tests/py/range_server.py) ;;
+  *) echo "SERVER is rust or python, not '$SERVER'" >&2; exit 2 ;;
+esac
 
 # items whose hrefs point at the range server (the STAC API itself answers at once)
 rewrite() { # items.json out.json base_url
@@ -37,7 +49,7 @@ OURS=("$BIN" --quiet extent --collection GFM --bbox "$BBOX" --datetime "$DT")
 # one range server per delay, all up before the first round
 declare -A PORT
 for d in $DELAYS; do
-  PORT[$d]=$(free_port); "$PY" tests/py/range_server.py "$DIR/cogs" "${PORT[$d]}" "$d" & PIDS="$PIDS $!"
+  PORT[$d]=$(free_port); "${RANGE_SERVER[@]}" "$DIR/cogs" "${PORT[$d]}" "$d" & PIDS="$PIDS $!"
   wait_url "http://127.0.0.1:${PORT[$d]}/__stats"
   rewrite "$DIR/items.json" "$OUT/items_$d.json" "http://127.0.0.1:${PORT[$d]}"
 done
@@ -65,7 +77,7 @@ done
   done
 } > "$OUT/results"
 
-"$PY" - "$OUT" "$SCALE" "$PROFILE" "$RUNS" <<'PYEOF'
+"$PY" - "$OUT" "$SCALE" "$PROFILE" "$RUNS" "$SERVER" <<'PYEOF'
 import glob, os, re, statistics, sys
 import numpy as np, rasterio
 out = sys.argv[1]
@@ -84,7 +96,7 @@ def rounds(n):
     p = f"{out}/rounds_{n}"
     return [float(l.split()[0]) for l in open(p)] if os.path.exists(p) else []
 local = rounds("local_native")
-print(f"scene={sys.argv[2]} profile={sys.argv[3]} rounds={sys.argv[4]} outputs identical={same}" + (f" (differ: {differ})" if differ else ""))
+print(f"scene={sys.argv[2]} profile={sys.argv[3]} rounds={sys.argv[4]} server={sys.argv[5]} outputs identical={same}" + (f" (differ: {differ})" if differ else ""))
 print(f"{'':24}{'wall s':>9}{'peak MB':>9}{'/ local, per round: median (min-max)':>40}{'added s':>9}{'RTTs':>6}")
 for n, t, m in rows:
     r = rounds(n)

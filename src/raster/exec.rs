@@ -810,6 +810,12 @@ impl UnitReader {
     /// chunk, the per-chunk columns computed.
     async fn read(self: Arc<Self>, p: Prefetched) -> Result<RecordBatch> {
         let Prefetched { unit: u, windows } = p;
+        tracing::trace!(
+            "row fetched: chunk ({}, {}) at {}",
+            u.col,
+            u.row,
+            u.datetime_us
+        );
         let zones = chunk_value(self.zones.clone(), u.window, "zones").await?;
         let areas = chunk_value(self.areas.clone(), u.window, "pixel areas").await?;
         let mut fused = Vec::with_capacity(windows.len());
