@@ -188,7 +188,9 @@ async fn find_job(client: &reqwest::Client, rest: &str, name: &str) -> Option<St
 }
 
 /// Asks the scheduler (its REST API at `rest`) to cancel job `id`: the
-/// client of a stopped query does not leave its job running.
+/// client of a stopped query does not leave its job running. A job that
+/// has already ended (the scheduler answers 409 Conflict: it failed or
+/// completed, e.g. between the interrupt and this call) is left as it is.
 pub(crate) async fn cancel_job(rest: &str, id: &str) -> Result<()> {
     let url = format!("{rest}/api/job/{id}");
     let failed = |m: String| Error::Cluster {
@@ -205,6 +207,10 @@ pub(crate) async fn cancel_job(rest: &str, id: &str) -> Result<()> {
         .await
         .map_err(|e| failed(e.to_string()))?;
     if resp.status().is_success() {
+        Ok(())
+    } else if resp.status() == reqwest::StatusCode::CONFLICT {
+        let why = resp.text().await.unwrap_or_default();
+        tracing::debug!("job {id} not cancelled, it has ended: {why}");
         Ok(())
     } else {
         Err(failed(format!("the scheduler answered {}", resp.status())))

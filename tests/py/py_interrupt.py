@@ -28,7 +28,11 @@ out = Path(out)
 out.mkdir(parents=True, exist_ok=True)
 con = floodsql.connect(cluster, partitions=32 if cluster else None)
 r = con.sql(floodsql._SQL["max_flood_extent"],
-            floodsql._scan_params(api, bbox, dt, "GFM", "ensemble_flood_extent", 200), progress=False)
+            # smaller chunks on a cluster: its job must outlast the wait
+            # below for a Running job (with 200 px, once the reads had got
+            # faster, it sometimes completed before the signal)
+            floodsql._scan_params(api, bbox, dt, "GFM", "ensemble_flood_extent", 100 if cluster else 200),
+            progress=False)
 
 
 def cpu():
@@ -54,7 +58,7 @@ def interrupt():
         while time.time() < deadline and not [j for j in jobs()
                                               if j["job_id"] not in before and j["status"] == "Running"]:
             time.sleep(0.05)
-        time.sleep(0.5)
+        time.sleep(0.2)
     else:
         # once the scan has read pixels (a file is being staged) or after 2 s
         deadline = time.time() + 2

@@ -214,6 +214,23 @@ def test_keyboard_interrupt_cancels_the_cluster_job(cluster, medium, medium_api,
     assert facts["cluster_jobs"] == ["Failed"], facts
 
 
+def test_cancelling_an_ended_cluster_job_is_not_an_error(cluster, medium, medium_api):
+    """A cancel that comes when the job has already ended on the scheduler
+    (an interrupt racing the job's end: the scheduler answers 409 Conflict)
+    leaves the job as it ended and raises nothing. (The medium scene in
+    small chunks: long enough for the client to learn the job's id.)"""
+    import urllib.request
+    con = floodsql.connect(cluster.url, partitions=32)
+    r = con.sql(SQL_EXTENT, scan_params(medium_api, medium.bbox, 200), progress=False)
+    job = con._inner.start_collect(r.sql)
+    while not job.wait(0.1):
+        pass
+    jid = job.cancel()  # raised QueryError('... the scheduler answered 409 Conflict')
+    assert jid, "the client never learnt the job's id: the query was too short"
+    jobs = json.loads(urllib.request.urlopen(cluster.rest + "/api/jobs", timeout=5).read())
+    assert [j["status"] for j in jobs if j["job_id"] == jid] == ["Completed"], jobs
+
+
 def test_keyboard_interrupt_cancels_the_query_and_leaves_nothing(medium, medium_api, tmp_path):
     """A SIGINT (Ctrl-C) from a timer thread mid-query ends the call
     promptly with KeyboardInterrupt, the query's threads stop working, and
