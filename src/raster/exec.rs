@@ -1010,6 +1010,7 @@ impl HeaderScout {
         let rows_fused = m.baseline.output_rows().value();
         let ahead = horizon_rows(m.fetched_bytes.value() as u64, rows_fused, self.partitions);
         if !self.files.is_empty() && self.horizon < self.rows.min(row + ahead / 2) {
+            tracing::debug!("rows' horizon at row {row}: {ahead} rows ahead");
             self.advance((row + ahead).min(self.rows));
         }
     }
