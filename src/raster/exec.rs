@@ -910,9 +910,9 @@ impl UnitReader {
 /// - **by rows**: the blocks of the next rows up to a horizon are being
 ///   read (as many rows as a share of the block cache holds,
 ///   [`horizon_rows`]), one request per COG and run of blocks, the horizon
-///   moving on when the rows taken come within half its length (a larger COG, whose rows are spread over
-///   the partition: chunks go one after the other, and each COG is used by
-///   the chunks it overlaps).
+///   moving on when the rows taken come within half its length (a larger
+///   COG, whose rows are spread over the partition: chunks go one after the
+///   other, and each COG is used by the chunks it overlaps).
 ///
 /// Reads are started, not awaited (each is a task of the reader's, shared
 /// with any fetch that needs it, and a block kept or being read is not

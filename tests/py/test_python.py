@@ -218,10 +218,11 @@ def test_cancelling_an_ended_cluster_job_is_not_an_error(cluster, medium, medium
     """A cancel that comes when the job has already ended on the scheduler
     (an interrupt racing the job's end: the scheduler answers 409 Conflict)
     leaves the job as it ended and raises nothing. (The medium scene in
-    small chunks: long enough for the client to learn the job's id.)"""
+    small chunks: long enough for the client to learn the job's id, which
+    it polls for every 0.3 s.)"""
     import urllib.request
     con = floodsql.connect(cluster.url, partitions=32)
-    r = con.sql(SQL_EXTENT, scan_params(medium_api, medium.bbox, 200), progress=False)
+    r = con.sql(SQL_EXTENT, scan_params(medium_api, medium.bbox, 100), progress=False)
     job = con._inner.start_collect(r.sql)
     while not job.wait(0.1):
         pass
