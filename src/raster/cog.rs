@@ -9,13 +9,14 @@
 //!    [`CogReader`]'s cache (a COG's header is a few KB at its start);
 //! 2. the **byte ranges** of the blocks (tiles, or strips) the window touches
 //!    are merged into runs (at most 1 MB apart, `object_store`'s rule) and
-//!    fetched on the async runtime with one `get_ranges` call, which keeps
+//!    fetched on the reader's I/O runtime ([`IO_RUNTIME`], apart from the
+//!    query's workers) with one `get_ranges` call, which keeps
 //!    several requests in flight, so a remote store's latency is paid once
 //!    per window, not once per block. Blocks in runs fetched before (for a
 //!    neighbouring window, or with the header) are taken from a bounded
 //!    cache of those runs instead ([`crate::raster::byte_cache`]);
 //! 3. the blocks are **decoded** (DEFLATE, LZW, ZSTD, … with the horizontal
-//!    predictor undone) on a blocking thread by [`Fetched::decode`].
+//!    predictor undone) by [`Fetched::decode`], where the row is polled.
 //!
 //! Locations are those of [`crate::stac::item::resolve_href`]: an absolute
 //! local path, or an `http(s)://`, `s3://`, `gs://` or `az://` URL. Stores
@@ -658,8 +659,8 @@ impl Fetched {
 
     /// Decodes into the window's pixels (row-major, band 1). Blocks seen
     /// constant before are not inflated, and a window of one value is not
-    /// materialised (see [`crate::raster::constant`]). Blocking: call from a
-    /// blocking thread.
+    /// materialised (see [`crate::raster::constant`]). CPU work and no I/O:
+    /// called where the row is polled, as DataFusion's operators do theirs.
     pub(crate) fn decode(self) -> Result<Pixels> {
         let mut rows = Collect {
             width: self.window.width,
@@ -1201,6 +1202,11 @@ impl CogReader {
                 }
             }
             if !missing.is_empty() {
+                tracing::trace!(
+                    "window {window:?} of {}: {} blocks not read ahead",
+                    redact_urls(location),
+                    missing.len()
+                );
                 let ranges: Vec<Range<u64>> = missing.iter().map(|m| m.1.clone()).collect();
                 let (runs, pending) = begin_runs(&self.blocks, &mut cache, &obj, &ranges);
                 for (slot, range) in missing {
@@ -1234,13 +1240,39 @@ impl CogReader {
     }
 }
 
-/// Runs `fut` as its own task and returns its result as a future any number
-/// of windows can wait for.
+/// The runtime every store call of the readers runs on: one thread of its
+/// own, apart from the runtime that decodes and fuses rows.
+///
+/// A scan's partitions keep the query runtime's workers busy: a row's
+/// blocks are decoded where its stream is polled, and a stream whose rows
+/// are ready does not yield. A fetch spawned there waited for a worker to
+/// fall idle, and so did the socket events of the requests in flight: at
+/// 100 ms per response, blocks read ahead at 0.28 s went out at 0.64 s and
+/// the scan's last rows waited for them. Here requests go out when they
+/// are asked for and their bytes are taken in when they come, whatever the
+/// rows are doing (DataFusion's advice too: its `thread_pools` example runs
+/// I/O on a runtime of its own). `None` when the thread cannot be started:
+/// fetches then run on the caller's runtime.
+static IO_RUNTIME: LazyLock<Option<tokio::runtime::Runtime>> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("floodsql-io")
+        .enable_all()
+        .build()
+        .map_err(|e| tracing::warn!("no I/O runtime ({e}): store calls share the query's"))
+        .ok()
+});
+
+/// Runs `fut` as its own task on the I/O runtime ([`IO_RUNTIME`]) and
+/// returns its result as a future any number of windows can wait for.
 fn spawn_shared<T: Clone + Send + Sync + 'static>(
     what: &'static str,
     fut: impl std::future::Future<Output = std::result::Result<T, Arc<str>>> + Send + 'static,
 ) -> Shared<BoxFuture<'static, std::result::Result<T, Arc<str>>>> {
-    let task = tokio::spawn(fut);
+    let task = match IO_RUNTIME.as_ref() {
+        Some(io) => io.spawn(fut),
+        None => tokio::spawn(fut),
+    };
     async move {
         match task.await {
             Ok(r) => r,
@@ -1270,7 +1302,13 @@ fn begin_runs(
     let runs = runs_of(ranges, object_store::OBJECT_STORE_COALESCE_DEFAULT);
     let all: PendingRuns = spawn_shared(
         "block fetch",
-        fetch_runs(obj.clone(), runs.clone(), key.clone(), blocks.clone()),
+        fetch_runs(
+            obj.clone(),
+            runs.clone(),
+            key.clone(),
+            blocks.clone(),
+            std::time::Instant::now(),
+        ),
     );
     let mut pending = Vec::with_capacity(runs.len());
     for (k, run) in runs.iter().enumerate() {
@@ -1415,7 +1453,9 @@ async fn fetch_runs(
     runs: Vec<Range<u64>>,
     key: Arc<str>,
     cache: Arc<Mutex<ByteCache>>,
+    asked: std::time::Instant,
 ) -> std::result::Result<Arc<Vec<Bytes>>, Arc<str>> {
+    let started = asked.elapsed();
     let got = match obj.permit().await {
         Ok(_permit) => obj
             .store
@@ -1424,6 +1464,12 @@ async fn fetch_runs(
             .map_err(|e| crate::error::chain_message(&e)),
         Err(e) => Err(e.to_string()),
     };
+    tracing::trace!(
+        "{} runs of {} fetched {:?} after they were asked (started after {started:?})",
+        runs.len(),
+        redact_urls(&key),
+        asked.elapsed()
+    );
     let got = got.and_then(|got| {
         if got.len() != runs.len() {
             return Err(format!(
@@ -2038,6 +2084,41 @@ mod tests {
                 assert_eq!(reads, 3, "blocks over the cap were read ahead");
             }
         }
+    }
+
+    /// Reads go out, and their bytes come in, while the runtime that asked
+    /// for them is busy: a scan's rows decode where they are polled and do
+    /// not yield, and blocks read ahead must not wait for them. Here the
+    /// asking runtime (one thread) is blocked outright; the header's read
+    /// and the run of blocks after it are still made and kept, and the
+    /// windows then decode with nothing more read. (On the query's runtime,
+    /// as before [`IO_RUNTIME`], neither read is made until it yields.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_ahead_go_out_while_the_asking_runtime_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Arc::new(RuntimeEnv::default());
+        let store = Arc::new(CountingStore::default());
+        env.register_object_store(&Url::parse("file:///").unwrap(), store.clone());
+        let p = dir.path().join("busy.tif");
+        let px = write_with(&p, (512, 512), &DEFLATE_16, noise);
+        let loc = p.display().to_string();
+        let reader = Arc::new(CogReader::new(ReadPolicy::allow_all()));
+        let w = window(0, 300, 512, 100); // past the header's first read
+        reader.start_blocks(&env, &loc, vec![w], 1 << 20).unwrap();
+        // the only thread of this runtime, busy and never yielding
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.reads() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(store.reads(), 2, "reads made while the runtime was busy");
+        let f = reader.fetch(&env, &loc, (512, 512), w).await.unwrap();
+        let got = f.decode().unwrap().into_vec(w.width * w.height);
+        let want: Vec<u8> = (w.y..w.y + w.height)
+            .flat_map(|y| (w.x..w.x + w.width).map(move |x| (x, y)))
+            .map(|(x, y)| px[y * 512 + x])
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(store.reads(), 2, "the window read its blocks again");
     }
 
     /// Where entry `tag` of the first IFD of a little-endian classic TIFF
