@@ -1392,6 +1392,7 @@ async fn read_layout(
     cache: Arc<Mutex<LayoutCache>>,
     blocks: Arc<Mutex<ByteCache>>,
 ) -> std::result::Result<Arc<Layout>, Arc<str>> {
+    let started = std::time::Instant::now();
     let r = async {
         let mut reader = HeaderBytes::new(&obj);
         let header = |e| store_err(&obj.location, e);
@@ -1406,6 +1407,11 @@ async fn read_layout(
         Ok::<_, Error>((Arc::new(layout), reader.into_runs()))
     }
     .await;
+    tracing::trace!(
+        "header of {} read in {:?}",
+        redact_urls(&obj.location),
+        started.elapsed()
+    );
     // the header's bytes and the blocks wanted are filed before the layout
     // is published (one lock of the layouts), so that no window's fetch
     // asks for them again and no wish is missed
