@@ -2068,12 +2068,7 @@ mod tests {
             .await;
             let reads = store.reads();
             std::fs::remove_file(&p).unwrap();
-            let want = |w: &Window| -> Vec<u8> {
-                (w.y..w.y + w.height)
-                    .flat_map(|y| (w.x..w.x + w.width).map(move |x| (x, y)))
-                    .map(|(x, y)| px[y * 512 + x])
-                    .collect()
-            };
+            let want = |w: &Window| crop(&px, 512, *w);
             for (w, f) in windows.iter().zip(fetches) {
                 let got = f.unwrap().decode().unwrap().into_vec(w.width * w.height);
                 assert_eq!(got, want(w));
@@ -2119,11 +2114,7 @@ mod tests {
         assert_eq!(store.reads(), 2, "reads made while the runtime was busy");
         let f = reader.fetch(&env, &loc, (512, 512), w).await.unwrap();
         let got = f.decode().unwrap().into_vec(w.width * w.height);
-        let want: Vec<u8> = (w.y..w.y + w.height)
-            .flat_map(|y| (w.x..w.x + w.width).map(move |x| (x, y)))
-            .map(|(x, y)| px[y * 512 + x])
-            .collect();
-        assert_eq!(got, want);
+        assert_eq!(got, crop(&px, 512, w));
         assert_eq!(store.reads(), 2, "the window read its blocks again");
     }
 
