@@ -29,9 +29,10 @@ out.mkdir(parents=True, exist_ok=True)
 con = floodsql.connect(cluster, partitions=32 if cluster else None)
 r = con.sql(floodsql._SQL["max_flood_extent"],
             # smaller chunks on a cluster: its job must outlast the wait
-            # below for a Running job (with 200 px, once the reads had got
-            # faster, it sometimes completed before the signal)
-            floodsql._scan_params(api, bbox, dt, "GFM", "ensemble_flood_extent", 100 if cluster else 200),
+            # below for a Running job (each time the reads got faster, the
+            # job sometimes completed before the signal: 200 px, then 100 px
+            # and 50 px once reads ran on their own runtime)
+            floodsql._scan_params(api, bbox, dt, "GFM", "ensemble_flood_extent", 25 if cluster else 200),
             progress=False)
 
 
